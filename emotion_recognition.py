@@ -1,0 +1,680 @@
+"""Facial emotion recognition: train, evaluate and use a Keras classifier on face images.
+
+    python emotion_recognition.py                                   # train (or load) + evaluate on HASsplittedDS/
+    python emotion_recognition.py --data ../shared/datasets/fer2013-has --train-again --epochs 5
+    python emotion_recognition.py evaluate path/to/faces            # any folder of <class>/ sub-folders
+    python emotion_recognition.py --help                            # every option and its default
+
+A port of a published single-file Keras script (happy / sad / angry, scratch CNN or frozen VGG16),
+rewritten for Keras 3 with a cached tf.data input pipeline.
+"""
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
+
+import cv2
+import h5py
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+import keras
+from keras import layers, regularizers
+from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix, f1_score
+
+logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
+
+# -----------------------------------------------------------------------------
+# Defaults (every one can be overridden on the command line)
+
+train_again = False  # False: reuse MODEL_PATH when it exists; True: always train a new model
+DATA_DIR = "HASsplittedDS"  # folder with train/, val/, test/, each holding one sub-folder per class
+MODEL = "cnn"  # architecture: "cnn" (the original's scratch CNN) or "vgg16" (frozen VGG16 + head)
+MODEL_PATH = "EmotionRecognitionSystem.h5"  # trained model file (class names and image settings inside)
+OUTPUT_DIR = "results"  # metrics.json, classification report, plots, history.csv, config.json
+EPOCHS = 30  # maximum epochs; EarlyStopping usually ends sooner
+BATCH_SIZE = 32  # images per training step
+LEARNING_RATE = 1e-3  # Adam's initial learning rate
+IMAGE_SIZE = "auto"  # side in pixels; "auto" follows the data (48 for FER2013), the original used 200
+COLOR = "auto"  # "grayscale", "rgb", or "auto" (grayscale when every sampled image is grey)
+VGG_WEIGHTS = "imagenet"  # "imagenet" (Keras download/cache), "none" (untrained), or a local notop .h5 path
+SEED = 42  # seeds shuffling, augmentation and weight initialisation
+
+EARLY_STOPPING_PATIENCE = 5  # epochs without val_loss improvement before stopping
+REDUCE_LR_PATIENCE = 3  # epochs without val_loss improvement before halving the learning rate
+REDUCE_LR_FACTOR = 0.5  # learning-rate multiplier on a plateau
+MIN_LEARNING_RATE = 1e-6  # floor for ReduceLROnPlateau
+ORIGINAL_IMAGE_SIZE = 200  # the original resized every image to 200x200 RGB; "auto" never goes above it
+AUTO_SIZE_SAMPLE = 200  # training images inspected to choose the size and colour for "auto"
+MAX_IN_MEMORY_MB = 4096  # decoded splits larger than this are kept in a file cache (memory-mapped)
+ROTATION_DEGREES = 30  # augmentation, as the original's ImageDataGenerator: rotation up to 30 degrees,
+SHIFT_FRACTION = 0.2  # width/height shift of 20 %,
+SHEAR_DEGREES = 0.2  # shear_range 0.2 (ImageDataGenerator reads it as an angle in degrees),
+ZOOM_FRACTION = 0.2  # zoom 80-120 %, horizontal flip, nearest fill
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad option, mismatched model): printed as one line."""
+
+
+# -----------------------------------------------------------------------------
+# Data: scan folders, decode every image once, then a cached tf.data pipeline
+
+
+def list_class_names(folder):
+    """Sorted sub-folder names of `folder`, i.e. its classes."""
+    if not os.path.isdir(folder):
+        raise UserError(f"data folder {folder!r} does not exist; expected one sub-folder per class")
+    names = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)) and not d.startswith("."))
+    if not names:
+        raise UserError(f"{folder!r} has no class sub-folders; expected e.g. {folder}/happy/, {folder}/sad/")
+    return names
+
+
+def check_dataset_layout(data_dir):
+    """Validate DATA/{train,val,test}/<class>/ and return the class names (sorted, from train/)."""
+    if not os.path.isdir(data_dir):
+        raise UserError(f"data folder {data_dir!r} does not exist; expected {data_dir}/train, /val and /test "
+                        "with one sub-folder per class (use --data DIR)")
+    for split in SPLITS:
+        if not os.path.isdir(os.path.join(data_dir, split)):
+            raise UserError(f"split folder {os.path.join(data_dir, split)!r} is missing; "
+                            f"{data_dir} must hold train/, val/ and test/")
+    class_names = list_class_names(os.path.join(data_dir, "train"))
+    if len(class_names) < 2:
+        raise UserError(f"{os.path.join(data_dir, 'train')!r} has only the class {class_names}; need at least two")
+    for split in SPLITS[1:]:
+        names = list_class_names(os.path.join(data_dir, split))
+        if names != class_names:
+            raise UserError(f"classes in {os.path.join(data_dir, split)!r} {names} differ from train's "
+                            f"{class_names}; every split needs the same class folders")
+    for split in SPLITS:
+        for name in class_names:
+            if not list_image_files(os.path.join(data_dir, split, name)):
+                raise UserError(f"class folder {os.path.join(data_dir, split, name)!r} holds no images")
+    return class_names
+
+
+def list_image_files(folder):
+    """Files in `folder` that are not hidden (non-images are weeded out later, when decoded)."""
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                  if not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
+
+
+def read_image(path):
+    """Decode an image file to uint8 RGB (H, W, 3); None when it is not a readable image."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII names
+    except OSError:
+        return None
+    if data.size == 0:
+        return None
+    # IMREAD_COLOR gives 8-bit BGR for 16-bit, palette, alpha, grey and CMYK files alike.
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def prepare_image(image, image_size, color):
+    """Resize an RGB uint8 image to the model's square input and colour: (S, S, 1 or 3) uint8."""
+    h, w = image.shape[:2]
+    interpolation = cv2.INTER_AREA if h > image_size or w > image_size else cv2.INTER_LINEAR
+    image = cv2.resize(image, (image_size, image_size), interpolation=interpolation)
+    if color == "grayscale":
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
+    return image
+
+
+def choose_image_settings(data_dir, class_names, image_size, color, min_size):
+    """Resolve "auto" size/colour from a sample of training images (48x48 grey FER2013 -> 48, grayscale)."""
+    if image_size != "auto" and color != "auto":
+        return int(image_size), color
+    files = [f for name in class_names for f in list_image_files(os.path.join(data_dir, "train", name))]
+    rng = np.random.default_rng(0)
+    sample = [read_image(f) for f in rng.permutation(files)[:AUTO_SIZE_SAMPLE]]
+    sample = [im for im in sample if im is not None]
+    if not sample:
+        raise UserError(f"none of the sampled images under {os.path.join(data_dir, 'train')!r} could be read")
+    if image_size == "auto":
+        sides = [max(im.shape[:2]) for im in sample]
+        image_size = int(min(max(int(np.median(sides)), min_size), ORIGINAL_IMAGE_SIZE))
+    if color == "auto":
+        is_grey = all(np.array_equal(im[..., 0], im[..., 1]) and np.array_equal(im[..., 1], im[..., 2])
+                      for im in sample)
+        color = "grayscale" if is_grey else "rgb"
+    return int(image_size), color
+
+
+def load_folder(folder, class_names, image_size, color, cache_dir=None):
+    """Decode every image under folder/<class>/ once, resized: returns (images uint8, labels, skipped paths).
+
+    Labels index `class_names`; a folder may hold a subset of them. Splits too large for
+    MAX_IN_MEMORY_MB go to a memory-mapped file in `cache_dir`, so memory stays bounded.
+    """
+    files, labels = [], []
+    for label, name in enumerate(class_names):
+        class_dir = os.path.join(folder, name)
+        if os.path.isdir(class_dir):
+            paths = [p for p in list_image_files(class_dir) if not os.path.basename(p).startswith(".")]
+            files += paths
+            labels += [label] * len(paths)
+    channels = 1 if color == "grayscale" else 3
+    shape = (len(files), image_size, image_size, channels)
+    if math.prod(shape) > MAX_IN_MEMORY_MB * 2**20 and cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        cache_file = os.path.join(cache_dir, f"{os.path.basename(os.path.normpath(folder))}-{image_size}-{color}.npy")
+        images = np.lib.format.open_memmap(cache_file, mode="w+", dtype=np.uint8, shape=shape)
+    else:
+        images = np.empty(shape, dtype=np.uint8)
+    ok = np.zeros(len(files), dtype=bool)
+
+    def decode(i):
+        image = read_image(files[i])
+        if image is not None:
+            images[i] = prepare_image(image, image_size, color)
+            ok[i] = True
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # OpenCV releases the GIL
+        list(pool.map(decode, range(len(files))))
+    skipped = [f for f, good in zip(files, ok) if not good]
+    if skipped:
+        examples = ", ".join(os.path.basename(f) for f in skipped[:3])
+        print(f"Warning: skipped {len(skipped)} unreadable or non-image file(s) in {folder} (e.g. {examples})")
+    keep = np.flatnonzero(ok)
+    if len(keep) < len(files):
+        images = images[keep]  # a copy, in memory: only happens for the (rare) folders with bad files
+    return images, np.asarray(labels, dtype=np.int64)[keep], skipped
+
+
+def make_augmentation(seed):
+    """The original's training augmentation as Keras layers (run in tf.data, never saved in the model)."""
+    shear = math.tan(math.radians(SHEAR_DEGREES))
+    return keras.Sequential([
+        layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="nearest", seed=seed),
+        layers.RandomTranslation(SHIFT_FRACTION, SHIFT_FRACTION, fill_mode="nearest", seed=seed),
+        layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode="nearest", seed=seed),
+        layers.RandomZoom((-ZOOM_FRACTION, ZOOM_FRACTION), (-ZOOM_FRACTION, ZOOM_FRACTION),
+                          fill_mode="nearest", seed=seed),
+        layers.RandomFlip("horizontal", seed=seed),
+    ], name="augmentation")
+
+
+def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED):
+    """Batches of (float32 pixels 0-255, one-hot labels) read from the decoded array; order kept unless shuffle."""
+    ds = tf.data.Dataset.range(len(images))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    image_shape = images.shape[1:]
+
+    def take(index):
+        batch = tf.numpy_function(lambda i: images[i], [index], tf.uint8)
+        batch = tf.ensure_shape(batch, (None, *image_shape))
+        return tf.cast(batch, tf.float32), tf.one_hot(tf.gather(labels, index), num_classes)
+
+    ds = ds.map(take, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# -----------------------------------------------------------------------------
+# Models: preprocessing (rescaling, colour, VGG16 input conversion) lives inside each model
+
+
+@keras.saving.register_keras_serializable(package="emotion_recognition")
+class VGG16Preprocess(layers.Layer):
+    """VGG16's own input conversion (RGB 0-255 -> BGR minus the ImageNet mean), kept inside the model."""
+
+    def call(self, inputs):
+        return keras.applications.vgg16.preprocess_input(inputs)
+
+
+def min_image_size(model_name):
+    """Smallest input side each architecture accepts (four valid 3x3 conv + pool blocks; VGG16's own limit)."""
+    return {"cnn": 46, "vgg16": 32}[model_name]
+
+
+def build_cnn(input_shape, num_classes):
+    """The original scratch CNN, layer for layer: four conv/BN/pool blocks, dropout, L2 dense head."""
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1 / 255)(inputs)
+    for block, filters in enumerate((16, 32, 64, 128)):
+        x = layers.Conv2D(filters, 3, activation="relu")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(2)(x)
+        if block > 0:
+            x = layers.Dropout(0.3)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(512, activation="relu", kernel_regularizer=regularizers.l2(0.01))(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def load_vgg16_base(input_shape, weights):
+    """VGG16 without its top. weights: "imagenet" (Keras download/cache), "none", or a local notop .h5 file."""
+    if weights == "imagenet":
+        try:  # fetch (or find in the Keras cache) first, so an offline machine gets a useful sentence
+            weights = keras.utils.get_file(
+                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                cache_subdir="models", file_hash="6d6bbae143d832006294945121d1f1fc")
+        except Exception as error:  # Keras raises a bare Exception("URL fetch failure ...")
+            raise UserError(f"could not download the ImageNet VGG16 weights ({error}); download "
+                            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 elsewhere and pass "
+                            "--vgg-weights PATH, or put it in ~/.keras/models/") from None
+    elif weights == "none":
+        weights = None
+    elif not os.path.isfile(weights):
+        raise UserError(f"VGG16 weights file {weights!r} not found; pass --vgg-weights imagenet, none, "
+                        "or the path of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    try:
+        return keras.applications.VGG16(include_top=False, weights=weights, input_shape=input_shape)
+    except (OSError, ValueError) as error:
+        raise UserError(f"could not load VGG16 weights from {weights!r}: {error}") from None
+
+
+def build_vgg16(input_shape, num_classes, weights=VGG_WEIGHTS):
+    """Frozen VGG16 + the original head; 'same' padding in the head when the base output is under 4x4."""
+    inputs = keras.Input(input_shape)
+    x = layers.Concatenate()([inputs] * 3) if input_shape[-1] == 1 else inputs  # grey -> 3 channels
+    x = VGG16Preprocess()(x)
+    base = load_vgg16_base((input_shape[0], input_shape[1], 3), weights)
+    base.trainable = False
+    x = base(x, training=False)
+    padding = "valid" if x.shape[1] >= 4 else "same"  # 200 px: 6x6 as the original; 48 px: 1x1
+    x = layers.Conv2D(256, 3, activation="relu", padding=padding)(x)
+    x = layers.MaxPooling2D(2, padding=padding)(x)
+    x = layers.Flatten()(x)
+    for units, rate in ((512, 0.5), (256, 0.4)):
+        x = layers.Dense(units, activation="relu", kernel_regularizer=regularizers.l2(0.01))(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Dropout(rate)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="vgg16_transfer")
+
+
+def build_model(name, input_shape, num_classes, learning_rate, vgg_weights=VGG_WEIGHTS):
+    """Build and compile one of the architectures."""
+    if name == "vgg16":
+        model = build_vgg16(input_shape, num_classes, vgg_weights)
+    else:
+        model = build_cnn(input_shape, num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+# -----------------------------------------------------------------------------
+# Saving and loading: atomic writes, class names and image settings stored inside the .h5
+
+
+def save_model(model, path, metadata):
+    """Write the model and its metadata to a temporary file beside `path`, then rename: never half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(suffix=".tmp.h5", dir=folder)  # Keras only accepts .h5/.keras names
+    os.close(fd)
+    try:
+        model.save(tmp_path)
+        with h5py.File(tmp_path, "a") as f:
+            f.attrs[METADATA_KEY] = json.dumps(metadata)
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def load_trained_model(path):
+    """Load a model saved by this script: returns (model, metadata). Clear errors for bad files."""
+    if not os.path.isfile(path):
+        raise UserError(f"model file {path!r} not found; train one first (python emotion_recognition.py "
+                        "--train-again) or pass --model-path")
+    try:
+        with h5py.File(path, "r") as f:
+            metadata = json.loads(f.attrs.get(METADATA_KEY, "{}"))
+        model = keras.models.load_model(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
+                        "delete it or retrain with --train-again") from None
+    if not metadata:  # a model from the original script: infer what we can
+        channels = model.input_shape[-1]
+        metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb"}
+    return model, metadata
+
+
+def check_model_matches(metadata, model, class_names, path):
+    """Stop with advice when a saved model was trained for other classes than the data holds."""
+    saved = metadata.get("class_names")
+    if saved is None and model.output_shape[-1] == len(class_names):
+        return
+    if saved != class_names:
+        raise UserError(f"model {path!r} was trained for classes {saved or model.output_shape[-1]} but the data "
+                        f"has {class_names}; retrain with --train-again or use another --model-path")
+
+
+# -----------------------------------------------------------------------------
+# Training
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Atomically save the model (with metadata) to `path` whenever val_loss improves."""
+
+    def __init__(self, path, metadata):
+        super().__init__()
+        self.path, self.metadata, self.best = path, metadata, math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        val_loss = (logs or {}).get("val_loss", math.inf)
+        if val_loss < self.best:
+            self.best = val_loss
+            save_model(self.model, self.path, {**self.metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
+
+
+def make_callbacks(checkpoint_path, output_dir, metadata):
+    """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint and a CSV history."""
+    return [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=EARLY_STOPPING_PATIENCE,
+                                      restore_best_weights=True, verbose=1),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
+                                          patience=REDUCE_LR_PATIENCE, min_lr=MIN_LEARNING_RATE, verbose=1),
+        BestModelCheckpoint(checkpoint_path, metadata),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv")),
+    ]
+
+
+def checkpoint_path_for(model_path):
+    """The in-training checkpoint sits beside the model file and never overwrites it."""
+    root, ext = os.path.splitext(model_path)
+    return f"{root}.checkpoint{ext or '.h5'}"
+
+
+def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata):
+    """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far."""
+    checkpoint_path = checkpoint_path_for(model_path)
+    try:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
+                            callbacks=make_callbacks(checkpoint_path, output_dir, metadata))
+    except KeyboardInterrupt:
+        if not os.path.exists(checkpoint_path):
+            raise UserError("training interrupted before the first epoch ended; nothing was saved "
+                            f"and {model_path!r} is unchanged") from None
+        os.replace(checkpoint_path, model_path)
+        raise UserError(f"training interrupted; the best model so far was saved to {model_path!r}") from None
+    save_model(model, model_path, metadata)
+    if os.path.exists(checkpoint_path):
+        os.remove(checkpoint_path)
+    return history.history
+
+
+# -----------------------------------------------------------------------------
+# Evaluation and plots
+
+
+def evaluate_model(model, ds, labels, class_names):
+    """Loss/accuracy from Keras, F1 and report from scikit-learn, on the same predictions."""
+    loss, accuracy = model.evaluate(ds, verbose=0)
+    probabilities = model.predict(ds, verbose=0)
+    predictions = probabilities.argmax(axis=1)
+    indices = list(range(len(class_names)))
+    report = classification_report(labels, predictions, labels=indices, target_names=class_names,
+                                   digits=4, zero_division=0)
+    per_class = classification_report(labels, predictions, labels=indices, target_names=class_names,
+                                      output_dict=True, zero_division=0)
+    counts = np.bincount(labels, minlength=len(class_names))
+    return {
+        "loss": float(loss),
+        "accuracy": float(accuracy),
+        "weighted_f1": float(f1_score(labels, predictions, labels=indices, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(labels, predictions, labels=indices, average="macro", zero_division=0)),
+        "majority_class_accuracy": float(counts.max() / counts.sum()),
+        "n_samples": int(len(labels)),
+        "class_names": list(class_names),
+        "support": {name: int(n) for name, n in zip(class_names, counts)},
+        "per_class": {name: {k: float(per_class[name][k]) for k in ("precision", "recall", "f1-score")}
+                      for name in class_names},
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=indices).tolist(),
+        "classification_report": report,
+        "predictions": predictions,
+    }
+
+
+def print_metrics(metrics):
+    """The original's printout, plus macro F1 and the majority-class baseline."""
+    print(f"Test Loss: {metrics['loss']:.4f}")
+    print(f"Test Accuracy: {metrics['accuracy']:.4f}")
+    print(f"Test F1-Score: {metrics['weighted_f1']:.4f}")
+    print(f"Test Macro F1-Score: {metrics['macro_f1']:.4f}")
+    print(f"Majority-class accuracy (always '{max(metrics['support'], key=metrics['support'].get)}'): "
+          f"{metrics['majority_class_accuracy']:.4f}")
+    print("Classification Report:")
+    print(metrics["classification_report"])
+
+
+def save_metrics(metrics, output_dir):
+    """metrics.json and classification_report.txt."""
+    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        json.dump({k: v for k, v in metrics.items() if k != "predictions"}, f, indent=2)
+    with open(os.path.join(output_dir, "classification_report.txt"), "w") as f:
+        f.write(metrics["classification_report"])
+
+
+def plot_confusion_matrix(labels, predictions, class_names, path):
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(class_names), 1 + 1.2 * len(class_names)))
+    ConfusionMatrixDisplay.from_predictions(labels, predictions, labels=list(range(len(class_names))),
+                                            display_labels=class_names, cmap="Blues", ax=ax, colorbar=False)
+    ax.set_title("Test confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_training_curves(history, path):
+    """Training vs validation loss and accuracy, side by side, as the original."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(history[key], label=f"Training {key}")
+        ax.plot(history[f"val_{key}"], label=f"Validation {key}")
+        ax.set_xlabel("Epoch")
+        ax.set_title(f"Training and validation {key}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def display_available():
+    return sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+# -----------------------------------------------------------------------------
+# Commands
+
+
+def check_writable(folder):
+    """Fail now, not after an hour of training, when results cannot be written."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write to {folder!r} ({error.strerror}); choose another folder") from None
+
+
+def report(metrics, labels, output_dir, show, history=None):
+    """Print, save and plot the evaluation (and the training curves when it trained)."""
+    print_metrics(metrics)
+    save_metrics(metrics, output_dir)
+    plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"],
+                          os.path.join(output_dir, "confusion_matrix.png"))
+    if history:
+        plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
+    print(f"Results written to {output_dir}/")
+    if show:
+        plt.show()
+    plt.close("all")
+
+
+def run_train(args):
+    """The original script's flow: load or train, save, then evaluate on test/."""
+    class_names = check_dataset_layout(args.data)
+    check_writable(args.output_dir)
+    check_writable(os.path.dirname(os.path.abspath(args.model_path)))
+    keras.utils.set_random_seed(args.seed)
+    trained = args.train_again or not os.path.exists(args.model_path)
+    history = None
+    if not trained:
+        model, metadata = load_trained_model(args.model_path)
+        check_model_matches(metadata, model, class_names, args.model_path)
+        print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
+        image_size, color = metadata["image_size"], metadata["color"]
+    else:
+        image_size, color = choose_image_settings(args.data, class_names, args.image_size, args.color,
+                                                  min_image_size(args.model))
+        if image_size < min_image_size(args.model):
+            raise UserError(f"--image-size {image_size} is too small for --model {args.model}; "
+                            f"use at least {min_image_size(args.model)}")
+    settings = {**vars(args), "image_size": image_size, "color": color, "class_names": class_names,
+                "trained": trained}
+    print("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "command"))
+    cache_dir = os.path.join(args.output_dir, "cache")
+    splits = {split: load_folder(os.path.join(args.data, split), class_names, image_size, color, cache_dir)
+              for split in (SPLITS if trained else ("test",))}
+    for split, (images, labels, _) in splits.items():
+        counts = ", ".join(f"{n} {c}" for c, n in zip(class_names, np.bincount(labels, minlength=len(class_names))))
+        print(f"Found {len(labels)} {split} images ({counts})")
+    num_classes = len(class_names)
+    if trained:
+        model = build_model(args.model, (image_size, image_size, 1 if color == "grayscale" else 3),
+                            num_classes, args.learning_rate, args.vgg_weights)
+        metadata = {"class_names": class_names, "image_size": image_size, "color": color,
+                    "model": args.model, "trained_on": os.path.abspath(args.data),
+                    "created": datetime.datetime.now().isoformat(timespec="seconds")}
+        train_ds = make_dataset(*splits["train"][:2], num_classes, args.batch_size, shuffle=True,
+                                augment=make_augmentation(args.seed), seed=args.seed)
+        val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
+        start = time.perf_counter()
+        history = train_model(model, train_ds, val_ds, args.epochs, args.model_path, args.output_dir, metadata)
+        print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
+              f"model saved to {args.model_path}")
+    with open(os.path.join(args.output_dir, "config.json"), "w") as f:
+        json.dump(settings, f, indent=2)
+    images, labels, _ = splits["test"]
+    metrics = evaluate_model(model, make_dataset(images, labels, num_classes, args.batch_size), labels, class_names)
+    report(metrics, labels, args.output_dir, args.show, history)
+
+
+def run_evaluate(args):
+    """Evaluate the saved model on any folder of <class>/ sub-folders (a subset of the model's classes)."""
+    model, metadata = load_trained_model(args.model_path)
+    folder_classes = list_class_names(args.folder)
+    class_names = metadata.get("class_names") or folder_classes
+    unknown = sorted(set(folder_classes) - set(class_names))
+    if unknown:
+        raise UserError(f"{args.folder!r} has classes {unknown} the model does not know; it knows {class_names}")
+    check_writable(args.output_dir)
+    images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"])
+    if len(labels) == 0:
+        raise UserError(f"no readable images under {args.folder!r}/<class>/")
+    print(f"Evaluating {args.model_path} on {len(labels)} images from {args.folder}")
+    ds = make_dataset(images, labels, len(class_names), args.batch_size)
+    metrics = evaluate_model(model, ds, labels, class_names)
+    report(metrics, labels, args.output_dir, args.show)
+
+
+# -----------------------------------------------------------------------------
+# Command line
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def image_size_arg(text):
+    return text if text == "auto" else positive_int(text)
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+def make_parser():
+    parser = argparse.ArgumentParser(
+        description="Facial emotion recognition. With no command, runs 'train' (the original script: "
+                    "train or load, then evaluate on test/).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    common.add_argument("--model-path", default=MODEL_PATH, help="trained model file")
+    common.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for metrics, reports and plots")
+    common.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
+    common.add_argument("--no-show", dest="show", action="store_false",
+                        help="never open plot windows (plots are always saved as PNG)")
+
+    train = commands.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                help="train (or load) a model, then evaluate it on test/ (the default)")
+    train.add_argument("--data", default=DATA_DIR, help="data set folder with train/, val/, test/")
+    train.add_argument("--model", default=MODEL, choices=("cnn", "vgg16"), help="architecture")
+    train.add_argument("--train-again", action="store_true", default=train_again,
+                       help="train even when --model-path exists")
+    train.add_argument("--epochs", type=positive_int, default=EPOCHS, help="maximum training epochs")
+    train.add_argument("--learning-rate", type=positive_float, default=LEARNING_RATE, help="Adam learning rate")
+    train.add_argument("--image-size", type=image_size_arg, default=IMAGE_SIZE, help="'auto' or a side in pixels")
+    train.add_argument("--color", default=COLOR, choices=("auto", "grayscale", "rgb"), help="input colour")
+    train.add_argument("--vgg-weights", default=VGG_WEIGHTS, help="'imagenet', 'none', or a local notop .h5 file")
+    train.add_argument("--seed", type=int, default=SEED, help="random seed")
+
+    evaluate = commands.add_parser("evaluate", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                   help="evaluate the saved model on a folder of <class>/ sub-folders")
+    evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = make_parser()
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["train", *argv]  # the original script took no command
+    args = parser.parse_args(argv)
+    if not (args.show and display_available()):
+        matplotlib.use("Agg")
+        args.show = False
+    try:
+        COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Shared test helpers: synthetic drawn faces in the HASsplittedDS layout, and a CLI runner."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "emotion_recognition.py")
+SHARED_DATA = os.environ.get("FER_DATA", os.path.join(ROOT, "..", "shared", "datasets", "fer2013-has"))
+CLASSES = ("angry", "happy", "sad")
+
+
+def draw_face(emotion, size=48, rng=None):
+    """A grey cartoon face whose mouth and brows show the emotion, with random jitter and noise."""
+    rng = rng or np.random.default_rng()
+    scale = size / 48
+    image = np.full((size, size), int(rng.integers(20, 60)), np.uint8)
+    cx, cy = size / 2 + rng.normal(0, 1.5 * scale), size / 2 + rng.normal(0, 1.5 * scale)
+    p = lambda x, y: (int(round(cx + x * scale)), int(round(cy + y * scale)))
+    cv2.ellipse(image, p(0, 0), (int(17 * scale), int(21 * scale)), 0, 0, 360, int(rng.integers(150, 220)), -1)
+    for side in (-1, 1):
+        cv2.circle(image, p(7 * side, -5), max(1, int(2 * scale)), 30, -1)
+        brow_tilt = {"angry": 4, "sad": -4, "happy": 0}[emotion]
+        cv2.line(image, p(3 * side, -10 + brow_tilt / 2), p(11 * side, -10 - brow_tilt / 2), 30, max(1, int(scale)))
+    mouth = {"happy": (0, 180), "sad": (180, 360), "angry": None}[emotion]
+    if mouth:
+        cv2.ellipse(image, p(0, 8 if emotion == "happy" else 12), (int(8 * scale), int(5 * scale)), 0, *mouth, 30,
+                    max(1, int(1.5 * scale)))
+    else:
+        cv2.line(image, p(-7, 10), p(7, 10), 30, max(1, int(2 * scale)))
+    noise = rng.normal(0, 8, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def make_dataset(root, per_class=(24, 8, 8), size=48, classes=CLASSES, seed=0, color=False):
+    """Write root/{train,val,test}/<class>/*.png of drawn faces; returns root."""
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "val", "test"), per_class):
+        for emotion in classes:
+            folder = os.path.join(root, split, emotion)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(n):
+                face = draw_face(emotion if emotion in ("angry", "happy", "sad") else "angry", size, rng)
+                if color:
+                    face = cv2.applyColorMap(face, cv2.COLORMAP_BONE)
+                cv2.imwrite(os.path.join(folder, f"{emotion}_{i:03d}.png"), face)
+    return str(root)
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """Run the script as a user would; returns the CompletedProcess (text output)."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("DISPLAY", None)
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("faces"))
+
+
+requires_shared_data = pytest.mark.skipif(not os.path.isdir(SHARED_DATA),
+                                          reason=f"real data set not found at {SHARED_DATA}")
