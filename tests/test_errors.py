@@ -1,0 +1,124 @@
+"""User mistakes and messy data: one clear line on stderr, non-zero exit, nothing saved is lost."""
+
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+import emotion_recognition as er
+from conftest import make_dataset, run_cli
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "error:" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_dataset(tmp_path / "data", per_class=(4, 2, 2))
+
+
+def test_missing_data_folder(tmp_path):
+    assert_clean_error(run_cli("--data", tmp_path / "nope", "--output-dir", tmp_path / "o"), "does not exist")
+
+
+def test_missing_split(data, tmp_path):
+    shutil.rmtree(os.path.join(data, "val"))
+    assert_clean_error(run_cli("--data", data, "--output-dir", tmp_path / "o"), "val", "missing")
+
+
+def test_empty_class_folder(data, tmp_path):
+    for f in os.listdir(os.path.join(data, "test", "sad")):
+        os.remove(os.path.join(data, "test", "sad", f))
+    assert_clean_error(run_cli("--data", data, "--output-dir", tmp_path / "o"), "holds no images")
+
+
+def test_classes_differ_between_splits(data, tmp_path):
+    os.rename(os.path.join(data, "val", "sad"), os.path.join(data, "val", "sadness"))
+    assert_clean_error(run_cli("--data", data, "--output-dir", tmp_path / "o"), "differ")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("--image-size", "0"), "--image-size"), (("--image-size", "-3"), "--image-size"),
+    (("--image-size", "big"), "--image-size"), (("--epochs", "0"), "--epochs"),
+    (("--model", "resnet9000"), "--model"), (("--learning-rate", "-1"), "--learning-rate"),
+])
+def test_bad_options(data, tmp_path, args, fragment):
+    result = run_cli("--data", data, "--output-dir", tmp_path / "o", *args)
+    assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_image_size_too_small_for_the_model(data, tmp_path):
+    assert_clean_error(run_cli("--data", data, "--train-again", "--image-size", "40", "--model-path",
+                               tmp_path / "m.h5", "--output-dir", tmp_path / "o"), "at least 46")
+
+
+def test_unwritable_output_dir_fails_before_training(data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    result = run_cli("--data", data, "--train-again", "--model-path", tmp_path / "m.h5",
+                     "--output-dir", blocker / "results")
+    assert_clean_error(result, "cannot write")
+    assert "Epoch" not in result.stdout
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a model", b"\x89HDF\r\n\x1a\n" + b"\0" * 100])
+def test_bad_model_file(data, tmp_path, content):
+    path = tmp_path / "m.h5"
+    path.write_bytes(content)
+    assert_clean_error(run_cli("--data", data, "--model-path", path, "--output-dir", tmp_path / "o"),
+                       "--train-again")
+    assert path.read_bytes() == content  # not deleted, not overwritten
+
+
+def test_model_for_other_classes_suggests_retraining(data, tmp_path):
+    model = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
+    er.save_model(model, str(tmp_path / "m.h5"), {"class_names": ["cat", "dog"], "image_size": 48, "color": "grayscale"})
+    assert_clean_error(run_cli("--data", data, "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "o"),
+                       "cat", "--train-again")
+
+
+def test_evaluate_missing_model_and_unknown_classes(data, tmp_path):
+    assert_clean_error(run_cli("evaluate", os.path.join(data, "test"), "--model-path", tmp_path / "none.h5"),
+                       "not found")
+    model = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
+    er.save_model(model, str(tmp_path / "m.h5"), {"class_names": ["happy", "sad"], "image_size": 48, "color": "grayscale"})
+    assert_clean_error(run_cli("evaluate", os.path.join(data, "test"), "--model-path", tmp_path / "m.h5",
+                               "--output-dir", tmp_path / "o"), "angry")
+
+
+def write_messy_files(folder):
+    """Every kind of odd file the loader must survive; returns (readable, unreadable) counts."""
+    face = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", face)
+    jpeg = jpeg.tobytes()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "notes.txt").write_text("labelled by hand")
+    cv2.imwrite(str(folder / "alpha.png"), np.dstack([face] * 4))
+    cv2.imwrite(str(folder / "sixteen.png"), face.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "UPPER.JPG"), face)
+    cv2.imencode(".png", face)[1].tofile(str(folder / "naïve face 1.png"))
+    cv2.imwrite(str(folder / "big.jpg"), cv2.resize(face, (3000, 2000)))
+    return 5, 2  # readable: alpha, sixteen, UPPER, naïve, big; skipped: empty, notes (.DS_Store is hidden)
+
+
+def test_messy_files_are_read_or_skipped_with_one_warning(data, tmp_path):
+    readable, skipped = write_messy_files(tmp_path / "data" / "train" / "happy")
+    images, labels, skipped_files = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48,
+                                                   "grayscale")
+    names = sorted(os.path.basename(f) for f in skipped_files)
+    assert {"empty.jpg", "notes.txt"} <= set(names)
+    assert len(labels) == 12 + readable + (1 if "truncated.jpg" not in names else 0)
+    assert images.shape[1:] == (48, 48, 1)
+    result = run_cli("--data", data, "--epochs", 1, "--model-path", tmp_path / "m.h5",
+                     "--output-dir", tmp_path / "o", "--no-show")
+    assert result.returncode == 0, result.stderr
+    assert "Warning: skipped" in result.stdout and "empty.jpg" in result.stdout

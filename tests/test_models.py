@@ -1,0 +1,107 @@
+"""Architectures, preprocessing inside the model, VGG16 weights handling, atomic saving."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import emotion_recognition as er
+
+
+def test_cnn_is_the_original_architecture():
+    model = er.build_cnn((200, 200, 3), 3)
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [16, 32, 64, 128]
+    assert all(c.padding == "valid" and c.kernel_size == (3, 3) for c in convs)
+    assert len([l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]) == 4
+    assert [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)] == [0.3, 0.3, 0.3, 0.5]
+    dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    assert [d.units for d in dense] == [512, 3]
+    assert dense[0].kernel_regularizer.l2 == pytest.approx(0.01)
+    assert isinstance(model.layers[1], keras.layers.Rescaling)  # preprocessing inside the model
+    assert model.output_shape == (None, 3)
+
+
+@pytest.mark.parametrize("size,channels,expected_padding", [(200, 3, "valid"), (48, 1, "same"), (32, 1, "same")])
+def test_vgg16_head_and_frozen_base(size, channels, expected_padding):
+    model = er.build_vgg16((size, size, channels), 3, weights="none")
+    base = model.get_layer("vgg16")
+    assert not base.trainable and base.trainable_weights == []
+    head_conv = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)][0]
+    assert head_conv.filters == 256 and head_conv.padding == expected_padding
+    assert [d.units for d in model.layers if isinstance(d, keras.layers.Dense)] == [512, 256, 3]
+    if size == 200:
+        assert base.output.shape[1:] == (6, 6, 512)  # as the original
+    out = model(np.random.default_rng(0).uniform(0, 255, (2, size, size, channels)).astype("float32"))
+    assert out.shape == (2, 3) and np.allclose(out.numpy().sum(axis=1), 1, atol=1e-5)
+
+
+def test_vgg16_preprocessing_matches_keras_preprocess_input():
+    x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = keras.applications.vgg16.preprocess_input(x.copy())
+    assert np.allclose(er.VGG16Preprocess()(x), expected, atol=1e-4)
+
+
+def test_vgg16_loads_a_local_weights_file(tmp_path):
+    keras.utils.set_random_seed(3)
+    source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = str(tmp_path / "vgg16_notop.weights.h5")
+    source.save_weights(path)
+    model = er.build_vgg16((32, 32, 1), 3, weights=path)
+    for saved, loaded in zip(source.get_weights(), model.get_layer("vgg16").get_weights()):
+        np.testing.assert_array_equal(saved, loaded)
+
+
+def test_vgg16_offline_download_gives_a_sentence(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(er.UserError, match="--vgg-weights PATH"):
+        er.build_vgg16((32, 32, 3), 3, weights="imagenet")
+
+
+def test_vgg16_missing_or_corrupt_weights_file(tmp_path):
+    with pytest.raises(er.UserError, match="not found"):
+        er.load_vgg16_base((32, 32, 3), str(tmp_path / "nope.h5"))
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(er.UserError, match="could not load VGG16 weights"):
+        er.load_vgg16_base((32, 32, 3), str(bad))
+
+
+def test_save_is_atomic_and_keeps_metadata(tmp_path):
+    model = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
+    path = tmp_path / "m.h5"
+    meta = {"class_names": ["a", "b"], "image_size": 48, "color": "grayscale"}
+    er.save_model(model, str(path), meta)
+    assert sorted(os.listdir(tmp_path)) == ["m.h5"]  # no temporary file left behind
+    loaded, loaded_meta = er.load_trained_model(str(path))
+    assert loaded_meta == meta
+    x = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_failed_save_leaves_the_previous_model_untouched(tmp_path, monkeypatch):
+    model = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
+    path = tmp_path / "m.h5"
+    er.save_model(model, str(path), {"class_names": ["a", "b"]})
+    before = path.read_bytes()
+
+    def crash(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half a fi")
+        raise OSError("disk full")
+    monkeypatch.setattr(keras.Model, "save", crash)
+    with pytest.raises(OSError):
+        er.save_model(model, str(path), {"class_names": ["a", "b"]})
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.h5"]
+
+
+def test_augmentation_changes_images_but_keeps_shape():
+    augment = er.make_augmentation(seed=1)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    y = augment(x, training=True).numpy()
+    assert y.shape == x.shape and not np.allclose(x, y)
+    assert y.min() >= 0 and y.max() <= 255  # nearest fill, no black borders beyond the data range

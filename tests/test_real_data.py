@@ -1,0 +1,32 @@
+"""Slower checks on real faces (FER2013 angry/happy/sad at ../shared/datasets/fer2013-has)."""
+
+import json
+import os
+
+import pytest
+
+from conftest import SHARED_DATA, requires_shared_data, run_cli
+
+pytestmark = [pytest.mark.real_data, requires_shared_data]
+
+
+def link_subset(root, per_split):
+    """Symlinks to the real data set: the first N files per class (by name), or all when N is None."""
+    for split, n in per_split.items():
+        for name in sorted(os.listdir(os.path.join(SHARED_DATA, split))):
+            os.makedirs(os.path.join(root, split, name))
+            files = sorted(os.listdir(os.path.join(SHARED_DATA, split, name)))
+            for f in files[:n] if n else files:
+                os.symlink(os.path.join(SHARED_DATA, split, name, f), os.path.join(root, split, name, f))
+    return str(root)
+
+
+def test_training_on_real_faces_beats_the_majority_baseline(tmp_path):
+    data = link_subset(tmp_path / "fer", {"train": None, "val": 300, "test": None})
+    result = run_cli("--data", data, "--train-again", "--epochs", 3, "--model-path", tmp_path / "m.h5",
+                     "--output-dir", tmp_path / "out", "--no-show")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["n_samples"] == 1039
+    assert metrics["majority_class_accuracy"] == pytest.approx(463 / 1039)
+    assert metrics["accuracy"] > metrics["majority_class_accuracy"] + 0.03, metrics["accuracy"]

@@ -1,0 +1,113 @@
+"""The original flow through the real command line: train -> save -> reload -> evaluate."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+import emotion_recognition as er
+from conftest import make_dataset, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_data, tmp_path_factory):
+    """One 2-epoch training run shared by the tests below."""
+    out = tmp_path_factory.mktemp("run")
+    model_path = out / "model.h5"
+    result = run_cli("--data", synthetic_data, "--epochs", 2, "--model-path", model_path,
+                     "--output-dir", out / "results", "--no-show")
+    assert result.returncode == 0, result.stderr
+    return out, model_path, result
+
+
+def test_training_writes_model_and_all_outputs(trained):
+    out, model_path, result = trained
+    assert model_path.is_file()
+    assert not os.path.exists(er.checkpoint_path_for(str(model_path)))  # checkpoint removed after success
+    for name in ("metrics.json", "confusion_matrix.png", "training_curves.png", "history.csv",
+                 "classification_report.txt", "config.json"):
+        assert (out / "results" / name).is_file(), name
+    assert "Epoch 1/2" in result.stdout
+    for line in ("Test Loss: ", "Test Accuracy: ", "Test F1-Score: ", "Classification Report:"):
+        assert line in result.stdout
+    assert len((out / "results" / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    metrics = json.loads((out / "results" / "metrics.json").read_text())
+    for key in ("loss", "accuracy", "weighted_f1", "macro_f1", "class_names", "confusion_matrix", "n_samples",
+                "per_class", "majority_class_accuracy"):
+        assert key in metrics
+    assert metrics["class_names"] == ["angry", "happy", "sad"]
+    assert metrics["n_samples"] == 24
+    assert set(metrics["per_class"]["sad"]) == {"precision", "recall", "f1-score"}
+
+
+def test_second_run_loads_instead_of_training(trained, synthetic_data):
+    out, model_path, _ = trained
+    before = model_path.read_bytes()
+    result = run_cli("--data", synthetic_data, "--model-path", model_path, "--output-dir", out / "again", "--no-show")
+    assert result.returncode == 0, result.stderr
+    assert "loaded" in result.stdout.lower() and str(model_path) in result.stdout
+    assert "Epoch" not in result.stdout
+    assert not (out / "again" / "training_curves.png").exists()
+    assert model_path.read_bytes() == before
+    first = json.loads((out / "results" / "metrics.json").read_text())
+    second = json.loads((out / "again" / "metrics.json").read_text())
+    assert second["confusion_matrix"] == first["confusion_matrix"]
+    assert second["loss"] == pytest.approx(first["loss"], abs=1e-5)
+
+
+def test_metrics_match_scikit_learn_on_the_same_predictions(trained, synthetic_data):
+    out, model_path, _ = trained
+    metrics = json.loads((out / "results" / "metrics.json").read_text())
+    model, meta = er.load_trained_model(str(model_path))
+    images, labels, _ = er.load_folder(os.path.join(synthetic_data, "test"), meta["class_names"],
+                                       meta["image_size"], meta["color"])
+    predictions = model.predict(images.astype("float32"), verbose=0).argmax(axis=1)
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, predictions), abs=1e-6)
+    assert metrics["weighted_f1"] == pytest.approx(f1_score(labels, predictions, average="weighted"), abs=1e-6)
+    assert metrics["macro_f1"] == pytest.approx(f1_score(labels, predictions, average="macro"), abs=1e-6)
+    counts = np.zeros((3, 3), int)
+    np.add.at(counts, (labels, predictions), 1)
+    assert metrics["confusion_matrix"] == counts.tolist()
+    assert metrics["majority_class_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_model_file_carries_class_names_and_image_settings(trained):
+    _, model_path, _ = trained
+    model, meta = er.load_trained_model(str(model_path))
+    assert meta["class_names"] == ["angry", "happy", "sad"]
+    assert (meta["image_size"], meta["color"]) == (48, "grayscale")  # "auto" on 48x48 grey faces
+    assert model.input_shape == (None, 48, 48, 1)
+
+
+def test_evaluate_command_on_another_folder(trained, tmp_path):
+    out, model_path, _ = trained
+    other = make_dataset(tmp_path / "other", per_class=(0, 0, 5), classes=("happy", "sad"), seed=7)
+    result = run_cli("evaluate", os.path.join(other, "test"), "--model-path", model_path,
+                     "--output-dir", tmp_path / "eval", "--no-show")
+    assert result.returncode == 0, result.stderr
+    assert "Test Accuracy: " in result.stdout
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_samples"] == 10
+    assert metrics["support"] == {"angry": 0, "happy": 5, "sad": 5}
+
+
+def test_more_classes_and_colour_images_work(tmp_path):
+    data = make_dataset(tmp_path / "data", per_class=(6, 2, 2), classes=("angry", "happy", "sad", "zz_other"),
+                        size=64, color=True)
+    result = run_cli("--data", data, "--epochs", 1, "--model-path", tmp_path / "m.h5",
+                     "--output-dir", tmp_path / "out", "--no-show")
+    assert result.returncode == 0, result.stderr
+    _, meta = er.load_trained_model(str(tmp_path / "m.h5"))
+    assert meta["class_names"] == ["angry", "happy", "sad", "zz_other"]
+    assert (meta["image_size"], meta["color"]) == (64, "rgb")
+
+
+def test_explicit_size_reproduces_the_original_200px_rgb_input(tmp_path):
+    data = make_dataset(tmp_path / "data", per_class=(3, 1, 1))
+    result = run_cli("--data", data, "--epochs", 1, "--image-size", 200, "--color", "rgb",
+                     "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out", "--no-show")
+    assert result.returncode == 0, result.stderr
+    model, _ = er.load_trained_model(str(tmp_path / "m.h5"))
+    assert model.input_shape == (None, 200, 200, 3)
