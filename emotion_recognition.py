@@ -30,7 +30,9 @@ import numpy as np
 import tensorflow as tf
 import keras
 from keras import layers, regularizers
-from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix,
+                             f1_score)
+from sklearn.utils.class_weight import compute_class_weight
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
 
@@ -39,7 +41,7 @@ logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 sa
 
 train_again = False  # False: reuse MODEL_PATH when it exists; True: always train a new model
 DATA_DIR = "HASsplittedDS"  # folder with train/, val/, test/, each holding one sub-folder per class
-MODEL = "cnn"  # architecture: "cnn" (the original's scratch CNN) or "vgg16" (frozen VGG16 + head)
+MODEL = "cnn"  # "cnn" (the original's scratch CNN), "vgg16" (frozen VGG16 + head), "compact" (for 48 px faces)
 MODEL_PATH = "EmotionRecognitionSystem.h5"  # trained model file (class names and image settings inside)
 OUTPUT_DIR = "results"  # metrics.json, classification report, plots, history.csv, config.json
 EPOCHS = 30  # maximum epochs; EarlyStopping usually ends sooner
@@ -49,6 +51,11 @@ IMAGE_SIZE = "auto"  # side in pixels; "auto" follows the data (48 for FER2013),
 COLOR = "auto"  # "grayscale", "rgb", or "auto" (grayscale when every sampled image is grey)
 VGG_WEIGHTS = "imagenet"  # "imagenet" (Keras download/cache), "none" (untrained), or a local notop .h5 path
 SEED = 42  # seeds shuffling, augmentation and weight initialisation
+LR_SCHEDULE = "plateau"  # "plateau" (the original's ReduceLROnPlateau) or "cosine" (decay to 0 over the epochs)
+LABEL_SMOOTHING = 0.0  # cross-entropy label smoothing, 0 = off (the original)
+CLASS_WEIGHT = "none"  # "balanced" weights the loss by inverse class frequency; "none" = the original
+TTA = False  # average each prediction with that of the horizontally flipped image
+INFERENCE_BATCH_SIZE = 256  # faces per model call when predicting
 
 EARLY_STOPPING_PATIENCE = 5  # epochs without val_loss improvement before stopping
 REDUCE_LR_PATIENCE = 3  # epochs without val_loss improvement before halving the learning rate
@@ -246,7 +253,7 @@ class VGG16Preprocess(layers.Layer):
 
 def min_image_size(model_name):
     """Smallest input side each architecture accepts (four valid 3x3 conv + pool blocks; VGG16's own limit)."""
-    return {"cnn": 46, "vgg16": 32}[model_name]
+    return {"cnn": 46, "vgg16": 32, "compact": 16}[model_name]
 
 
 def build_cnn(input_shape, num_classes):
@@ -264,6 +271,27 @@ def build_cnn(input_shape, num_classes):
     x = layers.Dropout(0.5)(x)
     outputs = layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="cnn")
+
+
+def conv_bn_relu(x, filters):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def build_compact(input_shape, num_classes):
+    """A VGG-style net sized for 48x48 faces on CPU: 9 conv layers, about 1.2 M parameters, 85 MFLOP per face."""
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = conv_bn_relu(x, 32)
+    for filters in (32, 64, 128, 256):
+        x = layers.MaxPooling2D(2)(x)
+        x = conv_bn_relu(x, filters)
+        x = conv_bn_relu(x, filters)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.4)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="compact")
 
 
 def load_vgg16_base(input_shape, weights):
@@ -310,15 +338,30 @@ def build_vgg16(input_shape, num_classes, weights=VGG_WEIGHTS):
     return keras.Model(inputs, outputs, name="vgg16_transfer")
 
 
-def build_model(name, input_shape, num_classes, learning_rate, vgg_weights=VGG_WEIGHTS):
-    """Build and compile one of the architectures."""
+def build_model(name, input_shape, num_classes, learning_rate, vgg_weights=VGG_WEIGHTS, label_smoothing=0.0):
+    """Build and compile one of the architectures; `learning_rate` may be a Keras schedule."""
     if name == "vgg16":
         model = build_vgg16(input_shape, num_classes, vgg_weights)
+    elif name == "compact":
+        model = build_compact(input_shape, num_classes)
     else:
         model = build_cnn(input_shape, num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), metrics=["accuracy"])
     return model
+
+
+def predict_probabilities(model, images, tta=TTA, batch_size=INFERENCE_BATCH_SIZE):
+    """Class probabilities for uint8 images (N, S, S, C); with TTA, averaged with the mirror images'."""
+    images = np.asarray(images, dtype=np.float32)
+    if tta:
+        images = np.concatenate([images, images[:, :, ::-1]])
+    # predict_on_batch: model.predict's per-call set-up costs more than classifying a few faces
+    probabilities = np.concatenate([model.predict_on_batch(images[i:i + batch_size])
+                                    for i in range(0, len(images), batch_size)])
+    if tta:
+        probabilities = (probabilities[:len(images) // 2] + probabilities[len(images) // 2:]) / 2
+    return probabilities
 
 
 # -----------------------------------------------------------------------------
@@ -386,16 +429,32 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             save_model(self.model, self.path, {**self.metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
 
 
-def make_callbacks(checkpoint_path, output_dir, metadata):
+def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True):
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint and a CSV history."""
-    return [
+    callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=EARLY_STOPPING_PATIENCE,
                                       restore_best_weights=True, verbose=1),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
-                                          patience=REDUCE_LR_PATIENCE, min_lr=MIN_LEARNING_RATE, verbose=1),
         BestModelCheckpoint(checkpoint_path, metadata),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv")),
     ]
+    if reduce_on_plateau:  # a cosine schedule sets the rate itself
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
+                                                           patience=REDUCE_LR_PATIENCE, min_lr=MIN_LEARNING_RATE,
+                                                           verbose=1))
+    return callbacks
+
+
+def make_learning_rate(initial, schedule, epochs, steps_per_epoch):
+    """A float for "plateau" (ReduceLROnPlateau adjusts it), else cosine decay over all training steps."""
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(initial, decay_steps=epochs * steps_per_epoch)
+    return initial
+
+
+def balanced_class_weights(labels, num_classes):
+    """Inverse-frequency weights (scikit-learn's "balanced"), as a dict for model.fit."""
+    weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
+    return dict(enumerate(weights.tolist()))
 
 
 def checkpoint_path_for(model_path):
@@ -404,12 +463,14 @@ def checkpoint_path_for(model_path):
     return f"{root}.checkpoint{ext or '.h5'}"
 
 
-def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata):
+def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata, class_weight=None,
+                reduce_on_plateau=True):
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far."""
     checkpoint_path = checkpoint_path_for(model_path)
     try:
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
-                            callbacks=make_callbacks(checkpoint_path, output_dir, metadata))
+                            class_weight=class_weight,
+                            callbacks=make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau))
     except KeyboardInterrupt:
         if not os.path.exists(checkpoint_path):
             raise UserError("training interrupted before the first epoch ended; nothing was saved "
@@ -426,11 +487,10 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
 # Evaluation and plots
 
 
-def evaluate_model(model, ds, labels, class_names):
-    """Loss/accuracy from Keras, F1 and report from scikit-learn, on the same predictions."""
-    loss, accuracy = model.evaluate(ds, verbose=0)
-    probabilities = model.predict(ds, verbose=0)
-    predictions = probabilities.argmax(axis=1)
+def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tta=TTA):
+    """Loss from Keras (as the original printed it); accuracy, F1 and report from scikit-learn on the predictions."""
+    loss, _ = model.evaluate(make_dataset(images, labels, len(class_names), batch_size), verbose=0)
+    predictions = predict_probabilities(model, images, tta).argmax(axis=1)
     indices = list(range(len(class_names)))
     report = classification_report(labels, predictions, labels=indices, target_names=class_names,
                                    digits=4, zero_division=0)
@@ -439,7 +499,7 @@ def evaluate_model(model, ds, labels, class_names):
     counts = np.bincount(labels, minlength=len(class_names))
     return {
         "loss": float(loss),
-        "accuracy": float(accuracy),
+        "accuracy": float(accuracy_score(labels, predictions)),
         "weighted_f1": float(f1_score(labels, predictions, labels=indices, average="weighted", zero_division=0)),
         "macro_f1": float(f1_score(labels, predictions, labels=indices, average="macro", zero_division=0)),
         "majority_class_accuracy": float(counts.max() / counts.sum()),
@@ -503,6 +563,193 @@ def display_available():
 
 
 # -----------------------------------------------------------------------------
+# Inference: faces in photos and live video, one label per detected face
+
+FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
+SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
+MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
+DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
+VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
+FACE_MARGIN = 0.1  # crop this fraction of the box size beyond each side of a detected face
+SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
+MESSAGES = {  # shown under each face; any other class gets the "unknown" line
+    "happy": "Keep smiling - it suits you!",
+    "sad": "It's okay to feel down. Take a breath; better moments are coming.",
+    "angry": "Pause, breathe slowly, and give yourself a moment.",
+    "unknown": "Whatever you feel, take good care of yourself.",
+}
+
+
+def load_face_detector():
+    """OpenCV's Haar face cascade; a clear error on OpenCV 5, whose wheels dropped it."""
+    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+        raise UserError(f"this OpenCV ({cv2.__version__}) has no Haar face detector; install "
+                        "'opencv-python>=4.8,<5' (see requirements.txt)")
+    detector = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, FACE_CASCADE))
+    if detector.empty():
+        raise UserError(f"could not load {FACE_CASCADE} from {cv2.data.haarcascades}")
+    return detector
+
+
+def detect_faces(detector, image, max_side=DETECT_MAX_SIDE):
+    """Face boxes [x, y, w, h] in `image` (RGB), found on a grey copy scaled down to at most `max_side`."""
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if scale < 1:
+        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    boxes = detector.detectMultiScale(grey, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS)
+    return [[int(round(v / scale)) for v in box] for box in boxes]
+
+
+def crop_face(image, box, margin=FACE_MARGIN):
+    x, y, w, h = box
+    dx, dy = int(w * margin), int(h * margin)
+    return image[max(0, y - dy):y + h + dy, max(0, x - dx):x + w + dx]
+
+
+def classify_crops(model, metadata, crops, tta=TTA):
+    """Emotion, confidence and every class's probability for each face crop: one model call for all of them."""
+    if not crops:
+        return []
+    class_names = metadata["class_names"]
+    batch = np.stack([prepare_image(c, metadata["image_size"], metadata["color"]) for c in crops])
+    probabilities = predict_probabilities(model, batch, tta)
+    return [{"emotion": class_names[p.argmax()], "confidence": round(float(p.max()), 4),
+             "probabilities": {n: round(float(v), 4) for n, v in zip(class_names, p)}} for p in probabilities]
+
+
+def predict_images(model, metadata, images, detector=None, tta=TTA):
+    """Faces of several RGB images, classified together. detector None: each whole image is one face.
+
+    Returns, per image, a list of {"box", "detected", "emotion", "confidence", "probabilities"};
+    an image where no face is found is classified whole, with "detected": False.
+    """
+    boxes = [detect_faces(detector, im) if detector is not None else [] for im in images]
+    crops, owners = [], []
+    for i, (image, found) in enumerate(zip(images, boxes)):
+        if not found:
+            boxes[i] = [[0, 0, image.shape[1], image.shape[0]]]
+        crops += [crop_face(image, b) if found else image for b in boxes[i]]
+        owners += [(i, bool(found))] * len(boxes[i])
+    results = [[] for _ in images]
+    for (i, detected), box, face in zip(owners, [b for bs in boxes for b in bs],
+                                        classify_crops(model, metadata, crops, tta)):
+        results[i].append({"box": box, "detected": detected, **face})
+    return results
+
+
+def annotate(image, faces):
+    """A BGR copy of an RGB image with a box, label, confidence and message drawn for each face."""
+    canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    font_scale = max(0.4, max(image.shape[:2]) / 1000)
+    for face in faces:
+        x, y, w, h = face["box"]
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), thickness)
+        label = f"{face['emotion']} {face['confidence']:.0%}"
+        cv2.putText(canvas, label, (x, max(15, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 255, 0), thickness)
+        message = MESSAGES.get(face["emotion"], MESSAGES["unknown"])
+        cv2.putText(canvas, message, (x, min(canvas.shape[0] - 6, y + h + int(22 * font_scale) + 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX, font_scale * 0.7, (255, 255, 255), max(1, thickness - 1))
+    return canvas
+
+
+def expand_paths(paths):
+    """Image files named directly or found (recursively) in folders; errors per path that yields nothing."""
+    files, errors = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names
+                           if f.lower().endswith(IMAGE_EXTENSIONS))
+            files += found
+            if not found:
+                errors.append(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            errors.append(f"{path}: no such file or folder")
+    return files, errors
+
+
+def match_tracks(tracks, boxes):
+    """Pair each box with the previous frame's track it overlaps most (IoU > 0.3), else a new track."""
+    def iou(a, b):
+        ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+        iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+        inter = ix * iy
+        return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+    matched, free = [], list(tracks)
+    for box in boxes:
+        best = max(free, key=lambda t: iou(t["box"], box), default=None)
+        if best is not None and iou(best["box"], box) > 0.3:
+            free.remove(best)
+            best["box"] = box
+            matched.append(best)
+        else:
+            matched.append({"box": box, "history": []})
+    return matched
+
+
+def smooth_faces(tracks, faces, class_names):
+    """Average each face's probabilities over its track's last SMOOTH_FRAMES frames, so labels do not flicker."""
+    for track, face in zip(tracks, faces):
+        track["history"] = (track["history"] + [[face["probabilities"][n] for n in class_names]])[-SMOOTH_FRAMES:]
+        mean = np.mean(track["history"], axis=0)
+        face.update(emotion=class_names[mean.argmax()], confidence=round(float(mean.max()), 4),
+                    probabilities={n: round(float(v), 4) for n, v in zip(class_names, mean)})
+    return faces
+
+
+def run_video(model, metadata, source, display=True, output=None, max_frames=None, tta=TTA):
+    """Label every face of every frame from a camera index or video file; returns (frames, faces, seconds)."""
+    capture = cv2.VideoCapture(int(source) if str(source).isdigit() else source)
+    if not capture.isOpened():
+        raise UserError(f"cannot open video source {source!r}: no camera with that index, or not a readable "
+                        "video file")
+    detector, writer, tracks = load_face_detector(), None, []
+    frames = faces_seen = 0
+    fps, start = 0.0, time.perf_counter()
+    try:
+        while max_frames is None or frames < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            tick = time.perf_counter()
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            boxes = detect_faces(detector, rgb, max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
+            faces = [{"box": b, "detected": True, **f}
+                     for b, f in zip(boxes, classify_crops(model, metadata, [crop_face(rgb, b) for b in boxes], tta))]
+            tracks = match_tracks(tracks, boxes)
+            faces = smooth_faces(tracks, faces, metadata["class_names"])
+            canvas = annotate(rgb, faces)
+            fps = 0.9 * fps + 0.1 / max(time.perf_counter() - tick, 1e-6) if frames else 1 / max(time.perf_counter() - tick, 1e-6)
+            cv2.putText(canvas, f"{fps:.0f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
+            if output and writer is None:
+                writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"),
+                                         capture.get(cv2.CAP_PROP_FPS) or 30, canvas.shape[1::-1])
+                if not writer.isOpened():
+                    raise UserError(f"cannot write video {output!r}; use a .mp4 or .avi name in a writable folder")
+            if writer is not None:
+                writer.write(canvas)
+            frames, faces_seen = frames + 1, faces_seen + len(faces)
+            if display:
+                try:
+                    cv2.imshow("Emotion recognition (q to quit)", canvas)
+                    if cv2.waitKey(1) & 0xFF == ord("q"):
+                        break
+                except cv2.error:  # headless OpenCV build or no screen: keep going without a window
+                    print("Warning: cannot open a window here; continuing without display")
+                    display = False
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+        if display:
+            cv2.destroyAllWindows()
+    return frames, faces_seen, time.perf_counter() - start
+
+
+# -----------------------------------------------------------------------------
 # Commands
 
 
@@ -560,8 +807,10 @@ def run_train(args):
         print(f"Found {len(labels)} {split} images ({counts})")
     num_classes = len(class_names)
     if trained:
+        steps_per_epoch = math.ceil(len(splits["train"][1]) / args.batch_size)
+        learning_rate = make_learning_rate(args.learning_rate, args.lr_schedule, args.epochs, steps_per_epoch)
         model = build_model(args.model, (image_size, image_size, 1 if color == "grayscale" else 3),
-                            num_classes, args.learning_rate, args.vgg_weights)
+                            num_classes, learning_rate, args.vgg_weights, args.label_smoothing)
         metadata = {"class_names": class_names, "image_size": image_size, "color": color,
                     "model": args.model, "trained_on": os.path.abspath(args.data),
                     "created": datetime.datetime.now().isoformat(timespec="seconds")}
@@ -569,13 +818,15 @@ def run_train(args):
                                 augment=make_augmentation(args.seed), seed=args.seed)
         val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
         start = time.perf_counter()
-        history = train_model(model, train_ds, val_ds, args.epochs, args.model_path, args.output_dir, metadata)
+        class_weight = balanced_class_weights(splits["train"][1], num_classes) if args.class_weight == "balanced" else None
+        history = train_model(model, train_ds, val_ds, args.epochs, args.model_path, args.output_dir, metadata,
+                              class_weight, reduce_on_plateau=args.lr_schedule == "plateau")
         print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
               f"model saved to {args.model_path}")
     with open(os.path.join(args.output_dir, "config.json"), "w") as f:
         json.dump(settings, f, indent=2)
     images, labels, _ = splits["test"]
-    metrics = evaluate_model(model, make_dataset(images, labels, num_classes, args.batch_size), labels, class_names)
+    metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
     report(metrics, labels, args.output_dir, args.show, history)
 
 
@@ -592,9 +843,62 @@ def run_evaluate(args):
     if len(labels) == 0:
         raise UserError(f"no readable images under {args.folder!r}/<class>/")
     print(f"Evaluating {args.model_path} on {len(labels)} images from {args.folder}")
-    ds = make_dataset(images, labels, len(class_names), args.batch_size)
-    metrics = evaluate_model(model, ds, labels, class_names)
+    metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
     report(metrics, labels, args.output_dir, args.show)
+
+
+def class_names_of(model, metadata):
+    """Class names saved with the model; a model from the original script has none, so say so."""
+    if "class_names" not in metadata:
+        metadata["class_names"] = [f"class_{i}" for i in range(model.output_shape[-1])]
+        print("Warning: the model file stores no class names; labels are shown as class_0, class_1, ...")
+    return metadata["class_names"]
+
+
+def run_predict(args):
+    """Label every face in the given images/folders; table or JSON lines; annotated copies with --save."""
+    files, errors = expand_paths(args.paths)
+    model, metadata = load_trained_model(args.model_path)
+    class_names_of(model, metadata)
+    detector = None if args.no_detect else load_face_detector()
+    if args.save:
+        check_writable(args.save)
+    chunk = 64  # images per batch of face crops
+    for start in range(0, len(files), chunk):
+        paths, images = [], []
+        for path in files[start:start + chunk]:
+            image = read_image(path)
+            if image is None:
+                errors.append(f"{path}: not a readable image")
+            else:
+                paths.append(path)
+                images.append(image)
+        for path, image, faces in zip(paths, images, predict_images(model, metadata, images, detector, args.tta)):
+            if args.json:
+                print(json.dumps({"image": path, "faces": faces}))
+            else:
+                for face in faces:
+                    where = f"face at {face['box']}" if face["detected"] else "no face found, whole image"
+                    probs = " ".join(f"{n}={p:.2f}" for n, p in face["probabilities"].items())
+                    print(f"{path}: {where}: {face['emotion']} ({face['confidence']:.0%})  {probs}")
+            if args.save:
+                name = os.path.splitext(os.path.basename(path))[0] + "_annotated.png"
+                cv2.imwrite(os.path.join(args.save, name), annotate(image, faces))
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if errors:
+        raise SystemExit(1)
+
+
+def run_webcam(args):
+    model, metadata = load_trained_model(args.model_path)
+    class_names_of(model, metadata)
+    if args.output:
+        check_writable(os.path.dirname(os.path.abspath(args.output)))
+    frames, faces, seconds = run_video(model, metadata, args.source, args.display, args.output, args.max_frames,
+                                       args.tta)
+    print(f"Processed {frames} frames, {faces} faces, {frames / max(seconds, 1e-9):.1f} FPS on average"
+          + (f"; annotated video written to {args.output}" if args.output else ""))
 
 
 # -----------------------------------------------------------------------------
@@ -637,11 +941,13 @@ def make_parser():
     common.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
     common.add_argument("--no-show", dest="show", action="store_false",
                         help="never open plot windows (plots are always saved as PNG)")
+    common.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
+                        help="average predictions with the horizontally flipped image")
 
     train = commands.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="train (or load) a model, then evaluate it on test/ (the default)")
     train.add_argument("--data", default=DATA_DIR, help="data set folder with train/, val/, test/")
-    train.add_argument("--model", default=MODEL, choices=("cnn", "vgg16"), help="architecture")
+    train.add_argument("--model", default=MODEL, choices=("cnn", "vgg16", "compact"), help="architecture")
     train.add_argument("--train-again", action="store_true", default=train_again,
                        help="train even when --model-path exists")
     train.add_argument("--epochs", type=positive_int, default=EPOCHS, help="maximum training epochs")
@@ -650,10 +956,29 @@ def make_parser():
     train.add_argument("--color", default=COLOR, choices=("auto", "grayscale", "rgb"), help="input colour")
     train.add_argument("--vgg-weights", default=VGG_WEIGHTS, help="'imagenet', 'none', or a local notop .h5 file")
     train.add_argument("--seed", type=int, default=SEED, help="random seed")
+    train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"),
+                       help="learning-rate schedule")
+    train.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING, help="label smoothing (0-1)")
+    train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"),
+                       help="loss weights per class")
 
     evaluate = commands.add_parser("evaluate", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
+
+    predict = commands.add_parser("predict", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                  help="label each face in image files or folders")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
+    predict.add_argument("--no-detect", action="store_true", help="classify each whole image; no face detection")
+    predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
+
+    webcam = commands.add_parser("webcam", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                 help="label faces live from a camera or a video file (q quits)")
+    webcam.add_argument("--source", default="0", help="camera index or video file")
+    webcam.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
+    webcam.add_argument("--output", metavar="FILE", help="write the annotated video here (.mp4 or .avi)")
+    webcam.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     return parser
 
 
@@ -674,7 +999,7 @@ def main(argv=None):
     return 0
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate}
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "webcam": run_webcam}
 
 if __name__ == "__main__":
     sys.exit(main())
