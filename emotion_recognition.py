@@ -11,11 +11,13 @@ rewritten for Keras 3 with a cached tf.data input pipeline.
 
 import argparse
 import concurrent.futures
+import csv
 import datetime
 import json
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -750,6 +752,143 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
 
 
 # -----------------------------------------------------------------------------
+# Data preparation: FER2013 (CSV or image folders) or any folder of classes -> HASsplittedDS
+
+FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
+FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
+SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
+CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
+                  "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
+                  "surprised": "surprise", "neutrality": "neutral", "contemptuous": "contempt"}
+
+
+def canonical_class(name):
+    """'Anger' -> 'angry', 'SADNESS' -> 'sad': case-insensitive, common synonyms (CK+, AffectNet folder names)."""
+    name = name.strip().lower()
+    return CLASS_SYNONYMS.get(name, name)
+
+
+def read_fer2013_csv(path, classes):
+    """Rows of FER2013's CSV as (split, class, 48x48 uint8 image); every problem names its line."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if not {"emotion", "pixels", "Usage"} <= set(header):
+            raise UserError(f"{path}: expected FER2013's columns emotion,pixels,Usage; found {','.join(header)}")
+        col = {name: header.index(name) for name in ("emotion", "pixels", "Usage")}
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                code, pixels, usage = int(row[col["emotion"]]), row[col["pixels"]].split(), row[col["Usage"]].strip()
+                image = np.array(pixels, dtype=np.float64)
+            except (IndexError, ValueError):
+                raise UserError(f"{path}, line {line}: unreadable row (expected an emotion code, "
+                                "2304 pixel values and a Usage)") from None
+            if not 0 <= code < len(FER2013_CODES) or usage not in FER2013_USAGE or image.size != 48 * 48 \
+                    or image.min() < 0 or image.max() > 255:
+                raise UserError(f"{path}, line {line}: emotion {code}, {image.size} pixels, Usage {usage!r}; "
+                                f"expected 0-6, 2304 values in 0-255, one of {', '.join(FER2013_USAGE)}")
+            if FER2013_CODES[code] in classes:
+                rows.append((FER2013_USAGE[usage], FER2013_CODES[code], image.reshape(48, 48).astype(np.uint8)))
+    return rows
+
+
+def class_folders(folder):
+    """{canonical class name: folder path} of a folder's sub-folders."""
+    return {canonical_class(name): os.path.join(folder, name) for name in list_class_names(folder)}
+
+
+def split_files(files, ratios, rng):
+    """Shuffle one class's files and cut them into consecutive parts by ratio (the last takes the rest)."""
+    files = list(rng.permutation(sorted(files)))
+    bounds = np.cumsum([round(r * len(files)) for r in ratios[:-1]])
+    return np.split(np.array(files, dtype=object), bounds)
+
+
+def plan_folder_copies(source, classes, seed):
+    """[(split, class, source file)] for an image-folder source, split by seed and stratified by class."""
+    rng = np.random.default_rng(seed)
+    released = os.path.isdir(os.path.join(source, "train")) and os.path.isdir(os.path.join(source, "test"))
+    parts = {"train": class_folders(os.path.join(source, "train")),
+             "test": class_folders(os.path.join(source, "test"))} if released else {"": class_folders(source)}
+    classes = classes or sorted(parts[next(iter(parts))])
+    for part, folders in parts.items():
+        missing = [c for c in classes if c not in folders]
+        if missing:
+            raise UserError(f"class(es) {missing} not found in {os.path.join(source, part)!r}; "
+                            f"it has {sorted(folders)}")
+    plan = []
+    for name in classes:
+        if released:  # FER2013's image release: train stays, its test is halved into val and test
+            plan += [("train", name, f) for f in list_image_files(parts["train"][name])]
+            val, test = split_files(list_image_files(parts["test"][name]), (0.5, 0.5), rng)
+            plan += [("val", name, f) for f in val] + [("test", name, f) for f in test]
+        else:
+            for split, files in zip(SPLITS, split_files(list_image_files(parts[""][name]), SPLIT_RATIOS, rng)):
+                plan += [(split, name, f) for f in files]
+    return plan, classes
+
+
+def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_faces=False):
+    """Write out/{train,val,test}/<class>/ from a FER2013 CSV, its image release, or a folder of classes.
+
+    Copies only (the source is never changed). Returns {(split, class): count} and the skipped files.
+    """
+    if not os.path.exists(source):
+        raise UserError(f"source {source!r} does not exist; give fer2013.csv or a folder of class folders")
+    if os.path.abspath(out) == os.path.abspath(source) or os.path.abspath(out).startswith(
+            os.path.abspath(source) + os.sep):
+        raise UserError(f"--out {out!r} lies inside the source; choose a folder outside it")
+    if os.path.isdir(out) and os.listdir(out) and not force:
+        raise UserError(f"{out!r} is not empty; pass --force to write into it (its split folders are replaced)")
+    classes = [canonical_class(c) for c in classes] if classes else None
+    if os.path.isfile(source):
+        classes = classes or list(ORIGINAL_CLASSES)
+        unknown = [c for c in classes if c not in FER2013_CODES]
+        if unknown:
+            raise UserError(f"class(es) {unknown} are not in FER2013; it has {', '.join(FER2013_CODES)}")
+        items = read_fer2013_csv(source, classes)
+    else:
+        items, classes = plan_folder_copies(source, classes, seed)
+    for split in SPLITS:
+        shutil.rmtree(os.path.join(out, split), ignore_errors=True)
+        for name in classes:
+            os.makedirs(os.path.join(out, split, name))
+    detector = load_face_detector() if crop_faces else None
+    counts, skipped = {(s, c): 0 for s in SPLITS for c in classes}, []
+    progress = keras.utils.Progbar(len(items), unit_name="image")
+    for i, (split, name, item) in enumerate(items):
+        target = os.path.join(out, split, name)
+        if isinstance(item, np.ndarray):  # a decoded CSV row
+            cv2.imwrite(os.path.join(target, f"{split}_{i:05d}.png"), item)
+        elif detector is None:
+            shutil.copy2(item, target)
+        else:
+            image = read_image(item)
+            boxes = detect_faces(detector, image) if image is not None else []
+            if not boxes:
+                skipped.append(item)
+                progress.update(i + 1)
+                continue
+            face = crop_face(image, max(boxes, key=lambda b: b[2] * b[3]))
+            name_png = os.path.splitext(os.path.basename(item))[0] + ".png"
+            cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))[1].tofile(os.path.join(target, name_png))
+        counts[split, name] += 1
+        progress.update(i + 1)
+    return counts, skipped
+
+
+def print_counts(counts):
+    """The per-split, per-class table the original printed after splitting."""
+    classes = sorted({c for _, c in counts})
+    print(f"{'split':<8}" + "".join(f"{c:>10}" for c in classes) + f"{'total':>10}")
+    for split in SPLITS:
+        row = [counts[split, c] for c in classes]
+        print(f"{split:<8}" + "".join(f"{n:>10}" for n in row) + f"{sum(row):>10}")
+
+
+# -----------------------------------------------------------------------------
 # Commands
 
 
@@ -890,6 +1029,16 @@ def run_predict(args):
         raise SystemExit(1)
 
 
+def run_prepare(args):
+    classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
+    counts, skipped = prepare_dataset(args.source, args.out, classes, args.seed, args.force, args.crop_faces)
+    if skipped:
+        print(f"Skipped {len(skipped)} image(s) with no detectable face: " + ", ".join(skipped[:10])
+              + (" ..." if len(skipped) > 10 else ""))
+    print_counts(counts)
+    print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out})")
+
+
 def run_webcam(args):
     model, metadata = load_trained_model(args.model_path)
     class_names_of(model, metadata)
@@ -979,6 +1128,18 @@ def make_parser():
     webcam.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
     webcam.add_argument("--output", metavar="FILE", help="write the annotated video here (.mp4 or .avi)")
     webcam.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+
+    prepare = commands.add_parser("prepare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                  help="build train/val/test folders from FER2013 or a folder of classes")
+    prepare.add_argument("--source", required=True,
+                         help="fer2013.csv, FER2013's image release (train/, test/), or a folder of class folders")
+    prepare.add_argument("--out", required=True, help="folder to write train/, val/, test/ into")
+    prepare.add_argument("--classes", help="comma-separated classes (default: angry,happy,sad for FER2013, "
+                                           "every sub-folder for a folder source)")
+    prepare.add_argument("--seed", type=int, default=SEED, help="seed of the stratified split")
+    prepare.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    prepare.add_argument("--crop-faces", action="store_true",
+                         help="store the largest detected face of each photo; photos with none are skipped")
     return parser
 
 
@@ -988,7 +1149,7 @@ def main(argv=None):
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["train", *argv]  # the original script took no command
     args = parser.parse_args(argv)
-    if not (args.show and display_available()):
+    if not (getattr(args, "show", False) and display_available()):
         matplotlib.use("Agg")
         args.show = False
     try:
@@ -999,7 +1160,8 @@ def main(argv=None):
     return 0
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "webcam": run_webcam}
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "webcam": run_webcam,
+            "prepare": run_prepare}
 
 if __name__ == "__main__":
     sys.exit(main())

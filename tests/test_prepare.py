@@ -1,0 +1,127 @@
+"""prepare: FER2013 CSV, FER2013 image release and unsplit folders -> train/val/test folders."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+import emotion_recognition as er
+from conftest import draw_face, run_cli
+
+
+def write_fer_csv(path, rows):
+    """rows: (emotion code, usage); pixels are random 48x48 values."""
+    rng = np.random.default_rng(0)
+    lines = ["emotion,pixels,Usage"]
+    for code, usage in rows:
+        lines.append(f"{code},{' '.join(map(str, rng.integers(0, 256, 2304)))},{usage}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def count(out):
+    return {(split, c): len(os.listdir(os.path.join(out, split, c)))
+            for split in ("train", "val", "test") for c in sorted(os.listdir(os.path.join(out, split)))}
+
+
+def test_fer2013_csv(tmp_path):
+    rows = [(0, "Training")] * 5 + [(3, "Training")] * 4 + [(4, "PublicTest")] * 3 + [(3, "PrivateTest")] * 2 \
+        + [(6, "Training")] * 7 + [(2, "PrivateTest")]  # neutral and fear are left out by default
+    source = write_fer_csv(tmp_path / "fer2013.csv", rows)
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert count(tmp_path / "out") == {
+        ("train", "angry"): 5, ("train", "happy"): 4, ("train", "sad"): 0,
+        ("val", "angry"): 0, ("val", "happy"): 0, ("val", "sad"): 3,
+        ("test", "angry"): 0, ("test", "happy"): 2, ("test", "sad"): 0}
+    image = cv2.imread(os.path.join(tmp_path, "out", "train", "angry", sorted(os.listdir(tmp_path / "out/train/angry"))[0]),
+                       cv2.IMREAD_UNCHANGED)
+    assert image.shape == (48, 48) and image.dtype == np.uint8
+    assert "train" in result.stdout and "total" in result.stdout  # the counts table
+
+
+def test_fer2013_csv_other_classes_and_errors(tmp_path):
+    source = write_fer_csv(tmp_path / "fer.csv", [(2, "Training"), (5, "PublicTest"), (0, "Training")])
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out", "--classes", "fear,Surprised")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "out" / "train")) == ["fear", "surprise"]
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "o2", "--classes", "contempt")
+    assert result.returncode == 1 and "not in FER2013" in result.stderr
+
+
+@pytest.mark.parametrize("bad_line,fragment", [
+    ("3,1 2 3,Training", "line 3"), ("9," + " ".join(["1"] * 2304) + ",Training", "line 3"),
+    ("x,1 2,Training", "line 3"), ("3," + " ".join(["1"] * 2304) + ",Elsewhere", "line 3"),
+])
+def test_malformed_csv_row_reported_with_its_line_number(tmp_path, bad_line, fragment):
+    source = write_fer_csv(tmp_path / "fer.csv", [(3, "Training")])
+    source.write_text(source.read_text() + bad_line + "\n")
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
+    assert result.returncode == 1 and fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_csv_layout(tmp_path):
+    (tmp_path / "x.csv").write_text("label,image\n1,2\n")
+    result = run_cli("prepare", "--source", tmp_path / "x.csv", "--out", tmp_path / "out")
+    assert result.returncode == 1 and "emotion,pixels,Usage" in result.stderr
+
+
+def make_class_folders(root, counts, rng):
+    for name, n in counts.items():
+        os.makedirs(root / name, exist_ok=True)
+        for i in range(n):
+            cv2.imwrite(str(root / name / f"{name}_{i:03d}.png"), draw_face("happy", 48, rng))
+
+
+def test_fer2013_image_release(tmp_path):
+    rng = np.random.default_rng(0)
+    make_class_folders(tmp_path / "src" / "train", {"angry": 6, "happy": 8, "sad": 4, "neutral": 3}, rng)
+    make_class_folders(tmp_path / "src" / "test", {"angry": 4, "happy": 6, "sad": 3, "neutral": 2}, rng)
+    before = sorted(os.walk(tmp_path / "src"))
+    counts, _ = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), ["angry", "happy", "sad"])
+    assert counts == {("train", "angry"): 6, ("train", "happy"): 8, ("train", "sad"): 4,
+                      ("val", "angry"): 2, ("val", "happy"): 3, ("val", "sad"): 2,
+                      ("test", "angry"): 2, ("test", "happy"): 3, ("test", "sad"): 1}
+    assert count(tmp_path / "out") == counts
+    assert sorted(os.walk(tmp_path / "src")) == before  # copied, never moved
+
+
+def test_unsplit_folder_with_synonyms_is_split_by_seed(tmp_path):
+    rng = np.random.default_rng(0)
+    make_class_folders(tmp_path / "ck", {"Anger": 20, "Happiness": 10, "SADNESS": 30}, rng)
+    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "a", "--seed", 7)
+    assert result.returncode == 0, result.stderr
+    assert count(tmp_path / "a") == {
+        ("train", "angry"): 16, ("train", "happy"): 8, ("train", "sad"): 24,
+        ("val", "angry"): 2, ("val", "happy"): 1, ("val", "sad"): 3,
+        ("test", "angry"): 2, ("test", "happy"): 1, ("test", "sad"): 3}
+    run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "b", "--seed", 7)
+    run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "c", "--seed", 8)
+    listing = lambda out: sorted(os.path.relpath(os.path.join(r, f), out) for r, _, fs in os.walk(out) for f in fs)
+    assert listing(tmp_path / "a") == listing(tmp_path / "b")  # same seed, same split
+    assert listing(tmp_path / "a") != listing(tmp_path / "c")
+    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "d", "--classes", "happy,fear")
+    assert result.returncode == 1 and "fear" in result.stderr
+
+
+def test_no_overwrite_without_force(tmp_path):
+    source = write_fer_csv(tmp_path / "fer.csv", [(3, "Training"), (4, "PublicTest")])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
+    assert result.returncode == 1 and "--force" in result.stderr
+    assert os.listdir(tmp_path / "out") == ["keep.txt"]
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out", "--force")
+    assert result.returncode == 0 and (tmp_path / "out" / "keep.txt").exists()
+    assert count(tmp_path / "out")[("train", "happy")] == 1
+
+
+def test_crop_faces_skips_photos_without_a_face(tmp_path):
+    rng = np.random.default_rng(0)
+    os.makedirs(tmp_path / "src" / "happy")
+    cv2.imwrite(str(tmp_path / "src" / "happy" / "blank.png"), np.full((100, 100), 128, np.uint8))
+    os.makedirs(tmp_path / "src" / "sad")
+    cv2.imwrite(str(tmp_path / "src" / "sad" / "blank.png"), rng.integers(0, 255, (100, 100), dtype=np.uint8))
+    counts, skipped = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
+    assert sum(counts.values()) == 0 and len(skipped) == 2
