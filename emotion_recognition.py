@@ -376,7 +376,7 @@ def save_model(model, path, metadata):
     fd, tmp_path = tempfile.mkstemp(suffix=".tmp.h5", dir=folder)  # Keras only accepts .h5/.keras names
     os.close(fd)
     try:
-        model.save(tmp_path)
+        model.save(tmp_path, include_optimizer=False)  # a third of the size; --resume keeps its own backup
         with h5py.File(tmp_path, "a") as f:
             f.attrs[METADATA_KEY] = json.dumps(metadata)
         os.replace(tmp_path, path)
@@ -393,18 +393,22 @@ def load_trained_model(path):
     try:
         with h5py.File(path, "r") as f:
             metadata = json.loads(f.attrs.get(METADATA_KEY, "{}"))
-        model = keras.models.load_model(path)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        model = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
                         "delete it or retrain with --train-again") from None
     if not metadata:  # a model from the original script: infer what we can
         channels = model.input_shape[-1]
         metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb"}
+    model.compile(loss="categorical_crossentropy", metrics=["accuracy"])  # for evaluate(); no optimizer needed
     return model, metadata
 
 
-def check_model_matches(metadata, model, class_names, path):
-    """Stop with advice when a saved model was trained for other classes than the data holds."""
+def check_model_matches(metadata, model, class_names, path, image_size="auto"):
+    """Stop with advice when a saved model was trained for other classes (or another input size) than asked."""
+    if image_size != "auto" and image_size != metadata["image_size"]:
+        raise UserError(f"model {path!r} takes {metadata['image_size']}x{metadata['image_size']} images, not "
+                        f"--image-size {image_size}; retrain with --train-again or drop --image-size")
     saved = metadata.get("class_names")
     if saved is None and model.output_shape[-1] == len(class_names):
         return
@@ -432,12 +436,14 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True):
-    """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint and a CSV history."""
+    """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
+    and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
+        keras.callbacks.BackupAndRestore(backup_path_for(checkpoint_path)),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=EARLY_STOPPING_PATIENCE,
                                       restore_best_weights=True, verbose=1),
         BestModelCheckpoint(checkpoint_path, metadata),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv")),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
@@ -465,10 +471,24 @@ def checkpoint_path_for(model_path):
     return f"{root}.checkpoint{ext or '.h5'}"
 
 
+def backup_path_for(checkpoint_path):
+    """BackupAndRestore's folder, beside the checkpoint; Keras deletes it when training ends."""
+    return os.path.splitext(checkpoint_path)[0] + ".backup"
+
+
 def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata, class_weight=None,
-                reduce_on_plateau=True):
+                reduce_on_plateau=True, resume=False):
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far."""
     checkpoint_path = checkpoint_path_for(model_path)
+    backup = backup_path_for(checkpoint_path)
+    if os.path.isdir(backup) and not resume:
+        shutil.rmtree(backup)  # a stale backup would silently continue an old run
+    elif resume and not os.path.isdir(backup):
+        print(f"Warning: --resume found no interrupted run ({backup} is missing); starting from epoch 1")
+    elif resume:
+        print(f"Resuming the interrupted run saved in {backup}")
+    if not resume and os.path.exists(os.path.join(output_dir, "history.csv")):
+        os.remove(os.path.join(output_dir, "history.csv"))
     try:
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
                             class_weight=class_weight,
@@ -922,11 +942,11 @@ def run_train(args):
     check_writable(args.output_dir)
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
-    trained = args.train_again or not os.path.exists(args.model_path)
+    trained = args.train_again or args.resume or not os.path.exists(args.model_path)
     history = None
     if not trained:
         model, metadata = load_trained_model(args.model_path)
-        check_model_matches(metadata, model, class_names, args.model_path)
+        check_model_matches(metadata, model, class_names, args.model_path, args.image_size)
         print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
         image_size, color = metadata["image_size"], metadata["color"]
     else:
@@ -959,7 +979,7 @@ def run_train(args):
         start = time.perf_counter()
         class_weight = balanced_class_weights(splits["train"][1], num_classes) if args.class_weight == "balanced" else None
         history = train_model(model, train_ds, val_ds, args.epochs, args.model_path, args.output_dir, metadata,
-                              class_weight, reduce_on_plateau=args.lr_schedule == "plateau")
+                              class_weight, args.lr_schedule == "plateau", args.resume)
         print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
               f"model saved to {args.model_path}")
     with open(os.path.join(args.output_dir, "config.json"), "w") as f:
@@ -1105,6 +1125,8 @@ def make_parser():
     train.add_argument("--color", default=COLOR, choices=("auto", "grayscale", "rgb"), help="input colour")
     train.add_argument("--vgg-weights", default=VGG_WEIGHTS, help="'imagenet', 'none', or a local notop .h5 file")
     train.add_argument("--seed", type=int, default=SEED, help="random seed")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted training run from its last finished epoch (implies --train-again)")
     train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"),
                        help="learning-rate schedule")
     train.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING, help="label smoothing (0-1)")

@@ -1,0 +1,122 @@
+"""Interruption never loses a model: SIGKILL, Ctrl-C (SIGINT) and --resume; seeded runs repeat."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import emotion_recognition as er
+from conftest import SCRIPT, make_dataset, run_cli
+
+
+@pytest.fixture(scope="module")
+def bigger_data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("faces"), per_class=(150, 20, 10))
+
+
+def start_training(data, model_path, out, *extra):
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("DISPLAY", None)
+    return subprocess.Popen([sys.executable, SCRIPT, "--data", data, "--train-again", "--epochs", "40",
+                             "--model-path", str(model_path), "--output-dir", str(out), "--no-show", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+def previous_model(tmp_path):
+    path = tmp_path / "model.h5"
+    er.save_model(er.build_model("cnn", (48, 48, 1), 3, 1e-3), str(path),
+                  {"class_names": ["angry", "happy", "sad"], "image_size": 48, "color": "grayscale"})
+    return path, path.read_bytes()
+
+
+@pytest.mark.parametrize("when", ["during start-up", "right after a checkpoint", "a while after a checkpoint"])
+def test_sigkill_leaves_the_previous_model_byte_for_byte(bigger_data, tmp_path, when):
+    model_path, before = previous_model(tmp_path)
+    process = start_training(bigger_data, model_path, tmp_path / "out")
+    if when == "during start-up":
+        time.sleep(3)
+    else:
+        wait_for(er.checkpoint_path_for(str(model_path)), process)
+        time.sleep(0 if when == "right after a checkpoint" else 1.5)
+    process.kill()
+    process.wait()
+    assert model_path.read_bytes() == before
+    _, meta = er.load_trained_model(str(model_path))  # still a whole, loadable model
+    assert meta["class_names"] == ["angry", "happy", "sad"]
+
+
+def test_ctrl_c_saves_the_best_model_so_far_and_resume_continues(bigger_data, tmp_path):
+    model_path, before = previous_model(tmp_path)
+    process = start_training(bigger_data, model_path, tmp_path / "out")
+    wait_for(er.checkpoint_path_for(str(model_path)), process)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert "best model so far was saved" in stderr and "Traceback" not in stderr
+    assert model_path.read_bytes() != before
+    model, meta = er.load_trained_model(str(model_path))
+    assert meta["epoch"] >= 1 and meta["class_names"] == ["angry", "happy", "sad"]
+    backup = er.backup_path_for(er.checkpoint_path_for(str(model_path)))
+    assert os.path.isdir(backup)
+    done = len(open(tmp_path / "out" / "history.csv").read().strip().splitlines()) - 1
+
+    result = run_cli("--data", bigger_data, "--resume", "--epochs", done + 2, "--model-path", model_path,
+                     "--output-dir", tmp_path / "out", "--no-show")
+    assert result.returncode == 0, result.stderr
+    assert "Resuming the interrupted run" in result.stdout
+    assert f"Epoch {done + 1}/{done + 2}" in result.stdout and "Epoch 1/" not in result.stdout
+    assert not os.path.isdir(backup)  # Keras removes it when training ends
+
+
+def test_same_seed_same_run(tmp_path):
+    data = make_dataset(tmp_path / "data", per_class=(12, 4, 4))
+    losses = []
+    for run in ("a", "b"):
+        result = run_cli("--data", data, "--train-again", "--epochs", 2, "--model-path", tmp_path / f"{run}.h5",
+                         "--output-dir", tmp_path / run, "--no-show")
+        assert result.returncode == 0, result.stderr
+        losses.append((tmp_path / run / "history.csv").read_text())
+    assert losses[0] == losses[1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=2000),
+                 st.tuples(st.sampled_from([".png", ".jpg", ".bmp", ".tiff", ".webp"]),
+                           st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 4]),
+                           st.sampled_from(["uint8", "uint16"]), st.integers(0, 2**32 - 1),
+                           st.integers(0, 100))))
+def test_fuzz_image_loader_never_crashes(tmp_path, case):
+    """Random bytes, and random valid-but-odd images (tiny, 16-bit, alpha, truncated), never crash the loader."""
+    import cv2
+    path = tmp_path / "fuzz.img"
+    if isinstance(case, bytes):
+        path.write_bytes(case)
+    else:
+        ext, h, w, channels, dtype, seed, keep_percent = case
+        if ext in (".jpg", ".webp", ".bmp") and dtype == "uint16":
+            dtype = "uint8"
+        rng = np.random.default_rng(seed)
+        image = rng.integers(0, np.iinfo(dtype).max, (h, w, channels), dtype=dtype)
+        ok, data = cv2.imencode(ext, image if channels != 4 or ext in (".png", ".tiff", ".webp") else image[..., :3])
+        assert ok
+        data = data.tobytes()
+        path.write_bytes(data[: max(1, len(data) * keep_percent // 100)])
+    image = er.read_image(str(path))
+    if image is not None:
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        prepared = er.prepare_image(image, 48, "grayscale")
+        assert prepared.shape == (48, 48, 1)
