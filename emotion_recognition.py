@@ -70,6 +70,7 @@ ROTATION_DEGREES = 30  # augmentation, as the original's ImageDataGenerator: rot
 SHIFT_FRACTION = 0.2  # width/height shift of 20 %,
 SHEAR_DEGREES = 0.2  # shear_range 0.2 (ImageDataGenerator reads it as an angle in degrees),
 ZOOM_FRACTION = 0.2  # zoom 80-120 %, horizontal flip, nearest fill
+AUGMENT = "original"  # "original" (the above), "light" (a third of each range, no shear) or "none"
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
@@ -209,17 +210,25 @@ def load_folder(folder, class_names, image_size, color, cache_dir=None):
     return images, np.asarray(labels, dtype=np.int64)[keep], skipped
 
 
-def make_augmentation(seed):
-    """The original's training augmentation as Keras layers (run in tf.data, never saved in the model)."""
-    shear = math.tan(math.radians(SHEAR_DEGREES))
-    return keras.Sequential([
-        layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="nearest", seed=seed),
-        layers.RandomTranslation(SHIFT_FRACTION, SHIFT_FRACTION, fill_mode="nearest", seed=seed),
-        layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode="nearest", seed=seed),
-        layers.RandomZoom((-ZOOM_FRACTION, ZOOM_FRACTION), (-ZOOM_FRACTION, ZOOM_FRACTION),
+def make_augmentation(seed, strength="original"):
+    """The original's training augmentation as Keras layers (run in tf.data, never saved in the model).
+
+    strength "light" scales every range to a third and drops the shear; "none" returns None.
+    """
+    if strength == "none":
+        return None
+    k = 1 if strength == "original" else 1 / 3
+    augmentation = [
+        layers.RandomRotation(k * ROTATION_DEGREES / 360, fill_mode="nearest", seed=seed),
+        layers.RandomTranslation(k * SHIFT_FRACTION, k * SHIFT_FRACTION, fill_mode="nearest", seed=seed),
+        layers.RandomZoom((-k * ZOOM_FRACTION, k * ZOOM_FRACTION), (-k * ZOOM_FRACTION, k * ZOOM_FRACTION),
                           fill_mode="nearest", seed=seed),
         layers.RandomFlip("horizontal", seed=seed),
-    ], name="augmentation")
+    ]
+    if strength == "original":
+        shear = math.tan(math.radians(SHEAR_DEGREES))
+        augmentation.insert(2, layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode="nearest", seed=seed))
+    return keras.Sequential(augmentation, name="augmentation")
 
 
 def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED):
@@ -435,12 +444,12 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             save_model(self.model, self.path, {**self.metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
 
 
-def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True):
+def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True, patience=EARLY_STOPPING_PATIENCE):
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
     and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_path_for(checkpoint_path)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=EARLY_STOPPING_PATIENCE,
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
         BestModelCheckpoint(checkpoint_path, metadata),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
@@ -477,7 +486,7 @@ def backup_path_for(checkpoint_path):
 
 
 def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata, class_weight=None,
-                reduce_on_plateau=True, resume=False):
+                reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE):
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far."""
     checkpoint_path = checkpoint_path_for(model_path)
     backup = backup_path_for(checkpoint_path)
@@ -492,7 +501,7 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
     try:
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
                             class_weight=class_weight,
-                            callbacks=make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau))
+                            callbacks=make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience))
     except KeyboardInterrupt:
         if not os.path.exists(checkpoint_path):
             raise UserError("training interrupted before the first epoch ended; nothing was saved "
@@ -974,12 +983,12 @@ def run_train(args):
                     "model": args.model, "trained_on": os.path.abspath(args.data),
                     "created": datetime.datetime.now().isoformat(timespec="seconds")}
         train_ds = make_dataset(*splits["train"][:2], num_classes, args.batch_size, shuffle=True,
-                                augment=make_augmentation(args.seed), seed=args.seed)
+                                augment=make_augmentation(args.seed, args.augment), seed=args.seed)
         val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
         start = time.perf_counter()
         class_weight = balanced_class_weights(splits["train"][1], num_classes) if args.class_weight == "balanced" else None
         history = train_model(model, train_ds, val_ds, args.epochs, args.model_path, args.output_dir, metadata,
-                              class_weight, args.lr_schedule == "plateau", args.resume)
+                              class_weight, args.lr_schedule == "plateau", args.resume, args.patience)
         print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
               f"model saved to {args.model_path}")
     with open(os.path.join(args.output_dir, "config.json"), "w") as f:
@@ -1127,6 +1136,10 @@ def make_parser():
     train.add_argument("--seed", type=int, default=SEED, help="random seed")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted training run from its last finished epoch (implies --train-again)")
+    train.add_argument("--augment", default=AUGMENT, choices=("original", "light", "none"),
+                       help="training augmentation strength")
+    train.add_argument("--patience", type=positive_int, default=EARLY_STOPPING_PATIENCE,
+                       help="EarlyStopping: epochs without val_loss improvement")
     train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"),
                        help="learning-rate schedule")
     train.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING, help="label smoothing (0-1)")
