@@ -105,3 +105,18 @@ def test_augmentation_changes_images_but_keeps_shape():
     y = augment(x, training=True).numpy()
     assert y.shape == x.shape and not np.allclose(x, y)
     assert y.min() >= 0 and y.max() <= 255  # nearest fill, no black borders beyond the data range
+
+
+def test_augmentation_strengths():
+    assert er.make_augmentation(1, "none") is None
+    original = [type(l).__name__ for l in er.make_augmentation(1, "original").layers]
+    light = er.make_augmentation(1, "light")
+    assert "RandomShear" in original and "RandomShear" not in [type(l).__name__ for l in light.layers]
+    rotation = [l for l in light.layers if isinstance(l, keras.layers.RandomRotation)][0]
+    assert rotation.factor[1] == pytest.approx(10 / 360)  # a third of the original's 30 degrees
+
+
+def test_compact_model_is_small_and_takes_any_size_from_16px():
+    model = er.build_compact((48, 48, 1), 3)
+    assert 1.0e6 < model.count_params() < 1.4e6
+    assert er.build_compact((16, 16, 1), 5).output_shape == (None, 5)
