@@ -450,7 +450,8 @@ def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
     and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
-        keras.callbacks.BackupAndRestore(backup_path_for(checkpoint_path)),
+        # double_checkpoint: if Ctrl-C lands mid-write, Keras falls back to the previous epoch's backup
+        keras.callbacks.BackupAndRestore(backup_path_for(checkpoint_path), double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
         BestModelCheckpoint(checkpoint_path, metadata),
