@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -55,8 +56,9 @@ def run_cli(*args, cwd=None, timeout=600):
     """Run the script as a user would; returns the CompletedProcess (text output)."""
     env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("DISPLAY", None)
+    # a throwaway working folder: tests never see (or overwrite) the shipped EmotionRecognitionSystem.h5
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=timeout)
+                          cwd=cwd or tempfile.mkdtemp(prefix="er-cwd-"), env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -122,3 +122,36 @@ def test_messy_files_are_read_or_skipped_with_one_warning(data, tmp_path):
                      "--output-dir", tmp_path / "o", "--no-show")
     assert result.returncode == 0, result.stderr
     assert "Warning: skipped" in result.stdout and "empty.jpg" in result.stdout
+
+
+def test_palette_cmyk_and_huge_images_are_read(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (60, 50, 3), dtype=np.uint8))
+    rgb.convert("P").save(tmp_path / "palette.png")
+    rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(rng.integers(0, 255, (4000, 6000), dtype=np.uint8)).save(tmp_path / "huge.png")
+    for name in ("palette.png", "cmyk.jpg", "huge.png"):
+        image = er.read_image(str(tmp_path / name))
+        assert image is not None and image.dtype == np.uint8 and image.shape[2] == 3, name
+        assert er.prepare_image(image, 48, "rgb").shape == (48, 48, 3)
+
+
+def test_large_splits_go_to_a_memory_mapped_file_cache(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(er, "MAX_IN_MEMORY_MB", 0)  # every split counts as "larger than memory"
+    images, labels, _ = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48, "grayscale",
+                                       cache_dir=str(tmp_path / "cache"))
+    assert isinstance(images, np.memmap) and os.listdir(tmp_path / "cache") == ["train-48-grayscale.npy"]
+    in_memory, same_labels, _ = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48,
+                                               "grayscale")
+    np.testing.assert_array_equal(np.asarray(images), in_memory)
+    batch_images, batch_labels = next(iter(er.make_dataset(images, labels, 3, 5)))
+    np.testing.assert_array_equal(batch_images.numpy(), in_memory[:5].astype("float32"))
+
+
+def test_model_for_another_input_size_suggests_retraining(data, tmp_path):
+    model = er.build_model("cnn", (64, 64, 1), 3, 1e-3)
+    er.save_model(model, str(tmp_path / "m.h5"), {"class_names": ["angry", "happy", "sad"], "image_size": 64,
+                                                  "color": "grayscale"})
+    assert_clean_error(run_cli("--data", data, "--model-path", tmp_path / "m.h5", "--image-size", 48,
+                               "--output-dir", tmp_path / "o"), "64x64", "--train-again")
