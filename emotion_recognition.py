@@ -55,6 +55,7 @@ VGG_WEIGHTS = "imagenet"  # "imagenet" (Keras download/cache), "none" (untrained
 SEED = 42  # seeds shuffling, augmentation and weight initialisation
 LR_SCHEDULE = "plateau"  # "plateau" (the original's ReduceLROnPlateau) or "cosine" (decay to 0 over the epochs)
 LABEL_SMOOTHING = 0.0  # cross-entropy label smoothing, 0 = off (the original)
+WEIGHT_DECAY = 0.0  # decoupled weight decay (AdamW) when above 0; 0 = plain Adam (the original)
 CLASS_WEIGHT = "none"  # "balanced" weights the loss by inverse class frequency; "none" = the original
 TTA = False  # average each prediction with that of the horizontally flipped image
 INFERENCE_BATCH_SIZE = 256  # faces per model call when predicting
@@ -71,6 +72,10 @@ SHIFT_FRACTION = 0.2  # width/height shift of 20 %,
 SHEAR_DEGREES = 0.2  # shear_range 0.2 (ImageDataGenerator reads it as an angle in degrees),
 ZOOM_FRACTION = 0.2  # zoom 80-120 %, horizontal flip, nearest fill
 AUGMENT = "original"  # "original" (the above), "light" (a third of each range, no shear) or "none"
+CACHE_FEATURES = False  # vgg16: run the frozen base once per image and train the head on the stored features
+FEATURE_VIEWS = 2  # with CACHE_FEATURES and augmentation: each training image stored plain + 1 augmented view
+DISTRIBUTE = "auto"  # "auto" (all GPUs via MirroredStrategy when any is visible), "mirrored", "none"
+MIXED_PRECISION = False  # Keras' mixed_float16 policy (pays off on GPUs; slower on most CPUs)
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
@@ -249,7 +254,66 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment
         # One call at a time: parallel calls would draw from the layers' random state in a varying order,
         # breaking --seed reproducibility. It is one vectorised call per batch and overlaps training anyway.
         ds = ds.map(lambda x, y: (augment(x, training=True), y))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(SHARD_BY_DATA).prefetch(tf.data.AUTOTUNE)
+
+
+SHARD_BY_DATA = tf.data.Options()  # multi-worker training: each worker keeps its share of every batch
+SHARD_BY_DATA.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+
+# -----------------------------------------------------------------------------
+# Cached features: with a frozen base, its output for an image never changes, so compute it once
+
+
+def split_frozen_base(model, base_name="vgg16"):
+    """(features, head) of a transfer model: the input-to-frozen-base part and the trainable layers after it.
+
+    Both share the full model's layers, so training `head` trains `model`; saving `model` saves both.
+    """
+    names = [layer.name for layer in model.layers]
+    first_head_layer = model.layers[names.index(base_name) + 1]
+    features = keras.Model(model.inputs, first_head_layer.input, name="features")
+    x = inputs = keras.Input(first_head_layer.input.shape[1:])
+    for layer in model.layers[names.index(base_name) + 1:]:  # the head is a plain chain of layers
+        x = layer(x)
+    return features, keras.Model(inputs, x, name="head")
+
+
+def extract_features(features, images, labels, num_classes, batch_size, augment=None, views=1, cache_dir=None):
+    """Frozen-base outputs (float16) for every image: view 0 plain, views 1.. augmented. Shape (views, N, ...)."""
+    views = views if augment is not None else 1
+    shape = (views, len(images), *features.output_shape[1:])
+    if math.prod(shape) * 2 > MAX_IN_MEMORY_MB * 2**20 and cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        stored = np.lib.format.open_memmap(os.path.join(cache_dir, "features.npy"), mode="w+", dtype=np.float16,
+                                           shape=shape)
+    else:
+        stored = np.empty(shape, dtype=np.float16)
+    for view in range(views):
+        print(f"Computing frozen-base features, view {view + 1} of {views} ({'augmented' if view else 'plain'})")
+        ds = make_dataset(images, labels, num_classes, batch_size, augment=augment if view else None)
+        start = 0
+        for batch, _ in ds:
+            out = features.predict_on_batch(batch)
+            stored[view, start:start + len(out)] = out
+            start += len(out)
+    return stored
+
+
+def make_feature_dataset(stored, labels, num_classes, batch_size, shuffle=False, seed=SEED):
+    """Batches of (features, one-hot labels). Shuffled: endless, drawing image-views from the whole pool."""
+    views, count = stored.shape[:2]
+    ds = tf.data.Dataset.range(views * count)
+    if shuffle:
+        ds = ds.shuffle(views * count, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size)
+    feature_shape = stored.shape[2:]
+
+    def take(index):
+        batch = tf.numpy_function(lambda i: stored[i // count, i % count].astype(np.float32), [index], tf.float32)
+        return tf.ensure_shape(batch, (None, *feature_shape)), tf.one_hot(tf.gather(labels, index % count), num_classes)
+
+    return ds.map(take, num_parallel_calls=tf.data.AUTOTUNE).with_options(SHARD_BY_DATA).prefetch(tf.data.AUTOTUNE)
 
 
 # -----------------------------------------------------------------------------
@@ -282,7 +346,7 @@ def build_cnn(input_shape, num_classes):
     x = layers.Flatten()(x)
     x = layers.Dense(512, activation="relu", kernel_regularizer=regularizers.l2(0.01))(x)
     x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name="cnn")
 
 
@@ -303,7 +367,7 @@ def build_compact(input_shape, num_classes):
         x = conv_bn_relu(x, filters)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.4)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name="compact")
 
 
@@ -347,11 +411,12 @@ def build_vgg16(input_shape, num_classes, weights=VGG_WEIGHTS):
         x = layers.Dense(units, activation="relu", kernel_regularizer=regularizers.l2(0.01))(x)
         x = layers.BatchNormalization()(x)
         x = layers.Dropout(rate)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name="vgg16_transfer")
 
 
-def build_model(name, input_shape, num_classes, learning_rate, vgg_weights=VGG_WEIGHTS, label_smoothing=0.0):
+def build_model(name, input_shape, num_classes, learning_rate, vgg_weights=VGG_WEIGHTS, label_smoothing=0.0,
+                weight_decay=0.0):
     """Build and compile one of the architectures; `learning_rate` may be a Keras schedule."""
     if name == "vgg16":
         model = build_vgg16(input_shape, num_classes, vgg_weights)
@@ -359,7 +424,11 @@ def build_model(name, input_shape, num_classes, learning_rate, vgg_weights=VGG_W
         model = build_compact(input_shape, num_classes)
     else:
         model = build_cnn(input_shape, num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+    if weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate)
+    model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), metrics=["accuracy"])
     return model
 
@@ -433,20 +502,25 @@ def check_model_matches(metadata, model, class_names, path, image_size="auto"):
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
-    """Atomically save the model (with metadata) to `path` whenever val_loss improves."""
+    """Atomically save the model (with metadata) to `path` whenever val_loss improves.
 
-    def __init__(self, path, metadata):
+    `full_model`: what to save when the model being fitted is only part of it (a head on cached features).
+    """
+
+    def __init__(self, path, metadata, full_model=None):
         super().__init__()
-        self.path, self.metadata, self.best = path, metadata, math.inf
+        self.path, self.metadata, self.full_model, self.best = path, metadata, full_model, math.inf
 
     def on_epoch_end(self, epoch, logs=None):
         val_loss = (logs or {}).get("val_loss", math.inf)
         if val_loss < self.best:
             self.best = val_loss
-            save_model(self.model, self.path, {**self.metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
+            save_model(self.full_model or self.model, self.path,
+                       {**self.metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
 
 
-def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True, patience=EARLY_STOPPING_PATIENCE):
+def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True, patience=EARLY_STOPPING_PATIENCE,
+                   full_model=None):
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
     and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
@@ -454,7 +528,7 @@ def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True
         keras.callbacks.BackupAndRestore(backup_path_for(checkpoint_path), double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
-        BestModelCheckpoint(checkpoint_path, metadata),
+        BestModelCheckpoint(checkpoint_path, metadata, full_model),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
@@ -489,8 +563,11 @@ def backup_path_for(checkpoint_path):
 
 
 def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata, class_weight=None,
-                reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE):
-    """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far."""
+                reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE, head=None, steps_per_epoch=None):
+    """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far.
+
+    head: the part of `model` to fit on cached features (train_ds then yields features, endlessly).
+    """
     checkpoint_path = checkpoint_path_for(model_path)
     backup = backup_path_for(checkpoint_path)
     if os.path.isdir(backup) and not resume:
@@ -502,9 +579,10 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
     if not resume and os.path.exists(os.path.join(output_dir, "history.csv")):
         os.remove(os.path.join(output_dir, "history.csv"))
     try:
-        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
-                            class_weight=class_weight,
-                            callbacks=make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience))
+        callbacks = make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
+                                   full_model=model if head is not None else None)
+        history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
+                                      steps_per_epoch=steps_per_epoch, class_weight=class_weight, callbacks=callbacks)
     except KeyboardInterrupt:
         if not os.path.exists(checkpoint_path):
             raise UserError("training interrupted before the first epoch ended; nothing was saved "
@@ -948,8 +1026,24 @@ def report(metrics, labels, output_dir, show, history=None):
     plt.close("all")
 
 
+def make_strategy(kind):
+    """TensorFlow's MirroredStrategy over every local GPU ("auto" when any is visible), else the default device.
+
+    Multi-machine training (MultiWorkerMirroredStrategy) is left out: Keras 3's model.fit fails under it
+    (keras-team/keras#20585; checked with TensorFlow 2.21 / Keras 3.15, see the README).
+    """
+    if kind == "mirrored" or (kind == "auto" and tf.config.list_physical_devices("GPU")):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def run_train(args):
     """The original script's flow: load or train, save, then evaluate on test/."""
+    strategy = make_strategy(args.distribute)
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if args.cache_features and args.model != "vgg16":
+        raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
     class_names = check_dataset_layout(args.data)
     check_writable(args.output_dir)
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
@@ -980,18 +1074,36 @@ def run_train(args):
     if trained:
         steps_per_epoch = math.ceil(len(splits["train"][1]) / args.batch_size)
         learning_rate = make_learning_rate(args.learning_rate, args.lr_schedule, args.epochs, steps_per_epoch)
-        model = build_model(args.model, (image_size, image_size, 1 if color == "grayscale" else 3),
-                            num_classes, learning_rate, args.vgg_weights, args.label_smoothing)
+        with strategy.scope():
+            model = build_model(args.model, (image_size, image_size, 1 if color == "grayscale" else 3),
+                                num_classes, learning_rate, args.vgg_weights, args.label_smoothing, args.weight_decay)
         metadata = {"class_names": class_names, "image_size": image_size, "color": color,
                     "model": args.model, "trained_on": os.path.abspath(args.data),
                     "created": datetime.datetime.now().isoformat(timespec="seconds")}
-        train_ds = make_dataset(*splits["train"][:2], num_classes, args.batch_size, shuffle=True,
-                                augment=make_augmentation(args.seed, args.augment), seed=args.seed)
-        val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
+        augment = make_augmentation(args.seed, args.augment)
         start = time.perf_counter()
+        head = None
+        if args.cache_features:
+            with strategy.scope():
+                features, head = split_frozen_base(model)
+                head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+            cache_dir = os.path.join(args.output_dir, "cache")
+            train_ds = make_feature_dataset(
+                extract_features(features, *splits["train"][:2], num_classes, INFERENCE_BATCH_SIZE, augment,
+                                 FEATURE_VIEWS, cache_dir),
+                splits["train"][1], num_classes, args.batch_size, shuffle=True, seed=args.seed)
+            val_ds = make_feature_dataset(
+                extract_features(features, *splits["val"][:2], num_classes, INFERENCE_BATCH_SIZE),
+                splits["val"][1], num_classes, args.batch_size)
+            print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
+        else:
+            train_ds = make_dataset(*splits["train"][:2], num_classes, args.batch_size, shuffle=True,
+                                    augment=augment, seed=args.seed)
+            val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
         class_weight = balanced_class_weights(splits["train"][1], num_classes) if args.class_weight == "balanced" else None
         history = train_model(model, train_ds, val_ds, args.epochs, args.model_path, args.output_dir, metadata,
-                              class_weight, args.lr_schedule == "plateau", args.resume, args.patience)
+                              class_weight, args.lr_schedule == "plateau", args.resume, args.patience,
+                              head, steps_per_epoch if head is not None else None)
         print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
               f"model saved to {args.model_path}")
     with open(os.path.join(args.output_dir, "config.json"), "w") as f:
@@ -1146,6 +1258,15 @@ def make_parser():
     train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"),
                        help="learning-rate schedule")
     train.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING, help="label smoothing (0-1)")
+    train.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
+                       help="AdamW decoupled weight decay; 0 uses plain Adam")
+    train.add_argument("--cache-features", action="store_true", default=CACHE_FEATURES,
+                       help=f"vgg16: compute the frozen base once per image ({FEATURE_VIEWS} views with "
+                            "augmentation) and train only the head on the stored features")
+    train.add_argument("--distribute", default=DISTRIBUTE, choices=("auto", "mirrored", "none"),
+                       help="auto: MirroredStrategy over all GPUs when any is visible; mirrored: always; none: never")
+    train.add_argument("--mixed-precision", action="store_true", default=MIXED_PRECISION,
+                       help="train with Keras' mixed_float16 policy (for GPUs)")
     train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"),
                        help="loss weights per class")
 
