@@ -55,7 +55,7 @@ def test_bad_options(data, tmp_path, args, fragment):
 
 
 def test_image_size_too_small_for_the_model(data, tmp_path):
-    assert_clean_error(run_cli("--data", data, "--train-again", "--image-size", "40", "--model-path",
+    assert_clean_error(run_cli("--data", data, "--train-again", "--model", "cnn", "--image-size", "40", "--model-path",
                                tmp_path / "m.h5", "--output-dir", tmp_path / "o"), "at least 46")
 
 

@@ -23,7 +23,7 @@ def link_subset(root, per_split):
 
 def test_training_on_real_faces_beats_the_majority_baseline(tmp_path):
     data = link_subset(tmp_path / "fer", {"train": None, "val": 300, "test": None})
-    result = run_cli("--data", data, "--train-again", "--epochs", 3, "--model-path", tmp_path / "m.h5",
+    result = run_cli("--data", data, "--model", "cnn", "--train-again", "--epochs", 3, "--model-path", tmp_path / "m.h5",
                      "--output-dir", tmp_path / "out", "--no-show")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())

@@ -22,7 +22,7 @@ def bigger_data(tmp_path_factory):
 def start_training(data, model_path, out, *extra):
     env = {**os.environ, "MPLBACKEND": "Agg"}
     env.pop("DISPLAY", None)
-    return subprocess.Popen([sys.executable, SCRIPT, "--data", data, "--train-again", "--epochs", "40",
+    return subprocess.Popen([sys.executable, SCRIPT, "--data", data, "--model", "cnn", "--train-again", "--epochs", "40",
                              "--model-path", str(model_path), "--output-dir", str(out), "--no-show", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 

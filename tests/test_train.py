@@ -16,7 +16,7 @@ def trained(synthetic_data, tmp_path_factory):
     """One 2-epoch training run shared by the tests below."""
     out = tmp_path_factory.mktemp("run")
     model_path = out / "model.h5"
-    result = run_cli("--data", synthetic_data, "--epochs", 2, "--model-path", model_path,
+    result = run_cli("--data", synthetic_data, "--model", "cnn", "--epochs", 2, "--model-path", model_path,
                      "--output-dir", out / "results", "--no-show")
     assert result.returncode == 0, result.stderr
     return out, model_path, result
@@ -106,7 +106,7 @@ def test_more_classes_and_colour_images_work(tmp_path):
 
 def test_explicit_size_reproduces_the_original_200px_rgb_input(tmp_path):
     data = make_dataset(tmp_path / "data", per_class=(3, 1, 1))
-    result = run_cli("--data", data, "--epochs", 1, "--image-size", 200, "--color", "rgb",
+    result = run_cli("--data", data, "--epochs", 1, "--model", "cnn", "--image-size", 200, "--color", "rgb",
                      "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out", "--no-show")
     assert result.returncode == 0, result.stderr
     model, _ = er.load_trained_model(str(tmp_path / "m.h5"))
