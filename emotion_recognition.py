@@ -136,13 +136,16 @@ def read_image(path):
         data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII names
     except OSError:
         return None
+    return decode_image(data)
+
+
+def decode_image(data):
+    """Decode encoded image bytes (a uint8 array) to uint8 RGB (H, W, 3); None when not a readable image."""
     if data.size == 0:
         return None
     # IMREAD_COLOR gives 8-bit BGR for 16-bit, palette, alpha, grey and CMYK files alike.
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        return None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def prepare_image(image, image_size, color):
@@ -685,6 +688,9 @@ DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
 FACE_MARGIN = 0.1  # crop this fraction of the box size beyond each side of a detected face
 SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
+SERVE_HOST = "127.0.0.1"  # serve: loopback only, unless --host says otherwise
+SERVE_PORT = 8000  # serve: TCP port of the page and the JSON API
+MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
 MESSAGES = {  # shown under each face; any other class gets the "unknown" line
     "happy": "Keep smiling - it suits you!",
     "sad": "It's okay to feel down. Take a breath; better moments are coming.",
@@ -1200,7 +1206,7 @@ def run_webcam(args):
 
 
 def run_serve(args):
-    """The web page and JSON API (web/server.py), on the same prediction code as `predict`."""
+    """The upload/camera web page and JSON API (web/server.py), on the same prediction code as `predict`."""
     sys.modules.setdefault("emotion_recognition", sys.modules[__name__])  # web/ imports this script as a module
     from web.server import serve
     serve(args.model_path, args.host, args.port, args.tta)
@@ -1310,8 +1316,8 @@ def make_parser():
     serve = commands.add_parser("serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--model-path", default=MODEL_PATH, help="trained model file")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network)")
-    serve.add_argument("--port", type=positive_int, default=8000, help="port to listen on")
+    serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
+    serve.add_argument("--port", type=positive_int, default=SERVE_PORT, help="port to listen on")
     serve.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
                        help="average predictions with the horizontally flipped image")
     return parser

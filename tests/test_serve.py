@@ -1,0 +1,216 @@
+"""serve: the JSON API through Flask's test client, and the page end to end in headless Chromium."""
+
+import io
+import os
+import sys
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("flask", reason="flask is not installed (pip install -r requirements.txt)")
+
+from conftest import ROOT, draw_face
+
+sys.path.insert(0, ROOT)  # web/ is a package at the repository root
+import emotion_recognition as er  # noqa: E402
+from web import server  # noqa: E402
+
+CLASSES = ["calm", "joy", "rage"]  # not the default names: labels must come from the model file
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """An untrained (random) compact model saved with its metadata: enough to test the plumbing."""
+    path = tmp_path_factory.mktemp("model") / "m.h5"
+    er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(path),
+                  {"class_names": CLASSES, "image_size": 48, "color": "grayscale"})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def client(model_path):
+    return server.make_app(model_path).test_client()
+
+
+def face_photo(tmp_path, name="face.png"):
+    """A drawn face enlarged onto a grey canvas, where the Haar detector finds it; returns the file path."""
+    image = np.full((360, 480), 128, np.uint8)
+    image[84:276, 144:336] = draw_face("happy", 192, np.random.default_rng(0))
+    path = tmp_path / name
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def upload(client, data, name="face.png"):
+    return client.post("/api/predict", data={"image": (io.BytesIO(data), name)}, content_type="multipart/form-data")
+
+
+def test_predict_returns_the_predict_json_structure(client, tmp_path):
+    response = upload(client, face_photo(tmp_path).read_bytes())
+    assert response.status_code == 200, response.get_json()
+    result = response.get_json()
+    assert result["image"] == "face.png"
+    (face,) = result["faces"]
+    assert face["detected"] is True
+    x, y, w, h = face["box"]
+    assert 144 < x + w / 2 < 336 and 84 < y + h / 2 < 276  # the face is in the middle of the canvas
+    assert set(face["probabilities"]) == set(CLASSES) and face["emotion"] in CLASSES
+    assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert face["confidence"] == max(face["probabilities"].values())
+    assert face["message"] == er.MESSAGES["unknown"]  # these class names have no message of their own
+    assert result["annotated"].startswith("data:image/png;base64,")
+
+
+def test_health(client, model_path):
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "model": model_path, "classes": CLASSES, "max_upload_mb": 10}
+
+
+def test_page_is_served(client):
+    response = client.get("/")
+    assert response.status_code == 200 and b'id="file"' in response.data
+    assert client.get("/static/app.js").status_code == 200
+
+
+@pytest.mark.parametrize("data, name, expected", [
+    (b"", "empty.png", "empty.png is empty"),
+    (b"these are not pixels", "notes.jpg", "notes.jpg is not a readable image"),
+    (np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes(), "noise.png", "not a readable image"),
+])
+def test_bad_uploads_get_400_and_a_sentence(client, data, name, expected):
+    response = upload(client, data, name)
+    assert response.status_code == 400
+    assert expected in response.get_json()["error"]
+
+
+def test_missing_field_gets_400(client):
+    response = client.post("/api/predict", data={"photo": (io.BytesIO(b"x"), "a.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "multipart form field 'image'" in response.get_json()["error"]
+
+
+def test_too_large_upload_gets_413(model_path, tmp_path):
+    client = server.make_app(model_path, max_upload_mb=0.01).test_client()  # about 10 kB
+    response = upload(client, bytes(20_000))
+    assert response.status_code == 413
+    assert "larger than the 0.01 MB limit" in response.get_json()["error"]
+
+
+def test_model_is_loaded_once(model_path, tmp_path, monkeypatch):
+    calls = []
+    load = er.load_trained_model
+    monkeypatch.setattr(er, "load_trained_model", lambda path: calls.append(path) or load(path))
+    client = server.make_app(model_path).test_client()
+    photo = face_photo(tmp_path).read_bytes()
+    assert [upload(client, photo).status_code for _ in range(2)] == [200, 200]
+    assert calls == [model_path]
+
+
+@pytest.mark.parametrize("pixels", [
+    np.full((40, 50), 90, np.uint8),  # grey
+    np.full((40, 50, 4), (10, 20, 30, 128), np.uint8),  # BGRA with alpha
+    np.full((40, 50, 3), 40000, np.uint16),  # 16-bit
+], ids=["grey", "alpha", "16-bit"])
+def test_odd_but_valid_uploads_are_classified(client, pixels, tmp_path):
+    path = tmp_path / "image.png"
+    cv2.imwrite(str(path), pixels)
+    response = upload(client, path.read_bytes(), "image.png")
+    assert response.status_code == 200, response.get_json()
+    (face,) = response.get_json()["faces"]  # no face in a flat image: classified whole
+    assert face["detected"] is False and face["box"] == [0, 0, 50, 40]
+
+
+def test_missing_model_is_a_user_error(tmp_path):
+    with pytest.raises(er.UserError, match="not found"):
+        server.make_app(str(tmp_path / "nope.h5"))
+
+
+@pytest.fixture(scope="module")
+def live_server(model_path):
+    """The app on a free localhost port in a background thread; yields its URL."""
+    from werkzeug.serving import make_server
+    httpd = make_server("127.0.0.1", 0, server.make_app(model_path), threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium driven by Playwright, with a fake camera that needs no permission prompt.
+
+    Playwright rather than Selenium: it drives the installed Chromium directly (no chromedriver to keep in
+    step with the browser), fills a real <input type=file>, and waits for elements by itself.
+    """
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(live_server)
+    yield page
+    page.close()
+
+
+def test_page_labels_an_uploaded_photo(page, tmp_path):
+    page.set_input_files("#file", str(face_photo(tmp_path, "holiday.png")))
+    label = page.wait_for_selector("#faces .emotion")
+    assert label.text_content() in CLASSES
+    assert page.text_content("#status") == "holiday.png: 1 face found."
+    assert page.get_attribute("#annotated", "src").startswith("data:image/png;base64,")
+    assert len(page.query_selector_all("#faces .bar-row")) == len(CLASSES)
+    assert page.text_content("#faces .message") == er.MESSAGES["unknown"]
+
+
+def test_page_shows_the_error_for_a_non_image(page, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a photo")
+    page.set_input_files("#file", str(tmp_path / "notes.txt"))
+    error = page.wait_for_selector("#status.error")
+    assert "notes.txt is not a readable image" in error.text_content()
+    assert page.is_hidden("#result")
+
+
+def test_page_labels_a_camera_snapshot(page):
+    page.click("#camera-open")
+    page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+    page.click("#camera-snap")
+    assert page.wait_for_selector("#faces .emotion").text_content() in CLASSES
+    assert page.text_content("#status").startswith("camera.png: ")  # Chromium's fake camera shows no face
+
+
+def test_serve_command_answers_and_reports_a_bad_model_in_one_line(model_path, tmp_path):
+    import json
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+    from conftest import SCRIPT, run_cli
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, SCRIPT, "serve", "--model-path", model_path, "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "Serving" in process.stdout.readline()  # printed once the model is loaded and the port bound
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=30) as response:
+            assert json.load(response)["classes"] == CLASSES
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    result = run_cli("serve", "--model-path", tmp_path / "missing.h5")
+    assert result.returncode == 1 and "error:" in result.stderr and "Traceback" not in result.stderr
