@@ -219,25 +219,54 @@ def load_folder(folder, class_names, image_size, color, cache_dir=None):
     return images, np.asarray(labels, dtype=np.int64)[keep], skipped
 
 
-def make_augmentation(seed, strength="original"):
-    """The original's training augmentation as Keras layers (run in tf.data, never saved in the model).
+class Augmentation:
+    """The original's random rotation, shift, shear, zoom and horizontal flip, fused into one affine warp.
 
-    strength "light" scales every range to a third and drops the shear; "none" returns None.
+    One `keras.ops.image.affine_transform` call per batch (bilinear, nearest fill, as the original's
+    ImageDataGenerator) instead of one per Keras augmentation layer: about 4x less CPU per batch, which on
+    2 cores is CPU the network gets back. The randomness is stateless, drawn from a seed per batch, so
+    batches can be augmented in parallel and still repeat exactly for the same --seed.
+    """
+
+    def __init__(self, rotation_degrees, shift_fraction, shear_degrees, zoom_fraction, flip=True):
+        self.rotation, self.shift = math.radians(rotation_degrees), shift_fraction
+        self.shear, self.zoom, self.flip = math.radians(shear_degrees), zoom_fraction, flip
+
+    def __call__(self, images, seed):
+        """images: float32 (B, H, W, C); seed: int64 pair. Same images and seed -> same output."""
+        count = tf.shape(images)[0]
+        height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
+        seeds = tf.random.experimental.stateless_split(seed, 7)
+
+        def uniform(i, bound):
+            return tf.random.stateless_uniform([count], seeds[i], -bound, bound)
+
+        angle, shear = uniform(0, self.rotation), uniform(1, self.shear)
+        zoom_x, zoom_y = 1 + uniform(2, self.zoom), 1 + uniform(3, self.zoom)  # independent, as the original
+        shift_x, shift_y = uniform(4, self.shift) * width, uniform(5, self.shift) * height
+        mirror = tf.where(tf.random.stateless_uniform([count], seeds[6]) < 0.5, -1.0, 1.0) if self.flip else 1.0
+        # Output pixel p reads input pixel M (p - centre) + centre + shift, M = rotate . shear . zoom . mirror.
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        a0, a1 = cos * zoom_x * mirror, (-cos * tf.sin(shear) - sin * tf.cos(shear)) * zoom_y
+        b0, b1 = sin * zoom_x * mirror, (-sin * tf.sin(shear) + cos * tf.cos(shear)) * zoom_y
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        a2, b2 = cx - a0 * cx - a1 * cy + shift_x, cy - b0 * cx - b1 * cy + shift_y
+        zeros = tf.zeros_like(a0)
+        transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="nearest")
+
+
+def make_augmentation(seed=SEED, strength="original"):
+    """The original's training augmentation (run in tf.data, never saved in the model), or None for "none".
+
+    strength "light" scales every range to a third and drops the shear. `seed` is kept for callers of the
+    older signature; the random draws come from the per-batch seeds make_dataset passes in.
     """
     if strength == "none":
         return None
     k = 1 if strength == "original" else 1 / 3
-    augmentation = [
-        layers.RandomRotation(k * ROTATION_DEGREES / 360, fill_mode="nearest", seed=seed),
-        layers.RandomTranslation(k * SHIFT_FRACTION, k * SHIFT_FRACTION, fill_mode="nearest", seed=seed),
-        layers.RandomZoom((-k * ZOOM_FRACTION, k * ZOOM_FRACTION), (-k * ZOOM_FRACTION, k * ZOOM_FRACTION),
-                          fill_mode="nearest", seed=seed),
-        layers.RandomFlip("horizontal", seed=seed),
-    ]
-    if strength == "original":
-        shear = math.tan(math.radians(SHEAR_DEGREES))
-        augmentation.insert(2, layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode="nearest", seed=seed))
-    return keras.Sequential(augmentation, name="augmentation")
+    return Augmentation(k * ROTATION_DEGREES, k * SHIFT_FRACTION, SHEAR_DEGREES if strength == "original" else 0.0,
+                        k * ZOOM_FRACTION)
 
 
 def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED):
@@ -255,9 +284,10 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment
 
     ds = ds.map(take, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
-        # One call at a time: parallel calls would draw from the layers' random state in a varying order,
-        # breaking --seed reproducibility. It is one vectorised call per batch and overlaps training anyway.
-        ds = ds.map(lambda x, y: (augment(x, training=True), y))
+        # A fresh seed pair per batch, from a seeded stream that differs each epoch: reproducible and parallel.
+        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, batch_seeds).map(lambda batch, s: (augment(batch[0], s), batch[1]),
+                                                      num_parallel_calls=tf.data.AUTOTUNE)
     return ds.with_options(SHARD_BY_DATA).prefetch(tf.data.AUTOTUNE)
 
 
@@ -587,6 +617,11 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
                                    full_model=model if head is not None else None)
         history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
                                       steps_per_epoch=steps_per_epoch, class_weight=class_weight, callbacks=callbacks)
+    except ValueError as error:
+        if resume and "could not be loaded" in str(error):  # BackupAndRestore found another architecture
+            raise UserError(f"the interrupted run in {backup} was for another model; run --resume with the same "
+                            "options as that run, or train without --resume") from None
+        raise
     except KeyboardInterrupt:
         if not os.path.exists(checkpoint_path):
             raise UserError("training interrupted before the first epoch ended; nothing was saved "

@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import emotion_recognition as er
 
@@ -99,21 +100,32 @@ def test_failed_save_leaves_the_previous_model_untouched(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["m.h5"]
 
 
-def test_augmentation_changes_images_but_keeps_shape():
+def test_augmentation_changes_images_but_keeps_shape_and_repeats_per_seed():
     augment = er.make_augmentation(seed=1)
     x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
-    y = augment(x, training=True).numpy()
+    y = augment(x, tf.constant([3, 4], tf.int64)).numpy()
     assert y.shape == x.shape and not np.allclose(x, y)
     assert y.min() >= 0 and y.max() <= 255  # nearest fill, no black borders beyond the data range
+    assert np.array_equal(augment(x, tf.constant([3, 4], tf.int64)).numpy(), y)  # stateless: same seed, same warp
+    assert not np.allclose(augment(x, tf.constant([5, 6], tf.int64)).numpy(), y)
+
+
+def test_fused_augmentation_geometry():
+    x = np.random.default_rng(0).uniform(0, 255, (2, 20, 30, 1)).astype("float32")
+    seed = tf.constant([1, 2], tf.int64)
+    assert np.allclose(er.Augmentation(0, 0, 0, 0, flip=False)(x, seed).numpy(), x, atol=1e-3)  # identity
+    mirrored = er.Augmentation(0, 0, 0, 0, flip=True)(np.repeat(x[:1], 64, axis=0), seed).numpy()
+    flipped = [np.allclose(m, x[0, :, ::-1], atol=1e-3) for m in mirrored]
+    unchanged = [np.allclose(m, x[0], atol=1e-3) for m in mirrored]
+    assert all(f or u for f, u in zip(flipped, unchanged)) and 10 < sum(flipped) < 54  # about half mirrored
 
 
 def test_augmentation_strengths():
     assert er.make_augmentation(1, "none") is None
-    original = [type(l).__name__ for l in er.make_augmentation(1, "original").layers]
-    light = er.make_augmentation(1, "light")
-    assert "RandomShear" in original and "RandomShear" not in [type(l).__name__ for l in light.layers]
-    rotation = [l for l in light.layers if isinstance(l, keras.layers.RandomRotation)][0]
-    assert rotation.factor[1] == pytest.approx(10 / 360)  # a third of the original's 30 degrees
+    original, light = er.make_augmentation(1, "original"), er.make_augmentation(1, "light")
+    assert original.rotation == pytest.approx(np.radians(30)) and original.shear == pytest.approx(np.radians(0.2))
+    assert light.rotation == pytest.approx(np.radians(10)) and light.shear == 0  # a third, no shear
+    assert light.shift == pytest.approx(0.2 / 3) and light.zoom == pytest.approx(0.2 / 3)
 
 
 def test_compact_model_is_small_and_takes_any_size_from_16px():

@@ -75,7 +75,10 @@ def test_ctrl_c_saves_the_best_model_so_far_and_resume_continues(bigger_data, tm
     done = len(open(tmp_path / "out" / "history.csv").read().strip().splitlines()) - 1
 
     total = done + 3
-    result = run_cli("--data", bigger_data, "--resume", "--epochs", total, "--patience", total,
+    mismatch = run_cli("--data", bigger_data, "--resume", "--model", "compact", "--epochs", total,
+                       "--model-path", model_path, "--output-dir", tmp_path / "wrong", "--no-show")
+    assert mismatch.returncode == 1 and "same options" in mismatch.stderr and "Traceback" not in mismatch.stderr
+    result = run_cli("--data", bigger_data, "--model", "cnn", "--resume", "--epochs", total, "--patience", total,
                      "--model-path", model_path, "--output-dir", tmp_path / "out", "--no-show")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming the interrupted run" in result.stdout
