@@ -74,6 +74,8 @@ FULL = {
     "inference_repeats": 5,  # batch timings; the median is reported
     "latency_calls": 200,  # one-crop classify calls; median and 90th percentile reported
     "video_frames": 300,
+    "vgg_cache_images": 256,  # 200 px images whose frozen-VGG16 features are timed (about 10 images/s)
+    "vgg_cache_epochs": 2,  # accuracy check of --cache-features at auto size, on accuracy_train_images
 }
 QUICK = {
     "train_images": 640,
@@ -86,6 +88,8 @@ QUICK = {
     "inference_repeats": 3,
     "latency_calls": 50,
     "video_frames": 100,
+    "vgg_cache_images": 64,
+    "vgg_cache_epochs": 1,
 }
 INFERENCE_BATCH = 1024  # face crops classified in one call
 VIDEO_SIZE = (640, 480)  # width, height of the synthetic video
@@ -144,10 +148,12 @@ def make_plan(data, quick, workdir):
     train_dir, n_train = split_dir("train", mode["train_images"], "train")
     val_dir, n_val = split_dir("val", mode["val_images"], "val")
     accuracy_dir, n_accuracy = split_dir("train", mode["accuracy_train_images"], "accuracy_train")
+    vgg_cache_dir, n_vgg_cache = split_dir("train", mode["vgg_cache_images"], "vgg_cache")
     return {**mode, "data": os.path.abspath(data), "quick": quick, "workdir": workdir, "class_names": class_names,
             "full_train_dir": os.path.join(data, "train"), "n_train_full": n_train_full,
             "train_dir": train_dir, "n_train": n_train, "val_dir": val_dir, "n_val": n_val,
             "accuracy_train_dir": accuracy_dir, "n_accuracy_train": n_accuracy,
+            "vgg_cache_dir": vgg_cache_dir, "n_vgg_cache": n_vgg_cache,
             "sizes": {"original": [ORIGINAL_SIZE, "rgb"], "auto": [size, color]},
             "batch_size": BATCH_SIZE, "seed": er.SEED}
 
@@ -286,6 +292,62 @@ def part_accuracy(plan, size_key):
             **{k: metrics[k] for k in ("accuracy", "macro_f1", "loss", "majority_class_accuracy")}}
 
 
+def cached_head(model):
+    """--cache-features' split of the frozen-VGG16 model: (features, compiled head), as the script does it."""
+    features, head = er.split_frozen_base(model)
+    head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+    return features, head
+
+
+def part_vgg16_cached(plan):
+    """--cache-features at 200 px: frozen-base feature extraction (once per image view) and head training speed."""
+    images, labels, _ = load_split(plan, plan["vgg_cache_dir"], "original")
+    num_classes = len(plan["class_names"])
+    features, head = cached_head(new_model(plan, "vgg16", "original"))
+    er.extract_features(features, images[:plan["batch_size"]], labels[:plan["batch_size"]], num_classes,
+                        plan["batch_size"])  # traces the feature model: not timed
+    start = time.perf_counter()
+    stored = er.extract_features(features, images, labels, num_classes, plan["batch_size"],
+                                 er.make_augmentation(plan["seed"]), er.FEATURE_VIEWS)
+    extract_seconds = time.perf_counter() - start
+    dataset = er.make_feature_dataset(stored, labels, num_classes, plan["batch_size"], shuffle=True,
+                                      seed=plan["seed"])
+    timing = time_fit(head, dataset, 5, 100, plan["batch_size"])
+    return {"model": "vgg16", "input": list(input_shape(plan, "original")), "views": int(stored.shape[0]),
+            "extract_images": len(images), "extract_seconds": extract_seconds,
+            "extract_views_per_s": stored.shape[0] * len(images) / extract_seconds,
+            "head_images_per_s": timing["images_per_s"], "head_timed_steps": timing["timed_steps"],
+            "feature_shape": list(stored.shape[2:])}
+
+
+def part_vgg16_cache_accuracy(plan):
+    """Frozen VGG16 at auto size, same images, epochs and seed, trained with and without --cache-features."""
+    images, labels, _ = load_split(plan, plan["accuracy_train_dir"], "auto")
+    val_images, val_labels, _ = load_split(plan, plan["val_dir"], "auto")
+    num_classes, epochs, batch = len(plan["class_names"]), plan["vgg_cache_epochs"], plan["batch_size"]
+    result = {"model": "vgg16", "input": list(input_shape(plan, "auto")), "train_images": len(images),
+              "epochs": epochs, "val_images": len(val_labels)}
+    for cached in (False, True):
+        model = new_model(plan, "vgg16", "auto")
+        augment = er.make_augmentation(plan["seed"])
+        start = time.perf_counter()
+        if cached:
+            features, head = cached_head(model)
+            stored = er.extract_features(features, images, labels, num_classes, batch, augment, er.FEATURE_VIEWS)
+            head.fit(er.make_feature_dataset(stored, labels, num_classes, batch, shuffle=True, seed=plan["seed"]),
+                     epochs=epochs, steps_per_epoch=-(-len(images) // batch), verbose=0)
+        else:
+            model.fit(er.make_dataset(images, labels, num_classes, batch, shuffle=True, augment=augment,
+                                      seed=plan["seed"]), epochs=epochs, verbose=0)
+        seconds = time.perf_counter() - start
+        metrics = er.evaluate_model(model, val_images, val_labels, plan["class_names"], batch)
+        key = "cached" if cached else "uncached"
+        result.update({f"{key}_accuracy": metrics["accuracy"], f"{key}_macro_f1": metrics["macro_f1"],
+                       f"{key}_seconds": seconds})
+    result["majority_class_accuracy"] = metrics["majority_class_accuracy"]
+    return result
+
+
 def video_frame(face, offset):
     """A 640x480 grey BGR frame with `face` (square RGB) pasted near the middle, shifted by `offset` px."""
     width, height = VIDEO_SIZE
@@ -375,6 +437,10 @@ PARTS = {  # name -> (what the table calls it, function(plan) -> dict of figures
     "accuracy_auto": ("val accuracy, CNN auto size", partial(part_accuracy, size_key="auto"), None),
     "accuracy_200": ("val accuracy, CNN 200px RGB", partial(part_accuracy, size_key="original"), None),
     "inference": ("inference, default model at auto size", part_inference, "video_fps"),
+    "vgg16_cached": ("VGG16 200px, --cache-features (extract once, train the head)", part_vgg16_cached,
+                     "head_images_per_s"),
+    "vgg16_cache_accuracy": ("val accuracy, VGG16 auto size, with and without --cache-features",
+                             part_vgg16_cache_accuracy, None),
 }
 
 
@@ -436,6 +502,18 @@ def compare(parts, plan):
         auto_epoch = auto["epoch_seconds"] if measured else plan["n_train_full"] / auto["images_per_s"]
         comparisons.update(original_epoch_seconds_projected=original_epoch, auto_epoch_seconds=auto_epoch,
                            auto_epoch_measured=measured, auto_epoch_speedup=original_epoch / auto_epoch)
+    cached, vgg_original = parts.get("vgg16_cached", {}), parts.get("vgg16_original", {})
+    if "head_images_per_s" in cached and "images_per_s" in vgg_original:
+        n, epochs = plan["n_train_full"], 30  # the issue's comparison: a whole 30-epoch run on the train split
+        cached_seconds = cached["views"] * n / cached["extract_views_per_s"] + epochs * n / cached["head_images_per_s"]
+        original_seconds = epochs * n / vgg_original["images_per_s"]
+        comparisons.update(vgg16_30_epochs_original_seconds=original_seconds,
+                           vgg16_30_epochs_cached_seconds=cached_seconds,
+                           vgg16_cache_speedup_30_epochs=original_seconds / cached_seconds,
+                           vgg16_cache_speedup_per_epoch=cached["head_images_per_s"] / vgg_original["images_per_s"])
+    cache_accuracy = parts.get("vgg16_cache_accuracy", {})
+    comparisons["vgg16_cache_accuracy_delta"] = (cache_accuracy["cached_accuracy"] - cache_accuracy["uncached_accuracy"]
+                                                 if "cached_accuracy" in cache_accuracy else None)
     accuracy_auto, accuracy_200 = (parts.get(p, {}).get("accuracy") for p in ("accuracy_auto", "accuracy_200"))
     comparisons["accuracy_auto_minus_200"] = (accuracy_auto - accuracy_200
                                               if None not in (accuracy_auto, accuracy_200) else None)
@@ -451,6 +529,8 @@ def compare(parts, plan):
         "vgg16_project_vs_original": target(comparisons["vgg16_project_vs_original"], 1.0),
         "auto_epoch_speedup": target(comparisons.get("auto_epoch_speedup"), TARGETS["auto_epoch_speedup_min"]),
         "accuracy_auto_minus_200": target(comparisons["accuracy_auto_minus_200"], 0.0),
+        "vgg16_cache_speedup_30_epochs": target(comparisons.get("vgg16_cache_speedup_30_epochs"), 10),
+        "vgg16_cache_accuracy_delta": target(comparisons["vgg16_cache_accuracy_delta"], 0.0),
         "crops_per_s": target(inference.get("crops_per_s"), TARGETS["crops_per_s_min"]),
         "video_fps": target(inference.get("video_fps"), TARGETS["video_fps_min"]),
     }
@@ -465,7 +545,7 @@ def print_training(parts, plan):
     print(f"{'training':<58}{'input':>11}{'steps':>7}{'images/s':>10}{'s/epoch':>10}{'peak MB':>9}")
     for name, (label, *_) in PARTS.items():
         result = parts.get(name)
-        if result is None or name.startswith(("accuracy", "inference")):
+        if result is None or name.startswith(("accuracy", "inference", "vgg16_cache")):
             continue
         if "error" in result:
             print(f"{label:<58}  FAILED: {result['error']}")
@@ -482,8 +562,21 @@ def print_training(parts, plan):
 
 
 def print_accuracy_and_inference(parts):
-    for name in ("accuracy_auto", "accuracy_200", "inference"):
+    for name in ("accuracy_auto", "accuracy_200", "inference", "vgg16_cached", "vgg16_cache_accuracy"):
         result = parts.get(name)
+        if result is not None and "error" not in result and name == "vgg16_cached":
+            print(f"{PARTS[name][0]} ({shape(result['input'])}): features {shape(result['feature_shape'])}, "
+                  f"{result['extract_views_per_s']:.1f} image-views/s extracted ({result['views']} views of "
+                  f"{result['extract_images']} images), head trains at {result['head_images_per_s']:.0f} images/s; "
+                  f"peak {result['peak_memory_mb']:.0f} MB")
+            continue
+        if result is not None and "error" not in result and name == "vgg16_cache_accuracy":
+            print(f"{PARTS[name][0]} ({shape(result['input'])}, weights none, {result['epochs']} epoch(s) on "
+                  f"{result['train_images']} images): uncached {result['uncached_accuracy']:.4f} in "
+                  f"{result['uncached_seconds']:.0f} s, cached {result['cached_accuracy']:.4f} in "
+                  f"{result['cached_seconds']:.0f} s, on {result['val_images']} val images (majority "
+                  f"{result['majority_class_accuracy']:.4f}); peak {result['peak_memory_mb']:.0f} MB")
+            continue
         if result is not None and "error" in result:
             print(f"{PARTS[name][0]}: FAILED: {result['error']}")
         elif result is not None and name.startswith("accuracy"):
@@ -519,6 +612,12 @@ def print_comparisons(comparisons, targets, quick):
                  f"{comparisons['original_epoch_seconds_projected']:.0f} s (projected): "
                  f"{comparisons['auto_epoch_speedup']:.1f}x faster")
     print(line)
+    if "vgg16_cache_speedup_30_epochs" in comparisons:
+        print(f"VGG16 200px, 30 epochs on the whole train split: original pipeline "
+              f"{comparisons['vgg16_30_epochs_original_seconds'] / 3600:.1f} h, --cache-features "
+              f"{comparisons['vgg16_30_epochs_cached_seconds'] / 3600:.2f} h (projected): "
+              f"{comparisons['vgg16_cache_speedup_30_epochs']:.1f}x faster; per head epoch "
+              f"{comparisons['vgg16_cache_speedup_per_epoch']:.0f}x")
     print()
     print("targets:")
     for name, t in targets.items():
