@@ -185,8 +185,9 @@ def time_fit(model, data, warmup, steps, batch_size, n_images=None):
     model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
     timer = StepTimer()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-    if len(timer.times) != steps:
-        raise RuntimeError(f"expected {steps} training steps, the data gave {len(timer.times)}")
+    executions = -(-steps // model.steps_per_execution)  # Keras calls back once per execution of N steps
+    if len(timer.times) != executions:
+        raise RuntimeError(f"expected {steps} training steps, the data gave {len(timer.times)} executions")
     images = min(n_images or steps * batch_size, steps * batch_size)  # a whole epoch may end with a short batch
     seconds = timer.times[-1] - timer.start
     return {"images_per_s": images / seconds, "warmup_steps": warmup, "timed_steps": steps,
