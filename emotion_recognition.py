@@ -80,7 +80,8 @@ ZOOM_FRACTION = 0.2  # zoom 80-120 %, horizontal flip, nearest fill
 AUGMENT = "original"  # "original" (the above), "light" (a third of each range, no shear) or "none"
 CACHE_FEATURES = False  # vgg16: run the frozen base once per image and train the head on the stored features
 FEATURE_VIEWS = 2  # with CACHE_FEATURES and augmentation: each training image stored plain + 1 augmented view
-DISTRIBUTE = "auto"  # "auto" (all GPUs via MirroredStrategy when any is visible), "mirrored", "none"
+DISTRIBUTE = "auto"  # "auto" (all GPUs via MirroredStrategy when any is visible), "mirrored", "none",
+#                      "multiworker" (MultiWorkerMirroredStrategy over the machines in $TF_CONFIG)
 MIXED_PRECISION = False  # Keras' mixed_float16 policy (pays off on GPUs; slower on most CPUs)
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -274,12 +275,13 @@ def make_augmentation(seed=SEED, strength="original"):
                         k * ZOOM_FRACTION)
 
 
-def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED):
+def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED,
+                 drop_remainder=False):
     """Batches of (float32 pixels 0-255, one-hot labels) read from the decoded array; order kept unless shuffle."""
     ds = tf.data.Dataset.range(len(images))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     image_shape = images.shape[1:]
 
     def take(index):
@@ -559,12 +561,10 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True, patience=EARLY_STOPPING_PATIENCE,
-                   full_model=None):
+                   full_model=None, backup=True):
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
     and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
-        # double_checkpoint: if Ctrl-C lands mid-write, Keras falls back to the previous epoch's backup
-        keras.callbacks.BackupAndRestore(backup_path_for(checkpoint_path), double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
         BestModelCheckpoint(checkpoint_path, metadata, full_model),
@@ -574,6 +574,8 @@ def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
                                                            patience=REDUCE_LR_PATIENCE, min_lr=MIN_LEARNING_RATE,
                                                            verbose=1))
+    if backup:  # double_checkpoint: if Ctrl-C lands mid-write, Keras falls back to the previous epoch's backup
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(backup_path_for(checkpoint_path), double_checkpoint=True))
     return callbacks
 
 
@@ -617,11 +619,16 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
         print(f"Resuming the interrupted run saved in {backup}")
     if not resume and os.path.exists(os.path.join(output_dir, "history.csv")):
         os.remove(os.path.join(output_dir, "history.csv"))
+    multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     try:
         callbacks = make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
-                                   full_model=model if head is not None else None)
-        history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
-                                      steps_per_epoch=steps_per_epoch, class_weight=class_weight, callbacks=callbacks)
+                                   full_model=model if head is not None else None, backup=not multiworker)
+        if multiworker:
+            history = fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight)
+        else:
+            history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
+                                          steps_per_epoch=steps_per_epoch, class_weight=class_weight,
+                                          callbacks=callbacks)
     except ValueError as error:
         if resume and "could not be loaded" in str(error):  # BackupAndRestore found another architecture
             raise UserError(f"the interrupted run in {backup} was for another model; run --resume with the same "
@@ -637,6 +644,70 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
     if os.path.exists(checkpoint_path):
         os.remove(checkpoint_path)
     return history.history
+
+
+def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=None):
+    """model.fit for MultiWorkerMirroredStrategy, under which Keras 3's own fit fails (keras-team/keras#20585).
+
+    TensorFlow's custom-loop recipe: each worker runs every step through strategy.run on its share of the
+    batch, the loss is averaged over the global batch and the optimizer all-reduces the gradients. Loss and
+    accuracy are summed over all workers, so every worker's callbacks see the same logs and decide alike.
+    """
+    strategy = model.distribute_strategy
+    per_example_loss = type(model.loss).from_config({**model.loss.get_config(), "reduction": None})
+    class_weights = tf.constant([class_weight[i] for i in sorted(class_weight)]) if class_weight else None
+
+    def replica_sums(images, labels, training):
+        probabilities = model(images, training=training)
+        losses = per_example_loss(labels, probabilities)
+        if class_weights is not None:
+            losses *= tf.gather(class_weights, tf.argmax(labels, axis=1))
+        correct = tf.cast(tf.argmax(probabilities, axis=1) == tf.argmax(labels, axis=1), tf.float32)
+        return losses, tf.stack([tf.reduce_sum(losses), tf.reduce_sum(correct), tf.cast(tf.size(correct), tf.float32)])
+
+    def train_replica(images, labels):
+        with tf.GradientTape() as tape:
+            losses, sums = replica_sums(images, labels, training=True)
+            loss = tf.nn.compute_average_loss(losses)
+            if model.losses:  # the L2 penalties of the dense layers
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        variables = model.trainable_variables
+        gradients = tape.gradient(model.optimizer.scale_loss(loss), variables)
+        model.optimizer.apply_gradients(zip(gradients, variables))
+        return sums
+
+    @tf.function
+    def train_step(images, labels):
+        return strategy.reduce("SUM", strategy.run(train_replica, args=(images, labels)), axis=None)
+
+    @tf.function
+    def val_step(images, labels):
+        return strategy.reduce("SUM", strategy.run(lambda x, y: replica_sums(x, y, False)[1], args=(images, labels)),
+                               axis=None)
+
+    def mean_logs(sums, prefix=""):
+        return {f"{prefix}loss": sums[0] / sums[2], f"{prefix}accuracy": sums[1] / sums[2]}
+
+    train_batches = strategy.experimental_distribute_dataset(train_ds)
+    val_batches = strategy.experimental_distribute_dataset(val_ds)
+    callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=True, model=model,
+                                             verbose=1, epochs=epochs, steps=int(train_ds.cardinality()))
+    model.stop_training = False
+    callbacks.on_train_begin()
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        sums = np.zeros(3)
+        for step, (images, labels) in enumerate(train_batches):
+            callbacks.on_train_batch_begin(step)
+            sums += train_step(images, labels).numpy()
+            callbacks.on_train_batch_end(step, mean_logs(sums))
+        val_sums = sum(val_step(images, labels).numpy() for images, labels in val_batches)
+        logs = {**mean_logs(sums), **mean_logs(val_sums, "val_")}
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callbacks.on_train_end(logs)
+    return model.history
 
 
 # -----------------------------------------------------------------------------
@@ -1074,28 +1145,46 @@ def report(metrics, labels, output_dir, show, history=None):
 
 
 def make_strategy(kind):
-    """TensorFlow's MirroredStrategy over every local GPU ("auto" when any is visible), else the default device.
-
-    Multi-machine training (MultiWorkerMirroredStrategy) is left out: Keras 3's model.fit fails under it
-    (keras-team/keras#20585; checked with TensorFlow 2.21 / Keras 3.15, see the README).
-    """
+    """TensorFlow's MirroredStrategy over every local GPU ("auto" when any is visible), its
+    MultiWorkerMirroredStrategy over the machines TF_CONFIG lists, else the default device."""
+    if kind == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise UserError("--distribute multiworker needs the TF_CONFIG environment variable (the cluster's "
+                            "workers and this one's index); see the README")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "mirrored" or (kind == "auto" and tf.config.list_physical_devices("GPU")):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
+def is_chief(strategy):
+    """TensorFlow's convention: worker 0 (or the "chief" task) writes the results; the others only compute."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is None or resolver.task_type in (None, "chief") or (resolver.task_type == "worker"
+                                                                          and resolver.task_id == 0)
+
+
 def run_train(args):
     """The original script's flow: load or train, save, then evaluate on test/."""
-    strategy = make_strategy(args.distribute)
-    if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    multiworker = args.distribute == "multiworker"
+    if multiworker and (args.resume or args.cache_features):
+        raise UserError(f"--{'resume' if args.resume else 'cache-features'} works on one machine only; "
+                        "leave it out with --distribute multiworker")
     if args.cache_features and args.model != "vgg16":
         raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
+    strategy = make_strategy(args.distribute)
+    if not is_chief(strategy):  # every worker trains; only the chief's model file and results are kept
+        scratch = tempfile.mkdtemp(prefix="emotion-worker-")
+        args.model_path, args.output_dir, args.show = os.path.join(scratch, MODEL_PATH), scratch, False
+        print(f"Worker {strategy.cluster_resolver.task_id}: the chief keeps the results; this worker's go to {scratch}")
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
     class_names = check_dataset_layout(args.data)
     check_writable(args.output_dir)
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
-    trained = args.train_again or args.resume or not os.path.exists(args.model_path)
+    # all workers of a cluster must take part in training, whatever files each of them holds
+    trained = args.train_again or args.resume or multiworker or not os.path.exists(args.model_path)
     history = None
     if not trained:
         model, metadata = load_trained_model(args.model_path)
@@ -1145,7 +1234,7 @@ def run_train(args):
             print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
         else:
             train_ds = make_dataset(*splits["train"][:2], num_classes, args.batch_size, shuffle=True,
-                                    augment=augment, seed=args.seed)
+                                    augment=augment, seed=args.seed, drop_remainder=multiworker)  # no empty shares
             val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
         class_weight = balanced_class_weights(splits["train"][1], num_classes) if args.class_weight == "balanced" else None
         history = train_model(model, train_ds, val_ds, args.epochs, args.model_path, args.output_dir, metadata,
@@ -1153,6 +1242,8 @@ def run_train(args):
                               head, steps_per_epoch if head is not None else None)
         print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
               f"model saved to {args.model_path}")
+        if multiworker:  # a local copy: the distributed model would need every worker for each prediction
+            model, _ = load_trained_model(args.model_path)
     with open(os.path.join(args.output_dir, "config.json"), "w") as f:
         json.dump(settings, f, indent=2)
     images, labels, _ = splits["test"]
@@ -1317,8 +1408,9 @@ def make_parser():
     train.add_argument("--cache-features", action="store_true", default=CACHE_FEATURES,
                        help=f"vgg16: compute the frozen base once per image ({FEATURE_VIEWS} views with "
                             "augmentation) and train only the head on the stored features")
-    train.add_argument("--distribute", default=DISTRIBUTE, choices=("auto", "mirrored", "none"),
-                       help="auto: MirroredStrategy over all GPUs when any is visible; mirrored: always; none: never")
+    train.add_argument("--distribute", default=DISTRIBUTE, choices=("auto", "mirrored", "multiworker", "none"),
+                       help="auto: MirroredStrategy over all GPUs when any is visible; mirrored: always; "
+                            "multiworker: MultiWorkerMirroredStrategy over the machines in $TF_CONFIG; none: never")
     train.add_argument("--mixed-precision", action="store_true", default=MIXED_PRECISION,
                        help="train with Keras' mixed_float16 policy (for GPUs)")
     train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"),

@@ -1,12 +1,18 @@
-"""Fast transfer learning on cached frozen-base features, distribution strategy and mixed precision."""
+"""Fast transfer learning on cached frozen-base features, distribution strategies and mixed precision."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
 
 import h5py
-import json
 import numpy as np
 import pytest
 
 import emotion_recognition as er
-from conftest import run_cli
+from conftest import SCRIPT, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +86,95 @@ def test_mirrored_strategy_and_mixed_precision_train_on_cpu(synthetic_data, tmp_
     model, _ = er.load_trained_model(str(model_path))
     probabilities = er.predict_probabilities(model, np.zeros((2, 48, 48, 1), np.uint8))
     assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_train_one_model(synthetic_data, tmp_path):
+    """MultiWorkerMirroredStrategy through TF_CONFIG: two processes, as on two machines, train together."""
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers = [subprocess.Popen(
+        [sys.executable, SCRIPT, "--data", synthetic_data, "--model", "cnn", "--epochs", "2", "--distribute",
+         "multiworker", "--no-show", "--model-path", tmp_path / f"w{i}" / "m.h5", "--output-dir", tmp_path / f"w{i}"],
+        env={**env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    chief, other = (stdout.replace("\r", "\n") for stdout, _ in outputs)
+
+    epoch_logs = [re.findall(r"val_accuracy: [\d.]+ - val_loss: [\d.]+", out) for out in (chief, other)]
+    assert len(epoch_logs[0]) == 2 and epoch_logs[0] == epoch_logs[1]  # one global result per epoch
+    history = (tmp_path / "w0" / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "val_loss" in history[0]
+    assert not (tmp_path / "w1").exists()  # only the chief writes where it was told to
+    chief_model, metadata = er.load_trained_model(str(tmp_path / "w0" / "m.h5"))
+    assert metadata["class_names"] == ["angry", "happy", "sad"]
+    other_path = re.search(r"model saved to (\S+)", other).group(1)
+    for a, b in zip(chief_model.trainable_weights, er.load_trained_model(other_path)[0].trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)  # both workers hold the same weights
+
+
+@pytest.mark.parametrize("extra, message", [((), "TF_CONFIG"), (("--resume",), "--resume")])
+def test_multiworker_mistakes_are_one_line(synthetic_data, tmp_path, extra, message):
+    result = run_cli("--data", synthetic_data, "--distribute", "multiworker", *extra, "--no-show",
+                     "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out")
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+DATA_PARALLEL_RUN = """
+import json, os, sys
+import numpy as np, tensorflow as tf, keras
+sys.path.insert(0, {root!r})
+import emotion_recognition as er
+strategy = tf.distribute.MultiWorkerMirroredStrategy() if "TF_CONFIG" in os.environ else tf.distribute.get_strategy()
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(64, 8)).astype("float32"), np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
+keras.utils.set_random_seed(1)
+with strategy.scope():
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.CategoricalCrossentropy())  # SGD: scale-sensitive
+ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(er.SHARD_BY_DATA)
+if "TF_CONFIG" in os.environ:
+    history = er.fit_multiworker(model, ds, ds, 3, [])
+else:
+    history = model.fit(ds, validation_data=ds, epochs=3, verbose=0)
+print(json.dumps({{"val_loss": history.history["val_loss"],
+                  "weights": np.concatenate([w.ravel() for w in model.get_weights()]).tolist()}}))
+"""
+
+
+def test_two_workers_compute_what_one_process_computes(tmp_path):
+    """fit_multiworker on two workers with half a batch each == model.fit in one process on whole batches."""
+    script = tmp_path / "run.py"
+    script.write_text(DATA_PARALLEL_RUN.format(root=os.path.dirname(SCRIPT)))
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    runs = [subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**env, **({"TF_CONFIG": json.dumps({"cluster": cluster, "task": {
+                                 "type": "worker", "index": i}})} if i < 2 else {})}) for i in range(3)]
+    try:
+        outputs = [run.communicate(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+    assert [run.returncode for run in runs] == [0, 0, 0], "".join(err[-1500:] for _, err in outputs)
+    worker0, worker1, single = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
+    np.testing.assert_allclose(worker0["weights"], worker1["weights"], atol=1e-6)
+    np.testing.assert_allclose(worker0["weights"], single["weights"], atol=1e-5)
+    np.testing.assert_allclose(worker0["val_loss"], single["val_loss"], rtol=1e-4)
+    assert single["val_loss"][-1] < single["val_loss"][0]  # it did learn

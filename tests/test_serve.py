@@ -196,7 +196,6 @@ def test_serve_command_answers_and_reports_a_bad_model_in_one_line(model_path, t
     import json
     import socket
     import subprocess
-    import time
     import urllib.request
     from conftest import SCRIPT, run_cli
 
