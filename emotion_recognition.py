@@ -660,7 +660,7 @@ def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=Non
     def replica_sums(images, labels, training):
         probabilities = model(images, training=training)
         losses = per_example_loss(labels, probabilities)
-        if class_weights is not None:
+        if class_weights is not None and training:  # as in fit: validation losses are not weighted
             losses *= tf.gather(class_weights, tf.argmax(labels, axis=1))
         correct = tf.cast(tf.argmax(probabilities, axis=1) == tf.argmax(labels, axis=1), tf.float32)
         return losses, tf.stack([tf.reduce_sum(losses), tf.reduce_sum(correct), tf.cast(tf.size(correct), tf.float32)])
@@ -1167,9 +1167,11 @@ def is_chief(strategy):
 def run_train(args):
     """The original script's flow: load or train, save, then evaluate on test/."""
     multiworker = args.distribute == "multiworker"
-    if multiworker and (args.resume or args.cache_features):
-        raise UserError(f"--{'resume' if args.resume else 'cache-features'} works on one machine only; "
-                        "leave it out with --distribute multiworker")
+    # --mixed-precision: Keras' LossScaleOptimizer fails under MultiWorkerMirroredStrategy (see the README)
+    single_machine = [flag for flag, on in (("--resume", args.resume), ("--cache-features", args.cache_features),
+                                            ("--mixed-precision", args.mixed_precision)) if on]
+    if multiworker and single_machine:
+        raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
     if args.cache_features and args.model != "vgg16":
         raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
     strategy = make_strategy(args.distribute)
