@@ -686,7 +686,8 @@ def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=Non
                                axis=None)
 
     def mean_logs(sums, prefix=""):
-        return {f"{prefix}loss": sums[0] / sums[2], f"{prefix}accuracy": sums[1] / sums[2]}
+        penalty = float(sum(model.losses)) if model.losses else 0.0  # as fit logs it: loss + L2 penalties
+        return {f"{prefix}loss": sums[0] / sums[2] + penalty, f"{prefix}accuracy": sums[1] / sums[2]}
 
     train_batches = strategy.experimental_distribute_dataset(train_ds)
     val_batches = strategy.experimental_distribute_dataset(val_ds)

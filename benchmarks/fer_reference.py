@@ -15,8 +15,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import emotion_recognition as er  # noqa: E402  (reads images the same way as the project)
 import keras  # noqa: E402

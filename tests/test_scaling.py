@@ -145,7 +145,7 @@ rng = np.random.default_rng(0)
 x, y = rng.normal(size=(64, 8)).astype("float32"), np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
 keras.utils.set_random_seed(1)
 with strategy.scope():
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", kernel_regularizer="l2"),
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.CategoricalCrossentropy())  # SGD: scale-sensitive
 ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(er.SHARD_BY_DATA)
@@ -159,7 +159,8 @@ print(json.dumps({{"val_loss": history.history["val_loss"],
 
 
 def test_two_workers_compute_what_one_process_computes(tmp_path):
-    """fit_multiworker on two workers with half a batch each == model.fit in one process on whole batches."""
+    """fit_multiworker on two workers with half a batch each == model.fit in one process on whole batches,
+    L2 penalty included (in the gradients and in the logged losses)."""
     script = tmp_path / "run.py"
     script.write_text(DATA_PARALLEL_RUN.format(root=os.path.dirname(SCRIPT)))
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
