@@ -500,6 +500,8 @@ def save_model(model, path, metadata):
         model.save(tmp_path, include_optimizer=False)  # a third of the size; --resume keeps its own backup
         with h5py.File(tmp_path, "a") as f:
             f.attrs[METADATA_KEY] = json.dumps(metadata)
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())  # on disk before the rename, so a power cut leaves the old file or the new one
         os.replace(tmp_path, path)
     finally:
         if os.path.exists(tmp_path):
@@ -525,11 +527,14 @@ def load_trained_model(path):
     return model, metadata
 
 
-def check_model_matches(metadata, model, class_names, path, image_size="auto"):
-    """Stop with advice when a saved model was trained for other classes (or another input size) than asked."""
+def check_model_matches(metadata, model, class_names, path, image_size="auto", color="auto"):
+    """Stop with advice when a saved model was trained for other classes (or another input) than asked."""
     if image_size != "auto" and image_size != metadata["image_size"]:
         raise UserError(f"model {path!r} takes {metadata['image_size']}x{metadata['image_size']} images, not "
                         f"--image-size {image_size}; retrain with --train-again or drop --image-size")
+    if color != "auto" and color != metadata["color"]:
+        raise UserError(f"model {path!r} takes {metadata['color']} images, not --color {color}; "
+                        "retrain with --train-again or drop --color")
     saved = metadata.get("class_names")
     if saved is None and model.output_shape[-1] == len(class_names):
         return
@@ -548,9 +553,9 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     `full_model`: what to save when the model being fitted is only part of it (a head on cached features).
     """
 
-    def __init__(self, path, metadata, full_model=None):
+    def __init__(self, path, metadata, full_model=None, best=math.inf):
         super().__init__()
-        self.path, self.metadata, self.full_model, self.best = path, metadata, full_model, math.inf
+        self.path, self.metadata, self.full_model, self.best = path, metadata, full_model, best
 
     def on_epoch_end(self, epoch, logs=None):
         val_loss = (logs or {}).get("val_loss", math.inf)
@@ -561,13 +566,13 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True, patience=EARLY_STOPPING_PATIENCE,
-                   full_model=None, backup=True):
+                   full_model=None, backup=True, best_val_loss=math.inf):
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
     and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
-        BestModelCheckpoint(checkpoint_path, metadata, full_model),
+        BestModelCheckpoint(checkpoint_path, metadata, full_model, best_val_loss),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
@@ -617,12 +622,19 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
         print(f"Warning: --resume found no interrupted run ({backup} is missing); starting from epoch 1")
     elif resume:
         print(f"Resuming the interrupted run saved in {backup}")
+    best_val_loss = math.inf
+    if os.path.exists(checkpoint_path) and not resume:
+        os.remove(checkpoint_path)  # left by a killed run: Ctrl-C must never pass it off as this run's best
+    elif os.path.exists(checkpoint_path):  # the interrupted run's best epoch stays unless this run beats it
+        with h5py.File(checkpoint_path, "r") as f:
+            best_val_loss = json.loads(f.attrs.get(METADATA_KEY, "{}")).get("val_loss", math.inf)
     if not resume and os.path.exists(os.path.join(output_dir, "history.csv")):
         os.remove(os.path.join(output_dir, "history.csv"))
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     try:
         callbacks = make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
-                                   full_model=model if head is not None else None, backup=not multiworker)
+                                   full_model=model if head is not None else None, backup=not multiworker,
+                                   best_val_loss=best_val_loss)
         if multiworker:
             history = fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight)
         else:
@@ -1159,10 +1171,12 @@ def make_strategy(kind):
 
 
 def is_chief(strategy):
-    """TensorFlow's convention: worker 0 (or the "chief" task) writes the results; the others only compute."""
+    """TensorFlow's convention: the "chief" task, or worker 0 when there is none, writes the results."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    return resolver is None or resolver.task_type in (None, "chief") or (resolver.task_type == "worker"
-                                                                          and resolver.task_id == 0)
+    if resolver is None or resolver.task_type in (None, "chief"):
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def run_train(args):
@@ -1191,7 +1205,7 @@ def run_train(args):
     history = None
     if not trained:
         model, metadata = load_trained_model(args.model_path)
-        check_model_matches(metadata, model, class_names, args.model_path, args.image_size)
+        check_model_matches(metadata, model, class_names, args.model_path, args.image_size, args.color)
         print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
         image_size, color = metadata["image_size"], metadata["color"]
     else:
@@ -1207,8 +1221,10 @@ def run_train(args):
     splits = {split: load_folder(os.path.join(args.data, split), class_names, image_size, color, cache_dir)
               for split in (SPLITS if trained else ("test",))}
     for split, (images, labels, _) in splits.items():
-        counts = ", ".join(f"{n} {c}" for c, n in zip(class_names, np.bincount(labels, minlength=len(class_names))))
-        print(f"Found {len(labels)} {split} images ({counts})")
+        per_class = np.bincount(labels, minlength=len(class_names))
+        print(f"Found {len(labels)} {split} images ({', '.join(f'{n} {c}' for c, n in zip(class_names, per_class))})")
+        for name in np.asarray(class_names)[per_class == 0]:
+            raise UserError(f"class folder {os.path.join(args.data, split, name)!r} holds no readable images")
     num_classes = len(class_names)
     if trained:
         steps_per_epoch = math.ceil(len(splits["train"][1]) / args.batch_size)
@@ -1287,7 +1303,7 @@ def run_predict(args):
     detector = None if args.no_detect else load_face_detector()
     if args.save:
         check_writable(args.save)
-    chunk = 64  # images per batch of face crops
+    chunk, saved = 64, set()  # images per batch of face crops; names written to --save
     for start in range(0, len(files), chunk):
         paths, images = [], []
         for path in files[start:start + chunk]:
@@ -1305,8 +1321,13 @@ def run_predict(args):
                     where = f"face at {face['box']}" if face["detected"] else "no face found, whole image"
                     probs = " ".join(f"{n}={p:.2f}" for n, p in face["probabilities"].items())
                     print(f"{path}: {where}: {face['emotion']} ({face['confidence']:.0%})  {probs}")
-            if args.save:
-                name = os.path.splitext(os.path.basename(path))[0] + "_annotated.png"
+            if args.save:  # a.jpg -> a_annotated.png; a second a.* (another folder or format) -> a_2_annotated.png
+                stem, copy = os.path.splitext(os.path.basename(path))[0], 1
+                name = f"{stem}_annotated.png"
+                while name in saved:
+                    copy += 1
+                    name = f"{stem}_{copy}_annotated.png"
+                saved.add(name)
                 cv2.imwrite(os.path.join(args.save, name), annotate(image, faces))
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
@@ -1356,6 +1377,12 @@ def positive_int(text):
     return value
 
 
+def model_file_arg(text):
+    if not text.lower().endswith((".h5", ".hdf5")):
+        raise argparse.ArgumentTypeError(f"expected a .h5 file (Keras' HDF5 format, as the original), got {text!r}")
+    return text
+
+
 def image_size_arg(text):
     return text if text == "auto" else positive_int(text)
 
@@ -1374,10 +1401,12 @@ def make_parser():
     parser = argparse.ArgumentParser(
         description="Facial emotion recognition. With no command, runs 'train' (the original script: "
                     "train or load, then evaluate on test/).",
+        epilog="Each command's options, with their defaults: python emotion_recognition.py COMMAND --help "
+               "(e.g. train --help).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    common.add_argument("--model-path", default=MODEL_PATH, help="trained model file")
+    common.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
     common.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for metrics, reports and plots")
     common.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
     common.add_argument("--no-show", dest="show", action="store_false",
@@ -1450,7 +1479,7 @@ def make_parser():
                          help="store the largest detected face of each photo; photos with none are skipped")
     serve = commands.add_parser("serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
-    serve.add_argument("--model-path", default=MODEL_PATH, help="trained model file")
+    serve.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
     serve.add_argument("--port", type=positive_int, default=SERVE_PORT, help="port to listen on")
     serve.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
@@ -1472,6 +1501,9 @@ def main(argv=None):
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # training handles its own Ctrl-C (it keeps the best model); this is any other step
+        print(f"error: interrupted (Ctrl-C) during {args.command}", file=sys.stderr)
+        return 130
     return 0
 
 

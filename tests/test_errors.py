@@ -39,6 +39,23 @@ def test_empty_class_folder(data, tmp_path):
     assert_clean_error(run_cli("--data", data, "--output-dir", tmp_path / "o"), "holds no images")
 
 
+def test_class_folder_without_readable_images(data, tmp_path):
+    folder = os.path.join(data, "val", "sad")
+    for f in os.listdir(folder):
+        os.remove(os.path.join(folder, f))
+    (tmp_path / "notes").write_text("not an image")
+    shutil.copy(tmp_path / "notes", os.path.join(folder, "notes.txt"))
+    assert_clean_error(run_cli("--data", data, "--train-again", "--model-path", tmp_path / "m.h5",
+                               "--output-dir", tmp_path / "o"), "val/sad", "no readable images")
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_model_path_must_be_hdf5(data, tmp_path):
+    result = run_cli("--data", data, "--train-again", "--model-path", tmp_path / "m.keras", "--output-dir", tmp_path / "o")
+    assert result.returncode == 2 and "--model-path" in result.stderr and ".h5" in result.stderr
+    assert not (tmp_path / "m.keras").exists()
+
+
 def test_classes_differ_between_splits(data, tmp_path):
     os.rename(os.path.join(data, "val", "sad"), os.path.join(data, "val", "sadness"))
     assert_clean_error(run_cli("--data", data, "--output-dir", tmp_path / "o"), "differ")
@@ -155,3 +172,17 @@ def test_model_for_another_input_size_suggests_retraining(data, tmp_path):
                                                   "color": "grayscale"})
     assert_clean_error(run_cli("--data", data, "--model-path", tmp_path / "m.h5", "--image-size", 48,
                                "--output-dir", tmp_path / "o"), "64x64", "--train-again")
+
+
+def test_model_for_another_colour_suggests_retraining(data, tmp_path):
+    er.save_model(er.build_model("cnn", (48, 48, 1), 3, 1e-3), str(tmp_path / "m.h5"),
+                  {"class_names": ["angry", "happy", "sad"], "image_size": 48, "color": "grayscale"})
+    assert_clean_error(run_cli("--data", data, "--model-path", tmp_path / "m.h5", "--color", "rgb",
+                               "--output-dir", tmp_path / "o"), "grayscale", "--color rgb")
+
+
+def test_help_points_to_each_commands_options(capsys):
+    for argv, expected in ((["--help"], "train --help"), (["train", "--help"], "default: 30")):
+        with pytest.raises(SystemExit):
+            er.main(argv)
+        assert expected in capsys.readouterr().out

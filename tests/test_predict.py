@@ -51,6 +51,17 @@ def test_predict_json_when_no_face_is_found(model_path, tmp_path):
         assert face["confidence"] == max(face["probabilities"].values())
 
 
+def test_predict_save_never_overwrites_its_own_output(model_path, tmp_path):
+    (tmp_path / "in" / "more").mkdir(parents=True)
+    for path in ("in/a.png", "in/a.jpg", "in/more/a.png", "in/b.png"):
+        cv2.imwrite(str(tmp_path / path), draw_face("happy"))
+    result = run_cli("predict", tmp_path / "in", "--model-path", model_path, "--no-detect", "--save", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    saved = sorted(os.listdir(tmp_path / "out"))
+    assert saved == ["a_2_annotated.png", "a_3_annotated.png", "a_annotated.png", "b_annotated.png"]
+    assert all(cv2.imread(str(tmp_path / "out" / name)).shape[:2] == (48, 48) for name in saved)
+
+
 def test_predict_bad_paths_are_reported_and_the_rest_processed(model_path, tmp_path):
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), draw_face("sad"))

@@ -125,3 +125,51 @@ def test_fuzz_image_loader_never_crashes(tmp_path, case):
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         prepared = er.prepare_image(image, 48, "grayscale")
         assert prepared.shape == (48, 48, 1)
+
+
+def tiny_run(tmp_path):
+    """A 2-class model and data small enough to fit in a second; train_model's arguments."""
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (16, 48, 48, 1), dtype=np.uint8), np.arange(16) % 2
+    ds = er.make_dataset(images, labels, 2, 8)
+    (tmp_path / "out").mkdir()
+    return er.build_model("cnn", (48, 48, 1), 2, 1e-3), ds, str(tmp_path / "model.h5"), str(tmp_path / "out")
+
+
+def interrupt_after_fit(model):
+    """Ctrl-C as fit returns: the epochs it ran are done, then the interrupt lands."""
+    fit = model.fit
+
+    def interrupted(*args, **kwargs):
+        fit(*args, **kwargs)
+        raise KeyboardInterrupt
+    model.fit = interrupted
+
+
+def test_ctrl_c_before_the_first_epoch_never_promotes_a_stale_checkpoint(tmp_path):
+    model, ds, model_path, out = tiny_run(tmp_path)
+    previous, before = previous_model(tmp_path)  # tmp_path/model.h5, the model to keep
+    stale = er.checkpoint_path_for(model_path)  # left by an earlier run that was killed
+    er.save_model(er.build_model("cnn", (48, 48, 1), 4, 1e-3), stale, {"class_names": list("abcd")})
+    model.fit = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
+    with pytest.raises(er.UserError, match="before the first epoch"):
+        er.train_model(model, ds, ds, 1, model_path, out, {"class_names": ["x", "y"]})
+    assert previous.read_bytes() == before and not os.path.exists(stale)
+
+
+def test_resume_keeps_the_interrupted_runs_best_model_until_beaten(tmp_path):
+    model, ds, model_path, out = tiny_run(tmp_path)
+    checkpoint = er.checkpoint_path_for(model_path)
+    er.save_model(model, checkpoint, {"class_names": ["x", "y"], "epoch": 7, "val_loss": 1e-9})  # unbeatable
+    interrupt_after_fit(model)
+    with pytest.raises(er.UserError, match="best model so far"):
+        er.train_model(model, ds, ds, 1, model_path, out, {"class_names": ["x", "y"]}, resume=True)
+    assert er.load_trained_model(model_path)[1]["epoch"] == 7  # not this run's worse epoch 1
+
+
+def test_ctrl_c_outside_training_is_one_line(monkeypatch, capsys, tmp_path):
+    def decoding_interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(er.COMMANDS, "evaluate", decoding_interrupted)
+    assert er.main(["evaluate", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C) during evaluate"

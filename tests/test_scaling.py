@@ -6,10 +6,12 @@ import re
 import socket
 import subprocess
 import sys
+import types
 
 import h5py
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import emotion_recognition as er
 from conftest import SCRIPT, run_cli
@@ -180,3 +182,13 @@ def test_two_workers_compute_what_one_process_computes(tmp_path):
     np.testing.assert_allclose(worker0["weights"], single["weights"], atol=1e-5)
     np.testing.assert_allclose(worker0["val_loss"], single["val_loss"], rtol=1e-4)
     assert single["val_loss"][-1] < single["val_loss"][0]  # it did learn
+
+
+@pytest.mark.parametrize("cluster, task, chief", [
+    ({"worker": ["a:1", "b:1"]}, ("worker", 0), True), ({"worker": ["a:1", "b:1"]}, ("worker", 1), False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, ("chief", 0), True),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, ("worker", 0), False)])  # a named chief: worker 0 only computes
+def test_only_one_task_of_a_cluster_writes(cluster, task, chief):
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(tf.train.ClusterSpec(cluster), task_type=task[0],
+                                                                     task_id=task[1])
+    assert er.is_chief(types.SimpleNamespace(cluster_resolver=resolver)) is chief
