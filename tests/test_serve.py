@@ -213,3 +213,8 @@ def test_serve_command_answers_and_reports_a_bad_model_in_one_line(model_path, t
         process.wait(timeout=30)
     result = run_cli("serve", "--model-path", tmp_path / "missing.h5")
     assert result.returncode == 1 and "error:" in result.stderr and "Traceback" not in result.stderr
+    with socket.socket() as taken:  # the port is in use by someone else
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli("serve", "--model-path", model_path, "--port", taken.getsockname()[1], timeout=120)
+    assert result.returncode == 1 and "Address already in use" in result.stderr and "Traceback" not in result.stderr
