@@ -1012,6 +1012,19 @@ def canonical_class(name):
 
 def read_fer2013_csv(path, classes):
     """Rows of FER2013's CSV as (split, class, 48x48 uint8 image); every problem names its line."""
+    try:
+        rows = read_fer2013_rows(path, classes)
+    except (UnicodeDecodeError, csv.Error) as error:  # a binary file, an archive, a NUL byte
+        raise UserError(f"{path}: not a FER2013 CSV text file ({type(error).__name__}); give fer2013.csv itself, "
+                        "unpacked") from None
+    absent = [c for c in classes if c not in {name for _, name, _ in rows}]
+    if absent:
+        raise UserError(f"{path}: no rows of class(es) {absent}; choose others with --classes")
+    return rows
+
+
+def read_fer2013_rows(path, classes):
+    """The rows of the classes asked for, checked line by line."""
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
@@ -1036,8 +1049,14 @@ def read_fer2013_csv(path, classes):
 
 
 def class_folders(folder):
-    """{canonical class name: folder path} of a folder's sub-folders."""
-    return {canonical_class(name): os.path.join(folder, name) for name in list_class_names(folder)}
+    """{canonical class name: folder path} of a folder's sub-folders; two folders for one class is an error."""
+    folders = {}
+    for name in list_class_names(folder):
+        same = folders.setdefault(canonical_class(name), os.path.join(folder, name))
+        if same != os.path.join(folder, name):
+            raise UserError(f"{same!r} and {os.path.join(folder, name)!r} both mean {canonical_class(name)!r}; "
+                            "merge them into one folder")
+    return folders
 
 
 def split_files(files, ratios, rng):
@@ -1053,12 +1072,13 @@ def plan_folder_copies(source, classes, seed):
     released = os.path.isdir(os.path.join(source, "train")) and os.path.isdir(os.path.join(source, "test"))
     parts = {"train": class_folders(os.path.join(source, "train")),
              "test": class_folders(os.path.join(source, "test"))} if released else {"": class_folders(source)}
-    classes = classes or sorted(parts[next(iter(parts))])
+    # FER2013's release: the original's three classes by default; a folder of the user's own: all of them
+    classes = classes or (list(ORIGINAL_CLASSES) if released else sorted(parts[""]))
     for part, folders in parts.items():
         missing = [c for c in classes if c not in folders]
         if missing:
             raise UserError(f"class(es) {missing} not found in {os.path.join(source, part)!r}; "
-                            f"it has {sorted(folders)}")
+                            f"it has {sorted(folders)} (choose with --classes)")
     plan = []
     for name in classes:
         if released:  # FER2013's image release: train stays, its test is halved into val and test

@@ -67,6 +67,27 @@ def test_unknown_csv_layout(tmp_path):
     assert result.returncode == 1 and "emotion,pixels,Usage" in result.stderr
 
 
+@pytest.mark.parametrize("content, fragment", [
+    (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "not a FER2013 CSV"),  # fer2013.tar.gz, not unpacked
+    (b"emotion,pixels,Usage\n0,1\x002,Training\n", "line 2"),  # a NUL byte
+    (None, "no rows of class(es) ['sad']"),  # a class asked for that the file does not hold
+])
+def test_csv_that_cannot_be_used_is_one_line(tmp_path, content, fragment):
+    source = tmp_path / "fer2013.csv"
+    if content is None:
+        write_fer_csv(source, [(0, "Training"), (3, "PublicTest")])
+    else:
+        source.write_bytes(content)
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
+    assert result.returncode == 1 and fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_two_folders_for_one_class_are_refused(tmp_path):
+    make_class_folders(tmp_path / "src", {"Anger": 2, "angry": 2, "sad": 2}, np.random.default_rng(0))
+    with pytest.raises(er.UserError, match="both mean 'angry'"):
+        er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"))
+
+
 def make_class_folders(root, counts, rng):
     for name, n in counts.items():
         os.makedirs(root / name, exist_ok=True)
@@ -79,7 +100,7 @@ def test_fer2013_image_release(tmp_path):
     make_class_folders(tmp_path / "src" / "train", {"angry": 6, "happy": 8, "sad": 4, "neutral": 3}, rng)
     make_class_folders(tmp_path / "src" / "test", {"angry": 4, "happy": 6, "sad": 3, "neutral": 2}, rng)
     before = sorted(os.walk(tmp_path / "src"))
-    counts, _ = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), ["angry", "happy", "sad"])
+    counts, _ = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"))  # default: the original's three
     assert counts == {("train", "angry"): 6, ("train", "happy"): 8, ("train", "sad"): 4,
                       ("val", "angry"): 2, ("val", "happy"): 3, ("val", "sad"): 2,
                       ("test", "angry"): 2, ("test", "happy"): 3, ("test", "sad"): 1}
@@ -106,7 +127,7 @@ def test_unsplit_folder_with_synonyms_is_split_by_seed(tmp_path):
 
 
 def test_no_overwrite_without_force(tmp_path):
-    source = write_fer_csv(tmp_path / "fer.csv", [(3, "Training"), (4, "PublicTest")])
+    source = write_fer_csv(tmp_path / "fer.csv", [(0, "Training"), (3, "Training"), (4, "PublicTest")])
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
     result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
