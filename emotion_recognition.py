@@ -220,8 +220,10 @@ def load_folder(folder, class_names, image_size, color, cache_dir=None):
         examples = ", ".join(os.path.basename(f) for f in skipped[:3])
         print(f"Warning: skipped {len(skipped)} unreadable or non-image file(s) in {folder} (e.g. {examples})")
     keep = np.flatnonzero(ok)
-    if len(keep) < len(files):
-        images = images[keep]  # a copy, in memory: only happens for the (rare) folders with bad files
+    if len(keep) < len(files):  # close the gaps in place (no second copy, also when memory-mapped)
+        for new, old in enumerate(keep):
+            images[new] = images[old]
+        images = images[:len(keep)]
     return images, np.asarray(labels, dtype=np.int64)[keep], skipped
 
 
@@ -475,16 +477,19 @@ def build_model(name, input_shape, num_classes, learning_rate, vgg_weights=VGG_W
 
 
 def predict_probabilities(model, images, tta=TTA, batch_size=INFERENCE_BATCH_SIZE):
-    """Class probabilities for uint8 images (N, S, S, C); with TTA, averaged with the mirror images'."""
-    images = np.asarray(images, dtype=np.float32)
-    if tta:
-        images = np.concatenate([images, images[:, :, ::-1]])
-    # predict_on_batch: model.predict's per-call set-up costs more than classifying a few faces
-    probabilities = np.concatenate([model.predict_on_batch(images[i:i + batch_size])
-                                    for i in range(0, len(images), batch_size)])
-    if tta:
-        probabilities = (probabilities[:len(images) // 2] + probabilities[len(images) // 2:]) / 2
-    return probabilities
+    """Class probabilities for uint8 images (N, S, S, C); with TTA, averaged with the mirror images'.
+
+    One batch at a time is made float32, so a memory-mapped split is never copied whole into memory.
+    """
+    parts = []
+    for i in range(0, len(images), batch_size):
+        batch = np.asarray(images[i:i + batch_size], dtype=np.float32)
+        if tta:  # the faces and their mirror images in one call
+            batch = np.concatenate([batch, batch[:, :, ::-1]])
+        # predict_on_batch: model.predict's per-call set-up costs more than classifying a few faces
+        probabilities = np.asarray(model.predict_on_batch(batch))
+        parts.append((probabilities[:len(batch) // 2] + probabilities[len(batch) // 2:]) / 2 if tta else probabilities)
+    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 # -----------------------------------------------------------------------------
@@ -1299,7 +1304,8 @@ def run_evaluate(args):
     if unknown:
         raise UserError(f"{args.folder!r} has classes {unknown} the model does not know; it knows {class_names}")
     check_writable(args.output_dir)
-    images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"])
+    images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
+                                    os.path.join(args.output_dir, "cache"))
     if len(labels) == 0:
         raise UserError(f"no readable images under {args.folder!r}/<class>/")
     print(f"Evaluating {args.model_path} on {len(labels)} images from {args.folder}")

@@ -132,3 +132,13 @@ def test_compact_model_is_small_and_takes_any_size_from_16px():
     model = er.build_compact((48, 48, 1), 3)
     assert 1.0e6 < model.count_params() < 1.4e6
     assert er.build_compact((16, 16, 1), 5).output_shape == (None, 5)
+
+
+def test_tta_averages_each_face_with_its_mirror_image():
+    model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    images = np.random.default_rng(0).integers(0, 255, (5, 48, 48, 1), dtype=np.uint8)
+    plain = er.predict_probabilities(model, images, tta=False, batch_size=2)
+    mirrored = er.predict_probabilities(model, images[:, :, ::-1], tta=False, batch_size=2)
+    np.testing.assert_allclose(er.predict_probabilities(model, images, tta=True, batch_size=2),
+                               (plain + mirrored) / 2, atol=1e-6)
+    assert not np.allclose(plain, mirrored, atol=1e-4)  # the mirror image really is another input
