@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import emotion_recognition as er
+from conftest import run_cli
 
 
 def test_cnn_is_the_original_architecture():
@@ -52,6 +53,22 @@ def test_vgg16_loads_a_local_weights_file(tmp_path):
     model = er.build_vgg16((32, 32, 1), 3, weights=path)
     for saved, loaded in zip(source.get_weights(), model.get_layer("vgg16").get_weights()):
         np.testing.assert_array_equal(saved, loaded)
+
+
+def test_vgg16_trains_from_the_command_line_with_a_local_weights_file(synthetic_data, tmp_path):
+    keras.utils.set_random_seed(4)
+    source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    weights = str(tmp_path / "vgg16_notop.weights.h5")
+    source.save_weights(weights)
+    result = run_cli("--data", synthetic_data, "--model", "vgg16", "--vgg-weights", weights, "--image-size", 32,
+                     "--epochs", 1, "--train-again", "--no-show", "--model-path", tmp_path / "vgg.h5",
+                     "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "Test Accuracy" in result.stdout
+    assert len((tmp_path / "out" / "history.csv").read_text().splitlines()) == 2  # header + the one epoch
+    model, _ = er.load_trained_model(str(tmp_path / "vgg.h5"))
+    for saved, trained in zip(source.get_weights(), model.get_layer("vgg16").get_weights()):
+        np.testing.assert_array_equal(saved, trained)  # the file's weights, and frozen through training
 
 
 def test_vgg16_offline_download_gives_a_sentence(monkeypatch):
