@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import emotion_recognition as er
-from conftest import draw_face, run_cli
+from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli
 
 
 def write_fer_csv(path, rows):
@@ -146,3 +146,23 @@ def test_crop_faces_skips_photos_without_a_face(tmp_path):
     cv2.imwrite(str(tmp_path / "src" / "sad" / "blank.png"), rng.integers(0, 255, (100, 100), dtype=np.uint8))
     counts, skipped = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
     assert sum(counts.values()) == 0 and len(skipped) == 2
+
+
+@pytest.mark.real_data
+@requires_shared_data
+def test_crop_faces_stores_the_face_of_each_photo(tmp_path):
+    """Real FER2013 faces enlarged onto a larger grey photo: prepare --crop-faces keeps just the face."""
+    for emotion in ("happy", "sad"):
+        os.makedirs(tmp_path / "src" / emotion)
+        folder = os.path.join(SHARED_DATA, "val", emotion)
+        for name in sorted(os.listdir(folder))[:5]:
+            photo = np.full((360, 480), 128, np.uint8)
+            photo[84:276, 144:336] = cv2.resize(cv2.imread(os.path.join(folder, name), cv2.IMREAD_GRAYSCALE),
+                                                (192, 192), interpolation=cv2.INTER_CUBIC)
+            cv2.imwrite(str(tmp_path / "src" / emotion / name), photo)
+    counts, skipped = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
+    assert sum(counts.values()) + len(skipped) == 10 and sum(counts.values()) >= 6, skipped
+    for root, _, files in os.walk(tmp_path / "out"):
+        for name in files:
+            h, w = cv2.imread(os.path.join(root, name), cv2.IMREAD_GRAYSCALE).shape
+            assert 100 <= h <= 300 and 100 <= w <= 300  # the face with a margin, not the 360x480 photo
