@@ -208,6 +208,12 @@ def test_serve_command_answers_and_reports_a_bad_model_in_one_line(model_path, t
         assert "Serving" in process.stdout.readline()  # printed once the model is loaded and the port bound
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=30) as response:
             assert json.load(response)["classes"] == CLASSES
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as route:  # this machine's address on its network
+            route.connect(("192.0.2.123", 9))  # UDP: picks the outgoing interface, sends nothing
+            own_address = route.getsockname()[0]
+        if not own_address.startswith("127."):  # listening on 127.0.0.1 only: not reachable from the network
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((own_address, port), timeout=5).close()
     finally:
         process.terminate()
         process.wait(timeout=30)
