@@ -89,9 +89,13 @@ def test_unwritable_output_dir_fails_before_training(data, tmp_path):
     assert "Epoch" not in result.stdout
 
 
-@pytest.mark.parametrize("content", [b"", b"this is not a model", b"\x89HDF\r\n\x1a\n" + b"\0" * 100])
+@pytest.mark.parametrize("content", [b"", b"this is not a model", b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "cut"])
 def test_bad_model_file(data, tmp_path, content):
     path = tmp_path / "m.h5"
+    if content == "cut":  # a real model file cut short, as by a full disk or a partial copy
+        er.save_model(er.build_model("cnn", (48, 48, 1), 3, 1e-3), str(path),
+                      {"class_names": ["angry", "happy", "sad"], "image_size": 48, "color": "grayscale"})
+        content = path.read_bytes()[: path.stat().st_size * 2 // 3]
     path.write_bytes(content)
     assert_clean_error(run_cli("--data", data, "--model-path", path, "--output-dir", tmp_path / "o"),
                        "--train-again")
