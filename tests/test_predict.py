@@ -165,3 +165,15 @@ def test_webcam_labels_real_faces_in_every_frame(model_path, tmp_path):
     n_faces = int(result.stdout.split("frames, ")[1].split(" faces")[0])
     assert n_faces >= 10
     assert count_frames(tmp_path / "out.mp4") == 15
+
+
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "EmotionRecognitionSystem.h5")
+
+
+def test_the_shipped_model_predicts_on_a_fresh_clone(tmp_path):
+    assert os.path.getsize(SHIPPED) <= 10 * 2**20
+    cv2.imwrite(str(tmp_path / "face.png"), draw_face("happy"))
+    result = run_cli("predict", tmp_path / "face.png", "--model-path", SHIPPED, "--json", "--no-detect", "--tta")
+    assert result.returncode == 0, result.stderr
+    (face,) = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
+    assert set(face["probabilities"]) == {"angry", "happy", "sad"}
