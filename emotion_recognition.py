@@ -1248,8 +1248,9 @@ def run_train(args):
     for split, (images, labels, _) in splits.items():
         per_class = np.bincount(labels, minlength=len(class_names))
         print(f"Found {len(labels)} {split} images ({', '.join(f'{n} {c}' for c, n in zip(class_names, per_class))})")
-        for name in np.asarray(class_names)[per_class == 0]:
-            raise UserError(f"class folder {os.path.join(args.data, split, name)!r} holds no readable images")
+        empty = [name for name, n in zip(class_names, per_class) if n == 0]
+        if empty:
+            raise UserError(f"class folder {os.path.join(args.data, split, empty[0])!r} holds no readable images")
     num_classes = len(class_names)
     if trained:
         steps_per_epoch = math.ceil(len(splits["train"][1]) / args.batch_size)
