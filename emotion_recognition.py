@@ -513,14 +513,19 @@ def save_model(model, path, metadata):
             os.remove(tmp_path)
 
 
+def read_metadata(path):
+    """The class names and image settings save_model stored in the file ({} for a model from elsewhere)."""
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs.get(METADATA_KEY, "{}"))
+
+
 def load_trained_model(path):
     """Load a model saved by this script: returns (model, metadata). Clear errors for bad files."""
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} not found; train one first (python emotion_recognition.py "
                         "--train-again) or pass --model-path")
     try:
-        with h5py.File(path, "r") as f:
-            metadata = json.loads(f.attrs.get(METADATA_KEY, "{}"))
+        metadata = read_metadata(path)
         model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
@@ -631,8 +636,7 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
     if os.path.exists(checkpoint_path) and not resume:
         os.remove(checkpoint_path)  # left by a killed run: Ctrl-C must never pass it off as this run's best
     elif os.path.exists(checkpoint_path):  # the interrupted run's best epoch stays unless this run beats it
-        with h5py.File(checkpoint_path, "r") as f:
-            best_val_loss = json.loads(f.attrs.get(METADATA_KEY, "{}")).get("val_loss", math.inf)
+        best_val_loss = read_metadata(checkpoint_path).get("val_loss", math.inf)
     if not resume and os.path.exists(os.path.join(output_dir, "history.csv")):
         os.remove(os.path.join(output_dir, "history.csv"))
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -1022,7 +1026,8 @@ def read_fer2013_csv(path, classes):
     except (UnicodeDecodeError, csv.Error) as error:  # a binary file, an archive, a NUL byte
         raise UserError(f"{path}: not a FER2013 CSV text file ({type(error).__name__}); give fer2013.csv itself, "
                         "unpacked") from None
-    absent = [c for c in classes if c not in {name for _, name, _ in rows}]
+    found = {name for _, name, _ in rows}
+    absent = [c for c in classes if c not in found]
     if absent:
         raise UserError(f"{path}: no rows of class(es) {absent}; choose others with --classes")
     return rows

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "emotion_recognition.py")
+SHIPPED_MODEL = os.path.join(ROOT, "EmotionRecognitionSystem.h5")  # the trained model in the repository
 SHARED_DATA = os.environ.get("FER_DATA", os.path.join(ROOT, "..", "shared", "datasets", "fer2013-has"))
 CLASSES = ("angry", "happy", "sad")
 

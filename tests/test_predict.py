@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import emotion_recognition as er
-from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli
+from conftest import SHARED_DATA, SHIPPED_MODEL, draw_face, requires_shared_data, run_cli
 
 CLASSES = ["calm", "joy", "rage"]  # not the default names: labels must come from the model file
 
@@ -167,13 +167,10 @@ def test_webcam_labels_real_faces_in_every_frame(model_path, tmp_path):
     assert count_frames(tmp_path / "out.mp4") == 15
 
 
-SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "EmotionRecognitionSystem.h5")
-
-
 def test_the_shipped_model_predicts_on_a_fresh_clone(tmp_path):
-    assert os.path.getsize(SHIPPED) <= 10 * 2**20
+    assert os.path.getsize(SHIPPED_MODEL) <= 10 * 2**20
     cv2.imwrite(str(tmp_path / "face.png"), draw_face("happy"))
-    result = run_cli("predict", tmp_path / "face.png", "--model-path", SHIPPED, "--json", "--no-detect", "--tta")
+    result = run_cli("predict", tmp_path / "face.png", "--model-path", SHIPPED_MODEL, "--json", "--no-detect", "--tta")
     assert result.returncode == 0, result.stderr
     (face,) = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
     assert set(face["probabilities"]) == {"angry", "happy", "sad"}

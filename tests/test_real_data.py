@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import SHARED_DATA, requires_shared_data, run_cli
+from conftest import SHARED_DATA, SHIPPED_MODEL, requires_shared_data, run_cli
 
 pytestmark = [pytest.mark.real_data, requires_shared_data]
 
@@ -34,8 +34,7 @@ def test_training_on_real_faces_beats_the_majority_baseline(tmp_path):
 
 def test_the_shipped_model_on_the_validation_faces(tmp_path):
     """A guard against shipping a worse model: its README figure on val is 0.8463 (TTA)."""
-    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "EmotionRecognitionSystem.h5")
-    result = run_cli("evaluate", os.path.join(SHARED_DATA, "val"), "--model-path", shipped, "--tta",
+    result = run_cli("evaluate", os.path.join(SHARED_DATA, "val"), "--model-path", SHIPPED_MODEL, "--tta",
                      "--output-dir", tmp_path / "out", "--no-show")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
