@@ -2,6 +2,7 @@
 
 import os
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -135,6 +136,19 @@ def test_fused_augmentation_geometry():
     flipped = [np.allclose(m, x[0, :, ::-1], atol=1e-3) for m in mirrored]
     unchanged = [np.allclose(m, x[0], atol=1e-3) for m in mirrored]
     assert all(f or u for f, u in zip(flipped, unchanged)) and 10 < sum(flipped) < 54  # about half mirrored
+
+
+def test_opencv_warp_matches_keras_affine_transform():
+    # warp_images (OpenCV) must read the same input pixels as keras.ops.image.affine_transform with
+    # bilinear interpolation and nearest fill, for the matrices the augmentation draws.
+    rng = np.random.default_rng(0)
+    x = np.stack([cv2.GaussianBlur(i, (5, 5), 2) for i in rng.uniform(0, 255, (8, 40, 50, 3)).astype("float32")])
+    matrices = er.make_augmentation().matrices(8, 40.0, 50.0, tf.constant([7, 8], tf.int64)).numpy()
+    keras_transforms = np.concatenate([matrices.reshape(8, 6), np.zeros((8, 2), "float32")], axis=1)
+    expected = keras.ops.image.affine_transform(x, keras_transforms, interpolation="bilinear", fill_mode="nearest")
+    warped = er.warp_images(x, matrices)
+    assert not np.allclose(warped, x, atol=5)
+    assert np.abs(warped - np.asarray(expected)).max() < 2  # OpenCV steps sub-pixel positions in 1/32 pixel
 
 
 def test_augmentation_strengths():
