@@ -233,7 +233,7 @@ def project_dataset(plan, images, labels):
 
 
 def part_project(plan, model_name, size_key):
-    """This project's pipeline: decode once (timed apart), then tf.data with augmentation layers."""
+    """This project's pipeline: decode once (timed apart), then tf.data with the fused augmentation warp."""
     folder = plan["full_train_dir"] if size_key == "auto" else plan["train_dir"]  # auto: a whole real epoch
     images, labels, decode_seconds = load_split(plan, folder, size_key)
     model = new_model(plan, model_name, size_key)
