@@ -56,6 +56,8 @@ BATCH_SIZE = 32  # images per training step
 LEARNING_RATE = 1e-3  # Adam's initial learning rate
 IMAGE_SIZE = "auto"  # side in pixels; "auto" follows the data (48 for FER2013), the original used 200
 COLOR = "auto"  # "grayscale", "rgb", or "auto" (grayscale when every sampled image is grey)
+NORMALIZE = "equalize"  # contrast of every face after resizing: "equalize" (histogram equalisation, as FER2013's
+# faces here are) or "none" (as models saved before this option, which load with "none"); stored with the model
 VGG_WEIGHTS = "imagenet"  # "imagenet" (Keras download/cache), "none" (untrained), or a local notop .h5 path
 SEED = 42  # seeds shuffling, augmentation and weight initialisation
 LR_SCHEDULE = "plateau"  # "plateau" (the original's ReduceLROnPlateau) or "cosine" (decay to 0 over the epochs)
@@ -77,7 +79,12 @@ ROTATION_DEGREES = 30  # augmentation, as the original's ImageDataGenerator: rot
 SHIFT_FRACTION = 0.2  # width/height shift of 20 %,
 SHEAR_DEGREES = 0.2  # shear_range 0.2 (ImageDataGenerator reads it as an angle in degrees),
 ZOOM_FRACTION = 0.2  # zoom 80-120 %, horizontal flip, nearest fill
-AUGMENT = "original"  # "original" (the above), "light" (a third of each range, no shear) or "none"
+CONTRAST_FRACTION = 0.4  # "camera" augmentation adds to the above: contrast 60-140 %,
+BRIGHTNESS_FRACTION = 0.15  # brightness shifts of up to 15 % of the grey range,
+BLUR_SIGMA = 1.0  # Gaussian blur (sigma 0.5 to this, in pixels) on half the faces,
+NOISE_LEVEL = 6.0  # and sensor noise of up to this standard deviation (grey levels)
+AUGMENT = "original"  # "original" (the above), "camera" (original + photometric), "light" (a third of each
+# geometric range, no shear) or "none"
 CACHE_FEATURES = False  # vgg16: run the frozen base once per image and train the head on the stored features
 FEATURE_VIEWS = 2  # with CACHE_FEATURES and augmentation: each training image stored plain + 1 augmented view
 DISTRIBUTE = "auto"  # "auto" (all GPUs via MirroredStrategy when any is visible), "mirrored", "none",
@@ -154,13 +161,22 @@ def decode_image(data):
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def prepare_image(image, image_size, color):
-    """Resize an RGB uint8 image to the model's square input and colour: (S, S, 1 or 3) uint8."""
+def prepare_image(image, image_size, color, normalize):
+    """Resize an RGB uint8 image to the model's square input, colour and contrast: (S, S, 1 or 3) uint8.
+
+    The one preprocessing path of training, evaluate, predict, webcam and serve: "equalize" spreads each
+    face's grey levels over 0-255, so a flat webcam face looks like the (equalised) training faces.
+    """
     h, w = image.shape[:2]
     interpolation = cv2.INTER_AREA if h > image_size or w > image_size else cv2.INTER_LINEAR
     image = cv2.resize(image, (image_size, image_size), interpolation=interpolation)
     if color == "grayscale":
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return (cv2.equalizeHist(image) if normalize == "equalize" else image)[..., np.newaxis]
+    if normalize == "equalize":  # equalise the brightness, keep the colours
+        ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+        ycrcb[..., 0] = cv2.equalizeHist(ycrcb[..., 0])
+        image = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
     return image
 
 
@@ -184,7 +200,7 @@ def choose_image_settings(data_dir, class_names, image_size, color, min_size):
     return int(image_size), color
 
 
-def load_folder(folder, class_names, image_size, color, cache_dir=None):
+def load_folder(folder, class_names, image_size, color, normalize, cache_dir=None):
     """Decode every image under folder/<class>/ once, resized: returns (images uint8, labels, skipped paths).
 
     Labels index `class_names`; a folder may hold a subset of them. Splits too large for
@@ -210,7 +226,7 @@ def load_folder(folder, class_names, image_size, color, cache_dir=None):
     def decode(i):
         image = read_image(files[i])
         if image is not None:
-            images[i] = prepare_image(image, image_size, color)
+            images[i] = prepare_image(image, image_size, color, normalize)
             ok[i] = True
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # OpenCV releases the GIL
@@ -225,6 +241,16 @@ def load_folder(folder, class_names, image_size, color, cache_dir=None):
             images[new] = images[old]
         images = images[:len(keep)]
     return images, np.asarray(labels, dtype=np.int64)[keep], skipped
+
+
+def blur_images(images, sigmas):
+    """Gaussian blur of each float32 (H, W, C) image with its own sigma (0: left as it is)."""
+    out = images.copy()
+    for image, sigma, target in zip(images, sigmas, out):
+        if sigma > 0:
+            target[...] = cv2.GaussianBlur(image, (0, 0), float(sigma), borderType=cv2.BORDER_REPLICATE).reshape(
+                target.shape)
+    return out
 
 
 def warp_images(images, matrices):
@@ -249,9 +275,10 @@ class Augmentation:
     can be augmented in parallel and still repeat exactly for the same --seed.
     """
 
-    def __init__(self, rotation_degrees, shift_fraction, shear_degrees, zoom_fraction, flip=True):
+    def __init__(self, rotation_degrees, shift_fraction, shear_degrees, zoom_fraction, flip=True, photometric=False):
         self.rotation, self.shift = math.radians(rotation_degrees), shift_fraction
         self.shear, self.zoom, self.flip = math.radians(shear_degrees), zoom_fraction, flip
+        self.photometric = photometric
 
     def matrices(self, count, height, width, seed):
         """(count, 2, 3) random warps; output pixel p reads input pixel A (p - centre) + centre + shift."""
@@ -277,20 +304,38 @@ class Augmentation:
         images = tf.convert_to_tensor(images, tf.float32)
         height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
         matrices = self.matrices(tf.shape(images)[0], height, width, seed)
-        return tf.ensure_shape(tf.numpy_function(warp_images, [images, matrices], tf.float32), images.shape)
+        warped = tf.ensure_shape(tf.numpy_function(warp_images, [images, matrices], tf.float32), images.shape)
+        return self.camera(warped, tf.random.experimental.stateless_fold_in(seed, 1)) if self.photometric else warped
+
+    def camera(self, images, seed):
+        """What another camera does to a face: contrast, brightness, blur (half the faces), sensor noise."""
+        seeds = tf.random.experimental.stateless_split(seed, 6)
+        count = tf.shape(images)[0]
+
+        def uniform(i, low, high):
+            return tf.random.stateless_uniform([count, 1, 1, 1], seeds[i], low, high)
+
+        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+        images = (images - mean) * (1 + uniform(0, -CONTRAST_FRACTION, CONTRAST_FRACTION)) + mean
+        images += uniform(1, -BRIGHTNESS_FRACTION, BRIGHTNESS_FRACTION) * 255
+        sigmas = tf.where(uniform(2, 0, 1) < 0.5, 0.0, uniform(3, 0.5, BLUR_SIGMA))
+        images = tf.ensure_shape(tf.numpy_function(blur_images, [images, tf.reshape(sigmas, [-1])], tf.float32),
+                                 images.shape)
+        noise = tf.random.stateless_normal(tf.shape(images), seeds[4]) * uniform(5, 0, NOISE_LEVEL)
+        return tf.clip_by_value(images + noise, 0, 255)
 
 
 def make_augmentation(seed=SEED, strength="original"):
     """The original's training augmentation (run in tf.data, never saved in the model), or None for "none".
 
-    strength "light" scales every range to a third and drops the shear. `seed` is kept for callers of the
+    strength "light" scales every range to a third and drops the shear; "camera" adds photometric changes. `seed` is kept for callers of the
     older signature; the random draws come from the per-batch seeds make_dataset passes in.
     """
     if strength == "none":
         return None
-    k = 1 if strength == "original" else 1 / 3
-    return Augmentation(k * ROTATION_DEGREES, k * SHIFT_FRACTION, SHEAR_DEGREES if strength == "original" else 0.0,
-                        k * ZOOM_FRACTION)
+    k = 1 / 3 if strength == "light" else 1
+    return Augmentation(k * ROTATION_DEGREES, k * SHIFT_FRACTION, 0.0 if strength == "light" else SHEAR_DEGREES,
+                        k * ZOOM_FRACTION, photometric=strength == "camera")
 
 
 def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED,
@@ -549,6 +594,7 @@ def load_trained_model(path):
     if not metadata:  # a model from the original script: infer what we can
         channels = model.input_shape[-1]
         metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb"}
+    metadata.setdefault("normalize", "none")  # saved before --normalize existed: fed as it was trained
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])  # for evaluate(); no optimizer needed
     return model, metadata
 
@@ -621,6 +667,18 @@ def balanced_class_weights(labels, num_classes):
     """Inverse-frequency weights (scikit-learn's "balanced"), as a dict for model.fit."""
     weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
     return dict(enumerate(weights.tolist()))
+
+
+def start_from(model, path):
+    """Fine-tuning: copy a saved model's weights into the freshly built `model` (same architecture and input)."""
+    saved, _ = load_trained_model(path)
+    try:
+        model.set_weights(saved.get_weights())
+    except ValueError:
+        raise UserError(f"--initial-model {path!r} has another architecture or input than this run "
+                        f"({saved.name}, input {saved.input_shape[1:]}); pass the same --model, --image-size "
+                        "and --color as it was trained with") from None
+    print(f"Starting from the weights of {path}")
 
 
 def checkpoint_path_for(model_path):
@@ -799,11 +857,17 @@ def save_metrics(metrics, output_dir):
         f.write(metrics["classification_report"])
 
 
-def plot_confusion_matrix(labels, predictions, class_names, path):
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(class_names), 1 + 1.2 * len(class_names)))
+def data_label(folder):
+    """A folder's name for plot titles, with its parent for split folders: "fer2013-has/test", "webfaces-dev"."""
+    parts = os.path.normpath(os.path.abspath(folder)).split(os.sep)
+    return "/".join(parts[-2:]) if parts[-1] in SPLITS else parts[-1]
+
+
+def plot_confusion_matrix(labels, predictions, class_names, data_name, path):
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 1.2 * len(class_names)), 1 + 1.2 * len(class_names)))
     ConfusionMatrixDisplay.from_predictions(labels, predictions, labels=list(range(len(class_names))),
                                             display_labels=class_names, cmap="Blues", ax=ax, colorbar=False)
-    ax.set_title("Test confusion matrix")
+    ax.set_title(f"Confusion matrix: {data_name} ({len(labels)} faces)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
@@ -880,7 +944,8 @@ def classify_crops(model, metadata, crops, tta=TTA):
     if not crops:
         return []
     class_names = metadata["class_names"]
-    batch = np.stack([prepare_image(c, metadata["image_size"], metadata["color"]) for c in crops])
+    batch = np.stack([prepare_image(c, metadata["image_size"], metadata["color"], metadata["normalize"])
+                      for c in crops])
     probabilities = predict_probabilities(model, batch, tta)
     return [{"emotion": class_names[p.argmax()], "confidence": round(float(p.max()), 4),
              "probabilities": {n: round(float(v), 4) for n, v in zip(class_names, p)}} for p in probabilities]
@@ -1189,11 +1254,12 @@ def check_writable(folder):
         raise UserError(f"cannot write to {folder!r} ({error.strerror}); choose another folder") from None
 
 
-def report(metrics, labels, output_dir, show, history=None):
-    """Print, save and plot the evaluation (and the training curves when it trained)."""
+def report(metrics, labels, source, output_dir, show, history=None):
+    """Print, save and plot the evaluation of the faces in folder `source` (and the training curves)."""
+    metrics = {**metrics, "data": os.path.abspath(source)}  # which faces a number is about travels with it
     print_metrics(metrics)
     save_metrics(metrics, output_dir)
-    plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"],
+    plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"], data_label(source),
                           os.path.join(output_dir, "confusion_matrix.png"))
     if history:
         plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
@@ -1253,18 +1319,20 @@ def run_train(args):
         model, metadata = load_trained_model(args.model_path)
         check_model_matches(metadata, model, class_names, args.model_path, args.image_size, args.color)
         print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
-        image_size, color = metadata["image_size"], metadata["color"]
+        image_size, color, normalize = metadata["image_size"], metadata["color"], metadata["normalize"]
     else:
+        normalize = args.normalize
         image_size, color = choose_image_settings(args.data, class_names, args.image_size, args.color,
                                                   min_image_size(args.model))
         if image_size < min_image_size(args.model):
             raise UserError(f"--image-size {image_size} is too small for --model {args.model}; "
                             f"use at least {min_image_size(args.model)}")
-    settings = {**vars(args), "image_size": image_size, "color": color, "class_names": class_names,
+    settings = {**vars(args), "image_size": image_size, "color": color, "normalize": normalize,
+                "class_names": class_names,
                 "trained": trained}
     print("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "command"))
     cache_dir = os.path.join(args.output_dir, "cache")
-    splits = {split: load_folder(os.path.join(args.data, split), class_names, image_size, color, cache_dir)
+    splits = {split: load_folder(os.path.join(args.data, split), class_names, image_size, color, normalize, cache_dir)
               for split in (SPLITS if trained else ("test",))}
     for split, (images, labels, _) in splits.items():
         per_class = np.bincount(labels, minlength=len(class_names))
@@ -1279,7 +1347,9 @@ def run_train(args):
         with strategy.scope():
             model = build_model(args.model, (image_size, image_size, 1 if color == "grayscale" else 3),
                                 num_classes, learning_rate, args.vgg_weights, args.label_smoothing, args.weight_decay)
-        metadata = {"class_names": class_names, "image_size": image_size, "color": color,
+            if args.initial_model:
+                start_from(model, args.initial_model)
+        metadata = {"class_names": class_names, "image_size": image_size, "color": color, "normalize": normalize,
                     "model": args.model, "trained_on": os.path.abspath(args.data),
                     "created": datetime.datetime.now().isoformat(timespec="seconds")}
         augment = make_augmentation(args.seed, args.augment)
@@ -1314,7 +1384,7 @@ def run_train(args):
         json.dump(settings, f, indent=2)
     images, labels, _ = splits["test"]
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
-    report(metrics, labels, args.output_dir, args.show, history)
+    report(metrics, labels, os.path.join(args.data, "test"), args.output_dir, args.show, history)
 
 
 def run_evaluate(args):
@@ -1327,12 +1397,13 @@ def run_evaluate(args):
         raise UserError(f"{args.folder!r} has classes {unknown} the model does not know; it knows {class_names}")
     check_writable(args.output_dir)
     images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
+                                    metadata["normalize"],
                                     os.path.join(args.output_dir, "cache"))
     if len(labels) == 0:
         raise UserError(f"no readable images under {args.folder!r}/<class>/")
     print(f"Evaluating {args.model_path} on {len(labels)} images from {args.folder}")
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
-    report(metrics, labels, args.output_dir, args.show)
+    report(metrics, labels, args.folder, args.output_dir, args.show)
 
 
 def class_names_of(model, metadata):
@@ -1472,11 +1543,15 @@ def make_parser():
     train.add_argument("--learning-rate", type=positive_float, default=LEARNING_RATE, help="Adam learning rate")
     train.add_argument("--image-size", type=image_size_arg, default=IMAGE_SIZE, help="'auto' or a side in pixels")
     train.add_argument("--color", default=COLOR, choices=("auto", "grayscale", "rgb"), help="input colour")
+    train.add_argument("--normalize", default=NORMALIZE, choices=("equalize", "none"),
+                       help="contrast normalisation of every face, stored with the model")
     train.add_argument("--vgg-weights", default=VGG_WEIGHTS, help="'imagenet', 'none', or a local notop .h5 file")
     train.add_argument("--seed", type=int, default=SEED, help="random seed")
+    train.add_argument("--initial-model", type=model_file_arg,
+                       help="fine-tune: start from this trained model's weights (e.g. the shipped model)")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted training run from its last finished epoch (implies --train-again)")
-    train.add_argument("--augment", default=AUGMENT, choices=("original", "light", "none"),
+    train.add_argument("--augment", default=AUGMENT, choices=("original", "camera", "light", "none"),
                        help="training augmentation strength")
     train.add_argument("--patience", type=positive_int, default=EARLY_STOPPING_PATIENCE,
                        help="EarlyStopping: epochs without val_loss improvement")

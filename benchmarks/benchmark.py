@@ -223,7 +223,7 @@ def load_split(plan, folder, size_key):
     """er.load_folder, timed: the project decodes each image once, before training."""
     size, color = plan["sizes"][size_key]
     start = time.perf_counter()
-    images, labels, _ = er.load_folder(folder, plan["class_names"], size, color)
+    images, labels, _ = er.load_folder(folder, plan["class_names"], size, color, er.NORMALIZE)
     return images, labels, time.perf_counter() - start
 
 
@@ -263,7 +263,7 @@ def first_batch(plan, size_key):
         label = i % len(plan["class_names"])
         files = per_class[plan["class_names"][label]]
         path = files[i // len(plan["class_names"]) % len(files)]
-        images.append(er.prepare_image(er.read_image(path), size, color))
+        images.append(er.prepare_image(er.read_image(path), size, color, er.NORMALIZE))
         labels.append(label)
     return np.stack(images), np.array(labels)
 
@@ -393,7 +393,7 @@ def part_inference(plan):
     metadata = {"class_names": plan["class_names"], "image_size": size, "color": color}
     files = [f for name in plan["class_names"] for f in er.list_image_files(os.path.join(plan["train_dir"], name))]
     crops = [er.read_image(files[i % len(files)]) for i in range(INFERENCE_BATCH)]  # RGB, as the files are
-    prepared = np.stack([er.prepare_image(c, size, color) for c in crops])
+    prepared = np.stack([er.prepare_image(c, size, color, er.NORMALIZE) for c in crops])
     er.classify_crops(model, metadata, crops[:8])  # warm-up: traces the predict function
     er.classify_crops(model, metadata, crops[:1])
     batch_seconds, _ = median_seconds(lambda: er.classify_crops(model, metadata, crops), plan["inference_repeats"])

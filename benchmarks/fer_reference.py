@@ -48,7 +48,7 @@ def main():
     if unknown:
         sys.exit(f"error: classes {unknown} are not among the fer model's {FER_CLASSES}")
     model = keras.models.load_model(find_fer_model(), compile=False)
-    images, labels, _ = er.load_folder(args.data, class_names, 64, "grayscale")
+    images, labels, _ = er.load_folder(args.data, class_names, 64, "grayscale", "none")  # fer feeds raw grey faces
     x = images.astype("float32") / 255 * 2 - 1
     model.predict_on_batch(x[:256])  # warm-up
     start = time.perf_counter()

@@ -138,7 +138,7 @@ def write_messy_files(folder):
 def test_messy_files_are_read_or_skipped_with_one_warning(data, tmp_path):
     readable, skipped = write_messy_files(tmp_path / "data" / "train" / "happy")
     images, labels, skipped_files = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48,
-                                                   "grayscale")
+                                                   "grayscale", "none")
     names = sorted(os.path.basename(f) for f in skipped_files)
     assert {"empty.jpg", "notes.txt"} <= set(names)
     assert len(labels) == 12 + readable + (1 if "truncated.jpg" not in names else 0)
@@ -159,18 +159,18 @@ def test_palette_cmyk_and_huge_images_are_read(tmp_path):
     for name in ("palette.png", "cmyk.jpg", "huge.png"):
         image = er.read_image(str(tmp_path / name))
         assert image is not None and image.dtype == np.uint8 and image.shape[2] == 3, name
-        assert er.prepare_image(image, 48, "rgb").shape == (48, 48, 3)
+        assert er.prepare_image(image, 48, "rgb", "equalize").shape == (48, 48, 3)
 
 
 def test_large_splits_go_to_a_memory_mapped_file_cache(data, tmp_path, monkeypatch):
     monkeypatch.setattr(er, "MAX_IN_MEMORY_MB", 0)  # every split counts as "larger than memory"
     write_messy_files(tmp_path / "data" / "train" / "happy")  # skipped files must not pull it into memory
-    images, labels, _ = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48, "grayscale",
-                                       cache_dir=str(tmp_path / "cache"))
+    images, labels, _ = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48,
+                                       "grayscale", "none", cache_dir=str(tmp_path / "cache"))
     assert isinstance(images, np.memmap) and os.listdir(tmp_path / "cache") == ["train-48-grayscale.npy"]
     assert images.filename is not None  # still backed by the file, not an in-memory copy
     in_memory, same_labels, _ = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48,
-                                               "grayscale")
+                                               "grayscale", "none")
     np.testing.assert_array_equal(np.asarray(images), in_memory)
     batch_images, batch_labels = next(iter(er.make_dataset(images, labels, 3, 5)))
     np.testing.assert_array_equal(batch_images.numpy(), in_memory[:5].astype("float32"))

@@ -123,7 +123,7 @@ def test_fuzz_image_loader_never_crashes(tmp_path, case):
     image = er.read_image(str(path))
     if image is not None:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-        prepared = er.prepare_image(image, 48, "grayscale")
+        prepared = er.prepare_image(image, 48, "grayscale", "equalize")
         assert prepared.shape == (48, 48, 1)
 
 

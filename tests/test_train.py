@@ -62,7 +62,7 @@ def test_metrics_match_scikit_learn_on_the_same_predictions(trained, synthetic_d
     metrics = json.loads((out / "results" / "metrics.json").read_text())
     model, meta = er.load_trained_model(str(model_path))
     images, labels, _ = er.load_folder(os.path.join(synthetic_data, "test"), meta["class_names"],
-                                       meta["image_size"], meta["color"])
+                                       meta["image_size"], meta["color"], meta["normalize"])
     predictions = model.predict(images.astype("float32"), verbose=0).argmax(axis=1)
     assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, predictions), abs=1e-6)
     assert metrics["weighted_f1"] == pytest.approx(f1_score(labels, predictions, average="weighted"), abs=1e-6)

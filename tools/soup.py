@@ -1,0 +1,52 @@
+"""Average the weights of models fine-tuned from one starting model into one network ("model soup").
+
+    python tools/soup.py --out EmotionRecognitionSystem.h5 base.h5 tuned-1.h5 tuned-2.h5 tuned-3.h5
+
+Runs fine-tuned from the same weights (`train --initial-model base.h5`, other seeds) stay in one basin
+of the loss, so their average is a network as cheap to run as each of them, and usually better on
+faces none of them was tuned on (Wortsman et al., 2022, "Model soups"). BatchNormalization statistics
+are averaged too. The metadata (classes, image settings) is the first model's, plus the recipe.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import emotion_recognition as er  # noqa: E402  (the script sits one folder up)
+
+
+def make_soup(paths):
+    """(model, metadata): the first model with every weight replaced by the mean over all the models."""
+    loaded = [er.load_trained_model(path) for path in paths]
+    model, metadata = loaded[0]
+    for path, (other, other_metadata) in zip(paths[1:], loaded[1:]):
+        same_input = {k: other_metadata.get(k) for k in ("class_names", "image_size", "color", "normalize")} == \
+            {k: metadata.get(k) for k in ("class_names", "image_size", "color", "normalize")}
+        same_shapes = [w.shape for w in other.get_weights()] == [w.shape for w in model.get_weights()]
+        if not (same_input and same_shapes):
+            raise er.UserError(f"{path!r} is not the same architecture, classes and input as {paths[0]!r}")
+    model.set_weights([np.mean(weights, axis=0) for weights in zip(*(m.get_weights() for m, _ in loaded))])
+    names = ", ".join(os.path.basename(p) for p in paths)
+    return model, {**metadata, "recipe": f"weight average (tools/soup.py) of {names}"}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="two or more .h5 models fine-tuned from the same weights")
+    parser.add_argument("--out", required=True, help="the averaged model (.h5)")
+    args = parser.parse_args(argv)
+    try:
+        if len(args.models) < 2:
+            raise er.UserError("give at least two models to average")
+        model, metadata = make_soup(args.models)
+        er.save_model(model, args.out, metadata)
+    except er.UserError as error:
+        sys.exit(f"error: {error}")
+    print(f"Averaged {len(args.models)} models into {args.out}")
+
+
+if __name__ == "__main__":
+    main()
