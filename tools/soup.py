@@ -5,7 +5,8 @@
 Runs fine-tuned from the same weights (`train --initial-model base.h5`, other seeds) stay in one basin
 of the loss, so their average is a network as cheap to run as each of them, and usually better on
 faces none of them was tuned on (Wortsman et al., 2022, "Model soups"). BatchNormalization statistics
-are averaged too. The metadata (classes, image settings) is the first model's, plus the recipe.
+are averaged too. The metadata (classes, image settings, --normalize) is the first model's, plus the recipe,
+so list a fine-tuned model first when the starting model predates --normalize.
 """
 
 import argparse
@@ -23,8 +24,8 @@ def make_soup(paths):
     loaded = [er.load_trained_model(path) for path in paths]
     model, metadata = loaded[0]
     for path, (other, other_metadata) in zip(paths[1:], loaded[1:]):
-        same_input = {k: other_metadata.get(k) for k in ("class_names", "image_size", "color", "normalize")} == \
-            {k: metadata.get(k) for k in ("class_names", "image_size", "color", "normalize")}
+        same_input = {k: other_metadata.get(k) for k in ("class_names", "image_size", "color")} == \
+            {k: metadata.get(k) for k in ("class_names", "image_size", "color")}
         same_shapes = [w.shape for w in other.get_weights()] == [w.shape for w in model.get_weights()]
         if not (same_input and same_shapes):
             raise er.UserError(f"{path!r} is not the same architecture, classes and input as {paths[0]!r}")
