@@ -17,11 +17,13 @@ import argparse
 import concurrent.futures
 import csv
 import datetime
+import io
 import json
 import logging
 import math
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -36,11 +38,13 @@ import numpy as np
 import tensorflow as tf
 import keras
 from keras import layers, regularizers
+from PIL import Image
 from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix,
                              f1_score)
 from sklearn.utils.class_weight import compute_class_weight
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
+Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
 
 # -----------------------------------------------------------------------------
 # Defaults (every one can be overridden on the command line)
@@ -86,10 +90,16 @@ MIXED_PRECISION = False  # Keras' mixed_float16 policy (pays off on GPUs; slower
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
+MAX_IMAGE_PIXELS = 40_000_000  # images whose header declares more pixels (width x height) are refused undecoded
+HEADER_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of IMAGE_EXTENSIONS
 
 
 class UserError(Exception):
     """A problem the user can fix (bad path, bad option, mismatched model): printed as one line."""
+
+
+class ImageTooLarge(UserError):
+    """An image whose header declares more than MAX_IMAGE_PIXELS pixels: refused before it is decoded."""
 
 
 # -----------------------------------------------------------------------------
@@ -137,21 +147,63 @@ def list_image_files(folder):
 
 
 def read_image(path):
-    """Decode an image file to uint8 RGB (H, W, 3); None when it is not a readable image."""
+    """Decode an image file to uint8 RGB (H, W, 3); None when it is not a readable image.
+
+    Raises ImageTooLarge, before decoding, when the file declares more than MAX_IMAGE_PIXELS pixels.
+    """
     try:
         data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII names
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a folder or a special file
         return None
-    return decode_image(data)
+    return decode_image(data, path)
 
 
-def decode_image(data):
-    """Decode encoded image bytes (a uint8 array) to uint8 RGB (H, W, 3); None when not a readable image."""
+def image_dimensions(data):
+    """(width, height) as the header of encoded image bytes declares them, read without decoding any
+    pixel (Pillow's lazy open, about 30 us); None when no supported format recognises the bytes."""
+    try:
+        with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as image:
+            return image.size
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
+            ZeroDivisionError):  # what Pillow's header parsers raise on malformed bytes (seen in the fuzz test)
+        return None
+
+
+def png_chunks_fit(data):
+    """False for a PNG with a chunk longer than the file: OpenCV 4.14 allocates the declared length
+    (up to 2 GB from a 2 kB file) before finding the data missing. True for any other format."""
+    data = data.tobytes() if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" else b""
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        position += 12 + length
+        if position > len(data):
+            return False
+        if kind == b"IEND":
+            break
+    return True
+
+
+def decode_image(data, name="the image"):
+    """Decode encoded image bytes (a uint8 array) to uint8 RGB (H, W, 3); None when not a readable image.
+
+    The header's size is checked first: ImageTooLarge (naming `name`) above MAX_IMAGE_PIXELS, nothing decoded.
+    """
     if data.size == 0:
         return None
-    # IMREAD_COLOR gives 8-bit BGR for 16-bit, palette, alpha, grey and CMYK files alike.
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    size = image_dimensions(data)
+    if size is None or not png_chunks_fit(data):
+        return None
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(f"{name}: declares {size[0]}x{size[1]} pixels, above the limit of {MAX_IMAGE_PIXELS:,} pixels "
+                            "(MAX_IMAGE_PIXELS); scale it down")
+    try:  # IMREAD_COLOR gives 8-bit BGR for 16-bit, palette, alpha, grey and CMYK files alike.
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV's own checks on corrupt data
+        return None
+    if image is None or image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:  # a header Pillow read otherwise
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def prepare_image(image, image_size, color):
@@ -170,7 +222,13 @@ def choose_image_settings(data_dir, class_names, image_size, color, min_size):
         return int(image_size), color
     files = [f for name in class_names for f in list_image_files(os.path.join(data_dir, "train", name))]
     rng = np.random.default_rng(0)
-    sample = [read_image(f) for f in rng.permutation(files)[:AUTO_SIZE_SAMPLE]]
+
+    def read_sample(path):
+        try:
+            return read_image(path)
+        except ImageTooLarge:  # load_folder reports it, once
+            return None
+    sample = [read_sample(f) for f in rng.permutation(files)[:AUTO_SIZE_SAMPLE]]
     sample = [im for im in sample if im is not None]
     if not sample:
         raise UserError(f"none of the sampled images under {os.path.join(data_dir, 'train')!r} could be read")
@@ -206,19 +264,27 @@ def load_folder(folder, class_names, image_size, color, cache_dir=None):
     else:
         images = np.empty(shape, dtype=np.uint8)
     ok = np.zeros(len(files), dtype=bool)
+    refused = {}
 
     def decode(i):
-        image = read_image(files[i])
+        try:
+            image = read_image(files[i])
+        except ImageTooLarge as error:
+            refused[i] = str(error)
+            return
         if image is not None:
             images[i] = prepare_image(image, image_size, color)
             ok[i] = True
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # OpenCV releases the GIL
         list(pool.map(decode, range(len(files))))
+    for i in sorted(refused):
+        print(f"Warning: skipped {refused[i]}")
     skipped = [f for f, good in zip(files, ok) if not good]
-    if skipped:
-        examples = ", ".join(os.path.basename(f) for f in skipped[:3])
-        print(f"Warning: skipped {len(skipped)} unreadable or non-image file(s) in {folder} (e.g. {examples})")
+    unreadable = [f for i, f in enumerate(files) if not ok[i] and i not in refused]
+    if unreadable:
+        examples = ", ".join(os.path.basename(f) for f in unreadable[:3])
+        print(f"Warning: skipped {len(unreadable)} unreadable or non-image file(s) in {folder} (e.g. {examples})")
     keep = np.flatnonzero(ok)
     if len(keep) < len(files):  # close the gaps in place (no second copy, also when memory-mapped)
         for new, old in enumerate(keep):
@@ -1152,7 +1218,11 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         elif detector is None:
             shutil.copy2(item, target)
         else:
-            image = read_image(item)
+            try:
+                image = read_image(item)
+            except ImageTooLarge as error:
+                print(f"Warning: skipped {error}")
+                image = None
             boxes = detect_faces(detector, image) if image is not None else []
             if not boxes:
                 skipped.append(item)
@@ -1355,7 +1425,11 @@ def run_predict(args):
     for start in range(0, len(files), chunk):
         paths, images = [], []
         for path in files[start:start + chunk]:
-            image = read_image(path)
+            try:
+                image = read_image(path)
+            except ImageTooLarge as error:
+                errors.append(str(error))
+                continue
             if image is None:
                 errors.append(f"{path}: not a readable image")
             else:
