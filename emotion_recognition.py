@@ -27,6 +27,7 @@ import struct
 import sys
 import tempfile
 import time
+import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 
@@ -242,6 +243,28 @@ def choose_image_settings(data_dir, class_names, image_size, color, min_size):
     return int(image_size), color
 
 
+def open_cache(cache_dir, name, dtype, shape):
+    """A memory-mapped array in a new file under `cache_dir`, deleted at once: the mapping keeps the data
+    until the array is freed, and the disk space comes back then, even when the run is killed."""
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        free = shutil.disk_usage(cache_dir).free
+        if size > free:
+            raise UserError(f"the file cache needs {size / 2**30:.1f} GB in {cache_dir!r} but {free / 2**30:.1f} GB "
+                            "are free; free some space or use another --output-dir")
+        fd, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".npy", dir=cache_dir)
+        os.close(fd)
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except OSError as error:
+        raise UserError(f"cannot create the file cache in {cache_dir!r} ({error.strerror})") from None
+    try:
+        os.remove(path)
+    except OSError:  # Windows keeps a mapped file; it stays until the next cleanup by hand
+        pass
+    return array
+
+
 def load_folder(folder, class_names, image_size, color, cache_dir=None):
     """Decode every image under folder/<class>/ once, resized: returns (images uint8, labels, skipped paths).
 
@@ -258,9 +281,7 @@ def load_folder(folder, class_names, image_size, color, cache_dir=None):
     channels = 1 if color == "grayscale" else 3
     shape = (len(files), image_size, image_size, channels)
     if math.prod(shape) > MAX_IN_MEMORY_MB * 2**20 and cache_dir:
-        os.makedirs(cache_dir, exist_ok=True)
-        cache_file = os.path.join(cache_dir, f"{os.path.basename(os.path.normpath(folder))}-{image_size}-{color}.npy")
-        images = np.lib.format.open_memmap(cache_file, mode="w+", dtype=np.uint8, shape=shape)
+        images = open_cache(cache_dir, os.path.basename(os.path.normpath(folder)), np.uint8, shape)
     else:
         images = np.empty(shape, dtype=np.uint8)
     ok = np.zeros(len(files), dtype=bool)
@@ -409,9 +430,7 @@ def extract_features(features, images, labels, num_classes, batch_size, augment=
     views = views if augment is not None else 1
     shape = (views, len(images), *features.output_shape[1:])
     if math.prod(shape) * 2 > MAX_IN_MEMORY_MB * 2**20 and cache_dir:
-        os.makedirs(cache_dir, exist_ok=True)
-        stored = np.lib.format.open_memmap(os.path.join(cache_dir, "features.npy"), mode="w+", dtype=np.float16,
-                                           shape=shape)
+        stored = open_cache(cache_dir, "features", np.float16, shape)
     else:
         stored = np.empty(shape, dtype=np.float16)
     for view in range(views):
@@ -595,6 +614,32 @@ def save_model(model, path, metadata):
             os.remove(tmp_path)
 
 
+def write_file(path, data):
+    """Write bytes (or text, as UTF-8) to a hidden temporary file beside `path`, then rename it over `path`:
+    a reader never sees half a file. A failed write (disk full, read-only) is a UserError; nothing is left."""
+    tmp_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp_path, "xb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp_path, path)
+    except OSError as error:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise UserError(f"cannot write {path!r} ({error.strerror}); free some space or choose another "
+                        "folder") from None
+
+
+def write_image(path, bgr):
+    """Encode a BGR image by the extension of `path` and write it with write_file (never half a file)."""
+    try:
+        ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", bgr)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise UserError(f"cannot encode {path!r} as an image; use a .png or .jpg name")
+    write_file(path, encoded.tobytes())
+
+
 def read_metadata(path):
     """The class names and image settings save_model stored in the file ({} for a model from elsewhere)."""
     with h5py.File(path, "r") as f:
@@ -615,8 +660,32 @@ def load_trained_model(path):
     if not metadata:  # a model from the original script: infer what we can
         channels = model.input_shape[-1]
         metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb"}
+    validate_model(model, metadata, path)
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])  # for evaluate(); no optimizer needed
     return model, metadata
+
+
+def validate_model(model, metadata, path):
+    """The stored metadata must describe the model it came with (a stored image_size of 30000 would decode
+    every image at that size): one line naming the file when it does not, or when a weight is NaN."""
+    def refuse(problem):
+        raise UserError(f"{path!r}: {problem}; the file is damaged or was edited: retrain with --train-again")
+    if not isinstance(metadata, dict):
+        refuse(f"stored metadata {metadata!r} is not a JSON object")
+    shape, outputs = model.input_shape, model.output_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and isinstance(outputs, tuple) and len(outputs) == 2):
+        refuse(f"the model takes {shape} and gives {outputs}, not one image batch in and class probabilities out")
+    size, color, names = metadata.get("image_size"), metadata.get("color"), metadata.get("class_names")
+    if type(size) is not int or shape[1:3] not in ((size, size), (None, None)) or not 0 < size <= 4096:
+        refuse(f"stored image_size {size!r} does not match the model's input {shape[1]}x{shape[2]}")
+    if color not in ("grayscale", "rgb") or shape[3] != (1 if color == "grayscale" else 3):
+        refuse(f"stored color {color!r} does not match the model's {shape[3]} input channel(s)")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+                              or len(set(names)) != len(names) or len(names) != outputs[1]):
+        refuse(f"stored class_names {names!r} are not {outputs[1]} distinct names for the model's {outputs[1]} "
+               "outputs")
+    if not weights_finite(model):
+        refuse("the model's weights hold NaN or infinite values (a diverged training run)")
 
 
 def check_model_matches(metadata, model, class_names, path, image_size="auto", color="auto"):
@@ -666,6 +735,7 @@ def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True
                                       restore_best_weights=True, verbose=1),
         BestModelCheckpoint(checkpoint_path, metadata, full_model, best_val_loss),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),  # a diverged run stops at once; train_model then keeps the old model file
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
@@ -743,10 +813,21 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
                             f"and {model_path!r} is unchanged") from None
         os.replace(checkpoint_path, model_path)
         raise UserError(f"training interrupted; the best model so far was saved to {model_path!r}") from None
+    diverged = [v for v in history.history.get("loss", []) if not math.isfinite(v)]
+    if diverged or not weights_finite(model):
+        if os.path.exists(checkpoint_path):
+            os.remove(checkpoint_path)
+        raise UserError(f"training diverged (the loss became {diverged[0] if diverged else 'nan'}); nothing was saved "
+                        f"and {model_path!r} is unchanged; try a lower --learning-rate")
     save_model(model, model_path, metadata)
     if os.path.exists(checkpoint_path):
         os.remove(checkpoint_path)
     return history.history
+
+
+def weights_finite(model):
+    """False when any weight is NaN or infinite: such a model predicts NaN for every image."""
+    return all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=None):
@@ -859,10 +940,9 @@ def print_metrics(metrics):
 
 def save_metrics(metrics, output_dir):
     """metrics.json and classification_report.txt."""
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump({k: v for k, v in metrics.items() if k != "predictions"}, f, indent=2)
-    with open(os.path.join(output_dir, "classification_report.txt"), "w") as f:
-        f.write(metrics["classification_report"])
+    write_file(os.path.join(output_dir, "metrics.json"),
+               json.dumps({k: v for k, v in metrics.items() if k != "predictions"}, indent=2))
+    write_file(os.path.join(output_dir, "classification_report.txt"), metrics["classification_report"])
 
 
 def plot_confusion_matrix(labels, predictions, class_names, path):
@@ -1042,11 +1122,14 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                         "video file")
     detector, writer, tracks = load_face_detector(), None, []
     frames = faces_seen = 0
+    expected = 0 if str(source).isdigit() else int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # the file's own count
     fps, start = 0.0, time.perf_counter()
     try:
         while max_frames is None or frames < max_frames:
             ok, frame = capture.read()
             if not ok:
+                if frames < expected:  # the file promised more: damaged or cut short
+                    print(f"Warning: {source} ended after {frames} of its {expected} frames; the file may be damaged")
                 break
             tick = time.perf_counter()
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
@@ -1112,12 +1195,19 @@ def read_fer2013_csv(path, classes):
     absent = [c for c in classes if c not in found]
     if absent:
         raise UserError(f"{path}: no rows of class(es) {absent}; choose others with --classes")
+    usage = {split: name for name, split in FER2013_USAGE.items()}
+    empty = [f"{split} ({usage[split]})" for split in SPLITS if not any(s == split for s, _, _ in rows)]
+    if len(empty) == len(SPLITS) - 1:  # only Training rows: nothing to validate or test on
+        raise UserError(f"{path}: only Training rows, none for {' or '.join(empty)}; FER2013's CSV has Training, "
+                        "PublicTest and PrivateTest rows")
+    for split in empty:
+        print(f"Warning: {path} has no rows for {split}; that split stays empty")
     return rows
 
 
 def read_fer2013_rows(path, classes):
     """The rows of the classes asked for, checked line by line."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel's UTF-8 CSV) is dropped
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         if not {"emotion", "pixels", "Usage"} <= set(header):
@@ -1132,7 +1222,7 @@ def read_fer2013_rows(path, classes):
                 raise UserError(f"{path}, line {line}: unreadable row (expected an emotion code, "
                                 "2304 pixel values and a Usage)") from None
             if not 0 <= code < len(FER2013_CODES) or usage not in FER2013_USAGE or image.size != 48 * 48 \
-                    or image.min() < 0 or image.max() > 255:
+                    or not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
                 raise UserError(f"{path}, line {line}: emotion {code}, {image.size} pixels, Usage {usage!r}; "
                                 f"expected 0-6, 2304 values in 0-255, one of {', '.join(FER2013_USAGE)}")
             if FER2013_CODES[code] in classes:
@@ -1190,9 +1280,13 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
     """
     if not os.path.exists(source):
         raise UserError(f"source {source!r} does not exist; give fer2013.csv or a folder of class folders")
-    if os.path.abspath(out) == os.path.abspath(source) or os.path.abspath(out).startswith(
-            os.path.abspath(source) + os.sep):
+    real_out, real_source = os.path.realpath(out), os.path.realpath(source)
+    if real_out == real_source or real_out.startswith(real_source.rstrip(os.sep) + os.sep):
         raise UserError(f"--out {out!r} lies inside the source; choose a folder outside it")
+    if real_source.startswith(real_out.rstrip(os.sep) + os.sep):  # --force would delete the source with out's splits
+        raise UserError(f"the source {source!r} lies inside --out {out!r}; choose an --out folder outside it")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out!r} is a file; give a folder")
     if os.path.isdir(out) and os.listdir(out) and not force:
         raise UserError(f"{out!r} is not empty; pass --force to write into it (its split folders are replaced)")
     classes = [canonical_class(c) for c in classes] if classes else None
@@ -1204,19 +1298,23 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         items = read_fer2013_csv(source, classes)
     else:
         items, classes = plan_folder_copies(source, classes, seed)
-    for split in SPLITS:
-        shutil.rmtree(os.path.join(out, split), ignore_errors=True)
-        for name in classes:
-            os.makedirs(os.path.join(out, split, name))
+    try:
+        for split in SPLITS:
+            if os.path.isdir(os.path.join(out, split)):
+                shutil.rmtree(os.path.join(out, split))
+            for name in classes:
+                os.makedirs(os.path.join(out, split, name))
+    except OSError as error:
+        raise UserError(f"cannot write into --out {out!r} ({error.strerror}); choose a writable folder") from None
     detector = load_face_detector() if crop_faces else None
     counts, skipped = {(s, c): 0 for s in SPLITS for c in classes}, []
     progress = keras.utils.Progbar(len(items), unit_name="image")
     for i, (split, name, item) in enumerate(items):
         target = os.path.join(out, split, name)
         if isinstance(item, np.ndarray):  # a decoded CSV row
-            cv2.imwrite(os.path.join(target, f"{split}_{i:05d}.png"), item)
+            write_image(os.path.join(target, f"{split}_{i:05d}.png"), item)
         elif detector is None:
-            shutil.copy2(item, target)
+            copy_file(item, os.path.join(target, os.path.basename(item)))
         else:
             try:
                 image = read_image(item)
@@ -1230,10 +1328,22 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
                 continue
             face = crop_face(image, max(boxes, key=lambda b: b[2] * b[3]))
             name_png = os.path.splitext(os.path.basename(item))[0] + ".png"
-            cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))[1].tofile(os.path.join(target, name_png))
+            write_image(os.path.join(target, name_png), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
         counts[split, name] += 1
         progress.update(i + 1)
     return counts, skipped
+
+
+def copy_file(source, target):
+    """shutil.copy2 through a hidden temporary file: a full disk leaves no half image that looks whole."""
+    tmp_path = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copy2(source, tmp_path)
+        os.replace(tmp_path, target)
+    except OSError as error:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise UserError(f"cannot copy {source!r} to {target!r} ({error.strerror}); free some space") from None
 
 
 def print_counts(counts):
@@ -1263,10 +1373,13 @@ def report(metrics, labels, output_dir, show, history=None):
     """Print, save and plot the evaluation (and the training curves when it trained)."""
     print_metrics(metrics)
     save_metrics(metrics, output_dir)
-    plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"],
-                          os.path.join(output_dir, "confusion_matrix.png"))
-    if history:
-        plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
+    try:
+        plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"],
+                              os.path.join(output_dir, "confusion_matrix.png"))
+        if history:
+            plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
+    except OSError as error:
+        raise UserError(f"cannot write the plots to {output_dir!r} ({error.strerror}); free some space") from None
     print(f"Results written to {output_dir}/")
     if show:
         plt.show()
@@ -1380,8 +1493,7 @@ def run_train(args):
               f"model saved to {args.model_path}")
         if multiworker:  # a local copy: the distributed model would need every worker for each prediction
             model, _ = load_trained_model(args.model_path)
-    with open(os.path.join(args.output_dir, "config.json"), "w") as f:
-        json.dump(settings, f, indent=2)
+    write_file(os.path.join(args.output_dir, "config.json"), json.dumps(settings, indent=2))
     images, labels, _ = splits["test"]
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
     report(metrics, labels, args.output_dir, args.show, history)
@@ -1422,6 +1534,7 @@ def run_predict(args):
     if args.save:
         check_writable(args.save)
     chunk, saved = 64, set()  # images per batch of face crops; names written to --save
+    inputs = {os.path.realpath(f) for f in files}  # --save never writes over one of them
     for start in range(0, len(files), chunk):
         paths, images = [], []
         for path in files[start:start + chunk]:
@@ -1436,6 +1549,9 @@ def run_predict(args):
                 paths.append(path)
                 images.append(image)
         for path, image, faces in zip(paths, images, predict_images(model, metadata, images, detector, args.tta)):
+            if not all(math.isfinite(p) for face in faces for p in face["probabilities"].values()):
+                errors.append(f"{path}: the model gave no valid probabilities (NaN); retrain it with --train-again")
+                continue
             if args.json:
                 print(json.dumps({"image": path, "faces": faces}))
             else:
@@ -1446,11 +1562,11 @@ def run_predict(args):
             if args.save:  # a.jpg -> a_annotated.png; a second a.* (another folder or format) -> a_2_annotated.png
                 stem, copy = os.path.splitext(os.path.basename(path))[0], 1
                 name = f"{stem}_annotated.png"
-                while name in saved:
+                while name in saved or os.path.realpath(os.path.join(args.save, name)) in inputs:
                     copy += 1
                     name = f"{stem}_{copy}_annotated.png"
                 saved.add(name)
-                cv2.imwrite(os.path.join(args.save, name), annotate(image, faces))
+                write_image(os.path.join(args.save, name), annotate(image, faces))
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     if errors:
@@ -1471,6 +1587,8 @@ def run_webcam(args):
     model, metadata = load_trained_model(args.model_path)
     class_names_of(model, metadata)
     if args.output:
+        if os.path.exists(args.output) and os.path.exists(args.source) and os.path.samefile(args.output, args.source):
+            raise UserError(f"--output {args.output!r} is the --source video; choose another name")
         check_writable(os.path.dirname(os.path.abspath(args.output)))
     frames, faces, seconds = run_video(model, metadata, args.source, args.display, args.output, args.max_frames,
                                        args.tta)
@@ -1500,7 +1618,7 @@ def positive_int(text):
 
 
 def model_file_arg(text):
-    if not text.lower().endswith((".h5", ".hdf5")):
+    if not text.endswith((".h5", ".hdf5")):  # as Keras' load_model: "M.H5" would be saved, then refused on load
         raise argparse.ArgumentTypeError(f"expected a .h5 file (Keras' HDF5 format, as the original), got {text!r}")
     return text
 
@@ -1514,9 +1632,52 @@ def positive_float(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {value}")
     return value
+
+
+def int_in_range(low, high):
+    """An argparse type: a whole number from low to high (inclusive)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def float_in_range(low, high, high_included=True):
+    """An argparse type: a number from low to high (NaN and infinities refused)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low <= value <= high if high_included else low <= value < high):
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}{'' if high_included else ' (excluded)'}, "
+                                             f"got {value}")
+        return value
+    return parse
+
+
+SEED_ARG = int_in_range(0, 2**32 - 1)  # NumPy's and Keras' seed range
+
+
+def check_utf8_options(args):
+    """Refuse option values that are not valid UTF-8 (undecodable bytes in a file name, kept by Python as
+    surrogates): OpenCV's VideoCapture, VideoWriter and imwrite crash on them. predict's PATHs (and the
+    files found in folders) are read and written by Python, so they work and are not checked."""
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UserError(f"{'--' + name.replace('_', '-') if name != 'folder' else 'FOLDER'} {value!r} is "
+                                "not valid UTF-8; rename the file or folder") from None
 
 
 def make_parser():
@@ -1527,14 +1688,16 @@ def make_parser():
                "(e.g. train --help).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    common.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
+    model_options = argparse.ArgumentParser(add_help=False)  # shared by every command that loads a model, serve too
+    model_options.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
+    model_options.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
+                               help="average predictions with the horizontally flipped image")
+    common = argparse.ArgumentParser(add_help=False, parents=[model_options],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for metrics, reports and plots")
     common.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
     common.add_argument("--no-show", dest="show", action="store_false",
                         help="never open plot windows (plots are always saved as PNG)")
-    common.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
-                        help="average predictions with the horizontally flipped image")
 
     train = commands.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="train (or load) a model, then evaluate it on test/ (the default)")
@@ -1547,7 +1710,7 @@ def make_parser():
     train.add_argument("--image-size", type=image_size_arg, default=IMAGE_SIZE, help="'auto' or a side in pixels")
     train.add_argument("--color", default=COLOR, choices=("auto", "grayscale", "rgb"), help="input colour")
     train.add_argument("--vgg-weights", default=VGG_WEIGHTS, help="'imagenet', 'none', or a local notop .h5 file")
-    train.add_argument("--seed", type=int, default=SEED, help="random seed")
+    train.add_argument("--seed", type=SEED_ARG, default=SEED, help="random seed (0 to 2**32-1)")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted training run from its last finished epoch (implies --train-again)")
     train.add_argument("--augment", default=AUGMENT, choices=("original", "light", "none"),
@@ -1556,8 +1719,9 @@ def make_parser():
                        help="EarlyStopping: epochs without val_loss improvement")
     train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"),
                        help="learning-rate schedule")
-    train.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING, help="label smoothing (0-1)")
-    train.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
+    train.add_argument("--label-smoothing", type=float_in_range(0, 1, high_included=False), default=LABEL_SMOOTHING,
+                       help="label smoothing (0 to 1, 1 excluded)")
+    train.add_argument("--weight-decay", type=float_in_range(0, math.inf, high_included=False), default=WEIGHT_DECAY,
                        help="AdamW decoupled weight decay; 0 uses plain Adam")
     train.add_argument("--cache-features", action="store_true", default=CACHE_FEATURES,
                        help=f"vgg16: compute the frozen base once per image ({FEATURE_VIEWS} views with "
@@ -1595,17 +1759,14 @@ def make_parser():
     prepare.add_argument("--out", required=True, help="folder to write train/, val/, test/ into")
     prepare.add_argument("--classes", help="comma-separated classes (default: angry,happy,sad for FER2013, "
                                            "every sub-folder for a folder source)")
-    prepare.add_argument("--seed", type=int, default=SEED, help="seed of the stratified split")
+    prepare.add_argument("--seed", type=SEED_ARG, default=SEED, help="seed of the stratified split")
     prepare.add_argument("--force", action="store_true", help="write into a non-empty --out")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
-    serve = commands.add_parser("serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    serve = commands.add_parser("serve", parents=[model_options], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
-    serve.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
-    serve.add_argument("--port", type=positive_int, default=SERVE_PORT, help="port to listen on")
-    serve.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
-                       help="average predictions with the horizontally flipped image")
+    serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
     return parser
 
 
@@ -1615,10 +1776,14 @@ def main(argv=None):
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["train", *argv]  # the original script took no command
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udcff, never a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if not (getattr(args, "show", False) and display_available()):
         matplotlib.use("Agg")
         args.show = False
     try:
+        check_utf8_options(args)
         COMMANDS[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -158,3 +158,56 @@ def test_folder_load_skips_a_bomb_with_one_line_and_keeps_the_rest(tmp_path, cap
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"Warning: skipped {tmp_path / 'happy' / 'bomb.png'}: declares 32000x32000 pixels, above the "
                      f"limit of {er.MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS); scale it down"]
+
+
+# -----------------------------------------------------------------------------
+# Model files: stored metadata checked against the model itself
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return er.build_model("compact", (48, 48, 1), 3, 1e-3)
+
+
+def save_with(model, path, metadata):
+    er.save_model(model, str(path), metadata)
+    return str(path)
+
+
+GOOD = {"class_names": ["angry", "happy", "sad"], "image_size": 48, "color": "grayscale"}
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"image_size": 30000}, "stored image_size 30000 does not match the model's input 48x48"),
+    ({"image_size": [1, 2]}, "stored image_size [1, 2]"),
+    ({"image_size": "48"}, "stored image_size '48'"),
+    ({"color": "rgb"}, "stored color 'rgb' does not match the model's 1 input channel"),
+    ({"class_names": ["happy"]}, "are not 3 distinct names"),
+    ({"class_names": 5}, "stored class_names 5"),
+    ({"class_names": ["a", "a", "b"]}, "are not 3 distinct names"),
+])
+def test_metadata_that_contradicts_the_model_is_refused(tiny_model, tmp_path, change, fragment):
+    path = save_with(tiny_model, tmp_path / "m.h5", {**GOOD, **change})
+    with pytest.raises(er.UserError, match="retrain") as error:
+        er.load_trained_model(path)
+    assert str(error.value).startswith(repr(path)) and fragment in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_metadata_that_is_not_an_object_and_nan_weights_are_refused(tiny_model, tmp_path):
+    path = save_with(tiny_model, tmp_path / "m.h5", GOOD)
+    import h5py
+    import json
+    with h5py.File(path, "a") as f:
+        f.attrs[er.METADATA_KEY] = json.dumps(5)
+    with pytest.raises(er.UserError, match="is not a JSON object"):
+        er.load_trained_model(path)
+    broken = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    broken.set_weights([np.full_like(w, np.nan) for w in broken.get_weights()])
+    with pytest.raises(er.UserError, match="NaN or infinite"):
+        er.load_trained_model(save_with(broken, tmp_path / "nan.h5", GOOD))
+
+
+def test_a_good_model_still_loads(tiny_model, tmp_path):
+    model, metadata = er.load_trained_model(save_with(tiny_model, tmp_path / "m.h5", GOOD))
+    assert metadata["class_names"] == GOOD["class_names"]
