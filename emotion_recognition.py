@@ -15,6 +15,7 @@ rewritten for Keras 3 with a cached tf.data input pipeline, plus a compact model
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import datetime
 import io
@@ -26,6 +27,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -986,6 +988,10 @@ SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many fra
 SERVE_HOST = "127.0.0.1"  # serve: loopback only, unless --host says otherwise
 SERVE_PORT = 8000  # serve: TCP port of the page and the JSON API
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
+SERVE_THREADS = 4  # serve: requests handled at once (they take turns with the one model)
+SERVE_IDLE_TIMEOUT = 30  # serve: seconds a connection may stay silent (idle, or a stalled upload) before it is closed
+SERVE_CONNECTION_LIMIT = 1000  # serve: open connections; more wait unanswered in the listen queue
+SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
 MESSAGES = {  # shown under each face; any other class gets the "unknown" line
     "happy": "Keep smiling - it suits you!",
     "sad": "It's okay to feel down. Take a breath; better moments are coming.",
@@ -1600,11 +1606,47 @@ def run_webcam(args):
 # Command line
 
 
+def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB):
+    """The web app of web/server.py, handed this script's prediction code (web/ imports nothing from here)."""
+    from web.server import BadUpload, create_app  # Flask: only this command needs it
+    model, metadata = load_trained_model(model_path)
+    class_names = class_names_of(model, metadata)
+    detector = load_face_detector()
+    # the server runs SERVE_THREADS threads; one Keras model and one OpenCV cascade, so one prediction at a time,
+    # and a large photo (decoded: 3 bytes a pixel, plus copies) is handled whole before the next large one
+    predict_lock, large_lock = threading.Lock(), threading.Lock()
+
+    def predict_upload(data, name):
+        array = np.frombuffer(data, np.uint8)
+        size = image_dimensions(array)
+        large = size is not None and SERVE_LARGE_PIXELS < size[0] * size[1] <= MAX_IMAGE_PIXELS
+        with large_lock if large else contextlib.nullcontext():
+            try:
+                image = decode_image(array, name)
+            except ImageTooLarge as error:
+                raise BadUpload(str(error), 413) from None
+            if image is None:
+                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF or WebP photo")
+            with predict_lock:
+                (faces,) = predict_images(model, metadata, [image], detector, tta)
+            for face in faces:
+                face["message"] = MESSAGES.get(face["emotion"], MESSAGES["unknown"])
+            return faces, annotate(image, faces)
+
+    health = {"status": "ok", "model": model_path, "classes": class_names, "max_upload_mb": max_upload_mb}
+    return create_app(predict_upload, health, max_upload_mb)
+
+
 def run_serve(args):
-    """The upload/camera web page and JSON API (web/server.py), on the same prediction code as `predict`."""
-    sys.modules.setdefault("emotion_recognition", sys.modules[__name__])  # web/ imports this script as a module
-    from web.server import serve
-    serve(args.model_path, args.host, args.port, args.tta)
+    """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
+    from web.server import serve_app
+    app = make_serve_app(args.model_path, args.tta)
+    try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON
+        serve_app(app, args.host, args.port, SERVE_THREADS, SERVE_IDLE_TIMEOUT, (MAX_UPLOAD_MB + 1) * 2**20,
+                  SERVE_CONNECTION_LIMIT, args.model_path)
+    except OSError as error:
+        raise UserError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another --port "
+                        "or stop the program using it") from None
 
 
 def positive_int(text):

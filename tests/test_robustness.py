@@ -211,3 +211,52 @@ def test_metadata_that_is_not_an_object_and_nan_weights_are_refused(tiny_model, 
 def test_a_good_model_still_loads(tiny_model, tmp_path):
     model, metadata = er.load_trained_model(save_with(tiny_model, tmp_path / "m.h5", GOOD))
     assert metadata["class_names"] == GOOD["class_names"]
+
+
+# -----------------------------------------------------------------------------
+# serve: JSON for every error, bombs refused undecoded, web/ independent of the script
+
+
+@pytest.fixture(scope="module")
+def serve_client(tmp_path_factory):
+    pytest.importorskip("flask")
+    path = tmp_path_factory.mktemp("serve") / "m.h5"
+    er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(path), GOOD)
+    return er.make_serve_app(str(path)).test_client()
+
+
+def post_image(client, data, name="x.png"):
+    return client.post("/api/predict", data={"image": (io.BytesIO(data), name)}, content_type="multipart/form-data")
+
+
+def test_serve_answers_a_bomb_413_in_json_without_decoding(serve_client, monkeypatch):
+    monkeypatch.setattr(er.cv2, "imdecode", lambda *a: pytest.fail("a bomb was decoded"))
+    response = post_image(serve_client, png_declaring(50_000, 50_000), "bomb.png")
+    assert response.status_code == 413
+    assert response.get_json()["error"].startswith("bomb.png: declares 50000x50000 pixels, above the limit")
+
+
+@pytest.mark.parametrize("method, url, status", [("GET", "/nope", 404), ("GET", "/api/predict", 405),
+                                                 ("DELETE", "/", 405)])
+def test_serve_errors_are_json(serve_client, method, url, status):
+    response = serve_client.open(url, method=method)
+    assert response.status_code == status and response.is_json and response.get_json()["error"]
+
+
+def test_serve_internal_error_is_json_and_one_log_line(tmp_path, capsys):
+    from web.server import create_app
+
+    def broken(data, name):
+        raise RuntimeError("boom")
+    client = create_app(broken, {}, 1).test_client()
+    response = post_image(client, b"data")
+    assert response.status_code == 500 and "internal error" in response.get_json()["error"]
+    assert capsys.readouterr().err == "error: POST /api/predict: RuntimeError: boom\n"
+
+
+def test_web_does_not_import_the_script():
+    import subprocess
+    import sys
+    from conftest import ROOT
+    code = "import sys, web.server; assert 'emotion_recognition' not in sys.modules, 'cycle'"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
