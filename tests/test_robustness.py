@@ -103,6 +103,13 @@ def test_an_image_at_the_limit_is_decoded_and_one_above_is_not(monkeypatch):
         er.decode_image(cv2.imencode(".png", np.zeros((30, 41, 3), np.uint8))[1])
 
 
+def test_a_png_chunk_longer_than_the_file_is_not_handed_to_opencv(monkeypatch):
+    data = bytearray(cv2.imencode(".png", np.zeros((23, 31, 3), np.uint8))[1].tobytes())
+    data[33:37] = struct.pack(">I", 2**30)  # the IDAT chunk claims 1 GB: OpenCV 4.14 would allocate it
+    monkeypatch.setattr(er.cv2, "imdecode", lambda *a: pytest.fail("handed to OpenCV"))
+    assert er.decode_image(np.frombuffer(bytes(data), np.uint8)) is None
+
+
 def test_opencv_errors_never_escape(monkeypatch):
     def failing(*args):
         raise cv2.error("corrupt")
@@ -260,3 +267,162 @@ def test_web_does_not_import_the_script():
     from conftest import ROOT
     code = "import sys, web.server; assert 'emotion_recognition' not in sys.modules, 'cycle'"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+# -----------------------------------------------------------------------------
+# Nothing lost: outputs never over inputs, checked and atomic writes, a diverged run saves nothing
+
+
+def run_main(capsys, *args):
+    """er.main in this process (no TensorFlow start-up per test): (exit code, stdout, last stderr line)."""
+    code = er.main([str(a) if not isinstance(a, (str, bytes)) else a for a in args])
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in err and len(errors) <= 1, err
+    return code, out, errors[0] if errors else ""
+
+
+def tree(folder):
+    """{relative path: bytes} of every file under folder."""
+    return {os.path.relpath(os.path.join(root, f), folder): open(os.path.join(root, f), "rb").read()
+            for root, _, files in os.walk(folder) for f in files}
+
+
+def test_prepare_refuses_an_out_folder_that_holds_the_source(tmp_path, capsys):
+    from conftest import make_dataset
+    data = make_dataset(tmp_path / "X", per_class=(2, 1, 1))
+    before = tree(data)
+    code, _, error = run_main(capsys, "prepare", "--source", tmp_path / "X" / "train", "--out", tmp_path / "X",
+                              "--force")
+    assert code == 1 and "lies inside --out" in error and tree(data) == before
+    code, _, error = run_main(capsys, "prepare", "--source", tmp_path / "X", "--out", tmp_path / "X" / "train",
+                              "--force")
+    assert code == 1 and "lies inside the source" in error and tree(data) == before
+    (tmp_path / "file").write_text("mine")
+    code, _, error = run_main(capsys, "prepare", "--source", tmp_path / "X", "--out", tmp_path / "file", "--force")
+    assert code == 1 and "is a file" in error and (tmp_path / "file").read_text() == "mine"
+
+
+def write_video(path, frames=30, fourcc="MJPG"):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), i * 8 % 256, np.uint8))
+    writer.release()
+    return path
+
+
+def test_webcam_refuses_to_write_over_its_source(tmp_path, capsys):
+    video = write_video(tmp_path / "a.avi")
+    before = video.read_bytes()
+    code, _, error = run_main(capsys, "webcam", "--source", video, "--output", video, "--no-display",
+                              "--model-path", SHIPPED_MODEL)
+    assert code == 1 and "is the --source video" in error and video.read_bytes() == before
+
+
+def test_a_video_cut_short_gives_a_warning(tmp_path, capsys):
+    video = write_video(tmp_path / "a.avi")
+    data = video.read_bytes()
+    video.write_bytes(data[:len(data) // 2])  # cut mid-file: OpenCV still opens it and reads a few frames
+    code, out, _ = run_main(capsys, "webcam", "--source", video, "--no-display", "--model-path", SHIPPED_MODEL)
+    assert code == 0 and f"Warning: {video} ended after " in out and "of its 30 frames" in out
+
+
+def test_predict_save_never_overwrites_an_input(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "me.png"), draw_face("happy"))
+    cv2.imwrite(str(tmp_path / "me_annotated.png"), draw_face("sad"))
+    before = tree(tmp_path)
+    code, _, _ = run_main(capsys, "predict", tmp_path, "--save", tmp_path, "--no-detect", "--model-path", SHIPPED_MODEL)
+    after = tree(tmp_path)
+    assert code == 0 and {k: after[k] for k in before} == before
+    assert sorted(set(after) - set(before)) == ["me_2_annotated.png", "me_annotated_annotated.png"]
+
+
+def test_a_failed_write_is_an_error_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    cv2.imwrite(str(tmp_path / "me.png"), draw_face("happy"))
+    (tmp_path / "out").mkdir()
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(er.os, "replace", disk_full)
+    with pytest.raises(er.UserError, match=r"cannot write .*metrics.json' \(No space left on device\)"):
+        er.write_file(str(tmp_path / "out" / "metrics.json"), "{}")
+    code, _, error = run_main(capsys, "predict", tmp_path / "me.png", "--save", tmp_path / "out", "--no-detect",
+                              "--model-path", SHIPPED_MODEL)
+    assert code == 1 and "No space left on device" in error
+    assert os.listdir(tmp_path / "out") == []  # no temporary file, no half image
+
+
+def test_a_run_whose_loss_becomes_nan_keeps_the_model_file(tmp_path, capsys):
+    from conftest import make_dataset
+    data = make_dataset(tmp_path / "data", per_class=(8, 2, 2))
+    model = tmp_path / "m.h5"
+    model.write_bytes(open(SHIPPED_MODEL, "rb").read())
+    code, out, error = run_main(capsys, "--data", data, "--train-again", "--learning-rate", "1e30", "--epochs", "3",
+                                "--model-path", model, "--output-dir", tmp_path / "o", "--augment", "none")
+    assert code == 1 and "training diverged" in error and "is unchanged" in error
+    assert model.read_bytes() == open(SHIPPED_MODEL, "rb").read()
+    assert sorted(os.listdir(tmp_path)) == ["data", "m.h5", "o"]  # no checkpoint or temporary file left
+
+
+# -----------------------------------------------------------------------------
+# Options and CSVs: nonsense refused in one line
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("serve", "--port", "70000"), "--port: must be from 1 to 65535"), (("serve", "--port", "0"), "--port"),
+    (("--seed", "-1"), "--seed: must be from 0 to 4294967295"), (("--seed", "1e20"), "--seed"),
+    (("--label-smoothing", "-5"), "--label-smoothing"), (("--label-smoothing", "1"), "--label-smoothing"),
+    (("--label-smoothing", "nan"), "--label-smoothing"), (("--weight-decay", "-1"), "--weight-decay"),
+    (("--weight-decay", "inf"), "--weight-decay"), (("--learning-rate", "inf"), "--learning-rate"),
+    (("--learning-rate", "nan"), "--learning-rate"), (("--model-path", "M.H5"), "expected a .h5 file"),
+    (("prepare", "--source", "x", "--out", "y", "--seed", "-1"), "--seed"),
+])
+def test_option_values_out_of_range_are_refused(capsys, monkeypatch, args, fragment):
+    for command in er.COMMANDS:  # an accepted value must not start a server or a training run
+        monkeypatch.setitem(er.COMMANDS, command, lambda args: pytest.fail(f"accepted: {args}"))
+    with pytest.raises(SystemExit) as exit_:
+        er.main(list(args))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and fragment in err.splitlines()[-1], err
+
+
+def fer_csv(path, rows, prefix=""):
+    lines = ["emotion,pixels,Usage"] + [f"{code},{pixels},{usage}" for code, pixels, usage in rows]
+    path.write_bytes((prefix + "\n".join(lines) + "\n").encode("utf-8"))
+    return str(path)
+
+
+PIXELS = " ".join(["7"] * 2304)
+
+
+def test_csv_with_a_byte_order_mark_is_read(tmp_path):
+    path = fer_csv(tmp_path / "f.csv", [(3, PIXELS, "Training"), (3, PIXELS, "PublicTest")], prefix="\ufeff")
+    assert len(er.read_fer2013_csv(path, ["happy"])) == 2
+
+
+def test_csv_with_nan_pixels_or_only_training_rows_is_refused(tmp_path):
+    nan = " ".join(["nan"] + ["7"] * 2303)
+    with pytest.raises(er.UserError, match="line 3: .*2304 values in 0-255"):
+        er.read_fer2013_csv(fer_csv(tmp_path / "a.csv", [(3, PIXELS, "Training"), (3, nan, "Training")]), ["happy"])
+    with pytest.raises(er.UserError, match="only Training rows, none for val .PublicTest. or test .PrivateTest."):
+        er.read_fer2013_csv(fer_csv(tmp_path / "b.csv", [(3, PIXELS, "Training")] * 3), ["happy"])
+
+
+# -----------------------------------------------------------------------------
+# File names that are not UTF-8 (Linux keeps their bytes as surrogates): handled or refused, never a segfault
+
+
+def test_non_utf8_paths_are_read_or_refused(tmp_path, capsys):
+    folder = os.fsencode(tmp_path) + b"/bad\xff"
+    os.mkdir(folder)
+    cv2.imencode(".png", draw_face("happy"))[1].tofile(os.fsdecode(folder + b"/face\xfe.png"))
+    code, out, _ = run_main(capsys, "predict", os.fsdecode(folder), "--no-detect", "--json", "--model-path",
+                            SHIPPED_MODEL, "--save", tmp_path)
+    assert code == 0 and "face\\udcfe.png" in out and os.listdir(os.fsencode(tmp_path / "")).count(
+        b"face\xfe_annotated.png") == 1
+    for option in ("--source", "--output"):
+        args = {"--source": "0", "--output": None, option: os.fsdecode(folder + b"/v.avi")}
+        code, _, error = run_main(capsys, "webcam", "--no-display", "--model-path", SHIPPED_MODEL,
+                                  *[a for k, v in args.items() if v for a in (k, v)])
+        assert code == 1 and error == f"error: {option} {os.fsdecode(folder + b'/v.avi')!r} is not valid UTF-8; " \
+                                      "rename the file or folder"
