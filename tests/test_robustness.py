@@ -426,3 +426,10 @@ def test_non_utf8_paths_are_read_or_refused(tmp_path, capsys):
                                   *[a for k, v in args.items() if v for a in (k, v)])
         assert code == 1 and error == f"error: {option} {os.fsdecode(folder + b'/v.avi')!r} is not valid UTF-8; " \
                                       "rename the file or folder"
+
+
+def test_serve_labels_a_large_photo_on_a_smaller_copy_with_boxes_in_its_pixels(serve_client, monkeypatch):
+    monkeypatch.setattr(er, "SERVE_WORK_SIDE", 100)
+    response = post_image(serve_client, cv2.imencode(".png", np.full((300, 400), 90, np.uint8))[1].tobytes())
+    (face,) = response.get_json()["faces"]
+    assert response.status_code == 200 and face["box"] == [0, 0, 400, 300]
