@@ -15,7 +15,6 @@ rewritten for Keras 3 with a cached tf.data input pipeline, plus a compact model
 
 import argparse
 import concurrent.futures
-import contextlib
 import csv
 import datetime
 import io
@@ -988,10 +987,11 @@ SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many fra
 SERVE_HOST = "127.0.0.1"  # serve: loopback only, unless --host says otherwise
 SERVE_PORT = 8000  # serve: TCP port of the page and the JSON API
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
-SERVE_THREADS = 4  # serve: requests handled at once (they take turns with the one model)
+SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
 SERVE_IDLE_TIMEOUT = 30  # serve: seconds a connection may stay silent (idle, or a stalled upload) before it is closed
 SERVE_CONNECTION_LIMIT = 1000  # serve: open connections; more wait unanswered in the listen queue
 SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
+SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before a 503 (keeps threads for the others)
 SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
 MESSAGES = {  # shown under each face; any other class gets the "unknown" line
     "happy": "Keep smiling - it suits you!",
@@ -1621,7 +1621,9 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB):
         array = np.frombuffer(data, np.uint8)
         size = image_dimensions(array)
         large = size is not None and SERVE_LARGE_PIXELS < size[0] * size[1] <= MAX_IMAGE_PIXELS
-        with large_lock if large else contextlib.nullcontext():
+        if large and not large_lock.acquire(timeout=SERVE_LARGE_WAIT):
+            raise BadUpload(f"{name}: the server is busy with another large photo; try again shortly", 503)
+        try:
             try:
                 image = decode_image(array, name)
             except ImageTooLarge as error:
@@ -1638,6 +1640,9 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB):
                 face["message"] = MESSAGES.get(face["emotion"], MESSAGES["unknown"])
                 face["box"] = [int(round(v / scale)) for v in face["box"]]  # in the uploaded photo's pixels
             return faces, annotated
+        finally:
+            if large:
+                large_lock.release()
 
     health = {"status": "ok", "model": model_path, "classes": class_names, "max_upload_mb": max_upload_mb}
     return create_app(predict_upload, health, max_upload_mb)

@@ -433,3 +433,29 @@ def test_serve_labels_a_large_photo_on_a_smaller_copy_with_boxes_in_its_pixels(s
     response = post_image(serve_client, cv2.imencode(".png", np.full((300, 400), 90, np.uint8))[1].tobytes())
     (face,) = response.get_json()["faces"]
     assert response.status_code == 200 and face["box"] == [0, 0, 400, 300]
+
+
+def test_serve_handles_one_large_photo_at_a_time_and_answers_503_to_a_second(serve_client, monkeypatch):
+    import threading
+    monkeypatch.setattr(er, "SERVE_LARGE_PIXELS", 100)
+    monkeypatch.setattr(er, "SERVE_LARGE_WAIT", 0.2)
+    decoding, release = threading.Event(), threading.Event()
+    decode = er.decode_image
+
+    def slow_decode(*args):
+        decoding.set()
+        release.wait(10)
+        return decode(*args)
+    monkeypatch.setattr(er, "decode_image", slow_decode)
+    photo = cv2.imencode(".png", np.full((30, 40), 90, np.uint8))[1].tobytes()
+    first = []
+    thread = threading.Thread(target=lambda: first.append(post_image(serve_client, photo, "first.png")))
+    thread.start()
+    assert decoding.wait(10)
+    second = post_image(serve_client, photo, "second.png")
+    release.set()
+    thread.join()
+    assert second.status_code == 503 and "busy with another large photo" in second.get_json()["error"]
+    assert first[0].status_code == 200
+    small = post_image(serve_client, cv2.imencode(".png", np.full((5, 5), 90, np.uint8))[1].tobytes())
+    assert small.status_code == 200  # 25 pixels: not large, takes no turn
