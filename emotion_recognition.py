@@ -610,6 +610,9 @@ def save_model(model, path, metadata):
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())  # on disk before the rename, so a power cut leaves the old file or the new one
         os.replace(tmp_path, path)
+    except OSError as error:  # a full disk: the file at `path` is the previous one, whole
+        raise UserError(f"cannot save the model to {path!r} ({error.strerror}); the file there is unchanged; "
+                        "free some space and train again") from None
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
@@ -658,9 +661,9 @@ def load_trained_model(path):
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
                         "delete it or retrain with --train-again") from None
-    if not metadata:  # a model from the original script: infer what we can
-        channels = model.input_shape[-1]
-        metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb"}
+    if isinstance(metadata, dict) and not {"image_size", "color"} <= set(metadata):  # a model from the original
+        channels = model.input_shape[-1]  # script (no metadata) or stored without these: infer them
+        metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb", **metadata}
     validate_model(model, metadata, path)
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])  # for evaluate(); no optimizer needed
     return model, metadata
@@ -793,6 +796,7 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
     if not resume and os.path.exists(os.path.join(output_dir, "history.csv")):
         os.remove(os.path.join(output_dir, "history.csv"))
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    check_free_space(model, model_path)
     try:
         callbacks = make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
                                    full_model=model if head is not None else None, backup=not multiworker,
@@ -808,6 +812,11 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
             raise UserError(f"the interrupted run in {backup} was for another model; run --resume with the same "
                             "options as that run, or train without --resume") from None
         raise
+    except (OSError, RuntimeError) as error:  # the per-epoch backup (h5py: RuntimeError) or the history, disk full
+        if isinstance(error, RuntimeError) and "write failed" not in str(error):
+            raise
+        raise UserError(f"training stopped: a write failed ({getattr(error, 'strerror', None) or 'disk full?'}); "
+                        f"{model_path!r} is unchanged; free some space and train again") from None
     except KeyboardInterrupt:
         if not os.path.exists(checkpoint_path):
             raise UserError("training interrupted before the first epoch ended; nothing was saved "
@@ -824,6 +833,18 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
     if os.path.exists(checkpoint_path):
         os.remove(checkpoint_path)
     return history.history
+
+
+def check_free_space(model, model_path):
+    """Stop before training when the model's folder cannot hold what training writes there: the per-epoch
+    backup (weights and Adam's two moments, twice), the checkpoint and the temporary model file. A disk
+    that fills mid-write leaves h5py in a state that can crash the interpreter."""
+    need = model.count_params() * 4 * (3 * 2 + 2)
+    folder = os.path.dirname(os.path.abspath(model_path))
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise UserError(f"training needs about {need / 2**20:.0f} MB free in {folder!r} (backup, checkpoint, model) "
+                        f"but {free / 2**20:.0f} MB are free; free some space or choose another --model-path")
 
 
 def weights_finite(model):
