@@ -459,3 +459,9 @@ def test_serve_handles_one_large_photo_at_a_time_and_answers_503_to_a_second(ser
     assert first[0].status_code == 200
     small = post_image(serve_client, cv2.imencode(".png", np.full((5, 5), 90, np.uint8))[1].tobytes())
     assert small.status_code == 200  # 25 pixels: not large, takes no turn
+
+
+def test_training_stops_before_it_starts_when_the_disk_is_too_full(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(er.shutil, "disk_usage", lambda folder: type("Usage", (), {"free": 2**20})())
+    with pytest.raises(er.UserError, match=r"training needs about \d+ MB free in .* but 1 MB are free"):
+        er.check_free_space(tiny_model, str(tmp_path / "m.h5"))
