@@ -1363,15 +1363,13 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
 
 
 def copy_file(source, target):
-    """shutil.copy2 through a hidden temporary file: a full disk leaves no half image that looks whole."""
-    tmp_path = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex[:8]}.tmp")
+    """Copy through write_file: a full disk leaves no half image that looks whole."""
     try:
-        shutil.copy2(source, tmp_path)
-        os.replace(tmp_path, target)
+        with open(source, "rb") as f:
+            data = f.read()
     except OSError as error:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise UserError(f"cannot copy {source!r} to {target!r} ({error.strerror}); free some space") from None
+        raise UserError(f"cannot read {source!r} ({error.strerror})") from None
+    write_file(target, data)
 
 
 def print_counts(counts):
