@@ -17,14 +17,18 @@ import argparse
 import concurrent.futures
 import csv
 import datetime
+import io
 import json
 import logging
 import math
 import os
 import shutil
+import struct
 import sys
 import tempfile
+import threading
 import time
+import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 
@@ -36,11 +40,13 @@ import numpy as np
 import tensorflow as tf
 import keras
 from keras import layers, regularizers
+from PIL import Image
 from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix,
                              f1_score)
 from sklearn.utils.class_weight import compute_class_weight
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
+Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
 
 # -----------------------------------------------------------------------------
 # Defaults (every one can be overridden on the command line)
@@ -93,10 +99,16 @@ MIXED_PRECISION = False  # Keras' mixed_float16 policy (pays off on GPUs; slower
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
+MAX_IMAGE_PIXELS = 40_000_000  # images whose header declares more pixels (width x height) are refused undecoded
+HEADER_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of IMAGE_EXTENSIONS
 
 
 class UserError(Exception):
     """A problem the user can fix (bad path, bad option, mismatched model): printed as one line."""
+
+
+class ImageTooLarge(UserError):
+    """An image whose header declares more than MAX_IMAGE_PIXELS pixels: refused before it is decoded."""
 
 
 # -----------------------------------------------------------------------------
@@ -144,21 +156,63 @@ def list_image_files(folder):
 
 
 def read_image(path):
-    """Decode an image file to uint8 RGB (H, W, 3); None when it is not a readable image."""
+    """Decode an image file to uint8 RGB (H, W, 3); None when it is not a readable image.
+
+    Raises ImageTooLarge, before decoding, when the file declares more than MAX_IMAGE_PIXELS pixels.
+    """
     try:
         data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII names
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a folder or a special file
         return None
-    return decode_image(data)
+    return decode_image(data, path)
 
 
-def decode_image(data):
-    """Decode encoded image bytes (a uint8 array) to uint8 RGB (H, W, 3); None when not a readable image."""
+def image_dimensions(data):
+    """(width, height) as the header of encoded image bytes declares them, read without decoding any
+    pixel (Pillow's lazy open, about 30 us); None when no supported format recognises the bytes."""
+    try:
+        with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as image:
+            return image.size
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
+            ZeroDivisionError):  # what Pillow's header parsers raise on malformed bytes (seen in the fuzz test)
+        return None
+
+
+def png_chunks_fit(data):
+    """False for a PNG with a chunk longer than the file: OpenCV 4.14 allocates the declared length
+    (up to 2 GB from a 2 kB file) before finding the data missing. True for any other format."""
+    data = data.tobytes() if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" else b""
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        position += 12 + length
+        if position > len(data):
+            return False
+        if kind == b"IEND":
+            break
+    return True
+
+
+def decode_image(data, name="the image"):
+    """Decode encoded image bytes (a uint8 array) to uint8 RGB (H, W, 3); None when not a readable image.
+
+    The header's size is checked first: ImageTooLarge (naming `name`) above MAX_IMAGE_PIXELS, nothing decoded.
+    """
     if data.size == 0:
         return None
-    # IMREAD_COLOR gives 8-bit BGR for 16-bit, palette, alpha, grey and CMYK files alike.
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    size = image_dimensions(data)
+    if size is None or not png_chunks_fit(data):
+        return None
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(f"{name}: declares {size[0]}x{size[1]} pixels, above the limit of {MAX_IMAGE_PIXELS:,} pixels "
+                            "(MAX_IMAGE_PIXELS); scale it down")
+    try:  # IMREAD_COLOR gives 8-bit BGR for 16-bit, palette, alpha, grey and CMYK files alike.
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV's own checks on corrupt data
+        return None
+    if image is None or image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:  # a header Pillow read otherwise
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def prepare_image(image, image_size, color, normalize):
@@ -186,7 +240,13 @@ def choose_image_settings(data_dir, class_names, image_size, color, min_size):
         return int(image_size), color
     files = [f for name in class_names for f in list_image_files(os.path.join(data_dir, "train", name))]
     rng = np.random.default_rng(0)
-    sample = [read_image(f) for f in rng.permutation(files)[:AUTO_SIZE_SAMPLE]]
+
+    def read_sample(path):
+        try:
+            return read_image(path)
+        except ImageTooLarge:  # load_folder reports it, once
+            return None
+    sample = [read_sample(f) for f in rng.permutation(files)[:AUTO_SIZE_SAMPLE]]
     sample = [im for im in sample if im is not None]
     if not sample:
         raise UserError(f"none of the sampled images under {os.path.join(data_dir, 'train')!r} could be read")
@@ -198,6 +258,28 @@ def choose_image_settings(data_dir, class_names, image_size, color, min_size):
                       for im in sample)
         color = "grayscale" if is_grey else "rgb"
     return int(image_size), color
+
+
+def open_cache(cache_dir, name, dtype, shape):
+    """A memory-mapped array in a new file under `cache_dir`, deleted at once: the mapping keeps the data
+    until the array is freed, and the disk space comes back then, even when the run is killed."""
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        free = shutil.disk_usage(cache_dir).free
+        if size > free:
+            raise UserError(f"the file cache needs {size / 2**30:.1f} GB in {cache_dir!r} but {free / 2**30:.1f} GB "
+                            "are free; free some space or use another --output-dir")
+        fd, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".npy", dir=cache_dir)
+        os.close(fd)
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except OSError as error:
+        raise UserError(f"cannot create the file cache in {cache_dir!r} ({error.strerror})") from None
+    try:
+        os.remove(path)
+    except OSError:  # Windows keeps a mapped file; it stays until the next cleanup by hand
+        pass
+    return array
 
 
 def load_folder(folder, class_names, image_size, color, normalize, cache_dir=None):
@@ -216,25 +298,31 @@ def load_folder(folder, class_names, image_size, color, normalize, cache_dir=Non
     channels = 1 if color == "grayscale" else 3
     shape = (len(files), image_size, image_size, channels)
     if math.prod(shape) > MAX_IN_MEMORY_MB * 2**20 and cache_dir:
-        os.makedirs(cache_dir, exist_ok=True)
-        cache_file = os.path.join(cache_dir, f"{os.path.basename(os.path.normpath(folder))}-{image_size}-{color}.npy")
-        images = np.lib.format.open_memmap(cache_file, mode="w+", dtype=np.uint8, shape=shape)
+        images = open_cache(cache_dir, os.path.basename(os.path.normpath(folder)), np.uint8, shape)
     else:
         images = np.empty(shape, dtype=np.uint8)
     ok = np.zeros(len(files), dtype=bool)
+    refused = {}
 
     def decode(i):
-        image = read_image(files[i])
+        try:
+            image = read_image(files[i])
+        except ImageTooLarge as error:
+            refused[i] = str(error)
+            return
         if image is not None:
             images[i] = prepare_image(image, image_size, color, normalize)
             ok[i] = True
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # OpenCV releases the GIL
         list(pool.map(decode, range(len(files))))
+    for i in sorted(refused):
+        print(f"Warning: skipped {refused[i]}")
     skipped = [f for f, good in zip(files, ok) if not good]
-    if skipped:
-        examples = ", ".join(os.path.basename(f) for f in skipped[:3])
-        print(f"Warning: skipped {len(skipped)} unreadable or non-image file(s) in {folder} (e.g. {examples})")
+    unreadable = [f for i, f in enumerate(files) if not ok[i] and i not in refused]
+    if unreadable:
+        examples = ", ".join(os.path.basename(f) for f in unreadable[:3])
+        print(f"Warning: skipped {len(unreadable)} unreadable or non-image file(s) in {folder} (e.g. {examples})")
     keep = np.flatnonzero(ok)
     if len(keep) < len(files):  # close the gaps in place (no second copy, also when memory-mapped)
         for new, old in enumerate(keep):
@@ -388,9 +476,7 @@ def extract_features(features, images, labels, num_classes, batch_size, augment=
     views = views if augment is not None else 1
     shape = (views, len(images), *features.output_shape[1:])
     if math.prod(shape) * 2 > MAX_IN_MEMORY_MB * 2**20 and cache_dir:
-        os.makedirs(cache_dir, exist_ok=True)
-        stored = np.lib.format.open_memmap(os.path.join(cache_dir, "features.npy"), mode="w+", dtype=np.float16,
-                                           shape=shape)
+        stored = open_cache(cache_dir, "features", np.float16, shape)
     else:
         stored = np.empty(shape, dtype=np.float16)
     for view in range(views):
@@ -569,9 +655,38 @@ def save_model(model, path, metadata):
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())  # on disk before the rename, so a power cut leaves the old file or the new one
         os.replace(tmp_path, path)
+    except OSError as error:  # a full disk: the file at `path` is the previous one, whole
+        raise UserError(f"cannot save the model to {path!r} ({error.strerror}); the file there is unchanged; "
+                        "free some space and train again") from None
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+
+
+def write_file(path, data):
+    """Write bytes (or text, as UTF-8) to a hidden temporary file beside `path`, then rename it over `path`:
+    a reader never sees half a file. A failed write (disk full, read-only) is a UserError; nothing is left."""
+    tmp_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp_path, "xb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp_path, path)
+    except OSError as error:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise UserError(f"cannot write {path!r} ({error.strerror}); free some space or choose another "
+                        "folder") from None
+
+
+def write_image(path, bgr):
+    """Encode a BGR image by the extension of `path` and write it with write_file (never half a file)."""
+    try:
+        ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", bgr)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise UserError(f"cannot encode {path!r} as an image; use a .png or .jpg name")
+    write_file(path, encoded.tobytes())
 
 
 def read_metadata(path):
@@ -591,12 +706,38 @@ def load_trained_model(path):
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
                         "delete it or retrain with --train-again") from None
-    if not metadata:  # a model from the original script: infer what we can
-        channels = model.input_shape[-1]
-        metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb"}
+    if isinstance(metadata, dict) and not {"image_size", "color"} <= set(metadata):  # a model from the original
+        channels = model.input_shape[-1]  # script (no metadata) or stored without these: infer them
+        metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb", **metadata}
+    validate_model(model, metadata, path)
     metadata.setdefault("normalize", "none")  # saved before --normalize existed: fed as it was trained
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])  # for evaluate(); no optimizer needed
     return model, metadata
+
+
+def validate_model(model, metadata, path):
+    """The stored metadata must describe the model it came with (a stored image_size of 30000 would decode
+    every image at that size): one line naming the file when it does not, or when a weight is NaN."""
+    def refuse(problem):
+        raise UserError(f"{path!r}: {problem}; the file is damaged or was edited: retrain with --train-again")
+    if not isinstance(metadata, dict):
+        refuse(f"stored metadata {metadata!r} is not a JSON object")
+    shape, outputs = model.input_shape, model.output_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and isinstance(outputs, tuple) and len(outputs) == 2):
+        refuse(f"the model takes {shape} and gives {outputs}, not one image batch in and class probabilities out")
+    size, color, names = metadata.get("image_size"), metadata.get("color"), metadata.get("class_names")
+    if type(size) is not int or shape[1:3] not in ((size, size), (None, None)) or not 0 < size <= 4096:
+        refuse(f"stored image_size {size!r} does not match the model's input {shape[1]}x{shape[2]}")
+    if color not in ("grayscale", "rgb") or shape[3] != (1 if color == "grayscale" else 3):
+        refuse(f"stored color {color!r} does not match the model's {shape[3]} input channel(s)")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+                              or len(set(names)) != len(names) or len(names) != outputs[1]):
+        refuse(f"stored class_names {names!r} are not {outputs[1]} distinct names for the model's {outputs[1]} "
+               "outputs")
+    if metadata.get("normalize", "none") not in ("equalize", "none"):
+        refuse(f"stored normalize {metadata['normalize']!r} is not 'equalize' or 'none'")
+    if not weights_finite(model):
+        refuse("the model's weights hold NaN or infinite values (a diverged training run)")
 
 
 def check_model_matches(metadata, model, class_names, path, image_size="auto", color="auto"):
@@ -646,6 +787,7 @@ def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True
                                       restore_best_weights=True, verbose=1),
         BestModelCheckpoint(checkpoint_path, metadata, full_model, best_val_loss),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),  # a diverged run stops at once; train_model then keeps the old model file
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
@@ -714,6 +856,7 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
     if not resume and os.path.exists(os.path.join(output_dir, "history.csv")):
         os.remove(os.path.join(output_dir, "history.csv"))
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    check_free_space(model, model_path)
     try:
         callbacks = make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
                                    full_model=model if head is not None else None, backup=not multiworker,
@@ -729,16 +872,44 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
             raise UserError(f"the interrupted run in {backup} was for another model; run --resume with the same "
                             "options as that run, or train without --resume") from None
         raise
+    except (OSError, RuntimeError) as error:  # the per-epoch backup (h5py: RuntimeError) or the history, disk full
+        if isinstance(error, RuntimeError) and "write failed" not in str(error):
+            raise
+        raise UserError(f"training stopped: a write failed ({getattr(error, 'strerror', None) or 'disk full?'}); "
+                        f"{model_path!r} is unchanged; free some space and train again") from None
     except KeyboardInterrupt:
         if not os.path.exists(checkpoint_path):
             raise UserError("training interrupted before the first epoch ended; nothing was saved "
                             f"and {model_path!r} is unchanged") from None
         os.replace(checkpoint_path, model_path)
         raise UserError(f"training interrupted; the best model so far was saved to {model_path!r}") from None
+    diverged = [v for v in history.history.get("loss", []) if not math.isfinite(v)]
+    if diverged or not weights_finite(model):
+        if os.path.exists(checkpoint_path):
+            os.remove(checkpoint_path)
+        raise UserError(f"training diverged (the loss became {diverged[0] if diverged else 'nan'}); nothing was saved "
+                        f"and {model_path!r} is unchanged; try a lower --learning-rate")
     save_model(model, model_path, metadata)
     if os.path.exists(checkpoint_path):
         os.remove(checkpoint_path)
     return history.history
+
+
+def check_free_space(model, model_path):
+    """Stop before training when the model's folder cannot hold what training writes there: the per-epoch
+    backup (weights and Adam's two moments, twice), the checkpoint and the temporary model file. A disk
+    that fills mid-write leaves h5py in a state that can crash the interpreter."""
+    need = model.count_params() * 4 * (3 * 2 + 2)
+    folder = os.path.dirname(os.path.abspath(model_path))
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise UserError(f"training needs about {need / 2**20:.0f} MB free in {folder!r} (backup, checkpoint, model) "
+                        f"but {free / 2**20:.0f} MB are free; free some space or choose another --model-path")
+
+
+def weights_finite(model):
+    """False when any weight is NaN or infinite: such a model predicts NaN for every image."""
+    return all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=None):
@@ -851,10 +1022,9 @@ def print_metrics(metrics):
 
 def save_metrics(metrics, output_dir):
     """metrics.json and classification_report.txt."""
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump({k: v for k, v in metrics.items() if k != "predictions"}, f, indent=2)
-    with open(os.path.join(output_dir, "classification_report.txt"), "w") as f:
-        f.write(metrics["classification_report"])
+    write_file(os.path.join(output_dir, "metrics.json"),
+               json.dumps({k: v for k, v in metrics.items() if k != "predictions"}, indent=2))
+    write_file(os.path.join(output_dir, "classification_report.txt"), metrics["classification_report"])
 
 
 def data_label(folder):
@@ -904,6 +1074,12 @@ SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many fra
 SERVE_HOST = "127.0.0.1"  # serve: loopback only, unless --host says otherwise
 SERVE_PORT = 8000  # serve: TCP port of the page and the JSON API
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
+SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
+SERVE_IDLE_TIMEOUT = 30  # serve: seconds a connection may stay silent (idle, or a stalled upload) before it is closed
+SERVE_CONNECTION_LIMIT = 1000  # serve: open connections; more wait unanswered in the listen queue
+SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
+SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before a 503 (keeps threads for the others)
+SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
 MESSAGES = {  # shown under each face; any other class gets the "unknown" line
     "happy": "Keep smiling - it suits you!",
     "sad": "It's okay to feel down. Take a breath; better moments are coming.",
@@ -1041,11 +1217,14 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                         "video file")
     detector, writer, tracks = load_face_detector(), None, []
     frames = faces_seen = 0
+    expected = 0 if str(source).isdigit() else int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # the file's own count
     fps, start = 0.0, time.perf_counter()
     try:
         while max_frames is None or frames < max_frames:
             ok, frame = capture.read()
             if not ok:
+                if frames < expected:  # the file promised more: damaged or cut short
+                    print(f"Warning: {source} ended after {frames} of its {expected} frames; the file may be damaged")
                 break
             tick = time.perf_counter()
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
@@ -1111,12 +1290,19 @@ def read_fer2013_csv(path, classes):
     absent = [c for c in classes if c not in found]
     if absent:
         raise UserError(f"{path}: no rows of class(es) {absent}; choose others with --classes")
+    usage = {split: name for name, split in FER2013_USAGE.items()}
+    empty = [f"{split} ({usage[split]})" for split in SPLITS if not any(s == split for s, _, _ in rows)]
+    if len(empty) == len(SPLITS) - 1:  # only Training rows: nothing to validate or test on
+        raise UserError(f"{path}: only Training rows, none for {' or '.join(empty)}; FER2013's CSV has Training, "
+                        "PublicTest and PrivateTest rows")
+    for split in empty:
+        print(f"Warning: {path} has no rows for {split}; that split stays empty")
     return rows
 
 
 def read_fer2013_rows(path, classes):
     """The rows of the classes asked for, checked line by line."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel's UTF-8 CSV) is dropped
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         if not {"emotion", "pixels", "Usage"} <= set(header):
@@ -1131,7 +1317,7 @@ def read_fer2013_rows(path, classes):
                 raise UserError(f"{path}, line {line}: unreadable row (expected an emotion code, "
                                 "2304 pixel values and a Usage)") from None
             if not 0 <= code < len(FER2013_CODES) or usage not in FER2013_USAGE or image.size != 48 * 48 \
-                    or image.min() < 0 or image.max() > 255:
+                    or not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
                 raise UserError(f"{path}, line {line}: emotion {code}, {image.size} pixels, Usage {usage!r}; "
                                 f"expected 0-6, 2304 values in 0-255, one of {', '.join(FER2013_USAGE)}")
             if FER2013_CODES[code] in classes:
@@ -1189,9 +1375,13 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
     """
     if not os.path.exists(source):
         raise UserError(f"source {source!r} does not exist; give fer2013.csv or a folder of class folders")
-    if os.path.abspath(out) == os.path.abspath(source) or os.path.abspath(out).startswith(
-            os.path.abspath(source) + os.sep):
+    real_out, real_source = os.path.realpath(out), os.path.realpath(source)
+    if real_out == real_source or real_out.startswith(real_source.rstrip(os.sep) + os.sep):
         raise UserError(f"--out {out!r} lies inside the source; choose a folder outside it")
+    if real_source.startswith(real_out.rstrip(os.sep) + os.sep):  # --force would delete the source with out's splits
+        raise UserError(f"the source {source!r} lies inside --out {out!r}; choose an --out folder outside it")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out!r} is a file; give a folder")
     if os.path.isdir(out) and os.listdir(out) and not force:
         raise UserError(f"{out!r} is not empty; pass --force to write into it (its split folders are replaced)")
     classes = [canonical_class(c) for c in classes] if classes else None
@@ -1203,21 +1393,29 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         items = read_fer2013_csv(source, classes)
     else:
         items, classes = plan_folder_copies(source, classes, seed)
-    for split in SPLITS:
-        shutil.rmtree(os.path.join(out, split), ignore_errors=True)
-        for name in classes:
-            os.makedirs(os.path.join(out, split, name))
+    try:
+        for split in SPLITS:
+            if os.path.isdir(os.path.join(out, split)):
+                shutil.rmtree(os.path.join(out, split))
+            for name in classes:
+                os.makedirs(os.path.join(out, split, name))
+    except OSError as error:
+        raise UserError(f"cannot write into --out {out!r} ({error.strerror}); choose a writable folder") from None
     detector = load_face_detector() if crop_faces else None
     counts, skipped = {(s, c): 0 for s in SPLITS for c in classes}, []
     progress = keras.utils.Progbar(len(items), unit_name="image")
     for i, (split, name, item) in enumerate(items):
         target = os.path.join(out, split, name)
         if isinstance(item, np.ndarray):  # a decoded CSV row
-            cv2.imwrite(os.path.join(target, f"{split}_{i:05d}.png"), item)
+            write_image(os.path.join(target, f"{split}_{i:05d}.png"), item)
         elif detector is None:
-            shutil.copy2(item, target)
+            copy_file(item, os.path.join(target, os.path.basename(item)))
         else:
-            image = read_image(item)
+            try:
+                image = read_image(item)
+            except ImageTooLarge as error:
+                print(f"Warning: skipped {error}")
+                image = None
             boxes = detect_faces(detector, image) if image is not None else []
             if not boxes:
                 skipped.append(item)
@@ -1225,10 +1423,20 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
                 continue
             face = crop_face(image, max(boxes, key=lambda b: b[2] * b[3]))
             name_png = os.path.splitext(os.path.basename(item))[0] + ".png"
-            cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))[1].tofile(os.path.join(target, name_png))
+            write_image(os.path.join(target, name_png), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
         counts[split, name] += 1
         progress.update(i + 1)
     return counts, skipped
+
+
+def copy_file(source, target):
+    """Copy through write_file: a full disk leaves no half image that looks whole."""
+    try:
+        with open(source, "rb") as f:
+            data = f.read()
+    except OSError as error:
+        raise UserError(f"cannot read {source!r} ({error.strerror})") from None
+    write_file(target, data)
 
 
 def print_counts(counts):
@@ -1259,10 +1467,13 @@ def report(metrics, labels, source, output_dir, show, history=None):
     metrics = {**metrics, "data": os.path.abspath(source)}  # which faces a number is about travels with it
     print_metrics(metrics)
     save_metrics(metrics, output_dir)
-    plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"], data_label(source),
-                          os.path.join(output_dir, "confusion_matrix.png"))
-    if history:
-        plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
+    try:
+        plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"], data_label(source),
+                              os.path.join(output_dir, "confusion_matrix.png"))
+        if history:
+            plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
+    except OSError as error:
+        raise UserError(f"cannot write the plots to {output_dir!r} ({error.strerror}); free some space") from None
     print(f"Results written to {output_dir}/")
     if show:
         plt.show()
@@ -1380,8 +1591,7 @@ def run_train(args):
               f"model saved to {args.model_path}")
         if multiworker:  # a local copy: the distributed model would need every worker for each prediction
             model, _ = load_trained_model(args.model_path)
-    with open(os.path.join(args.output_dir, "config.json"), "w") as f:
-        json.dump(settings, f, indent=2)
+    write_file(os.path.join(args.output_dir, "config.json"), json.dumps(settings, indent=2))
     images, labels, _ = splits["test"]
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
     report(metrics, labels, os.path.join(args.data, "test"), args.output_dir, args.show, history)
@@ -1423,16 +1633,24 @@ def run_predict(args):
     if args.save:
         check_writable(args.save)
     chunk, saved = 64, set()  # images per batch of face crops; names written to --save
+    inputs = {os.path.realpath(f) for f in files}  # --save never writes over one of them
     for start in range(0, len(files), chunk):
         paths, images = [], []
         for path in files[start:start + chunk]:
-            image = read_image(path)
+            try:
+                image = read_image(path)
+            except ImageTooLarge as error:
+                errors.append(str(error))
+                continue
             if image is None:
                 errors.append(f"{path}: not a readable image")
             else:
                 paths.append(path)
                 images.append(image)
         for path, image, faces in zip(paths, images, predict_images(model, metadata, images, detector, args.tta)):
+            if not all(math.isfinite(p) for face in faces for p in face["probabilities"].values()):
+                errors.append(f"{path}: the model gave no valid probabilities (NaN); retrain it with --train-again")
+                continue
             if args.json:
                 print(json.dumps({"image": path, "faces": faces}))
             else:
@@ -1443,11 +1661,11 @@ def run_predict(args):
             if args.save:  # a.jpg -> a_annotated.png; a second a.* (another folder or format) -> a_2_annotated.png
                 stem, copy = os.path.splitext(os.path.basename(path))[0], 1
                 name = f"{stem}_annotated.png"
-                while name in saved:
+                while name in saved or os.path.realpath(os.path.join(args.save, name)) in inputs:
                     copy += 1
                     name = f"{stem}_{copy}_annotated.png"
                 saved.add(name)
-                cv2.imwrite(os.path.join(args.save, name), annotate(image, faces))
+                write_image(os.path.join(args.save, name), annotate(image, faces))
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     if errors:
@@ -1468,6 +1686,8 @@ def run_webcam(args):
     model, metadata = load_trained_model(args.model_path)
     class_names_of(model, metadata)
     if args.output:
+        if os.path.exists(args.output) and os.path.exists(args.source) and os.path.samefile(args.output, args.source):
+            raise UserError(f"--output {args.output!r} is the --source video; choose another name")
         check_writable(os.path.dirname(os.path.abspath(args.output)))
     frames, faces, seconds = run_video(model, metadata, args.source, args.display, args.output, args.max_frames,
                                        args.tta)
@@ -1479,11 +1699,57 @@ def run_webcam(args):
 # Command line
 
 
+def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB):
+    """The web app of web/server.py, handed this script's prediction code (web/ imports nothing from here)."""
+    from web.server import BadUpload, create_app  # Flask: only this command needs it
+    model, metadata = load_trained_model(model_path)
+    class_names = class_names_of(model, metadata)
+    detector = load_face_detector()
+    # the server runs SERVE_THREADS threads; one Keras model and one OpenCV cascade, so one prediction at a time,
+    # and a large photo (decoded: 3 bytes a pixel, plus copies) is handled whole before the next large one
+    predict_lock, large_lock = threading.Lock(), threading.Lock()
+
+    def predict_upload(data, name):
+        array = np.frombuffer(data, np.uint8)
+        size = image_dimensions(array)
+        large = size is not None and SERVE_LARGE_PIXELS < size[0] * size[1] <= MAX_IMAGE_PIXELS
+        if large and not large_lock.acquire(timeout=SERVE_LARGE_WAIT):
+            raise BadUpload(f"{name}: the server is busy with another large photo; try again shortly", 503)
+        try:
+            try:
+                image = decode_image(array, name)
+            except ImageTooLarge as error:
+                raise BadUpload(str(error), 413) from None
+            if image is None:
+                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF or WebP photo")
+            scale = min(1.0, SERVE_WORK_SIDE / max(image.shape[:2]))
+            if scale < 1:
+                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            with predict_lock:
+                (faces,) = predict_images(model, metadata, [image], detector, tta)
+            annotated = annotate(image, faces)
+            for face in faces:
+                face["message"] = MESSAGES.get(face["emotion"], MESSAGES["unknown"])
+                face["box"] = [int(round(v / scale)) for v in face["box"]]  # in the uploaded photo's pixels
+            return faces, annotated
+        finally:
+            if large:
+                large_lock.release()
+
+    health = {"status": "ok", "model": model_path, "classes": class_names, "max_upload_mb": max_upload_mb}
+    return create_app(predict_upload, health, max_upload_mb)
+
+
 def run_serve(args):
-    """The upload/camera web page and JSON API (web/server.py), on the same prediction code as `predict`."""
-    sys.modules.setdefault("emotion_recognition", sys.modules[__name__])  # web/ imports this script as a module
-    from web.server import serve
-    serve(args.model_path, args.host, args.port, args.tta)
+    """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
+    from web.server import serve_app
+    app = make_serve_app(args.model_path, args.tta)
+    try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON
+        serve_app(app, args.host, args.port, SERVE_THREADS, SERVE_IDLE_TIMEOUT, (MAX_UPLOAD_MB + 1) * 2**20,
+                  SERVE_CONNECTION_LIMIT, args.model_path)
+    except OSError as error:
+        raise UserError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another --port "
+                        "or stop the program using it") from None
 
 
 def positive_int(text):
@@ -1497,7 +1763,7 @@ def positive_int(text):
 
 
 def model_file_arg(text):
-    if not text.lower().endswith((".h5", ".hdf5")):
+    if not text.endswith((".h5", ".hdf5")):  # as Keras' load_model: "M.H5" would be saved, then refused on load
         raise argparse.ArgumentTypeError(f"expected a .h5 file (Keras' HDF5 format, as the original), got {text!r}")
     return text
 
@@ -1511,9 +1777,52 @@ def positive_float(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {value}")
     return value
+
+
+def int_in_range(low, high):
+    """An argparse type: a whole number from low to high (inclusive)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def float_in_range(low, high, high_included=True):
+    """An argparse type: a number from low to high (NaN and infinities refused)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low <= value <= high if high_included else low <= value < high):
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}{'' if high_included else ' (excluded)'}, "
+                                             f"got {value}")
+        return value
+    return parse
+
+
+SEED_ARG = int_in_range(0, 2**32 - 1)  # NumPy's and Keras' seed range
+
+
+def check_utf8_options(args):
+    """Refuse option values that are not valid UTF-8 (undecodable bytes in a file name, kept by Python as
+    surrogates): OpenCV's VideoCapture, VideoWriter and imwrite crash on them. predict's PATHs (and the
+    files found in folders) are read and written by Python, so they work and are not checked."""
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UserError(f"{'--' + name.replace('_', '-') if name != 'folder' else 'FOLDER'} {value!r} is "
+                                "not valid UTF-8; rename the file or folder") from None
 
 
 def make_parser():
@@ -1524,14 +1833,16 @@ def make_parser():
                "(e.g. train --help).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    common.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
+    model_options = argparse.ArgumentParser(add_help=False)  # shared by every command that loads a model, serve too
+    model_options.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
+    model_options.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
+                               help="average predictions with the horizontally flipped image")
+    common = argparse.ArgumentParser(add_help=False, parents=[model_options],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for metrics, reports and plots")
     common.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
     common.add_argument("--no-show", dest="show", action="store_false",
                         help="never open plot windows (plots are always saved as PNG)")
-    common.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
-                        help="average predictions with the horizontally flipped image")
 
     train = commands.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="train (or load) a model, then evaluate it on test/ (the default)")
@@ -1546,7 +1857,7 @@ def make_parser():
     train.add_argument("--normalize", default=NORMALIZE, choices=("equalize", "none"),
                        help="contrast normalisation of every face, stored with the model")
     train.add_argument("--vgg-weights", default=VGG_WEIGHTS, help="'imagenet', 'none', or a local notop .h5 file")
-    train.add_argument("--seed", type=int, default=SEED, help="random seed")
+    train.add_argument("--seed", type=SEED_ARG, default=SEED, help="random seed (0 to 2**32-1)")
     train.add_argument("--initial-model", type=model_file_arg,
                        help="fine-tune: start from this trained model's weights (e.g. the shipped model)")
     train.add_argument("--resume", action="store_true",
@@ -1557,8 +1868,9 @@ def make_parser():
                        help="EarlyStopping: epochs without val_loss improvement")
     train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"),
                        help="learning-rate schedule")
-    train.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING, help="label smoothing (0-1)")
-    train.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
+    train.add_argument("--label-smoothing", type=float_in_range(0, 1, high_included=False), default=LABEL_SMOOTHING,
+                       help="label smoothing (0 to 1, 1 excluded)")
+    train.add_argument("--weight-decay", type=float_in_range(0, math.inf, high_included=False), default=WEIGHT_DECAY,
                        help="AdamW decoupled weight decay; 0 uses plain Adam")
     train.add_argument("--cache-features", action="store_true", default=CACHE_FEATURES,
                        help=f"vgg16: compute the frozen base once per image ({FEATURE_VIEWS} views with "
@@ -1596,17 +1908,14 @@ def make_parser():
     prepare.add_argument("--out", required=True, help="folder to write train/, val/, test/ into")
     prepare.add_argument("--classes", help="comma-separated classes (default: angry,happy,sad for FER2013, "
                                            "every sub-folder for a folder source)")
-    prepare.add_argument("--seed", type=int, default=SEED, help="seed of the stratified split")
+    prepare.add_argument("--seed", type=SEED_ARG, default=SEED, help="seed of the stratified split")
     prepare.add_argument("--force", action="store_true", help="write into a non-empty --out")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
-    serve = commands.add_parser("serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    serve = commands.add_parser("serve", parents=[model_options], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
-    serve.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
-    serve.add_argument("--port", type=positive_int, default=SERVE_PORT, help="port to listen on")
-    serve.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
-                       help="average predictions with the horizontally flipped image")
+    serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
     return parser
 
 
@@ -1616,10 +1925,14 @@ def main(argv=None):
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["train", *argv]  # the original script took no command
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udcff, never a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if not (getattr(args, "show", False) and display_available()):
         matplotlib.use("Agg")
         args.show = False
     try:
+        check_utf8_options(args)
         COMMANDS[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -112,7 +112,7 @@ def test_failed_save_leaves_the_previous_model_untouched(tmp_path, monkeypatch):
             f.write(b"half a fi")
         raise OSError("disk full")
     monkeypatch.setattr(keras.Model, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(er.UserError, match="cannot save the model to .* the file there is unchanged"):
         er.save_model(model, str(path), {"class_names": ["a", "b"]})
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.h5"]

@@ -15,7 +15,6 @@ from conftest import ROOT, draw_face
 
 sys.path.insert(0, ROOT)  # web/ is a package at the repository root
 import emotion_recognition as er  # noqa: E402
-from web import server  # noqa: E402
 
 CLASSES = ["calm", "joy", "rage"]  # not the default names: labels must come from the model file
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package
@@ -32,7 +31,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(model_path):
-    return server.make_app(model_path).test_client()
+    return er.make_serve_app(model_path).test_client()
 
 
 def face_photo(tmp_path, name="face.png"):
@@ -95,7 +94,7 @@ def test_missing_field_gets_400(client):
 
 
 def test_too_large_upload_gets_413(model_path, tmp_path):
-    client = server.make_app(model_path, max_upload_mb=0.01).test_client()  # about 10 kB
+    client = er.make_serve_app(model_path, max_upload_mb=0.01).test_client()  # about 10 kB
     response = upload(client, bytes(20_000))
     assert response.status_code == 413
     assert "larger than the 0.01 MB limit" in response.get_json()["error"]
@@ -105,7 +104,7 @@ def test_model_is_loaded_once(model_path, tmp_path, monkeypatch):
     calls = []
     load = er.load_trained_model
     monkeypatch.setattr(er, "load_trained_model", lambda path: calls.append(path) or load(path))
-    client = server.make_app(model_path).test_client()
+    client = er.make_serve_app(model_path).test_client()
     photo = face_photo(tmp_path).read_bytes()
     assert [upload(client, photo).status_code for _ in range(2)] == [200, 200]
     assert calls == [model_path]
@@ -127,14 +126,14 @@ def test_odd_but_valid_uploads_are_classified(client, pixels, tmp_path):
 
 def test_missing_model_is_a_user_error(tmp_path):
     with pytest.raises(er.UserError, match="not found"):
-        server.make_app(str(tmp_path / "nope.h5"))
+        er.make_serve_app(str(tmp_path / "nope.h5"))
 
 
 @pytest.fixture(scope="module")
 def live_server(model_path):
     """The app on a free localhost port in a background thread; yields its URL."""
     from werkzeug.serving import make_server
-    httpd = make_server("127.0.0.1", 0, server.make_app(model_path), threaded=True)
+    httpd = make_server("127.0.0.1", 0, er.make_serve_app(model_path), threaded=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_port}"
     httpd.shutdown()

@@ -4,24 +4,31 @@
     python emotion_recognition.py serve --port 8080 --model-path my.h5
     curl -F image=@photo.jpg http://127.0.0.1:8000/api/predict           # the JSON API (as predict --json)
 
-Flask: small, well kept, and its test client exercises the API in-process. The model and the face
-detector are loaded once, in make_app; each request runs the same code as `predict`
-(er.predict_images, er.annotate), so the page, the API and the command line cannot disagree.
+This module is only the HTTP layer and imports nothing from the script: the script's `serve` command loads
+the model once and hands create_app a `predict_upload(data, name)` function built on the same code as
+`predict`, so the page, the API and the command line cannot disagree. serve_app runs the app on waitress
+(a production WSGI server) with idle and request-size limits; see docs/serve.md for running it behind a
+reverse proxy. Every answer of the API, errors included (400, 404, 405, 413, 500), is JSON.
 """
 
 import base64
 import os
-import threading
+import sys
 
 import cv2
-import numpy as np
 from flask import Flask, jsonify, request
-from werkzeug.serving import make_server
-
-import emotion_recognition as er
+from werkzeug.exceptions import HTTPException
 
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy sent back is scaled down to this (the boxes in the JSON are not)
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # index.html, app.js, style.css
+
+
+class BadUpload(Exception):
+    """Raised by predict_upload for a photo it cannot use; answered as {"error": message} with `status`."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
 
 
 def png_data_url(bgr):
@@ -33,18 +40,13 @@ def png_data_url(bgr):
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
 
 
-def bad_request(message, status=400):
+def error_answer(message, status=400):
     return jsonify(error=message), status
 
 
-def make_app(model_path, tta=False, max_upload_mb=er.MAX_UPLOAD_MB):
-    """The Flask app: loads the model (er.UserError when the file is missing or bad) and the detector once."""
-    model, metadata = er.load_trained_model(model_path)
-    class_names = er.class_names_of(model, metadata)
-    detector = er.load_face_detector()
-    # Flask serves requests on several threads; one Keras model and one OpenCV cascade, so one at a time.
-    predict_lock = threading.Lock()
-
+def create_app(predict_upload, health, max_upload_mb):
+    """The Flask app. predict_upload(data: bytes, name: str) -> (faces, annotated BGR image), raising BadUpload;
+    health: the JSON of /api/health; uploads above max_upload_mb are answered 413 before they are read."""
     app = Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)  # Werkzeug answers 413 beyond it
     app.json.sort_keys = False  # keep predict --json's key order
@@ -54,39 +56,54 @@ def make_app(model_path, tta=False, max_upload_mb=er.MAX_UPLOAD_MB):
         return app.send_static_file("index.html")
 
     @app.get("/api/health")
-    def health():
-        return jsonify(status="ok", model=model_path, classes=class_names, max_upload_mb=max_upload_mb)
+    def health_check():
+        return jsonify(health)
 
     @app.post("/api/predict")
     def predict():
         upload = request.files.get("image")
         if upload is None:
-            return bad_request("no image received; send the photo in the multipart form field 'image'")
+            return error_answer("no image received; send the photo in the multipart form field 'image'")
         data, name = upload.read(), upload.filename or "the upload"
         if not data:
-            return bad_request(f"{name} is empty (0 bytes); choose a photo")
-        image = er.decode_image(np.frombuffer(data, np.uint8))
-        if image is None:
-            return bad_request(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF or WebP photo")
-        with predict_lock:
-            (faces,) = er.predict_images(model, metadata, [image], detector, tta)
-        for face in faces:
-            face["message"] = er.MESSAGES.get(face["emotion"], er.MESSAGES["unknown"])
-        return jsonify(image=upload.filename, faces=faces, annotated=png_data_url(er.annotate(image, faces)))
+            return error_answer(f"{name} is empty (0 bytes); choose a photo")
+        try:
+            faces, annotated = predict_upload(data, name)
+        except BadUpload as error:
+            return error_answer(str(error), error.status)
+        return jsonify(image=upload.filename, faces=faces, annotated=png_data_url(annotated))
 
     @app.errorhandler(413)
     def too_large(error):
-        return bad_request(f"the upload is larger than the {max_upload_mb:g} MB limit; send a smaller photo", 413)
+        return error_answer(f"the upload is larger than the {max_upload_mb:g} MB limit; send a smaller photo", 413)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):  # 404, 405 and the rest: JSON like every other answer
+        return error_answer(f"{error.name}: {error.description}", error.code)
+
+    @app.errorhandler(Exception)
+    def internal_error(error):  # a bug, not the client's fault: one line in the server's log, JSON to the client
+        print(f"error: {request.method} {request.path}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        return error_answer("internal error while handling the request; the server log says more", 500)
 
     return app
 
 
-def serve(model_path, host=er.SERVE_HOST, port=er.SERVE_PORT, tta=False, max_upload_mb=er.MAX_UPLOAD_MB):
-    """Load the model once and serve the page and API until Ctrl-C."""
-    app = make_app(model_path, tta, max_upload_mb)
-    # The Werkzeug server that Flask's app.run starts too, without its banner. A port that is taken ends
-    # the run here with Werkzeug's own two-line advice and exit code 1.
-    server = make_server(host, port, app, threaded=True)
-    print(f"Serving {model_path} on http://{host}:{server.server_port}/ (Ctrl-C stops)", flush=True)
-    server.serve_forever()  # Werkzeug ends it quietly on Ctrl-C and closes the socket
+def serve_app(app, host, port, threads, idle_timeout, max_body_bytes, connection_limit, name):
+    """Run `app` on waitress until Ctrl-C. OSError when the port cannot be bound (e.g. already in use)."""
+    from waitress.server import create_server
+
+    server = create_server(app, host=host, port=port, threads=threads, ident="emotion_recognition",
+                           channel_timeout=idle_timeout,  # a connection silent this long is closed (idle or slow)
+                           cleanup_interval=max(1, idle_timeout // 3),  # how often silent connections are looked for
+                           connection_limit=connection_limit, asyncore_use_poll=True,  # poll: no 1024-socket limit
+                           max_request_body_size=max_body_bytes, max_request_header_size=64 * 1024,
+                           clear_untrusted_proxy_headers=True)
+    print(f"Serving {name} on http://{host}:{server.effective_port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
     print("Stopped")
