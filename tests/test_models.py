@@ -96,7 +96,7 @@ def test_save_is_atomic_and_keeps_metadata(tmp_path):
     er.save_model(model, str(path), meta)
     assert sorted(os.listdir(tmp_path)) == ["m.h5"]  # no temporary file left behind
     loaded, loaded_meta = er.load_trained_model(str(path))
-    assert loaded_meta == meta
+    assert loaded_meta == {**meta, "normalize": "none"}  # saved without it: fed raw pixels, as before
     x = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 1)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
