@@ -37,12 +37,12 @@ def bad_request(message, status=400):
     return jsonify(error=message), status
 
 
-def make_app(model_path, tta=False, max_upload_mb=er.MAX_UPLOAD_MB):
+def make_app(model_path, tta=False, max_upload_mb=er.MAX_UPLOAD_MB, detector=er.DETECTOR):
     """The Flask app: loads the model (er.UserError when the file is missing or bad) and the detector once."""
     model, metadata = er.load_trained_model(model_path)
     class_names = er.class_names_of(model, metadata)
-    detector = er.load_face_detector()
-    # Flask serves requests on several threads; one Keras model and one OpenCV cascade, so one at a time.
+    detector = er.load_face_detector(detector)
+    # Flask serves requests on several threads; one Keras model and one face detector, so one at a time.
     predict_lock = threading.Lock()
 
     app = Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
@@ -72,7 +72,8 @@ def make_app(model_path, tta=False, max_upload_mb=er.MAX_UPLOAD_MB):
             (faces,) = er.predict_images(model, metadata, [image], detector, tta)
         for face in faces:
             face["message"] = er.MESSAGES.get(face["emotion"], er.MESSAGES["unknown"])
-        return jsonify(image=upload.filename, faces=faces, annotated=png_data_url(er.annotate(image, faces)))
+        return jsonify(image=upload.filename, detection=er.detection_of(faces), faces=faces,
+                       annotated=png_data_url(er.annotate(image, faces)))
 
     @app.errorhandler(413)
     def too_large(error):
@@ -81,9 +82,10 @@ def make_app(model_path, tta=False, max_upload_mb=er.MAX_UPLOAD_MB):
     return app
 
 
-def serve(model_path, host=er.SERVE_HOST, port=er.SERVE_PORT, tta=False, max_upload_mb=er.MAX_UPLOAD_MB):
+def serve(model_path, host=er.SERVE_HOST, port=er.SERVE_PORT, tta=False, max_upload_mb=er.MAX_UPLOAD_MB,
+          detector=er.DETECTOR):
     """Load the model once and serve the page and API until Ctrl-C."""
-    app = make_app(model_path, tta, max_upload_mb)
+    app = make_app(model_path, tta, max_upload_mb, detector)
     # The Werkzeug server that Flask's app.run starts too, without its banner. A port that is taken ends
     # the run here with Werkzeug's own two-line advice and exit code 1.
     server = make_server(host, port, app, threaded=True)
