@@ -891,7 +891,8 @@ def detect_faces(detector, image, max_side=DETECT_MAX_SIDE):
     "eyes": [[x, y], [x, y]] or None (Haar)}], in the image's pixels."""
     name, model = detector
     scale = min(1.0, max_side / max(image.shape[:2]))
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))  # a 5000x3 strip too
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
     if name == "mtcnn":
         # mtcnn 1.0's min_face_size above 20 loses faces (its pyramid is cut short), so faces are never
         # filtered by size here; photos are scaled down instead.
@@ -906,8 +907,8 @@ def detect_faces(detector, image, max_side=DETECT_MAX_SIDE):
         x1 = min(image.shape[1], int(round((box[0] + box[2]) / scale)))
         y1 = min(image.shape[0], int(round((box[1] + box[3]) / scale)))
         if x1 > x0 and y1 > y0:
-            faces.append({"box": [x0, y0, x1 - x0, y1 - y0],
-                          "eyes": None if eyes is None else [[round(v / scale, 1) for v in eye] for eye in eyes]})
+            eyes = None if eyes is None else [[round(float(v) / scale, 1) for v in eye] for eye in eyes]
+            faces.append({"box": [x0, y0, x1 - x0, y1 - y0], "eyes": eyes})
     return faces
 
 
