@@ -838,6 +838,7 @@ FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-fac
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
 DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
+MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo), 40% less CPU
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
 VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame; faces keep their boxes in between
 FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
@@ -886,10 +887,11 @@ def run_mtcnn(mtcnn, image, pad=0):
              [[v - pad for v in f["keypoints"][eye]] for eye in ("left_eye", "right_eye")]) for f in found]
 
 
-def detect_faces(detector, image, max_side=DETECT_MAX_SIDE):
-    """Faces in `image` (RGB), found on a copy scaled down to at most `max_side`: [{"box": [x, y, w, h],
-    "eyes": [[x, y], [x, y]] or None (Haar)}], in the image's pixels."""
+def detect_faces(detector, image, max_side=None):
+    """Faces in `image` (RGB), found on a copy scaled down to at most `max_side` (default: the detector's
+    *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar)}], in the image's pixels."""
     name, model = detector
+    max_side = max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE)
     scale = min(1.0, max_side / max(image.shape[:2]))
     size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))  # a 5000x3 strip too
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image

@@ -49,6 +49,12 @@ def test_default_detector_boxes_real_photos(detector, name, faces):
         assert 190 < x + w / 2 < 260 and 90 < y + h / 2 < 150 and 60 < w < 120
 
 
+def test_two_people_two_boxes(detector):
+    pair = np.hstack([real_photo("astronaut"), real_photo("camera")])  # 1024x512, one face in each half
+    found = sorted(er.detect_faces(detector, pair), key=lambda f: f["box"][0])
+    assert len(found) == 2 and found[0]["box"][0] < 512 <= found[1]["box"][0], found
+
+
 def test_a_face_filling_the_photo_is_found(detector):
     """mtcnn alone misses a face that fills the frame; the padded second look finds it."""
     image = real_photo("astronaut")[75:165, 190:258]  # forehead to chin, cheek to cheek
