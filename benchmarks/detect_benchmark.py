@@ -51,12 +51,14 @@ def frame_with_face(width, height, offset=0):
 
 
 def median_seconds(function, repeats):
-    times = []
+    """Median wall seconds per call, the call's result, and mean CPU seconds per call (all threads of this
+    process: less sensitive than wall time to other work on the machine)."""
+    times, cpu = [], time.process_time()
     for _ in range(repeats):
         start = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
+    return float(np.median(times)), result, (time.process_time() - cpu) / repeats
 
 
 def measure_speed(detector_name, repeats):
@@ -67,9 +69,10 @@ def measure_speed(detector_name, repeats):
         video_side = er.VIDEO_DETECT_WIDTH * max(width, height) // width  # as run_video asks
         for use, max_side in (("photo", None), ("video", video_side)):
             er.detect_faces(detector, frame, max_side)  # warm-up
-            seconds, found = median_seconds(lambda: er.detect_faces(detector, frame, max_side), repeats)
+            seconds, found, cpu = median_seconds(lambda: er.detect_faces(detector, frame, max_side), repeats)
             rows.append({"detector": detector_name, "size": f"{width}x{height}", "use": use, "faces": len(found),
-                         "ms": 1000 * seconds, "frames_per_s": 1 / seconds, "faces_per_s": len(found) / seconds})
+                         "ms": 1000 * seconds, "cpu_ms": 1000 * cpu, "frames_per_s": 1 / seconds,
+                         "faces_per_s": len(found) / seconds})
     return rows
 
 
@@ -78,7 +81,7 @@ def measure_pipeline(detector_name, repeats):
     detector = er.load_face_detector(detector_name)
     photos = [frame_with_face(640, 480, offset) for offset in range(-40, 40, 8)]  # 10 photos of 640x480
     er.predict_images(model, metadata, photos[:2], detector)  # warm-up
-    seconds, results = median_seconds(lambda: er.predict_images(model, metadata, photos, detector), repeats)
+    seconds, results, cpu = median_seconds(lambda: er.predict_images(model, metadata, photos, detector), repeats)
     with tempfile.TemporaryDirectory() as folder:
         video = os.path.join(folder, "one_face.avi")
         writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
@@ -86,8 +89,11 @@ def measure_pipeline(detector_name, repeats):
             writer.write(cv2.cvtColor(frame_with_face(640, 480, int(30 * np.sin(i / 15))), cv2.COLOR_RGB2BGR))
         writer.release()
         er.run_video(model, metadata, video, display=False, max_frames=10, detector=detector_name)  # warm-up
+        video_cpu = time.process_time()
         frames, faces, video_seconds = er.run_video(model, metadata, video, display=False, detector=detector_name)
+        video_cpu = time.process_time() - video_cpu
     return {"detector": detector_name, "predict_photos_per_s": len(photos) / seconds,
+            "predict_cpu_ms_per_photo": 1000 * cpu / len(photos), "webcam_cpu_ms_per_frame": 1000 * video_cpu / frames,
             "predict_faces": sum(len(r) for r in results), "predict_photos": len(photos),
             "webcam_fps": frames / video_seconds, "webcam_frames": frames, "webcam_faces": faces}
 
@@ -134,13 +140,15 @@ def main():
         if not args.skip_speed:
             for row in measure_speed(name, args.repeats):
                 report["speed"].append(row)
-                print(f"{name:6s} {row['size']:9s} {row['use']:5s}: {row['ms']:6.1f} ms, {row['frames_per_s']:6.1f} "
-                      f"frames/s, {row['faces_per_s']:6.1f} faces/s ({row['faces']} found)", flush=True)
+                print(f"{name:6s} {row['size']:9s} {row['use']:5s}: {row['ms']:6.1f} ms ({row['cpu_ms']:6.1f} ms CPU), "
+                      f"{row['frames_per_s']:6.1f} frames/s, {row['faces_per_s']:6.1f} faces/s ({row['faces']} found)",
+                      flush=True)
             row = measure_pipeline(name, max(3, args.repeats // 5))
             report["pipeline"].append(row)
             print(f"{name:6s} pipeline: predict {row['predict_photos_per_s']:.1f} photos/s (640x480, "
-                  f"{row['predict_faces']}/{row['predict_photos']} faces), webcam {row['webcam_fps']:.1f} FPS "
-                  f"({row['webcam_faces']} faces in {row['webcam_frames']} frames)", flush=True)
+                  f"{row['predict_cpu_ms_per_photo']:.0f} ms CPU each, {row['predict_faces']}/{row['predict_photos']} "
+                  f"faces), webcam {row['webcam_fps']:.1f} FPS ({row['webcam_cpu_ms_per_frame']:.0f} ms CPU per frame, "
+                  f"{row['webcam_faces']} faces in {row['webcam_frames']} frames)", flush=True)
         for threshold in ([float(t) for t in args.thresholds.split(",")] if name == "mtcnn" else [None]):
             if threshold is not None:
                 er.MTCNN_MIN_CONFIDENCE = threshold
