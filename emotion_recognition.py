@@ -877,14 +877,17 @@ def load_face_detector(name=DETECTOR):
 
 
 def run_mtcnn(mtcnn, image, pad=0):
-    """mtcnn's faces in an RGB image surrounded by a `pad`-pixel border: [(box, score, (left eye, right eye))]."""
+    """mtcnn's faces in an RGB image surrounded by a `pad`-pixel border: [(box, [left eye, right eye])]."""
     if min(image.shape[:2]) < 12:  # below PNet's 12 px window there is nothing to find
         return []
     if pad:
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    found = mtcnn.detect_faces(image, threshold_onet=MTCNN_MIN_CONFIDENCE)
-    return [([v - pad * (i < 2) for i, v in enumerate(f["box"])], f["confidence"],
-             [[v - pad for v in f["keypoints"][eye]] for eye in ("left_eye", "right_eye")]) for f in found]
+    faces = []
+    for face in mtcnn.detect_faces(image, threshold_onet=MTCNN_MIN_CONFIDENCE):
+        x, y, w, h = face["box"]
+        eyes = [[v - pad for v in face["keypoints"][eye]] for eye in ("left_eye", "right_eye")]
+        faces.append(([x - pad, y - pad, w, h], eyes))
+    return faces
 
 
 def detect_faces(detector, image, max_side=None):
@@ -896,15 +899,15 @@ def detect_faces(detector, image, max_side=None):
     size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))  # a 5000x3 strip too
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
     if name == "mtcnn":
-        # mtcnn 1.0's min_face_size above 20 loses faces (its pyramid is cut short), so faces are never
-        # filtered by size here; photos are scaled down instead.
+        # Not mtcnn 1.0's min_face_size: above 20 it loses faces (a pyramid level under 12 px makes it
+        # return none); the photo is scaled down instead.
         found = run_mtcnn(model, small) or run_mtcnn(model, small, int(DETECT_PAD * max(small.shape[:2])))
     else:
         grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        found = [(box, None, None) for box in model.detectMultiScale(grey, scaleFactor=SCALE_FACTOR,
-                                                                      minNeighbors=MIN_NEIGHBORS)]
+        found = [(box, None) for box in model.detectMultiScale(grey, scaleFactor=SCALE_FACTOR,
+                                                                minNeighbors=MIN_NEIGHBORS)]
     faces = []
-    for box, _, eyes in found:  # boxes that reach past the edge (mtcnn's) are clipped to the image
+    for box, eyes in found:  # boxes that reach past the edge (mtcnn's) are clipped to the image
         x0, y0 = (max(0, int(round(v / scale))) for v in box[:2])
         x1 = min(image.shape[1], int(round((box[0] + box[2]) / scale)))
         y1 = min(image.shape[0], int(round((box[1] + box[3]) / scale)))
