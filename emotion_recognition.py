@@ -830,17 +830,17 @@ def display_available():
 # -----------------------------------------------------------------------------
 # Inference: faces in photos and live video, one label per detected face
 
-DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar" (faster)
-DETECTORS = ("mtcnn", "haar")
+DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
+DETECTORS = ("mtcnn", "haar")  # --detector's choices; "haar" is OpenCV's cascade, as the original used
 MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
 DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo: when it finds none, it looks again with this border
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
 DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
-MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo), 40% less CPU
+MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo); 35% less CPU
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
-VIDEO_DETECT_EVERY = 5  # video: detect on every 5th frame (mtcnn: ~60 ms CPU a call); faces keep boxes between
+VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (mtcnn: ~20 ms CPU a call); faces keep boxes between
 FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
 MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
 FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
