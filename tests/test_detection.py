@@ -185,3 +185,16 @@ def test_webcam_follows_a_real_face_between_detections(model_path, tmp_path):
     result = run_cli("webcam", "--source", tmp_path / "in.avi", "--no-display", "--model-path", model_path)
     assert result.returncode == 0, result.stderr
     assert "Processed 10 frames, 10 faces" in result.stdout  # detected on frames 0, 3, 6, 9; followed between
+
+
+def test_prepare_crop_faces_stores_the_aligned_face(tmp_path):
+    for name, folder in (("astronaut", "happy"), ("coffee", "sad")):
+        (tmp_path / "src" / folder).mkdir(parents=True)
+        write_rgb(tmp_path / "src" / folder / f"{name}.png", real_photo(name))
+    result = run_cli("prepare", "--source", tmp_path / "src", "--out", tmp_path / "out", "--crop-faces")
+    assert result.returncode == 0, result.stderr
+    assert "Skipped 1 image(s) with no detectable face" in result.stdout and "coffee.png" in result.stdout
+    (stored,) = [p for p in (tmp_path / "out").rglob("*.png")]
+    assert stored.name == "astronaut.png"
+    h, w = cv2.imread(str(stored)).shape[:2]
+    assert h == w and 80 < h < 130  # a square about the size of her face (box 85x112), not the 512 px photo
