@@ -90,7 +90,7 @@ def test_predict_labels_faces_only_and_says_how(model_path, tmp_path):
     write_rgb(tmp_path / "coffee.png", real_photo("coffee"))
     cv2.imwrite(str(tmp_path / "crop.png"), draw_face("happy"))  # a 48x48 face crop, as in FER2013
     cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1), np.uint8))
-    result = run_cli("predict", tmp_path, "--model-path", model_path, "--json")
+    result = run_cli("predict", tmp_path, "--model-path", model_path, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     records = {r["image"].rsplit("/", 1)[-1]: r for r in map(json.loads, result.stdout.strip().splitlines())}
     assert records["astronaut.png"]["detection"] == "detector"
@@ -102,7 +102,8 @@ def test_predict_labels_faces_only_and_says_how(model_path, tmp_path):
     (face,) = records["crop.png"]["faces"]
     assert face["detected"] is False and face["box"] == [0, 0, 48, 48]
 
-    result = run_cli("predict", tmp_path / "coffee.png", tmp_path / "astronaut.png", "--model-path", model_path)
+    result = run_cli("predict", tmp_path / "coffee.png", tmp_path / "astronaut.png", "--model-path", model_path,
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == f"{tmp_path / 'coffee.png'}: no face found, so no emotion"
@@ -111,7 +112,8 @@ def test_predict_labels_faces_only_and_says_how(model_path, tmp_path):
 
 def test_no_detect_classifies_the_whole_photo(model_path, tmp_path):
     write_rgb(tmp_path / "coffee.png", real_photo("coffee"))
-    result = run_cli("predict", tmp_path / "coffee.png", "--model-path", model_path, "--json", "--no-detect")
+    result = run_cli("predict", tmp_path / "coffee.png", "--model-path", model_path, "--json", "--no-detect",
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["detection"] == "whole-image" and record["faces"][0]["box"] == [0, 0, 600, 400]
@@ -119,10 +121,12 @@ def test_no_detect_classifies_the_whole_photo(model_path, tmp_path):
 
 def test_haar_stays_available(model_path, tmp_path):
     write_rgb(tmp_path / "astronaut.png", real_photo("astronaut"))
-    result = run_cli("predict", tmp_path / "astronaut.png", "--model-path", model_path, "--json", "--detector", "haar")
+    result = run_cli("predict", tmp_path / "astronaut.png", "--model-path", model_path, "--json", "--detector", "haar",
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["faces"][0]["detected"] is True
-    result = run_cli("predict", tmp_path / "astronaut.png", "--model-path", model_path, "--detector", "dlib")
+    result = run_cli("predict", tmp_path / "astronaut.png", "--model-path", model_path, "--detector", "dlib",
+                     cwd=tmp_path)
     assert result.returncode == 2 and "invalid choice: 'dlib'" in result.stderr
 
 
@@ -182,7 +186,8 @@ def test_webcam_follows_a_real_face_between_detections(model_path, tmp_path):
         frame[:, 80 + i:560 + i] = photo
         writer.write(frame)
     writer.release()
-    result = run_cli("webcam", "--source", tmp_path / "in.avi", "--no-display", "--model-path", model_path)
+    result = run_cli("webcam", "--source", tmp_path / "in.avi", "--no-display", "--model-path", model_path,
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Processed 10 frames, 10 faces" in result.stdout  # detected on frames 0, 3, 6, 9; followed between
 
@@ -191,7 +196,7 @@ def test_prepare_crop_faces_stores_the_aligned_face(tmp_path):
     for name, folder in (("astronaut", "happy"), ("coffee", "sad")):
         (tmp_path / "src" / folder).mkdir(parents=True)
         write_rgb(tmp_path / "src" / folder / f"{name}.png", real_photo(name))
-    result = run_cli("prepare", "--source", tmp_path / "src", "--out", tmp_path / "out", "--crop-faces")
+    result = run_cli("prepare", "--source", tmp_path / "src", "--out", tmp_path / "out", "--crop-faces", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Skipped 1 image(s) with no detectable face" in result.stdout and "coffee.png" in result.stdout
     (stored,) = [p for p in (tmp_path / "out").rglob("*.png")]
