@@ -69,3 +69,11 @@ def synthetic_data(tmp_path_factory):
 
 requires_shared_data = pytest.mark.skipif(not os.path.isdir(SHARED_DATA),
                                           reason=f"real data set not found at {SHARED_DATA}")
+
+
+def real_photo(name):
+    """A photograph shipped in scikit-image's wheel (RGB uint8): astronaut (one face), coffee, chelsea, rocket, ..."""
+    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is not installed (requirements.txt)")
+    image = np.asarray(getattr(skimage_data, name)())
+    image = image.astype(np.uint8) * 255 if image.dtype == bool else image
+    return np.stack([image] * 3, -1) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])

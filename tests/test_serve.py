@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("flask", reason="flask is not installed (pip install -r requirements.txt)")
 
-from conftest import ROOT, draw_face
+from conftest import ROOT, real_photo
 
 sys.path.insert(0, ROOT)  # web/ is a package at the repository root
 import emotion_recognition as er  # noqa: E402
@@ -34,12 +34,10 @@ def client(model_path):
     return er.make_serve_app(model_path).test_client()
 
 
-def face_photo(tmp_path, name="face.png"):
-    """A drawn face enlarged onto a grey canvas, where the Haar detector finds it; returns the file path."""
-    image = np.full((360, 480), 128, np.uint8)
-    image[84:276, 144:336] = draw_face("happy", 192, np.random.default_rng(0))
+def face_photo(tmp_path, name="face.png", photo="astronaut"):
+    """A real photograph (scikit-image's astronaut: one face) written to a file; returns the file path."""
     path = tmp_path / name
-    cv2.imwrite(str(path), image)
+    cv2.imwrite(str(path), cv2.cvtColor(real_photo(photo), cv2.COLOR_RGB2BGR))
     return path
 
 
@@ -51,11 +49,11 @@ def test_predict_returns_the_predict_json_structure(client, tmp_path):
     response = upload(client, face_photo(tmp_path).read_bytes())
     assert response.status_code == 200, response.get_json()
     result = response.get_json()
-    assert result["image"] == "face.png"
+    assert result["image"] == "face.png" and result["detection"] == "detector"
     (face,) = result["faces"]
     assert face["detected"] is True
     x, y, w, h = face["box"]
-    assert 144 < x + w / 2 < 336 and 84 < y + h / 2 < 276  # the face is in the middle of the canvas
+    assert 190 < x + w / 2 < 260 and 90 < y + h / 2 < 150  # the astronaut's face
     assert set(face["probabilities"]) == set(CLASSES) and face["emotion"] in CLASSES
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert face["confidence"] == max(face["probabilities"].values())
@@ -120,8 +118,17 @@ def test_odd_but_valid_uploads_are_classified(client, pixels, tmp_path):
     cv2.imwrite(str(path), pixels)
     response = upload(client, path.read_bytes(), "image.png")
     assert response.status_code == 200, response.get_json()
-    (face,) = response.get_json()["faces"]  # no face in a flat image: classified whole
+    (face,) = response.get_json()["faces"]  # no face in a small flat image: taken for a face crop, classified whole
     assert face["detected"] is False and face["box"] == [0, 0, 50, 40]
+    assert response.get_json()["detection"] == "whole-image"
+
+
+def test_a_photo_without_a_face_gets_no_emotion(client, tmp_path):
+    response = upload(client, face_photo(tmp_path, "coffee.png", "coffee").read_bytes(), "coffee.png")
+    assert response.status_code == 200, response.get_json()
+    result = response.get_json()
+    assert result["faces"] == [] and result["detection"] == "detector"
+    assert result["annotated"].startswith("data:image/png;base64,")
 
 
 def test_missing_model_is_a_user_error(tmp_path):
@@ -187,8 +194,10 @@ def test_page_labels_a_camera_snapshot(page):
     page.click("#camera-open")
     page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
     page.click("#camera-snap")
-    assert page.wait_for_selector("#faces .emotion").text_content() in CLASSES
-    assert page.text_content("#status").startswith("camera.png: ")  # Chromium's fake camera shows no face
+    page.wait_for_selector("#result:not([hidden])")
+    # Chromium's fake camera shows no face, and a 640x480 snapshot is no face crop: no emotion
+    assert page.text_content("#status") == "camera.png: no face found, so no emotion."
+    assert page.query_selector_all("#faces .emotion") == []
 
 
 def test_serve_command_answers_and_reports_a_bad_model_in_one_line(model_path, tmp_path):

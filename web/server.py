@@ -45,8 +45,9 @@ def error_answer(message, status=400):
 
 
 def create_app(predict_upload, health, max_upload_mb):
-    """The Flask app. predict_upload(data: bytes, name: str) -> (faces, annotated BGR image), raising BadUpload;
-    health: the JSON of /api/health; uploads above max_upload_mb are answered 413 before they are read."""
+    """The Flask app. predict_upload(data: bytes, name: str) -> (faces, detection, annotated BGR image), raising
+    BadUpload; detection: "detector" or "whole-image"; health: the JSON of /api/health; uploads above
+    max_upload_mb are answered 413 before they are read."""
     app = Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)  # Werkzeug answers 413 beyond it
     app.json.sort_keys = False  # keep predict --json's key order
@@ -68,10 +69,10 @@ def create_app(predict_upload, health, max_upload_mb):
         if not data:
             return error_answer(f"{name} is empty (0 bytes); choose a photo")
         try:
-            faces, annotated = predict_upload(data, name)
+            faces, detection, annotated = predict_upload(data, name)
         except BadUpload as error:
             return error_answer(str(error), error.status)
-        return jsonify(image=upload.filename, faces=faces, annotated=png_data_url(annotated))
+        return jsonify(image=upload.filename, detection=detection, faces=faces, annotated=png_data_url(annotated))
 
     @app.errorhandler(413)
     def too_large(error):

@@ -38,7 +38,7 @@ function renderResult(result) {
   faces.replaceChildren();
   result.faces.forEach((face, i) => {
     const card = $("face-template").content.firstElementChild.cloneNode(true);
-    card.querySelector(".face-title").textContent = face.detected ? `Face ${i + 1}` : "No face found, whole photo";
+    card.querySelector(".face-title").textContent = face.detected ? `Face ${i + 1}` : "Whole photo (a face crop)";
     card.querySelector(".emotion").textContent = face.emotion;
     card.querySelector(".confidence").textContent = `(${Math.round(face.confidence * 100)}%)`;
     card.querySelector(".message").textContent = face.message;
@@ -47,7 +47,11 @@ function renderResult(result) {
   });
   $("result").hidden = false;
   const n = result.faces.filter((f) => f.detected).length;
-  showStatus(n ? `${result.image}: ${n} face${n > 1 ? "s" : ""} found.` : `${result.image}: no face found, so the whole photo was classified.`);
+  if (result.detection === "whole-image") {
+    showStatus(`${result.image}: no face found; the photo is small enough to be a face crop, so it was classified whole.`);
+  } else {
+    showStatus(n ? `${result.image}: ${n} face${n > 1 ? "s" : ""} found.` : `${result.image}: no face found, so no emotion.`);
+  }
 }
 
 // Send one image (a File or a Blob) and show either the labelled faces or the server's error sentence.

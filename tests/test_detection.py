@@ -1,0 +1,205 @@
+"""Face detection on real photographs (scikit-image's), alignment, the no-face rule, and label placement."""
+
+import json
+import math
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+import emotion_recognition as er
+from conftest import ROOT, draw_face, real_photo, run_cli
+
+CLASSES = ["calm", "joy", "rage"]
+NO_FACE_PHOTOS = ("coffee", "chelsea", "rocket", "horse", "coins", "clock", "page", "moon")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """An untrained (random) compact model saved with its metadata: enough to test the plumbing."""
+    path = tmp_path_factory.mktemp("model") / "m.h5"
+    er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(path),
+                  {"class_names": CLASSES, "image_size": 48, "color": "grayscale"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return er.load_face_detector()  # the default one
+
+
+def write_rgb(path, image):
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.mark.parametrize("name, faces", [("astronaut", 1), ("camera", 1), *[(n, 0) for n in NO_FACE_PHOTOS]])
+def test_default_detector_boxes_real_photos(detector, name, faces):
+    image = real_photo(name)
+    found = er.detect_faces(detector, image)
+    assert len(found) == faces, found
+    for face in found:
+        x, y, w, h = face["box"]
+        assert 0 <= x and 0 <= y and x + w <= image.shape[1] and y + h <= image.shape[0]
+    if name == "astronaut":  # her face, not the badge or the helmet
+        x, y, w, h = found[0]["box"]
+        assert 190 < x + w / 2 < 260 and 90 < y + h / 2 < 150 and 60 < w < 120
+
+
+def test_two_people_two_boxes(detector):
+    pair = np.hstack([real_photo("astronaut"), real_photo("camera")])  # 1024x512, one face in each half
+    found = sorted(er.detect_faces(detector, pair), key=lambda f: f["box"][0])
+    assert len(found) == 2 and found[0]["box"][0] < 512 <= found[1]["box"][0], found
+
+
+def test_a_face_filling_the_photo_is_found(detector):
+    """mtcnn alone misses a face that fills the frame; the padded second look finds it."""
+    image = real_photo("astronaut")[75:165, 190:258]  # forehead to chin, cheek to cheek
+    image = cv2.resize(image, (image.shape[1] * 3, image.shape[0] * 3), interpolation=cv2.INTER_CUBIC)
+    (face,) = er.detect_faces(detector, image)
+    assert face["box"][2] * face["box"][3] > 0.4 * image.shape[0] * image.shape[1]
+
+
+def test_alignment_levels_the_eyes_of_a_tilted_face(detector):
+    photo = real_photo("astronaut")
+    tilted = cv2.warpAffine(photo, cv2.getRotationMatrix2D((223, 117), 25, 1), photo.shape[1::-1])
+    (face,) = er.detect_faces(detector, tilted)
+    (left, right) = face["eyes"]
+    assert abs(math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))) > 15  # tilted as given
+    crop = er.crop_face(tilted, face)
+    assert crop.shape[0] == crop.shape[1]
+    (again,) = er.detect_faces(detector, crop)
+    (left, right) = again["eyes"]
+    assert abs(math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))) < 5  # level after alignment
+    # FER2013's framing (measured on its faces): eyes about 38 % down, face filling the square
+    assert 0.28 < (left[1] + right[1]) / 2 / crop.shape[0] < 0.48
+    assert 0.7 < again["box"][3] / crop.shape[0] < 1.1
+
+
+def test_crops_are_bounded_in_size():
+    image = np.zeros((3000, 3000, 3), np.uint8)
+    crop = er.crop_face(image, {"box": [100, 100, 2500, 2500], "eyes": [[900, 900], [1700, 1000]]})
+    assert crop.shape == (er.FACE_CROP_MAX_SIDE, er.FACE_CROP_MAX_SIDE, 3)
+
+
+def test_predict_labels_faces_only_and_says_how(model_path, tmp_path):
+    write_rgb(tmp_path / "astronaut.png", real_photo("astronaut"))
+    write_rgb(tmp_path / "coffee.png", real_photo("coffee"))
+    cv2.imwrite(str(tmp_path / "crop.png"), draw_face("happy"))  # a 48x48 face crop, as in FER2013
+    cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1), np.uint8))
+    result = run_cli("predict", tmp_path, "--model-path", model_path, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = {r["image"].rsplit("/", 1)[-1]: r for r in map(json.loads, result.stdout.strip().splitlines())}
+    assert records["astronaut.png"]["detection"] == "detector"
+    (face,) = records["astronaut.png"]["faces"]
+    assert face["detected"] is True and face["emotion"] in CLASSES
+    assert records["coffee.png"] == {"image": str(tmp_path / "coffee.png"), "detection": "detector", "faces": []}
+    assert records["dot.png"]["faces"] == []  # 1x1: too small to be a face
+    assert records["crop.png"]["detection"] == "whole-image"
+    (face,) = records["crop.png"]["faces"]
+    assert face["detected"] is False and face["box"] == [0, 0, 48, 48]
+
+    result = run_cli("predict", tmp_path / "coffee.png", tmp_path / "astronaut.png", "--model-path", model_path,
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"{tmp_path / 'coffee.png'}: no face found, so no emotion"
+    assert lines[1].startswith(f"{tmp_path / 'astronaut.png'}: face at [")
+
+
+def test_no_detect_classifies_the_whole_photo(model_path, tmp_path):
+    write_rgb(tmp_path / "coffee.png", real_photo("coffee"))
+    result = run_cli("predict", tmp_path / "coffee.png", "--model-path", model_path, "--json", "--no-detect",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["detection"] == "whole-image" and record["faces"][0]["box"] == [0, 0, 600, 400]
+
+
+def test_haar_stays_available(model_path, tmp_path):
+    write_rgb(tmp_path / "astronaut.png", real_photo("astronaut"))
+    result = run_cli("predict", tmp_path / "astronaut.png", "--model-path", model_path, "--json", "--detector", "haar",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["faces"][0]["detected"] is True
+    result = run_cli("predict", tmp_path / "astronaut.png", "--model-path", model_path, "--detector", "dlib",
+                     cwd=tmp_path)
+    assert result.returncode == 2 and "invalid choice: 'dlib'" in result.stderr
+
+
+def test_mtcnn_is_imported_only_when_used():
+    code = ("import sys, emotion_recognition as er; er.load_face_detector('haar'); print('mtcnn' in sys.modules); "
+            "er.load_face_detector('mtcnn'); print('mtcnn' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+def test_bad_input_is_bounded(detector):
+    for shape in [(1, 1, 3), (13, 1, 3), (5000, 3, 3), (3, 5000, 3)]:
+        assert er.detect_faces(detector, np.zeros(shape, np.uint8)) == []
+    start = time.perf_counter()
+    assert len(er.detect_faces(detector, cv2.resize(real_photo("astronaut"), (6000, 6000)))) == 1
+    assert time.perf_counter() - start < 20  # detected on a 640 px copy
+
+
+def test_a_crowd_of_50_faces(detector):
+    head = real_photo("astronaut")[40:200, 160:290]
+    crowd = np.full((720, 1280, 3), 200, np.uint8)
+    for row in range(5):
+        for col in range(10):
+            crowd[row * 144:row * 144 + 129, col * 128:col * 128 + 102] = cv2.resize(head, (102, 129))
+    start = time.perf_counter()
+    assert len(er.detect_faces(detector, crowd)) == 50
+    assert time.perf_counter() - start < 30
+    faces = [{"box": f["box"], "emotion": "joy", "confidence": 0.5} for f in er.detect_faces(detector, crowd)]
+    assert er.annotate(crowd, faces).shape == (720, 1280, 3)
+
+
+def overlaps(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize("shape, boxes", [
+    ((48, 48), [[0, 0, 48, 48]]),  # a face crop classified whole: the label cannot go above or below
+    ((480, 640), [[0, 0, 60, 60], [600, 440, 40, 40]]),  # faces in the corners
+    ((480, 640), [[100, 100, 80, 80], [120, 110, 80, 80], [140, 120, 80, 80]]),  # overlapping faces
+    ((720, 1280), [[x, 300, 60, 60] for x in range(0, 1280, 64)]),  # a row of faces side by side
+], ids=["crop", "corners", "overlapping", "row"])
+def test_labels_stay_inside_the_picture_and_apart(shape, boxes):
+    faces = [{"box": b, "emotion": e, "confidence": 0.87} for b, e in zip(boxes, ["sad", "happy", "angry"] * 99)]
+    placed = er.layout_labels(faces, shape)
+    assert any(text.startswith("sad") for text, *_ in placed)
+    for i, (*_, rect) in enumerate(placed):
+        assert 0 <= rect[0] < rect[2] <= shape[1] and 0 <= rect[1] < rect[3] <= shape[0], rect
+        assert not any(overlaps(rect, other) for *_, other in placed[i + 1:])
+    assert er.annotate(np.zeros((*shape, 3), np.uint8), faces).shape == (*shape, 3)
+
+
+def test_webcam_follows_a_real_face_between_detections(model_path, tmp_path):
+    photo = cv2.cvtColor(cv2.resize(real_photo("astronaut"), (480, 480)), cv2.COLOR_RGB2BGR)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    writer = cv2.VideoWriter(str(tmp_path / "in.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for i in range(10):
+        frame[:, 80 + i:560 + i] = photo
+        writer.write(frame)
+    writer.release()
+    result = run_cli("webcam", "--source", tmp_path / "in.avi", "--no-display", "--model-path", model_path,
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Processed 10 frames, 10 faces" in result.stdout  # detected on frames 0, 3, 6, 9; followed between
+
+
+def test_prepare_crop_faces_stores_the_aligned_face(tmp_path):
+    for name, folder in (("astronaut", "happy"), ("coffee", "sad")):
+        (tmp_path / "src" / folder).mkdir(parents=True)
+        write_rgb(tmp_path / "src" / folder / f"{name}.png", real_photo(name))
+    result = run_cli("prepare", "--source", tmp_path / "src", "--out", tmp_path / "out", "--crop-faces", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Skipped 1 image(s) with no detectable face" in result.stdout and "coffee.png" in result.stdout
+    (stored,) = [p for p in (tmp_path / "out").rglob("*.png")]
+    assert stored.name == "astronaut.png"
+    h, w = cv2.imread(str(stored)).shape[:2]
+    assert h == w and 80 < h < 130  # a square about the size of her face (box 85x112), not the 512 px photo
