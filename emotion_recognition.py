@@ -15,6 +15,7 @@ rewritten for Keras 3 with a cached tf.data input pipeline, plus a compact model
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import datetime
 import json
@@ -22,8 +23,10 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
@@ -634,6 +637,34 @@ def backup_path_for(checkpoint_path):
     return os.path.splitext(checkpoint_path)[0] + ".backup"
 
 
+@contextlib.contextmanager
+def ctrl_c_between_steps():
+    """Hold a Ctrl-C until the next batch or epoch boundary; yields the callback that raises it there.
+
+    A KeyboardInterrupt raised inside BackupAndRestore's epoch-end write leaves a well-formed but partial
+    weights file, which --resume then cannot load. A second Ctrl-C stops at once, as usual.
+    """
+    pressed = []
+
+    def on_ctrl_c(signum, frame):
+        pressed.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def raise_if_pressed(*args, **kwargs):
+        if pressed:
+            raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
+    try:
+        yield keras.callbacks.LambdaCallback(on_epoch_begin=raise_if_pressed, on_epoch_end=raise_if_pressed,
+                                             on_train_batch_end=raise_if_pressed, on_test_batch_end=raise_if_pressed)
+        raise_if_pressed()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
 def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata, class_weight=None,
                 reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE, head=None, steps_per_epoch=None):
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far.
@@ -660,12 +691,13 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
         callbacks = make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
                                    full_model=model if head is not None else None, backup=not multiworker,
                                    best_val_loss=best_val_loss)
-        if multiworker:
-            history = fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight)
-        else:
-            history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
-                                          steps_per_epoch=steps_per_epoch, class_weight=class_weight,
-                                          callbacks=callbacks)
+        with ctrl_c_between_steps() as interrupt_point:  # last: it runs after the epoch-end saves
+            if multiworker:
+                history = fit_multiworker(model, train_ds, val_ds, epochs, [*callbacks, interrupt_point], class_weight)
+            else:
+                history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,
+                                              steps_per_epoch=steps_per_epoch, class_weight=class_weight,
+                                              callbacks=[*callbacks, interrupt_point])  # the data set shuffles
     except ValueError as error:
         if resume and "could not be loaded" in str(error):  # BackupAndRestore found another architecture
             raise UserError(f"the interrupted run in {backup} was for another model; run --resume with the same "
