@@ -594,6 +594,17 @@ class BestModelCheckpoint(keras.callbacks.Callback):
                        {**self.metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
 
 
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' per-epoch progress bar, stopped at its total.
+
+    With steps_per_execution, Keras reports each call's last step as its first + steps_per_execution - 1,
+    also for the epoch's last call, which has fewer steps left: 94 steps, 8 per call, showed 96/94.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch if self.target is None else min(batch, self.target - 1), logs)
+
+
 def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True, patience=EARLY_STOPPING_PATIENCE,
                    full_model=None, backup=True, best_val_loss=math.inf):
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
@@ -603,6 +614,7 @@ def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True
                                       restore_best_weights=True, verbose=1),
         BestModelCheckpoint(checkpoint_path, metadata, full_model, best_val_loss),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        ProgressBar(),
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,

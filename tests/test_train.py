@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -41,6 +42,10 @@ def test_training_writes_model_and_all_outputs(trained):
                  "classification_report.txt", "config.json"):
         assert (out / "results" / name).is_file(), name
     assert "Epoch 1/3" in result.stdout
+    # 72 images in batches of 32 make 3 steps; Keras runs 8 per call and used to count up to 8/3
+    bars = re.sub(r"\x1b\[[\d;]*m", " ", "".join(line for line in result.stdout.splitlines() if "━" in line))
+    counts = [(int(done), int(total)) for done, total in re.findall(r"(\d+)/(\d+) ", bars)]
+    assert counts and all(done <= total for done, total in counts), counts
     for line in ("Test Loss: ", "Test Accuracy: ", "Test F1-Score: ", "Classification Report:"):
         assert line in result.stdout
     assert len((out / "results" / "history.csv").read_text().strip().splitlines()) == 4  # header + 3 epochs
