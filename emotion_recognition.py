@@ -18,6 +18,8 @@ import concurrent.futures
 import contextlib
 import csv
 import datetime
+import functools
+import importlib
 import json
 import logging
 import math
@@ -29,21 +31,53 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
-
 import cv2
-import h5py
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
-import tensorflow as tf
-import keras
-from keras import layers, regularizers
-from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix,
-                             f1_score)
-from sklearn.utils.class_weight import compute_class_weight
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
+
+
+class LazyModule:
+    """A module imported on first use: TensorFlow takes seconds to import, and --help or prepare never need it.
+
+    (matplotlib and scikit-learn are imported inside the few functions that use them, for the same reason.)
+    """
+
+    def __init__(self, name):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attribute):
+        if self._module is None:
+            self._module = import_quietly(self._name)
+        return getattr(self._module, attribute)
+
+
+def import_quietly(name):
+    """Import a module with TensorFlow's start-up lines (printed straight to file descriptor 2, before any
+    logging is set up: "All log messages before absl::InitializeLog()...", "I0000 ... oneDNN custom operations
+    are on", "Could not find cuda drivers") left out of stderr; every other line is passed on."""
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not (line.startswith(("WARNING: All log messages before absl::InitializeLog()", "I0000 "))
+                        or line.startswith("To enable the following instructions")):
+                    sys.stderr.write(line)
+
+
+tf = LazyModule("tensorflow")
+keras = LazyModule("keras")
+layers = LazyModule("keras.layers")
+regularizers = LazyModule("keras.regularizers")
 
 # -----------------------------------------------------------------------------
 # Defaults (every one can be overridden on the command line)
@@ -316,11 +350,14 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment
         batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, batch_seeds).map(lambda batch, s: (augment(batch[0], s), batch[1]),
                                                       num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.with_options(SHARD_BY_DATA).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(shard_by_data()).prefetch(tf.data.AUTOTUNE)
 
 
-SHARD_BY_DATA = tf.data.Options()  # multi-worker training: each worker keeps its share of every batch
-SHARD_BY_DATA.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+def shard_by_data():
+    """tf.data options for multi-worker training: each worker keeps its share of every batch."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
 
 
 # -----------------------------------------------------------------------------
@@ -375,19 +412,25 @@ def make_feature_dataset(stored, labels, num_classes, batch_size, shuffle=False,
         batch = tf.numpy_function(lambda i: stored[i // count, i % count].astype(np.float32), [index], tf.float32)
         return tf.ensure_shape(batch, (None, *feature_shape)), tf.one_hot(tf.gather(labels, index % count), num_classes)
 
-    return ds.map(take, num_parallel_calls=tf.data.AUTOTUNE).with_options(SHARD_BY_DATA).prefetch(tf.data.AUTOTUNE)
+    return ds.map(take, num_parallel_calls=tf.data.AUTOTUNE).with_options(shard_by_data()).prefetch(tf.data.AUTOTUNE)
 
 
 # -----------------------------------------------------------------------------
 # Models: preprocessing (rescaling, colour, VGG16 input conversion) lives inside each model
 
 
-@keras.saving.register_keras_serializable(package="emotion_recognition")
-class VGG16Preprocess(layers.Layer):
-    """VGG16's own input conversion (RGB 0-255 -> BGR minus the ImageNet mean), kept inside the model."""
+@functools.cache
+def vgg16_preprocess_class():
+    """The layer class VGG16Preprocess, defined and registered (for loading saved models) on first use."""
 
-    def call(self, inputs):
-        return keras.applications.vgg16.preprocess_input(inputs)
+    @keras.saving.register_keras_serializable(package="emotion_recognition")
+    class VGG16Preprocess(keras.layers.Layer):
+        """VGG16's own input conversion (RGB 0-255 -> BGR minus the ImageNet mean), kept inside the model."""
+
+        def call(self, inputs):
+            return keras.applications.vgg16.preprocess_input(inputs)
+
+    return VGG16Preprocess
 
 
 def min_image_size(model_name):
@@ -461,7 +504,7 @@ def build_vgg16(input_shape, num_classes, weights=VGG_WEIGHTS):
     """Frozen VGG16 + the original head; 'same' padding in the head when the base output is under 4x4."""
     inputs = keras.Input(input_shape)
     x = layers.Concatenate()([inputs] * 3) if input_shape[-1] == 1 else inputs  # grey -> 3 channels
-    x = VGG16Preprocess()(x)
+    x = vgg16_preprocess_class()()(x)
     base = load_vgg16_base((input_shape[0], input_shape[1], 3), weights)
     base.trainable = False
     x = base(x, training=False)
@@ -521,6 +564,7 @@ def save_model(model, path, metadata):
     fd, tmp_path = tempfile.mkstemp(suffix=".tmp.h5", dir=folder)  # Keras only accepts .h5/.keras names
     os.close(fd)
     try:
+        import h5py
         model.save(tmp_path, include_optimizer=False)  # a third of the size; --resume keeps its own backup
         with h5py.File(tmp_path, "a") as f:
             f.attrs[METADATA_KEY] = json.dumps(metadata)
@@ -534,6 +578,7 @@ def save_model(model, path, metadata):
 
 def read_metadata(path):
     """The class names and image settings save_model stored in the file ({} for a model from elsewhere)."""
+    import h5py
     with h5py.File(path, "r") as f:
         return json.loads(f.attrs.get(METADATA_KEY, "{}"))
 
@@ -545,6 +590,7 @@ def load_trained_model(path):
                         "--train-again) or pass --model-path")
     try:
         metadata = read_metadata(path)
+        vgg16_preprocess_class()  # registered, so that a vgg16 model's own layer can be read back
         model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
@@ -576,45 +622,42 @@ def check_model_matches(metadata, model, class_names, path, image_size="auto", c
 # Training
 
 
-class BestModelCheckpoint(keras.callbacks.Callback):
-    """Atomically save the model (with metadata) to `path` whenever val_loss improves.
+def best_model_checkpoint(model, path, metadata, best=math.inf):
+    """A callback that atomically saves `model` (with metadata) to `path` whenever val_loss improves.
 
-    `full_model`: what to save when the model being fitted is only part of it (a head on cached features).
+    `model` is the whole model, also when only part of it is fitted (a head on cached features).
     """
-
-    def __init__(self, path, metadata, full_model=None, best=math.inf):
-        super().__init__()
-        self.path, self.metadata, self.full_model, self.best = path, metadata, full_model, best
-
-    def on_epoch_end(self, epoch, logs=None):
+    def save_if_better(epoch, logs=None):
+        nonlocal best
         val_loss = (logs or {}).get("val_loss", math.inf)
-        if val_loss < self.best:
-            self.best = val_loss
-            save_model(self.full_model or self.model, self.path,
-                       {**self.metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
+        if val_loss < best:
+            best = val_loss
+            save_model(model, path, {**metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
+    return keras.callbacks.LambdaCallback(on_epoch_end=save_if_better)
 
 
-class ProgressBar(keras.callbacks.ProgbarLogger):
+def progress_bar():
     """Keras' per-epoch progress bar, stopped at its total.
 
     With steps_per_execution, Keras reports each call's last step as its first + steps_per_execution - 1,
     also for the epoch's last call, which has fewer steps left: 94 steps, 8 per call, showed 96/94.
     """
+    bar = keras.callbacks.ProgbarLogger()
+    update = bar.on_train_batch_end
+    bar.on_train_batch_end = lambda batch, logs=None: update(min(batch, (bar.target or math.inf) - 1), logs)
+    return bar
 
-    def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(batch if self.target is None else min(batch, self.target - 1), logs)
 
-
-def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True, patience=EARLY_STOPPING_PATIENCE,
-                   full_model=None, backup=True, best_val_loss=math.inf):
+def make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau=True,
+                   patience=EARLY_STOPPING_PATIENCE, backup=True, best_val_loss=math.inf):
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
     and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
-        BestModelCheckpoint(checkpoint_path, metadata, full_model, best_val_loss),
+        best_model_checkpoint(model, checkpoint_path, metadata, best_val_loss),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
-        ProgressBar(),
+        progress_bar(),
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
@@ -634,6 +677,7 @@ def make_learning_rate(initial, schedule, epochs, steps_per_epoch):
 
 def balanced_class_weights(labels, num_classes):
     """Inverse-frequency weights (scikit-learn's "balanced"), as a dict for model.fit."""
+    from sklearn.utils.class_weight import compute_class_weight
     weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
     return dict(enumerate(weights.tolist()))
 
@@ -700,9 +744,8 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
         os.remove(os.path.join(output_dir, "history.csv"))
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     try:
-        callbacks = make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
-                                   full_model=model if head is not None else None, backup=not multiworker,
-                                   best_val_loss=best_val_loss)
+        callbacks = make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
+                                   backup=not multiworker, best_val_loss=best_val_loss)
         with ctrl_c_between_steps() as interrupt_point:  # last: it runs after the epoch-end saves
             if multiworker:
                 history = fit_multiworker(model, train_ds, val_ds, epochs, [*callbacks, interrupt_point], class_weight)
@@ -802,6 +845,7 @@ def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tt
     The loss is the mean categorical cross-entropy of those probabilities (clipped as Keras does); unlike
     Keras' evaluate() it leaves out the L2 penalties, which are a training cost, not a test error.
     """
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
     probabilities = predict_probabilities(model, images, tta, batch_size)
     loss = -np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)))
     predictions = probabilities.argmax(axis=1)
@@ -849,6 +893,8 @@ def save_metrics(metrics, output_dir):
 
 
 def plot_confusion_matrix(labels, predictions, class_names, path):
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(class_names), 1 + 1.2 * len(class_names)))
     ConfusionMatrixDisplay.from_predictions(labels, predictions, labels=list(range(len(class_names))),
                                             display_labels=class_names, cmap="Blues", ax=ax, colorbar=False)
@@ -860,6 +906,7 @@ def plot_confusion_matrix(labels, predictions, class_names, path):
 
 def plot_training_curves(history, path):
     """Training vs validation loss and accuracy, side by side, as the original."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.plot(history[key], label=f"Training {key}")
@@ -1193,7 +1240,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
             os.makedirs(os.path.join(out, split, name))
     detector = load_face_detector() if crop_faces else None
     counts, skipped = {(s, c): 0 for s in SPLITS for c in classes}, []
-    progress = keras.utils.Progbar(len(items), unit_name="image")
+    print(f"Writing {len(items)} images to {out}/")  # no Keras progress bar: prepare runs without TensorFlow
     for i, (split, name, item) in enumerate(items):
         target = os.path.join(out, split, name)
         if isinstance(item, np.ndarray):  # a decoded CSV row
@@ -1205,13 +1252,11 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
             boxes = detect_faces(detector, image) if image is not None else []
             if not boxes:
                 skipped.append(item)
-                progress.update(i + 1)
                 continue
             face = crop_face(image, max(boxes, key=lambda b: b[2] * b[3]))
             name_png = os.path.splitext(os.path.basename(item))[0] + ".png"
             cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))[1].tofile(os.path.join(target, name_png))
         counts[split, name] += 1
-        progress.update(i + 1)
     return counts, skipped
 
 
@@ -1240,6 +1285,10 @@ def check_writable(folder):
 
 def report(metrics, labels, output_dir, show, history=None):
     """Print, save and plot the evaluation (and the training curves when it trained)."""
+    import matplotlib
+    if not show:
+        matplotlib.use("Agg")  # files only: no window, and no display needed
+    import matplotlib.pyplot as plt
     print_metrics(metrics)
     save_metrics(metrics, output_dir)
     plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"],
@@ -1590,8 +1639,7 @@ def main(argv=None):
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["train", *argv]  # the original script took no command
     args = parser.parse_args(argv)
-    if not (getattr(args, "show", False) and display_available()):
-        matplotlib.use("Agg")
+    if getattr(args, "show", False) and not display_available():
         args.show = False
     try:
         COMMANDS[args.command](args)

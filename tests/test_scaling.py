@@ -151,7 +151,7 @@ with strategy.scope():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", kernel_regularizer="l2"),
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.CategoricalCrossentropy())  # SGD: scale-sensitive
-ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(er.SHARD_BY_DATA)
+ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(er.shard_by_data())
 if "TF_CONFIG" in os.environ:
     history = er.fit_multiworker(model, ds, ds, 3, [])
 else:
