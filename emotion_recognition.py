@@ -14,6 +14,7 @@ rewritten for Keras 3 with a cached tf.data input pipeline, plus a compact model
 """
 
 import argparse
+import atexit
 import concurrent.futures
 import contextlib
 import csv
@@ -1333,14 +1334,15 @@ def run_train(args):
         raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
     if args.cache_features and args.model != "vgg16":
         raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
+    class_names = check_dataset_layout(args.data)  # before TensorFlow is imported: a wrong path fails at once
     strategy = make_strategy(args.distribute)
     if not is_chief(strategy):  # every worker trains; only the chief's model file and results are kept
         scratch = tempfile.mkdtemp(prefix="emotion-worker-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # nothing of it is wanted afterwards
         args.model_path, args.output_dir, args.show = os.path.join(scratch, MODEL_PATH), scratch, False
         print(f"Worker {strategy.cluster_resolver.task_id}: the chief keeps the results; this worker's go to {scratch}")
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    class_names = check_dataset_layout(args.data)
     check_writable(args.output_dir)
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
