@@ -14,15 +14,20 @@ rewritten for Keras 3 with a cached tf.data input pipeline, plus a compact model
 """
 
 import argparse
+import atexit
 import concurrent.futures
+import contextlib
 import csv
 import datetime
+import functools
+import importlib
 import io
 import json
 import logging
 import math
 import os
 import shutil
+import signal
 import struct
 import sys
 import tempfile
@@ -30,23 +35,55 @@ import threading
 import time
 import uuid
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
-
 import cv2
-import h5py
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
-import tensorflow as tf
-import keras
-from keras import layers, regularizers
 from PIL import Image
-from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix,
-                             f1_score)
-from sklearn.utils.class_weight import compute_class_weight
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
 Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
+
+
+class LazyModule:
+    """A module imported on first use: TensorFlow takes seconds to import, and --help or prepare never need it.
+
+    (matplotlib and scikit-learn are imported inside the few functions that use them, for the same reason.)
+    """
+
+    def __init__(self, name):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attribute):
+        if self._module is None:
+            self._module = import_quietly(self._name)
+        return getattr(self._module, attribute)
+
+
+def import_quietly(name):
+    """Import a module with TensorFlow's start-up lines (printed straight to file descriptor 2, before any
+    logging is set up: "All log messages before absl::InitializeLog()...", "I0000 ... oneDNN custom operations
+    are on", "Could not find cuda drivers") left out of stderr; every other line is passed on."""
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not (line.startswith(("WARNING: All log messages before absl::InitializeLog()", "I0000 "))
+                        or line.startswith("To enable the following instructions")):
+                    sys.stderr.write(line)
+
+
+tf = LazyModule("tensorflow")
+keras = LazyModule("keras")
+layers = LazyModule("keras.layers")
+regularizers = LazyModule("keras.regularizers")
 
 # -----------------------------------------------------------------------------
 # Defaults (every one can be overridden on the command line)
@@ -446,11 +483,14 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment
         batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, batch_seeds).map(lambda batch, s: (augment(batch[0], s), batch[1]),
                                                       num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.with_options(SHARD_BY_DATA).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(shard_by_data()).prefetch(tf.data.AUTOTUNE)
 
 
-SHARD_BY_DATA = tf.data.Options()  # multi-worker training: each worker keeps its share of every batch
-SHARD_BY_DATA.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+def shard_by_data():
+    """tf.data options for multi-worker training: each worker keeps its share of every batch."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
 
 
 # -----------------------------------------------------------------------------
@@ -503,19 +543,25 @@ def make_feature_dataset(stored, labels, num_classes, batch_size, shuffle=False,
         batch = tf.numpy_function(lambda i: stored[i // count, i % count].astype(np.float32), [index], tf.float32)
         return tf.ensure_shape(batch, (None, *feature_shape)), tf.one_hot(tf.gather(labels, index % count), num_classes)
 
-    return ds.map(take, num_parallel_calls=tf.data.AUTOTUNE).with_options(SHARD_BY_DATA).prefetch(tf.data.AUTOTUNE)
+    return ds.map(take, num_parallel_calls=tf.data.AUTOTUNE).with_options(shard_by_data()).prefetch(tf.data.AUTOTUNE)
 
 
 # -----------------------------------------------------------------------------
 # Models: preprocessing (rescaling, colour, VGG16 input conversion) lives inside each model
 
 
-@keras.saving.register_keras_serializable(package="emotion_recognition")
-class VGG16Preprocess(layers.Layer):
-    """VGG16's own input conversion (RGB 0-255 -> BGR minus the ImageNet mean), kept inside the model."""
+@functools.cache
+def vgg16_preprocess_class():
+    """The layer class VGG16Preprocess, defined and registered (for loading saved models) on first use."""
 
-    def call(self, inputs):
-        return keras.applications.vgg16.preprocess_input(inputs)
+    @keras.saving.register_keras_serializable(package="emotion_recognition")
+    class VGG16Preprocess(keras.layers.Layer):
+        """VGG16's own input conversion (RGB 0-255 -> BGR minus the ImageNet mean), kept inside the model."""
+
+        def call(self, inputs):
+            return keras.applications.vgg16.preprocess_input(inputs)
+
+    return VGG16Preprocess
 
 
 def min_image_size(model_name):
@@ -589,7 +635,7 @@ def build_vgg16(input_shape, num_classes, weights=VGG_WEIGHTS):
     """Frozen VGG16 + the original head; 'same' padding in the head when the base output is under 4x4."""
     inputs = keras.Input(input_shape)
     x = layers.Concatenate()([inputs] * 3) if input_shape[-1] == 1 else inputs  # grey -> 3 channels
-    x = VGG16Preprocess()(x)
+    x = vgg16_preprocess_class()()(x)
     base = load_vgg16_base((input_shape[0], input_shape[1], 3), weights)
     base.trainable = False
     x = base(x, training=False)
@@ -649,6 +695,7 @@ def save_model(model, path, metadata):
     fd, tmp_path = tempfile.mkstemp(suffix=".tmp.h5", dir=folder)  # Keras only accepts .h5/.keras names
     os.close(fd)
     try:
+        import h5py
         model.save(tmp_path, include_optimizer=False)  # a third of the size; --resume keeps its own backup
         with h5py.File(tmp_path, "a") as f:
             f.attrs[METADATA_KEY] = json.dumps(metadata)
@@ -691,6 +738,7 @@ def write_image(path, bgr):
 
 def read_metadata(path):
     """The class names and image settings save_model stored in the file ({} for a model from elsewhere)."""
+    import h5py
     with h5py.File(path, "r") as f:
         return json.loads(f.attrs.get(METADATA_KEY, "{}"))
 
@@ -702,6 +750,7 @@ def load_trained_model(path):
                         "--train-again) or pass --model-path")
     try:
         metadata = read_metadata(path)
+        vgg16_preprocess_class()  # registered, so that a vgg16 model's own layer can be read back
         model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
@@ -760,34 +809,43 @@ def check_model_matches(metadata, model, class_names, path, image_size="auto", c
 # Training
 
 
-class BestModelCheckpoint(keras.callbacks.Callback):
-    """Atomically save the model (with metadata) to `path` whenever val_loss improves.
+def best_model_checkpoint(model, path, metadata, best=math.inf):
+    """A callback that atomically saves `model` (with metadata) to `path` whenever val_loss improves.
 
-    `full_model`: what to save when the model being fitted is only part of it (a head on cached features).
+    `model` is the whole model, also when only part of it is fitted (a head on cached features).
     """
-
-    def __init__(self, path, metadata, full_model=None, best=math.inf):
-        super().__init__()
-        self.path, self.metadata, self.full_model, self.best = path, metadata, full_model, best
-
-    def on_epoch_end(self, epoch, logs=None):
+    def save_if_better(epoch, logs=None):
+        nonlocal best
         val_loss = (logs or {}).get("val_loss", math.inf)
-        if val_loss < self.best:
-            self.best = val_loss
-            save_model(self.full_model or self.model, self.path,
-                       {**self.metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
+        if val_loss < best:
+            best = val_loss
+            save_model(model, path, {**metadata, "epoch": epoch + 1, "val_loss": float(val_loss)})
+    return keras.callbacks.LambdaCallback(on_epoch_end=save_if_better)
 
 
-def make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau=True, patience=EARLY_STOPPING_PATIENCE,
-                   full_model=None, backup=True, best_val_loss=math.inf):
+def progress_bar():
+    """Keras' per-epoch progress bar, stopped at its total.
+
+    With steps_per_execution, Keras reports each call's last step as its first + steps_per_execution - 1,
+    also for the epoch's last call, which has fewer steps left: 94 steps, 8 per call, showed 96/94.
+    """
+    bar = keras.callbacks.ProgbarLogger()
+    update = bar.on_train_batch_end
+    bar.on_train_batch_end = lambda batch, logs=None: update(min(batch, (bar.target or math.inf) - 1), logs)
+    return bar
+
+
+def make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau=True,
+                   patience=EARLY_STOPPING_PATIENCE, backup=True, best_val_loss=math.inf):
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
     and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
-        BestModelCheckpoint(checkpoint_path, metadata, full_model, best_val_loss),
+        best_model_checkpoint(model, checkpoint_path, metadata, best_val_loss),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),  # a diverged run stops at once; train_model then keeps the old model file
+        progress_bar(),
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
@@ -807,6 +865,7 @@ def make_learning_rate(initial, schedule, epochs, steps_per_epoch):
 
 def balanced_class_weights(labels, num_classes):
     """Inverse-frequency weights (scikit-learn's "balanced"), as a dict for model.fit."""
+    from sklearn.utils.class_weight import compute_class_weight
     weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
     return dict(enumerate(weights.tolist()))
 
@@ -834,6 +893,34 @@ def backup_path_for(checkpoint_path):
     return os.path.splitext(checkpoint_path)[0] + ".backup"
 
 
+@contextlib.contextmanager
+def ctrl_c_between_steps():
+    """Hold a Ctrl-C until the next batch or epoch boundary; yields the callback that raises it there.
+
+    A KeyboardInterrupt raised inside BackupAndRestore's epoch-end write leaves a well-formed but partial
+    weights file, which --resume then cannot load. A second Ctrl-C stops at once, as usual.
+    """
+    pressed = []
+
+    def on_ctrl_c(signum, frame):
+        pressed.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def raise_if_pressed(*args, **kwargs):
+        if pressed:
+            raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
+    try:
+        yield keras.callbacks.LambdaCallback(on_epoch_begin=raise_if_pressed, on_epoch_end=raise_if_pressed,
+                                             on_train_batch_end=raise_if_pressed, on_test_batch_end=raise_if_pressed)
+        raise_if_pressed()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
 def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata, class_weight=None,
                 reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE, head=None, steps_per_epoch=None):
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far.
@@ -858,15 +945,15 @@ def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadat
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     check_free_space(model, model_path)
     try:
-        callbacks = make_callbacks(checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
-                                   full_model=model if head is not None else None, backup=not multiworker,
-                                   best_val_loss=best_val_loss)
-        if multiworker:
-            history = fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight)
-        else:
-            history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,  # ds shuffles
-                                          steps_per_epoch=steps_per_epoch, class_weight=class_weight,
-                                          callbacks=callbacks)
+        callbacks = make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
+                                   backup=not multiworker, best_val_loss=best_val_loss)
+        with ctrl_c_between_steps() as interrupt_point:  # last: it runs after the epoch-end saves
+            if multiworker:
+                history = fit_multiworker(model, train_ds, val_ds, epochs, [*callbacks, interrupt_point], class_weight)
+            else:
+                history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,
+                                              steps_per_epoch=steps_per_epoch, class_weight=class_weight,
+                                              callbacks=[*callbacks, interrupt_point])  # the data set shuffles
     except ValueError as error:
         if resume and "could not be loaded" in str(error):  # BackupAndRestore found another architecture
             raise UserError(f"the interrupted run in {backup} was for another model; run --resume with the same "
@@ -982,9 +1069,15 @@ def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=Non
 
 
 def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tta=TTA):
-    """Loss from Keras (as the original printed it); accuracy, F1 and report from scikit-learn on the predictions."""
-    loss, _ = model.evaluate(make_dataset(images, labels, len(class_names), batch_size), verbose=0)
-    predictions = predict_probabilities(model, images, tta).argmax(axis=1)
+    """Loss, accuracy, F1 and report, all from one pass of predictions (with TTA when asked).
+
+    The loss is the mean categorical cross-entropy of those probabilities (clipped as Keras does); unlike
+    Keras' evaluate() it leaves out the L2 penalties, which are a training cost, not a test error.
+    """
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+    probabilities = predict_probabilities(model, images, tta, batch_size)
+    loss = -np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)))
+    predictions = probabilities.argmax(axis=1)
     indices = list(range(len(class_names)))
     report = classification_report(labels, predictions, labels=indices, target_names=class_names,
                                    digits=4, zero_division=0)
@@ -1034,6 +1127,8 @@ def data_label(folder):
 
 
 def plot_confusion_matrix(labels, predictions, class_names, data_name, path):
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
     fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 1.2 * len(class_names)), 1 + 1.2 * len(class_names)))
     ConfusionMatrixDisplay.from_predictions(labels, predictions, labels=list(range(len(class_names))),
                                             display_labels=class_names, cmap="Blues", ax=ax, colorbar=False)
@@ -1045,6 +1140,7 @@ def plot_confusion_matrix(labels, predictions, class_names, data_name, path):
 
 def plot_training_curves(history, path):
     """Training vs validation loss and accuracy, side by side, as the original."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.plot(history[key], label=f"Training {key}")
@@ -1525,7 +1621,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError(f"cannot write into --out {out!r} ({error.strerror}); choose a writable folder") from None
     detector = load_face_detector(detector) if crop_faces else None
     counts, skipped = {(s, c): 0 for s in SPLITS for c in classes}, []
-    progress = keras.utils.Progbar(len(items), unit_name="image")
+    print(f"Writing {len(items)} images to {out}/")  # no Keras progress bar: prepare runs without TensorFlow
     for i, (split, name, item) in enumerate(items):
         target = os.path.join(out, split, name)
         if isinstance(item, np.ndarray):  # a decoded CSV row
@@ -1541,13 +1637,11 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
             found = detect_faces(detector, image) if image is not None else []
             if not found:
                 skipped.append(item)
-                progress.update(i + 1)
                 continue
             face = crop_face(image, max(found, key=lambda f: f["box"][2] * f["box"][3]))
             name_png = os.path.splitext(os.path.basename(item))[0] + ".png"
             write_image(os.path.join(target, name_png), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
         counts[split, name] += 1
-        progress.update(i + 1)
     return counts, skipped
 
 
@@ -1587,6 +1681,10 @@ def check_writable(folder):
 def report(metrics, labels, source, output_dir, show, history=None):
     """Print, save and plot the evaluation of the faces in folder `source` (and the training curves)."""
     metrics = {**metrics, "data": os.path.abspath(source)}  # which faces a number is about travels with it
+    import matplotlib
+    if not show:
+        matplotlib.use("Agg")  # files only: no window, and no display needed
+    import matplotlib.pyplot as plt
     print_metrics(metrics)
     save_metrics(metrics, output_dir)
     try:
@@ -1634,14 +1732,15 @@ def run_train(args):
         raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
     if args.cache_features and args.model != "vgg16":
         raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
+    class_names = check_dataset_layout(args.data)  # before TensorFlow is imported: a wrong path fails at once
     strategy = make_strategy(args.distribute)
     if not is_chief(strategy):  # every worker trains; only the chief's model file and results are kept
         scratch = tempfile.mkdtemp(prefix="emotion-worker-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # nothing of it is wanted afterwards
         args.model_path, args.output_dir, args.show = os.path.join(scratch, MODEL_PATH), scratch, False
         print(f"Worker {strategy.cluster_resolver.task_id}: the chief keeps the results; this worker's go to {scratch}")
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    class_names = check_dataset_layout(args.data)
     check_writable(args.output_dir)
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
@@ -2057,8 +2156,7 @@ def main(argv=None):
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udcff, never a traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    if not (getattr(args, "show", False) and display_available()):
-        matplotlib.use("Agg")
+    if getattr(args, "show", False) and not display_available():
         args.show = False
     try:
         check_utf8_options(args)

@@ -15,7 +15,6 @@ Prints one JSON object. Linux only (/proc).
 """
 
 import argparse
-import io
 import json
 import os
 import socket

@@ -57,9 +57,28 @@ def run_cli(*args, cwd=None, timeout=600):
     """Run the script as a user would; returns the CompletedProcess (text output)."""
     env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("DISPLAY", None)
-    # a throwaway working folder: tests never see (or overwrite) the shipped EmotionRecognitionSystem.h5
-    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or tempfile.mkdtemp(prefix="er-cwd-"), env=env, timeout=timeout)
+    # a throwaway working folder, removed afterwards: tests never see (or overwrite) the shipped model
+    with tempfile.TemporaryDirectory(prefix="er-cwd-") as scratch:
+        return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True,
+                              cwd=cwd or scratch, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_folder_left_clean(tmp_path_factory):
+    """Point TMPDIR (this process and every command it starts) at a private folder, and fail the session
+    when anything is left in it: the suite must leave the system temp folder as it found it."""
+    private = tmp_path_factory.mktemp("system-temp")
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(private), str(private)
+    yield
+    if saved[0] is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+    # TensorFlow's autograph writes its generated code here and deletes it when this process exits
+    left = sorted(f for f in os.listdir(private) if not f.startswith("__autograph_generated_file"))
+    assert not left, f"tests or the commands they ran left {left} in the temp folder"
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ def test_vgg16_head_and_frozen_base(size, channels, expected_padding):
 def test_vgg16_preprocessing_matches_keras_preprocess_input():
     x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     expected = keras.applications.vgg16.preprocess_input(x.copy())
-    assert np.allclose(er.VGG16Preprocess()(x), expected, atol=1e-4)
+    assert np.allclose(er.vgg16_preprocess_class()()(x), expected, atol=1e-4)
 
 
 def test_vgg16_loads_a_local_weights_file(tmp_path):

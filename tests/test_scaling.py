@@ -122,11 +122,12 @@ def test_two_workers_on_localhost_train_one_model(synthetic_data, tmp_path):
     history = (tmp_path / "w0" / "history.csv").read_text().splitlines()
     assert len(history) == 3 and "val_loss" in history[0]
     assert not (tmp_path / "w1").exists()  # only the chief writes where it was told to
-    chief_model, metadata = er.load_trained_model(str(tmp_path / "w0" / "m.h5"))
+    _, metadata = er.load_trained_model(str(tmp_path / "w0" / "m.h5"))
     assert metadata["class_names"] == ["angry", "happy", "sad"]
-    other_path = re.search(r"model saved to (\S+)", other).group(1)
-    for a, b in zip(chief_model.trainable_weights, er.load_trained_model(other_path)[0].trainable_weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)  # both workers hold the same weights
+    # both workers hold the same weights: each evaluates its own copy on test/ with the same result (the other
+    # worker's copy lived in a scratch folder it removed on exit)
+    test_lines = [[line for line in out.splitlines() if line.startswith("Test ")] for out in (chief, other)]
+    assert len(test_lines[0]) == 4 and test_lines[0] == test_lines[1]
 
 
 @pytest.mark.parametrize("extra, message", [((), "TF_CONFIG"), (("--resume",), "--resume"),
@@ -151,7 +152,7 @@ with strategy.scope():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", kernel_regularizer="l2"),
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.CategoricalCrossentropy())  # SGD: scale-sensitive
-ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(er.SHARD_BY_DATA)
+ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(er.shard_by_data())
 if "TF_CONFIG" in os.environ:
     history = er.fit_multiworker(model, ds, ds, 3, [])
 else:

@@ -57,6 +57,7 @@ def test_predict_returns_the_predict_json_structure(client, tmp_path):
     assert set(face["probabilities"]) == set(CLASSES) and face["emotion"] in CLASSES
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert face["confidence"] == max(face["probabilities"].values())
+    assert face["probabilities"][face["emotion"]] == face["confidence"]  # the most probable class
     assert face["message"] == er.MESSAGES["unknown"]  # these class names have no message of their own
     assert result["annotated"].startswith("data:image/png;base64,")
 

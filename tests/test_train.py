@@ -2,22 +2,34 @@
 
 import json
 import os
+import re
 
+import keras
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 import emotion_recognition as er
 from conftest import make_dataset, run_cli
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic_data, tmp_path_factory):
-    """One 2-epoch training run shared by the tests below."""
+def data(tmp_path_factory):
+    """Drawn faces with an imbalanced test split (2 angry, 8 happy, 8 sad), where weighted F1 != macro F1."""
+    root = make_dataset(tmp_path_factory.mktemp("faces"))
+    for name in sorted(os.listdir(os.path.join(root, "test", "angry")))[2:]:
+        os.remove(os.path.join(root, "test", "angry", name))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """One 3-epoch training run shared by the tests below. Its learning rate is so high that the validation
+    loss is best after epoch 1 and far worse after epoch 3, so the saved model must be epoch 1's."""
     out = tmp_path_factory.mktemp("run")
     model_path = out / "model.h5"
-    result = run_cli("--data", synthetic_data, "--model", "cnn", "--epochs", 2, "--model-path", model_path,
-                     "--output-dir", out / "results", "--no-show")
+    result = run_cli("--data", data, "--model", "compact", "--epochs", 3, "--learning-rate", 0.01,
+                     "--model-path", model_path, "--output-dir", out / "results", "--no-show")
     assert result.returncode == 0, result.stderr
     return out, model_path, result
 
@@ -29,23 +41,27 @@ def test_training_writes_model_and_all_outputs(trained):
     for name in ("metrics.json", "confusion_matrix.png", "training_curves.png", "history.csv",
                  "classification_report.txt", "config.json"):
         assert (out / "results" / name).is_file(), name
-    assert "Epoch 1/2" in result.stdout
+    assert "Epoch 1/3" in result.stdout
+    # 72 images in batches of 32 make 3 steps; Keras runs 8 per call and used to count up to 8/3
+    bars = re.sub(r"\x1b\[[\d;]*m", " ", "".join(line for line in result.stdout.splitlines() if "━" in line))
+    counts = [(int(done), int(total)) for done, total in re.findall(r"(\d+)/(\d+) ", bars)]
+    assert counts and all(done <= total for done, total in counts), counts
     for line in ("Test Loss: ", "Test Accuracy: ", "Test F1-Score: ", "Classification Report:"):
         assert line in result.stdout
-    assert len((out / "results" / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert len((out / "results" / "history.csv").read_text().strip().splitlines()) == 4  # header + 3 epochs
     metrics = json.loads((out / "results" / "metrics.json").read_text())
     for key in ("loss", "accuracy", "weighted_f1", "macro_f1", "class_names", "confusion_matrix", "n_samples",
                 "per_class", "majority_class_accuracy"):
         assert key in metrics
     assert metrics["class_names"] == ["angry", "happy", "sad"]
-    assert metrics["n_samples"] == 24
+    assert metrics["n_samples"] == 18
     assert set(metrics["per_class"]["sad"]) == {"precision", "recall", "f1-score"}
 
 
-def test_second_run_loads_instead_of_training(trained, synthetic_data):
+def test_second_run_loads_instead_of_training(trained, data):
     out, model_path, _ = trained
     before = model_path.read_bytes()
-    result = run_cli("--data", synthetic_data, "--model-path", model_path, "--output-dir", out / "again", "--no-show")
+    result = run_cli("--data", data, "--model-path", model_path, "--output-dir", out / "again", "--no-show")
     assert result.returncode == 0, result.stderr
     assert "loaded" in result.stdout.lower() and str(model_path) in result.stdout
     assert "Epoch" not in result.stdout
@@ -57,20 +73,39 @@ def test_second_run_loads_instead_of_training(trained, synthetic_data):
     assert second["loss"] == pytest.approx(first["loss"], abs=1e-5)
 
 
-def test_metrics_match_scikit_learn_on_the_same_predictions(trained, synthetic_data):
+def test_metrics_match_scikit_learn_on_the_same_predictions(trained, data):
     out, model_path, _ = trained
     metrics = json.loads((out / "results" / "metrics.json").read_text())
     model, meta = er.load_trained_model(str(model_path))
-    images, labels, _ = er.load_folder(os.path.join(synthetic_data, "test"), meta["class_names"],
+    images, labels, _ = er.load_folder(os.path.join(data, "test"), meta["class_names"],
                                        meta["image_size"], meta["color"], meta["normalize"])
-    predictions = model.predict(images.astype("float32"), verbose=0).argmax(axis=1)
+    probabilities = model.predict(images.astype("float32"), verbose=0)
+    predictions = probabilities.argmax(axis=1)
+    # on this imbalanced split the two F1 averages differ, so one computed as the other shows
+    assert f1_score(labels, predictions, average="weighted") != pytest.approx(f1_score(labels, predictions,
+                                                                                       average="macro"))
     assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, predictions), abs=1e-6)
     assert metrics["weighted_f1"] == pytest.approx(f1_score(labels, predictions, average="weighted"), abs=1e-6)
     assert metrics["macro_f1"] == pytest.approx(f1_score(labels, predictions, average="macro"), abs=1e-6)
+    # the loss is the cross-entropy of these same predictions (as Keras computes it: clipped at 1e-7)
+    loss = keras.losses.categorical_crossentropy(np.eye(3)[labels], probabilities)
+    assert metrics["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-4)
     counts = np.zeros((3, 3), int)
     np.add.at(counts, (labels, predictions), 1)
     assert metrics["confusion_matrix"] == counts.tolist()
-    assert metrics["majority_class_accuracy"] == pytest.approx(1 / 3)
+    assert metrics["majority_class_accuracy"] == pytest.approx(8 / 18)
+
+
+def test_the_saved_model_is_the_best_epochs_not_the_last(trained, data):
+    out, model_path, result = trained
+    rows = (out / "results" / "history.csv").read_text().strip().splitlines()
+    val_losses = [float(row.split(",")[rows[0].split(",").index("val_loss")]) for row in rows[1:]]
+    assert val_losses[-1] > 1.5 * min(val_losses)  # the run the fixture sets up: the last epoch is worse
+    model, meta = er.load_trained_model(str(model_path))
+    images, labels, _ = er.load_folder(os.path.join(data, "val"), meta["class_names"], meta["image_size"],
+                                       meta["color"])
+    probabilities = model.predict(images.astype("float32"), verbose=0)
+    assert log_loss(labels, probabilities, labels=[0, 1, 2]) == pytest.approx(min(val_losses), rel=1e-3)
 
 
 def test_model_file_carries_class_names_and_image_settings(trained):
