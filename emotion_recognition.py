@@ -139,6 +139,49 @@ METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and i
 MAX_IMAGE_PIXELS = 40_000_000  # images whose header declares more pixels (width x height) are refused undecoded
 HEADER_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of IMAGE_EXTENSIONS
 
+# Faces: detection, cropping and video (predict, webcam, serve, prepare --crop-faces)
+DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
+DETECTORS = ("mtcnn", "haar")  # --detector's choices; "haar" is OpenCV's cascade, as the original used
+MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
+DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo: when it finds none, it looks again with this border
+FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
+SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
+MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
+DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
+MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo); 35% less CPU
+VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
+VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (mtcnn: ~20 ms CPU a call); faces keep boxes between
+FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
+MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
+FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
+WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this range (px) is taken for a face crop
+#                                and classified whole; larger photos get no emotion, smaller ones are not faces
+SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
+SERVE_HOST = "127.0.0.1"  # serve: loopback only, unless --host says otherwise
+SERVE_PORT = 8000  # serve: TCP port of the page and the JSON API
+MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
+SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
+SERVE_IDLE_TIMEOUT = 30  # serve: seconds a connection may stay silent (idle, or a stalled upload) before it is closed
+SERVE_CONNECTION_LIMIT = 1000  # serve: open connections; more wait unanswered in the listen queue
+SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
+SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before a 503 (keeps threads for the others)
+SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
+MESSAGES = {  # shown under each face; any other class gets the "unknown" line
+    "happy": "Keep smiling - it suits you!",
+    "sad": "It's okay to feel down. Take a breath; better moments are coming.",
+    "angry": "Pause, breathe slowly, and give yourself a moment.",
+    "unknown": "Whatever you feel, take good care of yourself.",
+}
+
+# Data preparation (prepare)
+FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
+FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
+SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
+CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
+                  "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
+                  "surprised": "surprise", "neutrality": "neutral", "contemptuous": "contempt"}
+
 
 class UserError(Exception):
     """A problem the user can fix (bad path, bad option, mismatched model): printed as one line."""
@@ -450,11 +493,11 @@ class Augmentation:
         return tf.clip_by_value(images + noise, 0, 255)
 
 
-def make_augmentation(seed=SEED, strength="original"):
-    """The original's training augmentation (run in tf.data, never saved in the model), or None for "none".
+def make_augmentation(strength):
+    """The training augmentation (run in tf.data, never saved in the model), or None for "none".
 
-    strength "light" scales every range to a third and drops the shear; "camera" adds photometric changes. `seed` is kept for callers of the
-    older signature; the random draws come from the per-batch seeds make_dataset passes in.
+    "original": the original's ranges; "light": a third of each, no shear; "camera": the original's plus
+    photometric changes. The random draws come from the per-batch seeds make_dataset passes in.
     """
     if strength == "none":
         return None
@@ -921,8 +964,9 @@ def ctrl_c_between_steps():
             signal.signal(signal.SIGINT, previous)
 
 
-def train_model(model, train_ds, val_ds, epochs, model_path, output_dir, metadata, class_weight=None,
-                reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE, head=None, steps_per_epoch=None):
+def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, metadata, class_weight=None,
+                reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE, head=None,
+                steps_per_epoch=None):
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far.
 
     head: the part of `model` to fit on cached features (train_ds then yields features, endlessly).
@@ -1160,38 +1204,6 @@ def display_available():
 # -----------------------------------------------------------------------------
 # Inference: faces in photos and live video, one label per detected face
 
-DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
-DETECTORS = ("mtcnn", "haar")  # --detector's choices; "haar" is OpenCV's cascade, as the original used
-MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
-DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo: when it finds none, it looks again with this border
-FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
-SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
-MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
-DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
-MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo); 35% less CPU
-VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
-VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (mtcnn: ~20 ms CPU a call); faces keep boxes between
-FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
-MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
-FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
-WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this range (px) is taken for a face crop
-#                                and classified whole; larger photos get no emotion, smaller ones are not faces
-SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
-SERVE_HOST = "127.0.0.1"  # serve: loopback only, unless --host says otherwise
-SERVE_PORT = 8000  # serve: TCP port of the page and the JSON API
-MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
-SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
-SERVE_IDLE_TIMEOUT = 30  # serve: seconds a connection may stay silent (idle, or a stalled upload) before it is closed
-SERVE_CONNECTION_LIMIT = 1000  # serve: open connections; more wait unanswered in the listen queue
-SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
-SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before a 503 (keeps threads for the others)
-SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
-MESSAGES = {  # shown under each face; any other class gets the "unknown" line
-    "happy": "Keep smiling - it suits you!",
-    "sad": "It's okay to feel down. Take a breath; better moments are coming.",
-    "angry": "Pause, breathe slowly, and give yourself a moment.",
-    "unknown": "Whatever you feel, take good care of yourself.",
-}
 
 
 def load_face_detector(name=DETECTOR):
@@ -1450,7 +1462,8 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                      zip(tracks, classify_crops(model, metadata, [crop_face(rgb, t) for t in tracks], tta))]
             faces = smooth_faces(tracks, faces, metadata["class_names"])
             canvas = annotate(rgb, faces)
-            fps = 0.9 * fps + 0.1 / max(time.perf_counter() - tick, 1e-6) if frames else 1 / max(time.perf_counter() - tick, 1e-6)
+            rate = 1 / max(time.perf_counter() - tick, 1e-6)
+            fps = 0.9 * fps + 0.1 * rate if frames else rate
             cv2.putText(canvas, f"{fps:.0f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
             if output and writer is None:
                 writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"),
@@ -1480,13 +1493,6 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
 # -----------------------------------------------------------------------------
 # Data preparation: FER2013 (CSV or image folders) or any folder of classes -> HASsplittedDS
 
-FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
-FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
-SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
-CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
-                  "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
-                  "surprised": "surprise", "neutrality": "neutral", "contemptuous": "contempt"}
 
 
 def canonical_class(name):
@@ -1724,98 +1730,128 @@ def is_chief(strategy):
 
 def run_train(args):
     """The original script's flow: load or train, save, then evaluate on test/."""
-    multiworker = args.distribute == "multiworker"
-    # --mixed-precision: Keras' LossScaleOptimizer fails under MultiWorkerMirroredStrategy (see the README)
-    single_machine = [flag for flag, on in (("--resume", args.resume), ("--cache-features", args.cache_features),
-                                            ("--mixed-precision", args.mixed_precision)) if on]
-    if multiworker and single_machine:
-        raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
-    if args.cache_features and args.model != "vgg16":
-        raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
-    class_names = check_dataset_layout(args.data)  # before TensorFlow is imported: a wrong path fails at once
+    class_names = check_train_options(args)  # before TensorFlow is imported: a wrong path fails at once
     strategy = make_strategy(args.distribute)
-    if not is_chief(strategy):  # every worker trains; only the chief's model file and results are kept
-        scratch = tempfile.mkdtemp(prefix="emotion-worker-")
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # nothing of it is wanted afterwards
-        args.model_path, args.output_dir, args.show = os.path.join(scratch, MODEL_PATH), scratch, False
-        print(f"Worker {strategy.cluster_resolver.task_id}: the chief keeps the results; this worker's go to {scratch}")
-    if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    if not is_chief(strategy):
+        send_worker_outputs_to_scratch(args, strategy)
     check_writable(args.output_dir)
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
     # all workers of a cluster must take part in training, whatever files each of them holds
-    trained = args.train_again or args.resume or multiworker or not os.path.exists(args.model_path)
-    history = None
-    if not trained:
+    trained = (args.train_again or args.resume or args.distribute == "multiworker"
+               or not os.path.exists(args.model_path))
+    if trained:
+        image = choose_input(args, class_names)
+    else:
         model, metadata = load_trained_model(args.model_path)
         check_model_matches(metadata, model, class_names, args.model_path, args.image_size, args.color)
         print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
-        image_size, color, normalize = metadata["image_size"], metadata["color"], metadata["normalize"]
-    else:
-        normalize = args.normalize
-        image_size, color = choose_image_settings(args.data, class_names, args.image_size, args.color,
-                                                  min_image_size(args.model))
-        if image_size < min_image_size(args.model):
-            raise UserError(f"--image-size {image_size} is too small for --model {args.model}; "
-                            f"use at least {min_image_size(args.model)}")
-    settings = {**vars(args), "image_size": image_size, "color": color, "normalize": normalize,
-                "class_names": class_names,
-                "trained": trained}
+        image = {key: metadata[key] for key in ("image_size", "color", "normalize")}
+    settings = {**vars(args), **image, "class_names": class_names, "trained": trained}
     print("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "command"))
-    cache_dir = os.path.join(args.output_dir, "cache")
-    splits = {split: load_folder(os.path.join(args.data, split), class_names, image_size, color, normalize, cache_dir)
-              for split in (SPLITS if trained else ("test",))}
-    for split, (images, labels, _) in splits.items():
-        per_class = np.bincount(labels, minlength=len(class_names))
-        print(f"Found {len(labels)} {split} images ({', '.join(f'{n} {c}' for c, n in zip(class_names, per_class))})")
-        empty = [name for name, n in zip(class_names, per_class) if n == 0]
-        if empty:
-            raise UserError(f"class folder {os.path.join(args.data, split, empty[0])!r} holds no readable images")
-    num_classes = len(class_names)
+    splits = load_splits(args.data, class_names, image, SPLITS if trained else ("test",),
+                         os.path.join(args.output_dir, "cache"))
+    history = None
     if trained:
-        steps_per_epoch = math.ceil(len(splits["train"][1]) / args.batch_size)
-        learning_rate = make_learning_rate(args.learning_rate, args.lr_schedule, args.epochs, steps_per_epoch)
-        with strategy.scope():
-            model = build_model(args.model, (image_size, image_size, 1 if color == "grayscale" else 3),
-                                num_classes, learning_rate, args.vgg_weights, args.label_smoothing, args.weight_decay)
-            if args.initial_model:
-                start_from(model, args.initial_model)
-        metadata = {"class_names": class_names, "image_size": image_size, "color": color, "normalize": normalize,
-                    "model": args.model, "trained_on": os.path.abspath(args.data),
-                    "created": datetime.datetime.now().isoformat(timespec="seconds")}
-        augment = make_augmentation(args.seed, args.augment)
-        start = time.perf_counter()
-        head = None
-        if args.cache_features:
-            with strategy.scope():
-                features, head = split_frozen_base(model)
-                head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
-            cache_dir = os.path.join(args.output_dir, "cache")
-            train_ds = make_feature_dataset(
-                extract_features(features, *splits["train"][:2], num_classes, INFERENCE_BATCH_SIZE, augment,
-                                 FEATURE_VIEWS, cache_dir),
-                splits["train"][1], num_classes, args.batch_size, shuffle=True, seed=args.seed)
-            val_ds = make_feature_dataset(
-                extract_features(features, *splits["val"][:2], num_classes, INFERENCE_BATCH_SIZE),
-                splits["val"][1], num_classes, args.batch_size)
-            print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
-        else:
-            train_ds = make_dataset(*splits["train"][:2], num_classes, args.batch_size, shuffle=True,
-                                    augment=augment, seed=args.seed, drop_remainder=multiworker)  # no empty shares
-            val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
-        class_weight = balanced_class_weights(splits["train"][1], num_classes) if args.class_weight == "balanced" else None
-        history = train_model(model, train_ds, val_ds, args.epochs, args.model_path, args.output_dir, metadata,
-                              class_weight, args.lr_schedule == "plateau", args.resume, args.patience,
-                              head, steps_per_epoch if head is not None else None)
-        print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
-              f"model saved to {args.model_path}")
-        if multiworker:  # a local copy: the distributed model would need every worker for each prediction
-            model, _ = load_trained_model(args.model_path)
+        model, history = train_new_model(args, strategy, splits, class_names, image)
     write_file(os.path.join(args.output_dir, "config.json"), json.dumps(settings, indent=2))
     images, labels, _ = splits["test"]
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
     report(metrics, labels, os.path.join(args.data, "test"), args.output_dir, args.show, history)
+
+
+def check_train_options(args):
+    """Refuse option combinations that cannot work, and check the data set's layout: returns its classes."""
+    # --mixed-precision: Keras' LossScaleOptimizer fails under MultiWorkerMirroredStrategy (docs/design.md)
+    single_machine = [flag for flag, on in (("--resume", args.resume), ("--cache-features", args.cache_features),
+                                            ("--mixed-precision", args.mixed_precision)) if on]
+    if args.distribute == "multiworker" and single_machine:
+        raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
+    if args.cache_features and args.model != "vgg16":
+        raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
+    return check_dataset_layout(args.data)
+
+
+def send_worker_outputs_to_scratch(args, strategy):
+    """Every worker trains; only the chief's model file and results are kept, the others go to a temp folder."""
+    scratch = tempfile.mkdtemp(prefix="emotion-worker-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # nothing of it is wanted afterwards
+    args.model_path, args.output_dir, args.show = os.path.join(scratch, MODEL_PATH), scratch, False
+    print(f"Worker {strategy.cluster_resolver.task_id}: the chief keeps the results; this worker's go to {scratch}")
+
+
+def choose_input(args, class_names):
+    """The new model's input: size and colour ("auto" resolved from the data) and the contrast normalisation."""
+    image_size, color = choose_image_settings(args.data, class_names, args.image_size, args.color,
+                                              min_image_size(args.model))
+    if image_size < min_image_size(args.model):
+        raise UserError(f"--image-size {image_size} is too small for --model {args.model}; "
+                        f"use at least {min_image_size(args.model)}")
+    return {"image_size": image_size, "color": color, "normalize": args.normalize}
+
+
+def load_splits(data_dir, class_names, image, splits, cache_dir):
+    """Decode the splits once, through the one preprocessing path; every class must keep a readable image."""
+    loaded = {split: load_folder(os.path.join(data_dir, split), class_names, image["image_size"], image["color"],
+                                 image["normalize"], cache_dir) for split in splits}
+    for split, (_, labels, _) in loaded.items():
+        per_class = np.bincount(labels, minlength=len(class_names))
+        print(f"Found {len(labels)} {split} images ({', '.join(f'{n} {c}' for c, n in zip(class_names, per_class))})")
+        empty = [name for name, n in zip(class_names, per_class) if n == 0]
+        if empty:
+            raise UserError(f"class folder {os.path.join(data_dir, split, empty[0])!r} holds no readable images")
+    return loaded
+
+
+def train_new_model(args, strategy, splits, class_names, image):
+    """Build (or start from --initial-model), make the data, fit and save: returns (model, history)."""
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    num_classes, train_labels = len(class_names), splits["train"][1]
+    steps_per_epoch = math.ceil(len(train_labels) / args.batch_size)
+    learning_rate = make_learning_rate(args.learning_rate, args.lr_schedule, args.epochs, steps_per_epoch)
+    input_shape = (image["image_size"], image["image_size"], 1 if image["color"] == "grayscale" else 3)
+    with strategy.scope():
+        model = build_model(args.model, input_shape, num_classes, learning_rate, args.vgg_weights,
+                            args.label_smoothing, args.weight_decay)
+        if args.initial_model:
+            start_from(model, args.initial_model)
+    metadata = {"class_names": class_names, **image, "model": args.model, "trained_on": os.path.abspath(args.data),
+                "created": datetime.datetime.now().isoformat(timespec="seconds")}
+    augment = make_augmentation(args.augment)
+    start = time.perf_counter()
+    if args.cache_features:
+        head, train_ds, val_ds = make_feature_data(model, strategy, splits, num_classes, augment, args)
+        print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
+    else:
+        head = None
+        train_ds = make_dataset(*splits["train"][:2], num_classes, args.batch_size, shuffle=True, augment=augment,
+                                seed=args.seed, drop_remainder=args.distribute == "multiworker")  # no empty shares
+        val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
+    history = train_model(
+        model, train_ds, val_ds, epochs=args.epochs, model_path=args.model_path, output_dir=args.output_dir,
+        metadata=metadata, reduce_on_plateau=args.lr_schedule == "plateau", resume=args.resume,
+        patience=args.patience, head=head, steps_per_epoch=steps_per_epoch if head is not None else None,
+        class_weight=balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None)
+    print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
+          f"model saved to {args.model_path}")
+    if args.distribute == "multiworker":  # a local copy: the distributed model needs every worker to predict
+        model, _ = load_trained_model(args.model_path)
+    return model, history
+
+
+def make_feature_data(model, strategy, splits, num_classes, augment, args):
+    """--cache-features: (head, train, val) where the data are the frozen base's outputs, computed once."""
+    with strategy.scope():
+        features, head = split_frozen_base(model)
+        head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+    cache_dir = os.path.join(args.output_dir, "cache")
+    train_ds = make_feature_dataset(
+        extract_features(features, *splits["train"][:2], num_classes, INFERENCE_BATCH_SIZE, augment, FEATURE_VIEWS,
+                         cache_dir), splits["train"][1], num_classes, args.batch_size, shuffle=True, seed=args.seed)
+    val_ds = make_feature_dataset(extract_features(features, *splits["val"][:2], num_classes, INFERENCE_BATCH_SIZE),
+                                  splits["val"][1], num_classes, args.batch_size)
+    return head, train_ds, val_ds
 
 
 def run_evaluate(args):
@@ -2139,7 +2175,8 @@ def make_parser():
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
     prepare.add_argument("--detector", default=DETECTOR, choices=DETECTORS, help="face detector for --crop-faces")
-    serve = commands.add_parser("serve", parents=[model_options], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    serve = commands.add_parser("serve", parents=[model_options],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
     serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")

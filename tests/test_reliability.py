@@ -153,7 +153,8 @@ def test_ctrl_c_before_the_first_epoch_never_promotes_a_stale_checkpoint(tmp_pat
     er.save_model(er.build_model("cnn", (48, 48, 1), 4, 1e-3), stale, {"class_names": list("abcd")})
     model.fit = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
     with pytest.raises(er.UserError, match="before the first epoch"):
-        er.train_model(model, ds, ds, 1, model_path, out, {"class_names": ["x", "y"]})
+        er.train_model(model, ds, ds, epochs=1, model_path=model_path, output_dir=out,
+                       metadata={"class_names": ["x", "y"]})
     assert previous.read_bytes() == before and not os.path.exists(stale)
 
 
@@ -163,7 +164,8 @@ def test_resume_keeps_the_interrupted_runs_best_model_until_beaten(tmp_path):
     er.save_model(model, checkpoint, {"class_names": ["x", "y"], "epoch": 7, "val_loss": 1e-9})  # unbeatable
     interrupt_after_fit(model)
     with pytest.raises(er.UserError, match="best model so far"):
-        er.train_model(model, ds, ds, 1, model_path, out, {"class_names": ["x", "y"]}, resume=True)
+        er.train_model(model, ds, ds, epochs=1, model_path=model_path, output_dir=out,
+                       metadata={"class_names": ["x", "y"]}, resume=True)
     assert er.load_trained_model(model_path)[1]["epoch"] == 7  # not this run's worse epoch 1
 
 
@@ -180,7 +182,8 @@ def test_ctrl_c_during_the_epoch_end_backup_leaves_a_backup_resume_can_load(tmp_
         return create_dataset(group, *args, **kwargs)
     monkeypatch.setattr(h5py.Group, "create_dataset", ctrl_c_mid_write)
     with pytest.raises(er.UserError, match="best model so far"):
-        er.train_model(model, ds, ds, 3, model_path, out, {"class_names": ["x", "y"]})
+        er.train_model(model, ds, ds, epochs=3, model_path=model_path, output_dir=out,
+                       metadata={"class_names": ["x", "y"]})
     monkeypatch.undo()
     backup = er.backup_path_for(er.checkpoint_path_for(model_path))
     fresh = er.build_model("cnn", (48, 48, 1), 2, 1e-3)

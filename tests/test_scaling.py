@@ -45,7 +45,7 @@ def test_extracted_features_hold_a_plain_and_an_augmented_view(vgg_parts):
     images = rng.integers(0, 255, (10, 32, 32, 1), dtype=np.uint8)
     labels = rng.integers(0, 3, 10)
     stored = er.extract_features(features, images, labels, 3, batch_size=4,
-                                 augment=er.make_augmentation(0), views=2)
+                                 augment=er.make_augmentation("original"), views=2)
     assert stored.shape == (2, 10, 1, 1, 512) and stored.dtype == np.float16
     np.testing.assert_allclose(stored[0], features.predict_on_batch(images.astype("float32")), rtol=1e-2, atol=1e-2)
     assert not np.allclose(stored[1], stored[0], atol=1e-2)  # the second view saw augmented faces
