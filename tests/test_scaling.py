@@ -125,9 +125,11 @@ def test_two_workers_on_localhost_train_one_model(synthetic_data, tmp_path):
     _, metadata = er.load_trained_model(str(tmp_path / "w0" / "m.h5"))
     assert metadata["class_names"] == ["angry", "happy", "sad"]
     # both workers hold the same weights: each evaluates its own copy on test/ with the same result (the other
-    # worker's copy lived in a scratch folder it removed on exit)
-    test_lines = [[line for line in out.splitlines() if line.startswith("Test ")] for out in (chief, other)]
-    assert len(test_lines[0]) == 4 and test_lines[0] == test_lines[1]
+    # worker's copy lived in a scratch folder it removed on exit); BatchNormalization's statistics are per
+    # worker, so the figures agree to the last digits only
+    test_figures = [[float(line.split(": ")[1]) for line in out.splitlines() if line.startswith("Test ")]
+                    for out in (chief, other)]
+    assert len(test_figures[0]) == 4 and test_figures[0] == pytest.approx(test_figures[1], abs=2e-3)
 
 
 @pytest.mark.parametrize("extra, message", [((), "TF_CONFIG"), (("--resume",), "--resume"),

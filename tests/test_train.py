@@ -103,7 +103,7 @@ def test_the_saved_model_is_the_best_epochs_not_the_last(trained, data):
     assert val_losses[-1] > 1.5 * min(val_losses)  # the run the fixture sets up: the last epoch is worse
     model, meta = er.load_trained_model(str(model_path))
     images, labels, _ = er.load_folder(os.path.join(data, "val"), meta["class_names"], meta["image_size"],
-                                       meta["color"])
+                                       meta["color"], meta["normalize"])
     probabilities = model.predict(images.astype("float32"), verbose=0)
     assert log_loss(labels, probabilities, labels=[0, 1, 2]) == pytest.approx(min(val_losses), rel=1e-3)
 
