@@ -14,6 +14,7 @@ SCRIPT = os.path.join(ROOT, "emotion_recognition.py")
 SHIPPED_MODEL = os.path.join(ROOT, "EmotionRecognitionSystem.h5")  # the trained model in the repository
 SHARED_DATA = os.environ.get("FER_DATA", os.path.join(ROOT, "..", "shared", "datasets", "fer2013-has"))
 CLASSES = ("angry", "happy", "sad")
+RANDOM_MODEL_CLASSES = ["calm", "joy", "rage"]  # model_path's classes: not the default names
 
 
 def draw_face(emotion, size=48, rng=None):
@@ -96,3 +97,13 @@ def real_photo(name):
     image = np.asarray(getattr(skimage_data, name)())
     image = image.astype(np.uint8) * 255 if image.dtype == bool else image
     return np.stack([image] * 3, -1) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """An untrained (random) compact model saved with its metadata: enough to test the plumbing."""
+    import emotion_recognition as er
+    path = tmp_path_factory.mktemp("model") / "m.h5"
+    er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(path),
+                  {"class_names": RANDOM_MODEL_CLASSES, "image_size": 48, "color": "grayscale"})
+    return path

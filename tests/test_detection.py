@@ -11,19 +11,10 @@ import numpy as np
 import pytest
 
 import emotion_recognition as er
-from conftest import ROOT, draw_face, real_photo, run_cli
+from conftest import RANDOM_MODEL_CLASSES, ROOT, draw_face, real_photo, run_cli
 
-CLASSES = ["calm", "joy", "rage"]
+CLASSES = RANDOM_MODEL_CLASSES
 NO_FACE_PHOTOS = ("coffee", "chelsea", "rocket", "horse", "coins", "clock", "page", "moon")
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """An untrained (random) compact model saved with its metadata: enough to test the plumbing."""
-    path = tmp_path_factory.mktemp("model") / "m.h5"
-    er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(path),
-                  {"class_names": CLASSES, "image_size": 48, "color": "grayscale"})
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,10 @@ import numpy as np
 import pytest
 
 import emotion_recognition as er
-from conftest import SHARED_DATA, SHIPPED_MODEL, draw_face, requires_shared_data, run_cli
+from conftest import (RANDOM_MODEL_CLASSES, SHARED_DATA, SHIPPED_MODEL, draw_face, requires_shared_data,
+                      run_cli)
 
-CLASSES = ["calm", "joy", "rage"]  # not the default names: labels must come from the model file
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """An untrained (random) compact model saved with its metadata: enough to test the plumbing."""
-    path = tmp_path_factory.mktemp("model") / "m.h5"
-    er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(path),
-                  {"class_names": CLASSES, "image_size": 48, "color": "grayscale"})
-    return path
+CLASSES = RANDOM_MODEL_CLASSES  # not the default names: labels must come from the model file
 
 
 def face_on_canvas(face, size=192, canvas=(360, 480)):
