@@ -1,7 +1,7 @@
 """Facial emotion recognition: train, evaluate and use a Keras classifier on face images.
 
     python emotion_recognition.py                                   # train (or load) + evaluate on HASsplittedDS/
-    python emotion_recognition.py --data ../shared/datasets/fer2013-has --train-again --epochs 5
+    python emotion_recognition.py --data path/to/HASsplittedDS --train-again --epochs 5
     python emotion_recognition.py evaluate path/to/faces            # any folder of <class>/ sub-folders
     python emotion_recognition.py predict photo.jpg --json          # one label per detected face
     python emotion_recognition.py webcam                            # live, camera 0 (q quits)
