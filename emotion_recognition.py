@@ -7,7 +7,7 @@
     python emotion_recognition.py webcam                            # live, camera 0 (q quits)
     python emotion_recognition.py serve                             # a web page at http://127.0.0.1:8000/
     python emotion_recognition.py prepare --source fer2013.csv --out HASsplittedDS
-    python emotion_recognition.py --help                            # every option and its default
+    python emotion_recognition.py train --help                      # each option and its default
 
 A port of a published single-file Keras script (happy / sad / angry, scratch CNN or frozen VGG16),
 rewritten for Keras 3 with a cached tf.data input pipeline, plus a compact model for 48 px faces.
@@ -86,7 +86,7 @@ layers = LazyModule("keras.layers")
 regularizers = LazyModule("keras.regularizers")
 
 # -----------------------------------------------------------------------------
-# Defaults (every one can be overridden on the command line)
+# Defaults, each in one place (the command-line options among them show theirs in COMMAND --help)
 
 train_again = False  # False: reuse MODEL_PATH when it exists; True: always train a new model
 DATA_DIR = "HASsplittedDS"  # folder with train/, val/, test/, each holding one sub-folder per class
@@ -1606,7 +1606,9 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError(f"the source {source!r} lies inside --out {out!r}; choose an --out folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out!r} is a file; give a folder")
-    if os.path.isdir(out) and os.listdir(out) and not force:
+    # the layout notes shipped in HASsplittedDS/ (README.md) and hidden files do not count as contents
+    if os.path.isdir(out) and [n for n in os.listdir(out) if n != "README.md" and not n.startswith(".")] \
+            and not force:
         raise UserError(f"{out!r} is not empty; pass --force to write into it (its split folders are replaced)")
     classes = [canonical_class(c) for c in classes] if classes else None
     if os.path.isfile(source):
@@ -1712,7 +1714,7 @@ def make_strategy(kind):
     if kind == "multiworker":
         if not os.environ.get("TF_CONFIG"):
             raise UserError("--distribute multiworker needs the TF_CONFIG environment variable (the cluster's "
-                            "workers and this one's index); see the README")
+                            "workers and this one's index); see docs/design.md")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "mirrored" or (kind == "auto" and tf.config.list_physical_devices("GPU")):
         return tf.distribute.MirroredStrategy()

@@ -359,7 +359,7 @@ def video_frame(face, offset):
 
 
 def write_face_video(plan, detector, path):
-    """A video of a FER2013 face the Haar cascade finds (as run_video detects), drifting sideways."""
+    """A video of a FER2013 face the face detector finds (as run_video detects), drifting sideways."""
     files = [f for name in plan["class_names"] for f in er.list_image_files(os.path.join(plan["val_dir"], name))]
     for file in files:
         face = cv2.resize(er.read_image(file), (VIDEO_FACE_SIDE, VIDEO_FACE_SIDE), interpolation=cv2.INTER_LINEAR)
@@ -390,7 +390,7 @@ def part_inference(plan):
     """Default model at auto size: batch crops/s, one-crop latency, video FPS (detector + classifier)."""
     size, color = plan["sizes"]["auto"]
     model = new_model(plan, er.MODEL, "auto")
-    metadata = {"class_names": plan["class_names"], "image_size": size, "color": color}
+    metadata = {"class_names": plan["class_names"], "image_size": size, "color": color, "normalize": er.NORMALIZE}
     files = [f for name in plan["class_names"] for f in er.list_image_files(os.path.join(plan["train_dir"], name))]
     crops = [er.read_image(files[i % len(files)]) for i in range(INFERENCE_BATCH)]  # RGB, as the files are
     prepared = np.stack([er.prepare_image(c, size, color, er.NORMALIZE) for c in crops])

@@ -138,6 +138,17 @@ def test_no_overwrite_without_force(tmp_path):
     assert count(tmp_path / "out")[("train", "happy")] == 1
 
 
+def test_the_shipped_hassplittedds_folder_takes_prepare_without_force(tmp_path):
+    """HASsplittedDS/ ships with only its README.md: the README's prepare command needs no --force."""
+    source = write_fer_csv(tmp_path / "fer.csv", [(0, "Training"), (3, "PublicTest"), (4, "PrivateTest")])
+    (tmp_path / "HASsplittedDS").mkdir()
+    (tmp_path / "HASsplittedDS" / "README.md").write_text("where the data set goes")
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "HASsplittedDS")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "HASsplittedDS" / "README.md").read_text() == "where the data set goes"
+    assert count(tmp_path / "HASsplittedDS")[("train", "angry")] == 1
+
+
 def test_crop_faces_skips_photos_without_a_face(tmp_path):
     rng = np.random.default_rng(0)
     os.makedirs(tmp_path / "src" / "happy")

@@ -134,6 +134,12 @@ def test_soup_averages_fine_tuned_models_and_refuses_another_architecture(camera
     for w0, w1, mean in zip(original.get_weights(), shifted, soup.get_weights()):
         np.testing.assert_allclose(mean, (w0 + w1) / 2, atol=1e-5)
     assert soup_metadata["class_names"] == metadata["class_names"] and "m.h5, tuned.h5" in soup_metadata["recipe"]
+    old_metadata = {k: v for k, v in metadata.items() if k != "normalize"}  # saved before --normalize existed
+    er.save_model(model, str(tmp_path / "old.h5"), old_metadata)
+    result = subprocess.run([sys.executable, tool, tmp_path / "tuned.h5", tmp_path / "old.h5", "--out",
+                             tmp_path / "mixed.h5"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "Warning: the models differ in normalize" in result.stdout
+    assert er.load_trained_model(str(tmp_path / "mixed.h5"))[1]["normalize"] == metadata["normalize"]
     er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(tmp_path / "other.h5"), metadata)
     result = subprocess.run([sys.executable, tool, camera_run / "m.h5", tmp_path / "other.h5", "--out",
                              tmp_path / "bad.h5"], capture_output=True, text=True, env=env)

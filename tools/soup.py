@@ -1,6 +1,6 @@
 """Average the weights of models fine-tuned from one starting model into one network ("model soup").
 
-    python tools/soup.py --out EmotionRecognitionSystem.h5 base.h5 tuned-1.h5 tuned-2.h5 tuned-3.h5
+    python tools/soup.py --out EmotionRecognitionSystem.h5 tuned-1.h5 tuned-2.h5 tuned-3.h5 base.h5
 
 Runs fine-tuned from the same weights (`train --initial-model base.h5`, other seeds) stay in one basin
 of the loss, so their average is a network as cheap to run as each of them, and usually better on
@@ -29,6 +29,10 @@ def make_soup(paths):
         same_shapes = [w.shape for w in other.get_weights()] == [w.shape for w in model.get_weights()]
         if not (same_input and same_shapes):
             raise er.UserError(f"{path!r} is not the same architecture, classes and input as {paths[0]!r}")
+    settings = {path: other_metadata["normalize"] for path, (_, other_metadata) in zip(paths, loaded)}
+    if len(set(settings.values())) > 1:  # e.g. a starting model saved before --normalize existed
+        print(f"Warning: the models differ in normalize ({settings}); the average uses the first model's, "
+              f"{metadata['normalize']!r}")
     model.set_weights([np.mean(weights, axis=0) for weights in zip(*(m.get_weights() for m, _ in loaded))])
     names = ", ".join(os.path.basename(p) for p in paths)
     return model, {**metadata, "recipe": f"weight average (tools/soup.py) of {names}"}
