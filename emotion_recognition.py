@@ -284,8 +284,8 @@ def decode_image(data, name="the image"):
     if size is None or not png_chunks_fit(data):
         return None
     if size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise ImageTooLarge(f"{name}: declares {size[0]}x{size[1]} pixels, above the limit of {MAX_IMAGE_PIXELS:,} pixels "
-                            "(MAX_IMAGE_PIXELS); scale it down")
+        raise ImageTooLarge(f"{name}: declares {size[0]}x{size[1]} pixels, above the limit of "
+                            f"{MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS); scale it down")
     try:  # IMREAD_COLOR gives 8-bit BGR for 16-bit, palette, alpha, grey and CMYK files alike.
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error:  # OpenCV's own checks on corrupt data
@@ -1205,7 +1205,6 @@ def display_available():
 # Inference: faces in photos and live video, one label per detected face
 
 
-
 def load_face_detector(name=DETECTOR):
     """("mtcnn", MTCNN) or ("haar", OpenCV's cascade); mtcnn is imported here, so other commands never load it."""
     if name == "mtcnn":
@@ -1323,6 +1322,11 @@ def predict_images(model, metadata, images, detector=None, tta=TTA):
     return results
 
 
+def message_for(emotion):
+    """The short message shown under a face: its emotion's own, or the "unknown" line for other classes."""
+    return MESSAGES.get(emotion, MESSAGES["unknown"])
+
+
 def detection_of(faces):
     """What predict's JSON reports under "detection": "whole-image" (a face crop classified whole) or "detector"."""
     return "whole-image" if any(not f["detected"] for f in faces) else "detector"
@@ -1365,7 +1369,7 @@ def layout_labels(faces, shape):
         label = f"{face['emotion']} {face['confidence']:.0%}"
         lh = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][1] + 8
         place(label, (0, 255, 0), font_scale, thickness, x, [y - lh, y + h + 2, y + 2])
-        message = MESSAGES.get(face["emotion"], MESSAGES["unknown"])
+        message = message_for(face["emotion"])
         place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1), x,
               [y + h + 2, y + h + lh, y + 2 + lh])
     return placed
@@ -1492,7 +1496,6 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
 
 # -----------------------------------------------------------------------------
 # Data preparation: FER2013 (CSV or image folders) or any folder of classes -> HASsplittedDS
-
 
 
 def canonical_class(name):
@@ -1991,7 +1994,7 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                 (faces,) = predict_images(model, metadata, [image], detector, tta)
             annotated = annotate(image, faces)
             for face in faces:
-                face["message"] = MESSAGES.get(face["emotion"], MESSAGES["unknown"])
+                face["message"] = message_for(face["emotion"])
                 face["box"] = [int(round(v / scale)) for v in face["box"]]  # in the uploaded photo's pixels
             return faces, detection_of(faces), annotated
         finally:
@@ -2065,8 +2068,8 @@ def float_in_range(low, high, high_included=True):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not (low <= value <= high if high_included else low <= value < high):
-            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}{'' if high_included else ' (excluded)'}, "
-                                             f"got {value}")
+            excluded = "" if high_included else " (excluded)"
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}{excluded}, got {value}")
         return value
     return parse
 
@@ -2099,6 +2102,10 @@ def make_parser():
     model_options.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
     model_options.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
                                help="average predictions with the horizontally flipped image")
+    detector_option = argparse.ArgumentParser(add_help=False)  # every command that finds faces
+    detector_option.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
+                                 help="face detector: a CNN whose weights come in its pip package, or OpenCV's Haar "
+                                      "cascade, as the original")
     common = argparse.ArgumentParser(add_help=False, parents=[model_options],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for metrics, reports and plots")
@@ -2149,23 +2156,24 @@ def make_parser():
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
 
-    predict = commands.add_parser("predict", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    predict = commands.add_parser("predict", parents=[common, detector_option],
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                   help="label each face in image files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     predict.add_argument("--no-detect", action="store_true", help="classify each whole image; no face detection")
-    predict.add_argument("--detector", default=DETECTOR, choices=DETECTORS, help="face detector")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
     predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
 
-    webcam = commands.add_parser("webcam", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    webcam = commands.add_parser("webcam", parents=[common, detector_option],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                  help="label faces live from a camera or a video file (q quits)")
     webcam.add_argument("--source", default="0", help="camera index or video file")
     webcam.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
     webcam.add_argument("--output", metavar="FILE", help="write the annotated video here (.mp4 or .avi)")
     webcam.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
-    webcam.add_argument("--detector", default=DETECTOR, choices=DETECTORS, help="face detector")
 
-    prepare = commands.add_parser("prepare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    prepare = commands.add_parser("prepare", parents=[detector_option],
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                   help="build train/val/test folders from FER2013 or a folder of classes")
     prepare.add_argument("--source", required=True,
                          help="fer2013.csv, FER2013's image release (train/, test/), or a folder of class folders")
@@ -2176,13 +2184,11 @@ def make_parser():
     prepare.add_argument("--force", action="store_true", help="write into a non-empty --out")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
-    prepare.add_argument("--detector", default=DETECTOR, choices=DETECTORS, help="face detector for --crop-faces")
-    serve = commands.add_parser("serve", parents=[model_options],
+    serve = commands.add_parser("serve", parents=[model_options, detector_option],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
     serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
-    serve.add_argument("--detector", default=DETECTOR, choices=DETECTORS, help="face detector")
     return parser
 
 
