@@ -91,7 +91,7 @@ regularizers = LazyModule("keras.regularizers")
 train_again = False  # False: reuse MODEL_PATH when it exists; True: always train a new model
 DATA_DIR = "HASsplittedDS"  # folder with train/, val/, test/, each holding one sub-folder per class
 MODEL = "compact"  # "compact" (VGG-style, for 48 px faces; beats "cnn" on FER2013), "cnn" (the original's scratch CNN),
-#                    "vgg16" (the original's frozen VGG16 + head)
+#                    "vgg16" (the original's frozen VGG16 + head), or a Keras application of BASES below
 MODEL_PATH = "EmotionRecognitionSystem.h5"  # trained model file (class names and image settings inside)
 OUTPUT_DIR = "results"  # metrics.json, classification report, plots, history.csv, config.json
 EPOCHS = 30  # maximum epochs; EarlyStopping usually ends sooner
@@ -101,13 +101,18 @@ IMAGE_SIZE = "auto"  # side in pixels; "auto" follows the data (48 for FER2013),
 COLOR = "auto"  # "grayscale", "rgb", or "auto" (grayscale when every sampled image is grey)
 NORMALIZE = "equalize"  # contrast of every face after resizing: "equalize" (histogram equalisation, as FER2013's
 # faces here are) or "none" (as models saved before this option, which load with "none"); stored with the model
-VGG_WEIGHTS = "imagenet"  # "imagenet" (Keras download/cache), "none" (untrained), or a local notop .h5 path
+BASE_WEIGHTS = "imagenet"  # vgg16, resnet, mobilenet, efficientnet: "imagenet" (Keras download/cache), "none"
+#                            (untrained), or a local notop .h5 path
+BASES = {"vgg16": "VGG16", "resnet": "ResNet50V2", "mobilenet": "MobileNetV2", "efficientnet": "EfficientNetB0"}
+MODELS = ("compact", "cnn", *BASES)  # --model's choices; vgg16's base stays frozen, the other bases are trained
 SEED = 42  # seeds shuffling, augmentation and weight initialisation
 LR_SCHEDULE = "plateau"  # "plateau" (the original's ReduceLROnPlateau) or "cosine" (decay to 0 over the epochs)
 LABEL_SMOOTHING = 0.0  # cross-entropy label smoothing, 0 = off (the original)
 WEIGHT_DECAY = 0.0  # decoupled weight decay (AdamW) when above 0; 0 = plain Adam (the original)
 CLASS_WEIGHT = "none"  # "balanced" weights the loss by inverse class frequency; "none" = the original
 TTA = False  # average each prediction with that of the horizontally flipped image
+CALIBRATION_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
+TEMPERATURE_RANGE = (0.05, 20.0)  # calibration temperatures searched (and accepted in a model file)
 INFERENCE_BATCH_SIZE = 256  # faces per model call when predicting
 STEPS_PER_EXECUTION = 8  # training steps per call into TensorFlow: less Python overhead per step for small models
 
@@ -137,7 +142,8 @@ SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
 MAX_IMAGE_PIXELS = 40_000_000  # images whose header declares more pixels (width x height) are refused undecoded
-HEADER_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of IMAGE_EXTENSIONS
+HEADER_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of IMAGE_EXTENSIONS (JPEG opens MPO,
+#                                                                       PPM opens PGM; MPO itself cannot be asked for)
 
 # Faces: detection, cropping and video (predict, webcam, serve, prepare --crop-faces)
 DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
@@ -166,10 +172,14 @@ SERVE_CONNECTION_LIMIT = 1000  # serve: open connections; more wait unanswered i
 SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
 SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before a 503 (keeps threads for the others)
 SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
-MESSAGES = {  # shown under each face; any other class gets the "unknown" line
-    "happy": "Keep smiling - it suits you!",
-    "sad": "It's okay to feel down. Take a breath; better moments are coming.",
+MESSAGES = {  # shown under each face, one per emotion; any other class gets the "unknown" line
     "angry": "Pause, breathe slowly, and give yourself a moment.",
+    "disgust": "Something feels off? It's fine to step away from it.",
+    "fear": "You're safe here. Slow breaths help the worry pass.",
+    "happy": "Keep smiling - it suits you!",
+    "neutral": "Calm and steady - have a good day.",
+    "sad": "It's okay to feel down. Take a breath; better moments are coming.",
+    "surprise": "Something unexpected? Take it in at your own pace.",
     "unknown": "Whatever you feel, take good care of yourself.",
 }
 
@@ -249,9 +259,13 @@ def read_image(path):
 
 def image_dimensions(data):
     """(width, height) as the header of encoded image bytes declares them, read without decoding any
-    pixel (Pillow's lazy open, about 30 us); None when no supported format recognises the bytes."""
+    pixel (Pillow's lazy open); None when no supported format recognises the bytes. For a tiled TIFF, each
+    side is at least its tile's, as that is what the decoder allocates."""
     try:
         with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as image:
+            if image.format == "TIFF" and 322 in image.tag_v2:  # OpenCV allocates a whole tile, whatever the size
+                tile = int(image.tag_v2.get(322, 0)), int(image.tag_v2.get(323, 0))  # TileWidth, TileLength
+                return max(image.width, tile[0]), max(image.height, tile[1])
             return image.size
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
             ZeroDivisionError):  # what Pillow's header parsers raise on malformed bytes (seen in the fuzz test)
@@ -609,7 +623,7 @@ def vgg16_preprocess_class():
 
 def min_image_size(model_name):
     """Smallest input side each architecture accepts (four valid 3x3 conv + pool blocks; VGG16's own limit)."""
-    return {"cnn": 46, "vgg16": 32, "compact": 16}[model_name]
+    return {"cnn": 46, "compact": 16}.get(model_name, 32)  # Keras applications: 32
 
 
 def build_cnn(input_shape, num_classes):
@@ -650,36 +664,28 @@ def build_compact(input_shape, num_classes):
     return keras.Model(inputs, outputs, name="compact")
 
 
-def load_vgg16_base(input_shape, weights):
-    """VGG16 without its top. weights: "imagenet" (Keras download/cache), "none", or a local notop .h5 file."""
-    if weights == "imagenet":
-        try:  # fetch (or find in the Keras cache) first, so an offline machine gets a useful sentence
-            weights = keras.utils.get_file(
-                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                cache_subdir="models", file_hash="6d6bbae143d832006294945121d1f1fc")
-        except Exception as error:  # Keras raises a bare Exception("URL fetch failure ...")
-            raise UserError(f"could not download the ImageNet VGG16 weights ({error}); download "
-                            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 elsewhere and pass "
-                            "--vgg-weights PATH, or put it in ~/.keras/models/") from None
-    elif weights == "none":
-        weights = None
-    elif not os.path.isfile(weights):
-        raise UserError(f"VGG16 weights file {weights!r} not found; pass --vgg-weights imagenet, none, "
-                        "or the path of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+def load_base(name, input_shape, weights):
+    """An ImageNet architecture without its top (BASES[name]). weights: "imagenet" (downloaded by Keras, or
+    found in its cache), "none" (untrained), or a local notop .h5 file."""
+    if weights not in ("imagenet", "none") and not os.path.isfile(weights):
+        raise UserError(f"{name} weights file {weights!r} not found; pass --base-weights imagenet, none, or the "
+                        "path of the architecture's notop .h5 weights file")
     try:
-        return keras.applications.VGG16(include_top=False, weights=weights, input_shape=input_shape)
+        return getattr(keras.applications, BASES[name])(include_top=False, input_shape=input_shape,
+                                                        weights=None if weights == "none" else weights)
     except (OSError, ValueError) as error:
-        raise UserError(f"could not load VGG16 weights from {weights!r}: {error}") from None
+        raise UserError(f"could not load {name} weights from {weights!r}: {error}") from None
+    except Exception as error:  # Keras' download raises a bare Exception("URL fetch failure ...")
+        raise UserError(f"could not download the ImageNet {name} weights ({error}); download the notop .h5 file "
+                        "elsewhere and pass --base-weights PATH, or put it in ~/.keras/models/") from None
 
 
-def build_vgg16(input_shape, num_classes, weights=VGG_WEIGHTS):
+def build_vgg16(input_shape, num_classes, weights=BASE_WEIGHTS):
     """Frozen VGG16 + the original head; 'same' padding in the head when the base output is under 4x4."""
     inputs = keras.Input(input_shape)
     x = layers.Concatenate()([inputs] * 3) if input_shape[-1] == 1 else inputs  # grey -> 3 channels
     x = vgg16_preprocess_class()()(x)
-    base = load_vgg16_base((input_shape[0], input_shape[1], 3), weights)
+    base = load_base("vgg16", (input_shape[0], input_shape[1], 3), weights)
     base.trainable = False
     x = base(x, training=False)
     padding = "valid" if x.shape[1] >= 4 else "same"  # 200 px: 6x6 as the original; 48 px: 1x1
@@ -694,11 +700,27 @@ def build_vgg16(input_shape, num_classes, weights=VGG_WEIGHTS):
     return keras.Model(inputs, outputs, name="vgg16_transfer")
 
 
-def build_model(name, input_shape, num_classes, learning_rate, vgg_weights=VGG_WEIGHTS, label_smoothing=0.0,
+def build_application(name, input_shape, num_classes, weights=BASE_WEIGHTS):
+    """A Keras application (BASES[name]) under a new classifier, all of it trained: from scratch
+    (weights "none") or fine-tuned from ImageNet weights. Grey faces are given as three equal channels."""
+    inputs = keras.Input(input_shape)
+    x = layers.Concatenate()([inputs] * 3) if input_shape[-1] == 1 else inputs
+    if name != "efficientnet":  # ResNetV2 and MobileNetV2 take pixels in [-1, 1]; EfficientNet rescales itself
+        x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+    x = load_base(name, (input_shape[0], input_shape[1], 3), weights)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.3)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)  # float32 under mixed precision
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_model(name, input_shape, num_classes, learning_rate, base_weights=BASE_WEIGHTS, label_smoothing=0.0,
                 weight_decay=0.0):
     """Build and compile one of the architectures; `learning_rate` may be a Keras schedule."""
     if name == "vgg16":
-        model = build_vgg16(input_shape, num_classes, vgg_weights)
+        model = build_vgg16(input_shape, num_classes, base_weights)
+    elif name in BASES:
+        model = build_application(name, input_shape, num_classes, base_weights)
     elif name == "compact":
         model = build_compact(input_shape, num_classes)
     else:
@@ -826,10 +848,32 @@ def validate_model(model, metadata, path):
                               or len(set(names)) != len(names) or len(names) != outputs[1]):
         refuse(f"stored class_names {names!r} are not {outputs[1]} distinct names for the model's {outputs[1]} "
                "outputs")
+    temperature = metadata.get("temperature", 1.0)
+    if type(temperature) not in (int, float) or not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
+        refuse(f"stored temperature {temperature!r} is not a number from {TEMPERATURE_RANGE[0]} to "
+               f"{TEMPERATURE_RANGE[1]}")
     if metadata.get("normalize", "none") not in ("equalize", "none"):
         refuse(f"stored normalize {metadata['normalize']!r} is not 'equalize' or 'none'")
     if not weights_finite(model):
         refuse("the model's weights hold NaN or infinite values (a diverged training run)")
+
+
+def answering_model(model, metadata, classes=None):
+    """The model as users get its answers: (model, metadata) with the stored calibration temperature applied
+    and, when `classes` is given, the probabilities restricted to those classes and renormalised over them."""
+    names = class_names_of(model, metadata)
+    classes = list(classes or names)
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise UserError(f"the model has no class {unknown[0]!r}; its classes are {','.join(names)}")
+    temperature = metadata.get("temperature", 1.0)
+    if classes == names and temperature == 1.0:
+        return model, metadata
+    ops = keras.ops
+    chosen = ops.take(model.output, [names.index(c) for c in classes], axis=1)
+    # softmax(log p / T) over the kept classes: calibrated and renormalised in one step
+    outputs = ops.softmax(ops.log(ops.maximum(chosen, 1e-12)) / temperature, axis=-1)
+    return keras.Model(model.input, outputs, name=model.name), {**metadata, "class_names": classes}
 
 
 def check_model_matches(metadata, model, class_names, path, image_size="auto", color="auto"):
@@ -843,7 +887,7 @@ def check_model_matches(metadata, model, class_names, path, image_size="auto", c
     saved = metadata.get("class_names")
     if saved is None and model.output_shape[-1] == len(class_names):
         return
-    if saved != class_names:
+    if saved != class_names and not set(class_names) <= set(saved or []):
         raise UserError(f"model {path!r} was trained for classes {saved or model.output_shape[-1]} but the data "
                         f"has {class_names}; retrain with --train-again or use another --model-path")
 
@@ -914,15 +958,25 @@ def balanced_class_weights(labels, num_classes):
 
 
 def start_from(model, path):
-    """Fine-tuning: copy a saved model's weights into the freshly built `model` (same architecture and input)."""
+    """Fine-tuning: copy a saved model's weights into the freshly built `model` (same architecture and input).
+
+    A saved model with another number of classes gives every layer but its last (the classifier starts anew),
+    so a three-class model can start a seven-class one.
+    """
     saved, _ = load_trained_model(path)
+    source = [layer for layer in saved.layers if layer.weights]
+    target = [layer for layer in model.layers if layer.weights]
+    new_head = saved.output_shape[-1] != model.output_shape[-1]
     try:
-        model.set_weights(saved.get_weights())
+        if len(source) != len(target):
+            raise ValueError("another number of layers")
+        for saved_layer, layer in list(zip(source, target))[:-1 if new_head else None]:
+            layer.set_weights(saved_layer.get_weights())
     except ValueError:
         raise UserError(f"--initial-model {path!r} has another architecture or input than this run "
                         f"({saved.name}, input {saved.input_shape[1:]}); pass the same --model, --image-size "
                         "and --color as it was trained with") from None
-    print(f"Starting from the weights of {path}")
+    print(f"Starting from the weights of {path}" + (" (a new last layer for this run's classes)" if new_head else ""))
 
 
 def checkpoint_path_for(model_path):
@@ -1128,12 +1182,15 @@ def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tt
     per_class = classification_report(labels, predictions, labels=indices, target_names=class_names,
                                       output_dict=True, zero_division=0)
     counts = np.bincount(labels, minlength=len(class_names))
+    bins, ece = calibration_bins(probabilities, labels)
     return {
         "loss": float(loss),
         "accuracy": float(accuracy_score(labels, predictions)),
         "weighted_f1": float(f1_score(labels, predictions, labels=indices, average="weighted", zero_division=0)),
         "macro_f1": float(f1_score(labels, predictions, labels=indices, average="macro", zero_division=0)),
         "majority_class_accuracy": float(counts.max() / counts.sum()),
+        "expected_calibration_error": ece,
+        "calibration_bins": bins,
         "n_samples": int(len(labels)),
         "class_names": list(class_names),
         "support": {name: int(n) for name, n in zip(class_names, counts)},
@@ -1145,6 +1202,32 @@ def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tt
     }
 
 
+def calibration_bins(probabilities, labels, bins=CALIBRATION_BINS):
+    """How far confidence is from accuracy: per equal-width bin of the top probability, its faces, mean
+    confidence and accuracy; and the expected calibration error (those gaps weighted by the bins' faces)."""
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    table = [{"low": i / bins, "high": (i + 1) / bins, "count": int((which == i).sum()),
+              "confidence": float(confidence[which == i].mean()) if (which == i).any() else None,
+              "accuracy": float(correct[which == i].mean()) if (which == i).any() else None} for i in range(bins)]
+    ece = sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in table if b["count"]) / max(len(labels), 1)
+    return table, float(ece)
+
+
+def fit_temperature(probabilities, labels):
+    """The temperature T that minimises the cross-entropy of softmax(log p / T) (temperature scaling)."""
+    from scipy.optimize import minimize_scalar
+    log_p = np.log(np.clip(probabilities, 1e-12, 1.0))
+
+    def loss(log_t):
+        scaled = log_p / np.exp(log_t)
+        scaled -= scaled.max(axis=1, keepdims=True)
+        return -np.mean(scaled[np.arange(len(labels)), labels] - np.log(np.exp(scaled).sum(axis=1)))
+
+    found = minimize_scalar(loss, bounds=np.log(TEMPERATURE_RANGE), method="bounded")
+    return round(float(np.exp(found.x)), 4)
+
+
 def print_metrics(metrics):
     """The original's printout, plus macro F1 and the majority-class baseline."""
     print(f"Test Loss: {metrics['loss']:.4f}")
@@ -1153,6 +1236,7 @@ def print_metrics(metrics):
     print(f"Test Macro F1-Score: {metrics['macro_f1']:.4f}")
     print(f"Majority-class accuracy (always '{max(metrics['support'], key=metrics['support'].get)}'): "
           f"{metrics['majority_class_accuracy']:.4f}")
+    print(f"Expected calibration error: {metrics['expected_calibration_error']:.4f}")
     print("Classification Report:")
     print(metrics["classification_report"])
 
@@ -1177,6 +1261,24 @@ def plot_confusion_matrix(labels, predictions, class_names, data_name, path):
     ConfusionMatrixDisplay.from_predictions(labels, predictions, labels=list(range(len(class_names))),
                                             display_labels=class_names, cmap="Blues", ax=ax, colorbar=False)
     ax.set_title(f"Confusion matrix: {data_name} ({len(labels)} faces)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_reliability(bins, ece, data_name, path):
+    """The reliability diagram: accuracy against confidence per bin; a calibrated model follows the diagonal."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 5))
+    full = [b for b in bins if b["count"]]
+    ax.bar([b["low"] for b in full], [b["accuracy"] for b in full], width=1 / len(bins), align="edge",
+           edgecolor="navy", color="tab:blue", label="accuracy")
+    ax.plot([b["confidence"] for b in full], [b["accuracy"] for b in full], "o", color="tab:orange",
+            label="at mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", label="calibrated")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence (top probability)", ylabel="Accuracy",
+           title=f"Reliability: {data_name} (ECE {ece:.3f})")
+    ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
@@ -1344,15 +1446,16 @@ def fit_text(text, scale, thickness, max_width):
 def layout_labels(faces, shape):
     """Where each face's label and message go: [(text, colour, (x, y) origin, scale, thickness, (x0, y0, x1, y1))].
 
-    Every label lies inside the picture and overlaps no other: it goes above its box, else below, else is
-    pushed down past the labels already placed. A message that would not fit legibly is left out.
+    Every label lies inside the picture and covers no other label and no other face: it goes above its box,
+    else below, else is pushed down to the first free place. A message with no legible free place is left out.
     """
     height, width = shape[:2]
     thickness = max(1, round(max(shape[:2]) / 400))
     font_scale = max(0.4, max(shape[:2]) / 1000)
     placed = []
+    boxes = [(x, y, x + w, y + h) for x, y, w, h in (face["box"] for face in faces)]
 
-    def place(text, colour, scale, weight, x, candidates):
+    def place(text, colour, scale, weight, x, candidates, own):
         scale, (w, h, base) = fit_text(text, scale, weight, width - 2)
         if h + base + 2 > height or scale < 0.25:
             return
@@ -1360,18 +1463,19 @@ def layout_labels(faces, shape):
         for y in [*candidates, *range(0, height, max(2, h // 2))]:  # y: the top of the label's rectangle
             y = min(max(0, y), height - h - base - 2)
             rect = (x, y, x + w + 1, y + h + base + 2)
-            if not any(r[0] < rect[2] and rect[0] < r[2] and r[1] < rect[3] and rect[1] < r[3] for *_, r in placed):
+            others = [r for *_, r in placed] + [b for i, b in enumerate(boxes) if i != own]  # no other face covered
+            if not any(r[0] < rect[2] and rect[0] < r[2] and r[1] < rect[3] and rect[1] < r[3] for r in others):
                 placed.append((text, colour, (x + 1, y + h + 1), scale, weight, rect))
                 return
 
-    for face in faces:
+    for i, face in enumerate(faces):
         x, y, w, h = face["box"]
         label = f"{face['emotion']} {face['confidence']:.0%}"
         lh = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][1] + 8
-        place(label, (0, 255, 0), font_scale, thickness, x, [y - lh, y + h + 2, y + 2])
+        place(label, (0, 255, 0), font_scale, thickness, x, [y - lh, y + h + 2, y + 2], i)
         message = message_for(face["emotion"])
         place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1), x,
-              [y + h + 2, y + h + lh, y + 2 + lh])
+              [y + h + 2, y + h + lh, y + 2 + lh], i)
     return placed
 
 
@@ -1701,6 +1805,8 @@ def report(metrics, labels, source, output_dir, show, history=None):
     try:
         plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"], data_label(source),
                               os.path.join(output_dir, "confusion_matrix.png"))
+        plot_reliability(metrics["calibration_bins"], metrics["expected_calibration_error"], data_label(source),
+                         os.path.join(output_dir, "reliability_diagram.png"))
         if history:
             plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
     except OSError as error:
@@ -1750,6 +1856,11 @@ def run_train(args):
     else:
         model, metadata = load_trained_model(args.model_path)
         check_model_matches(metadata, model, class_names, args.model_path, args.image_size, args.color)
+        metadata.setdefault("class_names", class_names)  # a model from the original script: the data's classes
+        if metadata["class_names"] != class_names:
+            print(f"The model knows {','.join(metadata['class_names'])}: its answers are restricted to the data's "
+                  f"classes {','.join(class_names)}")
+        model, metadata = answering_model(model, metadata, class_names)
         print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
         image = {key: metadata[key] for key in ("image_size", "color", "normalize")}
     settings = {**vars(args), **image, "class_names": class_names, "trained": trained}
@@ -1817,11 +1928,11 @@ def train_new_model(args, strategy, splits, class_names, image):
     learning_rate = make_learning_rate(args.learning_rate, args.lr_schedule, args.epochs, steps_per_epoch)
     input_shape = (image["image_size"], image["image_size"], 1 if image["color"] == "grayscale" else 3)
     with strategy.scope():
-        model = build_model(args.model, input_shape, num_classes, learning_rate, args.vgg_weights,
+        model = build_model(args.model, input_shape, num_classes, learning_rate, args.base_weights,
                             args.label_smoothing, args.weight_decay)
         if args.initial_model:
             start_from(model, args.initial_model)
-    metadata = {"class_names": class_names, **image, "model": args.model, "trained_on": os.path.abspath(args.data),
+    metadata = {"class_names": class_names, **image, "model": args.model, "trained_on": data_label(args.data),
                 "created": datetime.datetime.now().isoformat(timespec="seconds")}
     augment = make_augmentation(args.augment)
     start = time.perf_counter()
@@ -1842,7 +1953,19 @@ def train_new_model(args, strategy, splits, class_names, image):
           f"model saved to {args.model_path}")
     if args.distribute == "multiworker":  # a local copy: the distributed model needs every worker to predict
         model, _ = load_trained_model(args.model_path)
-    return model, history
+    metadata["temperature"] = calibrate_model(model, metadata, *splits["val"][:2], args.model_path)
+    return answering_model(model, metadata)[0], history
+
+
+def calibrate_model(model, metadata, images, labels, path):
+    """Temperature scaling fitted on val and stored with the model, so every command's confidences use it."""
+    probabilities = predict_probabilities(model, images)
+    temperature = fit_temperature(probabilities, labels)
+    calibrated = answering_model(model, {**metadata, "temperature": temperature})[0]
+    before, after = (calibration_bins(p, labels)[1] for p in (probabilities, predict_probabilities(calibrated, images)))
+    save_model(model, path, {**metadata, "temperature": temperature})
+    print(f"Calibrated on val: temperature {temperature} (expected calibration error {before:.4f} -> {after:.4f})")
+    return temperature
 
 
 def make_feature_data(model, strategy, splits, num_classes, augment, args):
@@ -1863,10 +1986,13 @@ def run_evaluate(args):
     """Evaluate the saved model on any folder of <class>/ sub-folders (a subset of the model's classes)."""
     model, metadata = load_trained_model(args.model_path)
     folder_classes = list_class_names(args.folder)
-    class_names = metadata.get("class_names") or folder_classes
+    metadata.setdefault("class_names", folder_classes)  # a model from the original script stores none
+    model, metadata = answering_model(model, metadata, args.classes)
+    class_names = metadata["class_names"]
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:
-        raise UserError(f"{args.folder!r} has classes {unknown} the model does not know; it knows {class_names}")
+        raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
+                        f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
     check_writable(args.output_dir)
     images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
                                     metadata["normalize"],
@@ -1889,8 +2015,7 @@ def class_names_of(model, metadata):
 def run_predict(args):
     """Label every face in the given images/folders; table or JSON lines; annotated copies with --save."""
     files, errors = expand_paths(args.paths)
-    model, metadata = load_trained_model(args.model_path)
-    class_names_of(model, metadata)
+    model, metadata = answering_model(*load_trained_model(args.model_path), args.classes)
     detector = None if args.no_detect else load_face_detector(args.detector)
     if args.save:
         check_writable(args.save)
@@ -1937,8 +2062,7 @@ def run_predict(args):
 
 
 def run_prepare(args):
-    classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
-    counts, skipped = prepare_dataset(args.source, args.out, classes, args.seed, args.force, args.crop_faces,
+    counts, skipped = prepare_dataset(args.source, args.out, args.classes, args.seed, args.force, args.crop_faces,
                                       args.detector)
     if skipped:
         print(f"Skipped {len(skipped)} image(s) with no detectable face: " + ", ".join(skipped[:10])
@@ -1948,8 +2072,7 @@ def run_prepare(args):
 
 
 def run_webcam(args):
-    model, metadata = load_trained_model(args.model_path)
-    class_names_of(model, metadata)
+    model, metadata = answering_model(*load_trained_model(args.model_path), args.classes)
     if args.output:
         if os.path.exists(args.output) and os.path.exists(args.source) and os.path.samefile(args.output, args.source):
             raise UserError(f"--output {args.output!r} is the --source video; choose another name")
@@ -1964,11 +2087,11 @@ def run_webcam(args):
 # Command line
 
 
-def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DETECTOR):
+def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DETECTOR, classes=None):
     """The web app of web/server.py, handed this script's prediction code (web/ imports nothing from here)."""
     from web.server import BadUpload, create_app  # Flask: only this command needs it
-    model, metadata = load_trained_model(model_path)
-    class_names = class_names_of(model, metadata)
+    model, metadata = answering_model(*load_trained_model(model_path), classes)
+    class_names = metadata["class_names"]
     detector = load_face_detector(detector)
     # the server runs SERVE_THREADS threads; one Keras model and one face detector, so one prediction at a time,
     # and a large photo (decoded: 3 bytes a pixel, plus copies) is handled whole before the next large one
@@ -2008,7 +2131,7 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
 def run_serve(args):
     """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
     from web.server import serve_app
-    app = make_serve_app(args.model_path, args.tta, detector=args.detector)
+    app = make_serve_app(args.model_path, args.tta, detector=args.detector, classes=args.classes)
     try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON
         serve_app(app, args.host, args.port, SERVE_THREADS, SERVE_IDLE_TIMEOUT, (MAX_UPLOAD_MB + 1) * 2**20,
                   SERVE_CONNECTION_LIMIT, args.model_path)
@@ -2025,6 +2148,14 @@ def positive_int(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def class_list(text):
+    """--classes: comma-separated class names, each once."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated class names, got {text!r}")
+    return names
 
 
 def model_file_arg(text):
@@ -2102,6 +2233,10 @@ def make_parser():
     model_options.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
     model_options.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
                                help="average predictions with the horizontally flipped image")
+    classes_option = argparse.ArgumentParser(add_help=False)  # every command that answers with the model's classes
+    classes_option.add_argument("--classes", type=class_list, metavar="A,B,...",
+                                help="answer over these of the model's classes only (probabilities renormalised "
+                                     "over them), e.g. angry,happy,sad; default: all of them")
     detector_option = argparse.ArgumentParser(add_help=False)  # every command that finds faces
     detector_option.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
                                  help="face detector: a CNN whose weights come in its pip package, or OpenCV's Haar "
@@ -2116,7 +2251,7 @@ def make_parser():
     train = commands.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="train (or load) a model, then evaluate it on test/ (the default)")
     train.add_argument("--data", default=DATA_DIR, help="data set folder with train/, val/, test/")
-    train.add_argument("--model", default=MODEL, choices=("cnn", "vgg16", "compact"), help="architecture")
+    train.add_argument("--model", default=MODEL, choices=MODELS, help="architecture")
     train.add_argument("--train-again", action="store_true", default=train_again,
                        help="train even when --model-path exists")
     train.add_argument("--epochs", type=positive_int, default=EPOCHS, help="maximum training epochs")
@@ -2125,7 +2260,9 @@ def make_parser():
     train.add_argument("--color", default=COLOR, choices=("auto", "grayscale", "rgb"), help="input colour")
     train.add_argument("--normalize", default=NORMALIZE, choices=("equalize", "none"),
                        help="contrast normalisation of every face, stored with the model")
-    train.add_argument("--vgg-weights", default=VGG_WEIGHTS, help="'imagenet', 'none', or a local notop .h5 file")
+    train.add_argument("--base-weights", "--vgg-weights", dest="base_weights", default=BASE_WEIGHTS,
+                       help="the ImageNet base of --model vgg16, resnet, mobilenet or efficientnet: 'imagenet', "
+                            "'none' (train from scratch), or a local notop .h5 file")
     train.add_argument("--seed", type=SEED_ARG, default=SEED, help="random seed (0 to 2**32-1)")
     train.add_argument("--initial-model", type=model_file_arg,
                        help="fine-tune: start from this trained model's weights (e.g. the shipped model)")
@@ -2152,11 +2289,11 @@ def make_parser():
     train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"),
                        help="loss weights per class")
 
-    evaluate = commands.add_parser("evaluate", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    evaluate = commands.add_parser("evaluate", parents=[common, classes_option], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
 
-    predict = commands.add_parser("predict", parents=[common, detector_option],
+    predict = commands.add_parser("predict", parents=[common, classes_option, detector_option],
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                   help="label each face in image files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
@@ -2164,7 +2301,7 @@ def make_parser():
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
     predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
 
-    webcam = commands.add_parser("webcam", parents=[common, detector_option],
+    webcam = commands.add_parser("webcam", parents=[common, classes_option, detector_option],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                  help="label faces live from a camera or a video file (q quits)")
     webcam.add_argument("--source", default="0", help="camera index or video file")
@@ -2178,13 +2315,14 @@ def make_parser():
     prepare.add_argument("--source", required=True,
                          help="fer2013.csv, FER2013's image release (train/, test/), or a folder of class folders")
     prepare.add_argument("--out", required=True, help="folder to write train/, val/, test/ into")
-    prepare.add_argument("--classes", help="comma-separated classes (default: angry,happy,sad for FER2013, "
+    prepare.add_argument("--classes", type=class_list, metavar="A,B,...",
+                         help="comma-separated classes (default: angry,happy,sad for FER2013, "
                                            "every sub-folder for a folder source)")
     prepare.add_argument("--seed", type=SEED_ARG, default=SEED, help="seed of the stratified split")
     prepare.add_argument("--force", action="store_true", help="write into a non-empty --out")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
-    serve = commands.add_parser("serve", parents=[model_options, detector_option],
+    serve = commands.add_parser("serve", parents=[model_options, classes_option, detector_option],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")

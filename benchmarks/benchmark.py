@@ -202,7 +202,7 @@ def input_shape(plan, size_key):
 def new_model(plan, model_name, size_key):
     keras.utils.set_random_seed(plan["seed"])
     return er.build_model(model_name, input_shape(plan, size_key), len(plan["class_names"]), er.LEARNING_RATE,
-                          vgg_weights="none")
+                          base_weights="none")
 
 
 def part_original(plan, model_name):

@@ -72,12 +72,15 @@ def test_vgg16_trains_from_the_command_line_with_a_local_weights_file(synthetic_
         np.testing.assert_array_equal(saved, trained)  # the file's weights, and frozen through training
 
 
-def test_vgg16_offline_download_gives_a_sentence(monkeypatch):
+@pytest.mark.parametrize("name", ["vgg16", "resnet", "mobilenet", "efficientnet"])
+def test_offline_imagenet_download_gives_a_sentence(monkeypatch, name):
+    from keras.src.utils import file_utils  # where every Keras application fetches its weights
+
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
-    monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(er.UserError, match="--vgg-weights PATH"):
-        er.build_vgg16((32, 32, 3), 3, weights="imagenet")
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(er.UserError, match=f"ImageNet {name} weights .*--base-weights PATH"):
+        er.build_model(name, (32, 32, 3), 3, 1e-3, base_weights="imagenet")
 
 
 def test_vgg16_missing_or_corrupt_weights_file(tmp_path):

@@ -19,7 +19,7 @@ from conftest import SCRIPT, run_cli
 
 @pytest.fixture(scope="module")
 def vgg_parts():
-    keras_model = er.build_model("vgg16", (32, 32, 1), 3, 1e-2, vgg_weights="none")
+    keras_model = er.build_model("vgg16", (32, 32, 1), 3, 1e-2, base_weights="none")
     features, head = er.split_frozen_base(keras_model)
     head.compile(optimizer=keras_model.optimizer, loss=keras_model.loss)
     return keras_model, features, head

@@ -1,0 +1,231 @@
+"""Seven classes: --classes on every command that answers, the original flow with a larger model, new
+architectures, a new head on a trained model, calibration (temperature, ECE, reliability diagram), messages."""
+
+import io
+import json
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import emotion_recognition as er
+from conftest import ROOT, draw_face, make_dataset, run_cli
+
+SEVEN = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+THREE = ["angry", "happy", "sad"]
+
+
+@pytest.fixture(scope="module")
+def seven_model(tmp_path_factory):
+    """An untrained seven-class compact model, with a calibration temperature stored."""
+    path = tmp_path_factory.mktemp("seven") / "m7.h5"
+    er.keras.utils.set_random_seed(3)
+    er.save_model(er.build_model("compact", (48, 48, 1), 7, 1e-3), str(path),
+                  {"class_names": SEVEN, "image_size": 48, "color": "grayscale", "normalize": "equalize",
+                   "temperature": 1.7})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def three_class_data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("three"), per_class=(4, 4, 6))
+
+
+def face_file(tmp_path, emotion="happy", seed=0):
+    path = tmp_path / f"{emotion}.png"
+    cv2.imwrite(str(path), draw_face(emotion, 48, np.random.default_rng(seed)))
+    return path
+
+
+def predict_json(*args):
+    result = run_cli("predict", "--no-detect", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_answering_model_restricts_renormalises_and_applies_the_temperature(seven_model):
+    model, metadata = er.load_trained_model(seven_model)
+    images = np.random.default_rng(0).integers(0, 256, (6, 48, 48, 1)).astype(np.uint8)
+    raw = er.predict_probabilities(model, images)
+    answer, answer_metadata = er.answering_model(model, metadata, ["sad", "angry"])
+    expected = raw[:, [SEVEN.index("sad"), SEVEN.index("angry")]] ** (1 / 1.7)
+    np.testing.assert_allclose(er.predict_probabilities(answer, images), expected / expected.sum(1, keepdims=True),
+                               atol=1e-5)
+    assert answer_metadata["class_names"] == ["sad", "angry"] and metadata["class_names"] == SEVEN
+    with pytest.raises(er.UserError, match="no class 'contempt'"):
+        er.answering_model(model, metadata, ["happy", "contempt"])
+
+
+def test_predict_classes_restricts_the_answer(seven_model, tmp_path):
+    face = face_file(tmp_path)
+    (full,) = predict_json(face, "--model-path", seven_model)
+    (restricted,) = predict_json(face, "--model-path", seven_model, "--classes", "angry,happy,sad")
+    assert list(full["faces"][0]["probabilities"]) == SEVEN
+    probabilities = restricted["faces"][0]["probabilities"]
+    assert list(probabilities) == THREE and restricted["faces"][0]["emotion"] in THREE
+    assert abs(sum(probabilities.values()) - 1) < 1e-3
+    kept = np.array([full["faces"][0]["probabilities"][c] for c in THREE])
+    np.testing.assert_allclose(list(probabilities.values()), kept / kept.sum(), atol=2e-3)
+
+
+@pytest.mark.parametrize("command", ["predict", "webcam", "serve", "evaluate"])
+def test_an_unknown_class_is_a_one_line_error(seven_model, three_class_data, tmp_path, command):
+    target = {"predict": [face_file(tmp_path)], "webcam": ["--source", face_file(tmp_path), "--no-display"],
+              "serve": ["--port", "1"], "evaluate": [os.path.join(three_class_data, "test")]}[command]
+    result = run_cli(command, *target, "--model-path", seven_model, "--classes", "happy,contempt")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the model has no class 'contempt'; its classes are " + ",".join(SEVEN)]
+
+
+def test_classes_must_be_distinct_names():
+    result = run_cli("predict", "x.png", "--classes", "happy,happy")
+    assert result.returncode == 2 and "distinct comma-separated class names" in result.stderr
+    result = run_cli("prepare", "--source", "x", "--out", "y", "--classes", "happy,,sad")
+    assert result.returncode == 2 and "distinct comma-separated class names" in result.stderr
+
+
+def test_serve_classes_restricts_health_and_answers(seven_model):
+    from skimage import data
+    client = er.make_serve_app(seven_model, classes=THREE).test_client()
+    assert client.get("/api/health").get_json()["classes"] == THREE
+    encoded = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    answer = client.post("/api/predict", data={"image": (io.BytesIO(encoded), "a.png")},
+                         content_type="multipart/form-data").get_json()
+    assert answer["faces"] and all(list(face["probabilities"]) == THREE for face in answer["faces"])
+    assert er.make_serve_app(seven_model).test_client().get("/api/health").get_json()["classes"] == SEVEN
+
+
+def test_evaluate_over_all_classes_or_the_chosen_ones(seven_model, three_class_data, tmp_path):
+    folder = os.path.join(three_class_data, "test")
+    for classes, expected in ((None, SEVEN), ("angry,happy,sad", THREE)):
+        out = tmp_path / (classes or "all")
+        result = run_cli("evaluate", folder, "--model-path", seven_model, "--output-dir", out,
+                         *(["--classes", classes] if classes else []))
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["class_names"] == expected
+    result = run_cli("evaluate", folder, "--model-path", seven_model, "--classes", "happy,sad",
+                     "--output-dir", tmp_path / "two")
+    assert result.returncode == 1 and "['angry'] that the model's answers (happy,sad) lack" in result.stderr
+
+
+def test_the_original_flow_evaluates_a_seven_class_model_on_three_class_data(seven_model, three_class_data,
+                                                                             tmp_path):
+    result = run_cli("--data", three_class_data, "--model-path", seven_model, "--output-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "restricted to the data's classes angry,happy,sad" in result.stdout
+    assert json.loads((tmp_path / "metrics.json").read_text())["class_names"] == THREE
+    assert "Test Accuracy" in result.stdout
+
+
+def test_initial_model_with_other_classes_gets_a_new_last_layer(tmp_path):
+    three = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    er.save_model(three, str(tmp_path / "m3.h5"), {"class_names": THREE, "image_size": 48, "color": "grayscale"})
+    seven = er.build_model("compact", (48, 48, 1), 7, 1e-3)
+    fresh_head = [w.copy() for w in seven.layers[-1].get_weights()]
+    er.start_from(seven, str(tmp_path / "m3.h5"))
+    copied = [layer for layer in seven.layers if layer.weights][:-1]
+    source = [layer for layer in three.layers if layer.weights][:-1]
+    for mine, theirs in zip(copied, source):
+        for a, b in zip(mine.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(seven.layers[-1].get_weights(), fresh_head):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(er.UserError, match="another architecture"):
+        er.start_from(er.build_model("cnn", (48, 48, 1), 7, 1e-3), str(tmp_path / "m3.h5"))
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobilenet", "efficientnet"])
+def test_keras_applications_build_from_scratch_save_and_load(name, tmp_path):
+    model = er.build_model(name, (32, 32, 1), 7, 1e-3, base_weights="none")
+    assert model.output_shape == (None, 7)
+    assert all(layer.trainable for layer in model.layers)  # the base is trained, unlike vgg16's
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1)).astype(np.uint8)
+    er.save_model(model, str(tmp_path / "m.h5"), {"class_names": SEVEN, "image_size": 32, "color": "grayscale"})
+    loaded, _ = er.load_trained_model(str(tmp_path / "m.h5"))
+    np.testing.assert_allclose(er.predict_probabilities(loaded, images), er.predict_probabilities(model, images),
+                               atol=1e-5)
+
+
+def test_train_a_keras_application_from_a_local_weights_file(three_class_data, tmp_path):
+    base = er.keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    base.save_weights(str(tmp_path / "mobilenet.weights.h5"))
+    result = run_cli("--data", three_class_data, "--train-again", "--model", "mobilenet", "--epochs", 1,
+                     "--base-weights", tmp_path / "mobilenet.weights.h5", "--image-size", 32,
+                     "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out", "--no-show")
+    assert result.returncode == 0, result.stderr
+    model, metadata = er.load_trained_model(str(tmp_path / "m.h5"))
+    assert metadata["model"] == "mobilenet" and model.output_shape == (None, 3)
+    result = run_cli("--data", three_class_data, "--train-again", "--model", "resnet", "--base-weights",
+                     tmp_path / "missing.h5", "--model-path", tmp_path / "r.h5", "--output-dir", tmp_path / "out")
+    assert result.returncode == 1 and "resnet weights file" in result.stderr
+
+
+def test_fit_temperature_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 5))
+    true = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(5, p=p) for p in true])
+    overconfident = np.exp(logits * 2) / np.exp(logits * 2).sum(1, keepdims=True)  # as a model at T = 0.5
+    assert er.fit_temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
+    assert er.fit_temperature(true, labels) == pytest.approx(1.0, rel=0.1)
+
+
+def test_expected_calibration_error():
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    labels = np.array([0, 1, 0, 0])
+    bins, ece = er.calibration_bins(probabilities, labels, bins=10)
+    # the 0.9 bin: accuracy 0.5 (gap 0.4); the 0.6 bin: accuracy 1.0 (gap 0.4)
+    assert ece == pytest.approx(0.4)
+    assert [b["count"] for b in bins if b["count"]] == [2, 2] and sum(b["count"] for b in bins) == 4
+
+
+def test_evaluate_reports_calibration_and_draws_the_reliability_diagram(seven_model, three_class_data, tmp_path):
+    result = run_cli("evaluate", os.path.join(three_class_data, "test"), "--model-path", seven_model,
+                     "--output-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert f"Expected calibration error: {metrics['expected_calibration_error']:.4f}" in result.stdout
+    assert sum(b["count"] for b in metrics["calibration_bins"]) == metrics["n_samples"]
+    image = cv2.imread(str(tmp_path / "reliability_diagram.png"))
+    assert image is not None and image.shape[0] > 300
+
+
+def test_training_stores_a_temperature_fitted_on_val(three_class_data, tmp_path):
+    result = run_cli("--data", three_class_data, "--train-again", "--epochs", 2, "--model-path", tmp_path / "m.h5",
+                     "--output-dir", tmp_path / "out", "--no-show")
+    assert result.returncode == 0, result.stderr
+    _, metadata = er.load_trained_model(str(tmp_path / "m.h5"))
+    assert f"Calibrated on val: temperature {metadata['temperature']} " in result.stdout
+    assert metadata["trained_on"] == os.path.basename(three_class_data)  # a name, not a path from this disk
+
+
+@pytest.mark.parametrize("temperature", [0, -1, 1e6, "2", None])
+def test_a_bad_stored_temperature_is_refused(tmp_path, temperature):
+    path = str(tmp_path / "m.h5")
+    er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), path,
+                  {"class_names": THREE, "image_size": 48, "color": "grayscale", "temperature": temperature})
+    with pytest.raises(er.UserError, match="stored temperature"):
+        er.load_trained_model(path)
+
+
+def test_every_fer2013_emotion_has_its_own_message():
+    messages = [er.message_for(emotion) for emotion in SEVEN]
+    assert len(set(messages)) == 7 and er.MESSAGES["unknown"] not in messages
+
+
+def test_labels_and_messages_never_cover_another_face():
+    faces = [{"box": [40, 60, 120, 120], "emotion": "neutral", "confidence": 0.9},
+             {"box": [180, 60, 120, 120], "emotion": "surprise", "confidence": 0.8}]
+    placed = er.layout_labels(faces, (300, 320, 3))
+    assert len(placed) == 4  # both labels and both messages found a place
+    for text, *_, (x0, y0, x1, y1) in placed:
+        owner = next(i for i, f in enumerate(faces) if text in (f"{f['emotion']} {f['confidence']:.0%}",
+                                                                er.message_for(f["emotion"])))
+        for i, face in enumerate(faces):
+            x, y, w, h = face["box"]
+            if i != owner:
+                assert not (x0 < x + w and x < x1 and y0 < y + h and y < y1), (text, face)
