@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import struct
@@ -188,6 +189,9 @@ FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutra
 FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
 SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
+GROUP_PATTERN = r"^[A-Za-z]*\d+[_.-]"  # unsplit folder: files whose names start alike by this regular expression
+#   (a person or sequence id: CK+'s "S010_" of S010_006_00000013.png) go to one split together; "none": each alone
+RELEASE_PADDING = r"\.jpg\d+\.jpg$"  # FER2013's image release pads disgust with augmented copies (NAME.jpgK.jpg)
 CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
                   "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
                   "surprised": "surprise", "neutrality": "neutral", "contemptuous": "contempt"}
@@ -1672,8 +1676,31 @@ def split_files(files, ratios, rng):
     return np.split(np.array(files, dtype=object), bounds)
 
 
-def plan_folder_copies(source, classes, seed):
-    """[(split, class, source file)] for an image-folder source, split by seed and stratified by class."""
+def group_of(path, pattern):
+    """The group a file belongs to: the start of its name that `pattern` matches, else the file itself."""
+    match = re.match(pattern, os.path.basename(path)) if pattern != "none" else None
+    return match.group(0) if match else path
+
+
+def split_by_group(files, labels, groups, seed):
+    """(train, val, test) parts of `files`, stratified by label, every group within one part (scikit-learn's
+    StratifiedGroupKFold: a tenth of the groups' files is test, another tenth val, as SPLIT_RATIOS)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+    folds = round(1 / SPLIT_RATIOS[2])
+    try:
+        parts = [test for _, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(
+            files, labels, groups)]
+    except ValueError:
+        raise UserError(f"only {len(set(groups))} groups of files by --group-pattern, too few for {folds} "
+                        "parts; pass another --group-pattern, or --group-pattern none") from None
+    val_folds = round(SPLIT_RATIOS[1] * folds)
+    indices = (np.concatenate(parts[1 + val_folds:]), np.concatenate(parts[1:1 + val_folds]), parts[0])
+    return [[files[i] for i in part] for part in indices]
+
+
+def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
+    """[(split, class, source file)] for an image-folder source, split by seed and stratified by class; files
+    of one group (group_of) stay in one split. FER2013's release: its padding copies of disgust are left out."""
     rng = np.random.default_rng(seed)
     released = os.path.isdir(os.path.join(source, "train")) and os.path.isdir(os.path.join(source, "test"))
     parts = {"train": class_folders(os.path.join(source, "train")),
@@ -1686,18 +1713,29 @@ def plan_folder_copies(source, classes, seed):
             raise UserError(f"class(es) {missing} not found in {os.path.join(source, part)!r}; "
                             f"it has {sorted(folders)} (choose with --classes)")
     plan = []
-    for name in classes:
-        if released:  # FER2013's image release: train stays, its test is halved into val and test
-            plan += [("train", name, f) for f in list_image_files(parts["train"][name])]
+    if released:  # FER2013's image release: train stays, its test is halved into val and test
+        for name in classes:
+            plan += [("train", name, f) for f in list_image_files(parts["train"][name])
+                     if not re.search(RELEASE_PADDING, f)]
             val, test = split_files(list_image_files(parts["test"][name]), (0.5, 0.5), rng)
             plan += [("val", name, f) for f in val] + [("test", name, f) for f in test]
-        else:
-            for split, files in zip(SPLITS, split_files(list_image_files(parts[""][name]), SPLIT_RATIOS, rng)):
-                plan += [(split, name, f) for f in files]
+        return plan, classes
+    files = [(name, f) for name in classes for f in list_image_files(parts[""][name])]
+    groups = [group_of(f, group_pattern) for _, f in files]
+    if len(set(groups)) == len(files):
+        for name in classes:
+            for split, part in zip(SPLITS, split_files(list_image_files(parts[""][name]), SPLIT_RATIOS, rng)):
+                plan += [(split, name, f) for f in part]
+        return plan, classes
+    print(f"{len(files)} files in {len(set(groups))} groups by --group-pattern {group_pattern!r}: "
+          "each group goes to one split")
+    for split, part in zip(SPLITS, split_by_group(files, [name for name, _ in files], groups, seed)):
+        plan += [(split, name, f) for name, f in part]
     return plan, classes
 
 
-def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_faces=False, detector=DETECTOR):
+def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_faces=False, detector=DETECTOR,
+                    group_pattern=GROUP_PATTERN):
     """Write out/{train,val,test}/<class>/ from a FER2013 CSV, its image release, or a folder of classes.
 
     crop_faces: keep only the largest face `detector` finds in each photo, cut as predict cuts faces.
@@ -1725,7 +1763,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
             raise UserError(f"class(es) {unknown} are not in FER2013; it has {', '.join(FER2013_CODES)}")
         items = read_fer2013_csv(source, classes)
     else:
-        items, classes = plan_folder_copies(source, classes, seed)
+        items, classes = plan_folder_copies(source, classes, seed, group_pattern)
     try:
         for split in SPLITS:
             if os.path.isdir(os.path.join(out, split)):
@@ -2063,12 +2101,12 @@ def run_predict(args):
 
 def run_prepare(args):
     counts, skipped = prepare_dataset(args.source, args.out, args.classes, args.seed, args.force, args.crop_faces,
-                                      args.detector)
+                                      args.detector, args.group_pattern)
     if skipped:
         print(f"Skipped {len(skipped)} image(s) with no detectable face: " + ", ".join(skipped[:10])
               + (" ..." if len(skipped) > 10 else ""))
     print_counts(counts)
-    print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out})")
+    print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out} --train-again)")
 
 
 def run_webcam(args):
@@ -2148,6 +2186,13 @@ def positive_int(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def regex_arg(text):
+    try:
+        return text if text == "none" else re.compile(text).pattern
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"not a regular expression ({error})") from None
 
 
 def class_list(text):
@@ -2320,6 +2365,9 @@ def make_parser():
                                            "every sub-folder for a folder source)")
     prepare.add_argument("--seed", type=SEED_ARG, default=SEED, help="seed of the stratified split")
     prepare.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    prepare.add_argument("--group-pattern", type=regex_arg, default=GROUP_PATTERN,
+                         help="unsplit folder: files whose names start alike by this regular expression (a person "
+                              "or sequence id) go to one split; 'none': each file on its own")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
     serve = commands.add_parser("serve", parents=[model_options, classes_option, detector_option],

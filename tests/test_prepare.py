@@ -177,3 +177,62 @@ def test_crop_faces_stores_the_face_of_each_photo(tmp_path):
         for name in files:
             h, w = cv2.imread(os.path.join(root, name), cv2.IMREAD_GRAYSCALE).shape
             assert 100 <= h <= 300 and 100 <= w <= 300  # the face with a margin, not the 360x480 photo
+
+
+def test_all_seven_fer2013_classes_from_the_csv(tmp_path):
+    rows = [(code, usage) for code in range(7) for usage in ("Training", "PublicTest", "PrivateTest")]
+    source = write_fer_csv(tmp_path / "fer2013.csv", rows)
+    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out",
+                     "--classes", ",".join(er.FER2013_CODES))
+    assert result.returncode == 0, result.stderr
+    assert count(tmp_path / "out") == {(split, c): 1 for split in ("train", "val", "test") for c in er.FER2013_CODES}
+
+
+def test_the_image_release_leaves_out_its_padding_copies(tmp_path):
+    rng = np.random.default_rng(0)
+    make_class_folders(tmp_path / "src" / "train", {"disgust": 3, "happy": 2}, rng)
+    make_class_folders(tmp_path / "src" / "test", {"disgust": 2, "happy": 2}, rng)
+    for k in (1, 2):  # the release's augmented copies of a disgust face
+        cv2.imwrite(str(tmp_path / "src" / "train" / "disgust" / f"disgust_000.jpg{k}.jpg"), draw_face("sad", 48, rng))
+    counts, _ = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), ["disgust", "happy"])
+    assert counts["train", "disgust"] == 3 and counts["train", "happy"] == 2
+
+
+def make_sequences(root, subjects=30, frames=4):
+    """CK+-style names: each subject posed two emotions, each a sequence of frames (S001_002_00000003.png)."""
+    rng = np.random.default_rng(1)
+    classes = ("happy", "sad", "surprise")
+    for s in range(1, subjects + 1):
+        for sequence, emotion in enumerate((classes[s % 3], classes[(s + 1) % 3]), start=1):
+            os.makedirs(root / emotion, exist_ok=True)
+            for frame in range(1, frames + 1):
+                cv2.imwrite(str(root / emotion / f"S{s:03d}_{sequence:03d}_{frame:08d}.png"),
+                            draw_face("happy", 48, rng))
+
+
+def subjects_per_split(out):
+    return {split: {name[:4] for c in os.listdir(out / split) for name in os.listdir(out / split / c)}
+            for split in ("train", "val", "test")}
+
+
+def test_an_unsplit_folder_keeps_each_person_in_one_split(tmp_path):
+    make_sequences(tmp_path / "ck")
+    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "240 files in 30 groups" in result.stdout
+    seen = subjects_per_split(tmp_path / "out")
+    assert not (seen["train"] & seen["val"] or seen["train"] & seen["test"] or seen["val"] & seen["test"])
+    assert len(seen["train"]) >= 20 and seen["val"] and seen["test"]
+    assert sum(count(tmp_path / "out").values()) == 240
+    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "mixed", "--group-pattern", "none")
+    assert result.returncode == 0, result.stderr
+    seen = subjects_per_split(tmp_path / "mixed")
+    assert seen["train"] & seen["test"]  # frame by frame, the same people land in train and test
+
+
+def test_too_few_groups_and_a_bad_pattern_are_one_line_errors(tmp_path):
+    make_sequences(tmp_path / "ck", subjects=5, frames=2)
+    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out")
+    assert result.returncode == 1 and "only 5 groups" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out", "--group-pattern", "(")
+    assert result.returncode == 2 and "not a regular expression" in result.stderr
