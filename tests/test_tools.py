@@ -1,0 +1,37 @@
+"""tools/calibrate.py: a model made before calibration existed gets a temperature fitted on val."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import emotion_recognition as er
+from conftest import ROOT, make_dataset
+
+
+def test_calibrate_stores_a_temperature_and_keeps_every_answer(tmp_path):
+    data = make_dataset(tmp_path / "faces", per_class=(1, 12, 1))
+    path = str(tmp_path / "m.h5")
+    er.keras.utils.set_random_seed(5)
+    model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    er.save_model(model, path, {"class_names": ["angry", "happy", "sad"], "image_size": 48, "color": "grayscale",
+                                "normalize": "equalize"})
+    images, labels, _ = er.load_folder(os.path.join(data, "val"), ["angry", "happy", "sad"], 48, "grayscale",
+                                       "equalize")
+    before = er.predict_probabilities(model, images)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "calibrate.py"), path, "--data",
+                             os.path.join(data, "val")], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr
+    loaded, metadata = er.load_trained_model(path)
+    assert metadata["temperature"] == er.fit_temperature(before, labels)
+    assert f"temperature {metadata['temperature']} " in result.stdout
+    answer, _ = er.answering_model(loaded, metadata)
+    after = er.predict_probabilities(answer, images)
+    np.testing.assert_array_equal(after.argmax(1), before.argmax(1))
+    expected = before ** (1 / metadata["temperature"])
+    np.testing.assert_allclose(after, expected / expected.sum(1, keepdims=True), atol=1e-5)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "calibrate.py"), path, "--data",
+                             tmp_path / "missing"], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("error: ")
