@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import emotion_recognition as er
+from emotion import files
 from conftest import run_cli
 
 
@@ -79,17 +80,17 @@ def test_offline_imagenet_download_gives_a_sentence(monkeypatch, name):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
     monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(er.UserError, match=f"ImageNet {name} weights .*--base-weights PATH"):
+    with pytest.raises(files.UserError, match=f"ImageNet {name} weights .*--base-weights PATH"):
         er.build_model(name, (32, 32, 3), 3, 1e-3, base_weights="imagenet")
 
 
 def test_vgg16_missing_or_corrupt_weights_file(tmp_path):
-    with pytest.raises(er.UserError, match="not found"):
-        er.load_vgg16_base((32, 32, 3), str(tmp_path / "nope.h5"))
+    with pytest.raises(files.UserError, match="not found"):
+        er.load_base("vgg16", (32, 32, 3), str(tmp_path / "nope.h5"))
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not an hdf5 file at all")
-    with pytest.raises(er.UserError, match="could not load VGG16 weights"):
-        er.load_vgg16_base((32, 32, 3), str(bad))
+    with pytest.raises(files.UserError, match="could not load vgg16 weights"):
+        er.load_base("vgg16", (32, 32, 3), str(bad))
 
 
 def test_save_is_atomic_and_keeps_metadata(tmp_path):
@@ -115,7 +116,7 @@ def test_failed_save_leaves_the_previous_model_untouched(tmp_path, monkeypatch):
             f.write(b"half a fi")
         raise OSError("disk full")
     monkeypatch.setattr(keras.Model, "save", crash)
-    with pytest.raises(er.UserError, match="cannot save the model to .* the file there is unchanged"):
+    with pytest.raises(files.UserError, match="cannot save the model to .* the file there is unchanged"):
         er.save_model(model, str(path), {"class_names": ["a", "b"]})
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.h5"]
