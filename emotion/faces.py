@@ -21,7 +21,7 @@ FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-fac
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
 DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
-MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo); 35% less CPU
+MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo), for less CPU
 FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
 MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
 FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
@@ -49,7 +49,7 @@ def load_face_detector(name=DETECTOR):
                             "or use --detector haar") from None
         mtcnn = MTCNN()
         # mtcnn 1.0 runs its three networks eagerly, op by op; as tf.functions (traced once per input shape,
-        # then generalised) they give the same boxes for half the CPU: 93 -> 43 ms per 480x360 photo.
+        # then generalised) they give the same boxes for less CPU (docs/performance.md).
         for stage in mtcnn.stages:
             stage._model = tf.function(stage._model, reduce_retracing=True)
         return name, mtcnn

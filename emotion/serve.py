@@ -8,8 +8,8 @@ import numpy as np
 
 from emotion.faces import annotate, detection_of, load_face_detector, message_for, predict_images
 from emotion.files import UserError
-from emotion.images import ImageTooLarge, decode_image, image_dimensions
-from emotion_recognition import DETECTOR, MAX_IMAGE_PIXELS, TTA, answering_model, load_trained_model
+from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
+from emotion_recognition import DETECTOR, TTA, answering_model, load_trained_model
 
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
 SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)

@@ -12,7 +12,7 @@ from emotion.files import UserError, check_writable
 from emotion_recognition import DETECTOR, TTA, answering_model, load_trained_model
 
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
-VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (mtcnn: ~20 ms CPU a call); faces keep boxes between
+VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (detection costs the most CPU); faces keep boxes between
 SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
 
 

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
+from emotion.images import read_image
 import emotion_recognition as er
-from emotion import images
 from conftest import make_dataset, run_cli
 
 
@@ -158,7 +158,7 @@ def test_palette_cmyk_and_huge_images_are_read(tmp_path):
     rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
     Image.fromarray(rng.integers(0, 255, (4000, 6000), dtype=np.uint8)).save(tmp_path / "huge.png")
     for name in ("palette.png", "cmyk.jpg", "huge.png"):
-        image = images.read_image(str(tmp_path / name))
+        image = read_image(str(tmp_path / name))
         assert image is not None and image.dtype == np.uint8 and image.shape[2] == 3, name
         assert er.prepare_image(image, 48, "rgb", "equalize").shape == (48, 48, 3)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from emotion.recovery import checkpoint_path_for
 import emotion_recognition as er
-from emotion import recovery
 from conftest import make_dataset, run_cli
 
 
@@ -38,7 +38,7 @@ def trained(data, tmp_path_factory):
 def test_training_writes_model_and_all_outputs(trained):
     out, model_path, result = trained
     assert model_path.is_file()
-    assert not os.path.exists(recovery.checkpoint_path_for(str(model_path)))  # checkpoint removed after success
+    assert not os.path.exists(checkpoint_path_for(str(model_path)))  # checkpoint removed after success
     for name in ("metrics.json", "confusion_matrix.png", "training_curves.png", "history.csv",
                  "classification_report.txt", "config.json"):
         assert (out / "results" / name).is_file(), name
