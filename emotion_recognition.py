@@ -33,16 +33,16 @@ from emotion.arguments import (SEED_ARG, check_utf8_options, class_list, float_i
                                model_file_arg, positive_float, positive_int, regex_arg)
 from emotion.files import UserError, atomic_write, check_writable, open_cache, write_file
 from emotion.images import ImageTooLarge, read_image
-from emotion.lazy_import import lazy_import
+from emotion.lazy_import import LazyModule
 from emotion.recovery import backup_path_for, check_free_space, checkpoint_path_for, ctrl_c_between_steps
 
-if __name__ == "__main__":  # the modules in emotion/ import this file by name: they get this copy (KERAS_NOTES), not a second
+if __name__ == "__main__":  # emotion/'s modules import this file by name: they find this copy, never load a second
     sys.modules.setdefault("emotion_recognition", sys.modules[__name__])
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
-tf = lazy_import("tensorflow")
-keras = lazy_import("keras")
+tf = LazyModule("tensorflow")
+keras = LazyModule("keras")
 
 # -----------------------------------------------------------------------------
 # Defaults, each in one place (the command-line options among them show theirs in COMMAND --help)
@@ -99,14 +99,10 @@ DISTRIBUTE = "auto"  # "auto" (all GPUs via MirroredStrategy when any is visible
 MIXED_PRECISION = False  # Keras' mixed_float16 policy (pays off on GPUs; slower on most CPUs)
 SPLITS = ("train", "val", "test")
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
-
-# Faces: detection, cropping and video (predict, webcam, serve, prepare --crop-faces)
 DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
 DETECTORS = ("mtcnn", "haar")  # --detector's choices; "haar" is OpenCV's cascade, as the original used
 SERVE_HOST = "127.0.0.1"  # serve: loopback only, unless --host says otherwise
 SERVE_PORT = 8000  # serve: TCP port of the page and the JSON API
-
-# Data preparation (prepare)
 GROUP_PATTERN = r"^[A-Za-z]*\d+[_.-]"  # unsplit folder: files whose names start alike by this regular expression
 #   (a person or sequence id: CK+'s "S010_" of S010_006_00000013.png) go to one split together; "none": each alone
 
@@ -156,11 +152,8 @@ def list_image_files(folder):
 
 
 def prepare_image(image, image_size, color, normalize):
-    """Resize an RGB uint8 image to the model's square input, colour and contrast: (S, S, 1 or 3) uint8.
-
-    The one preprocessing path of training, evaluate, predict, webcam and serve: "equalize" spreads each
-    face's grey levels over 0-255, so a flat webcam face looks like the (equalised) training faces.
-    """
+    """Resize an RGB uint8 image to the model's square input, colour and contrast: (S, S, 1 or 3) uint8. The one
+    preprocessing path of every command: "equalize" makes a flat webcam face look like the equalised training faces."""
     h, w = image.shape[:2]
     interpolation = cv2.INTER_AREA if h > image_size or w > image_size else cv2.INTER_LINEAR
     image = cv2.resize(image, (image_size, image_size), interpolation=interpolation)
@@ -201,11 +194,8 @@ def choose_image_settings(data_dir, class_names, image_size, color, min_size):
 
 
 def load_folder(folder, class_names, image_size, color, normalize, cache_dir=None):
-    """Decode every image under folder/<class>/ once, resized: returns (images uint8, labels, skipped paths).
-
-    Labels index `class_names`; a folder may hold a subset of them. Splits too large for
-    MAX_IN_MEMORY_MB go to a memory-mapped file in `cache_dir`, so memory stays bounded.
-    """
+    """Decode every image under folder/<class>/ once, resized: (images uint8, labels, skipped paths). Labels index
+    `class_names` (a folder may hold a subset); splits above MAX_IN_MEMORY_MB go to a memory-mapped file cache."""
     files, labels = [], []
     for label, name in enumerate(class_names):
         class_dir = os.path.join(folder, name)
@@ -250,11 +240,8 @@ def load_folder(folder, class_names, image_size, color, normalize, cache_dir=Non
 
 
 def make_augmentation(strength):
-    """The training augmentation (run in tf.data, never saved in the model), or None for "none".
-
-    "original": the original's ranges; "light": a third of each, no shear; "camera": the original's plus
-    photometric changes. The random draws come from the per-batch seeds make_dataset passes in.
-    """
+    """The training augmentation (run in tf.data, never saved in the model), or None for "none". "original": the
+    original's ranges; "light": a third of each, no shear; "camera": the original's plus photometric changes."""
     if strength == "none":
         return None
     from emotion.augmentation import Augmentation
@@ -283,14 +270,8 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment
         batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, batch_seeds).map(lambda batch, s: (augment(batch[0], s), batch[1]),
                                                       num_parallel_calls=tf.data.AUTOTUNE)
+    from emotion.distributed import shard_by_data
     return ds.with_options(shard_by_data()).prefetch(tf.data.AUTOTUNE)
-
-
-def shard_by_data():
-    """tf.data options for multi-worker training: each worker keeps its share of every batch."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return options
 
 
 # -----------------------------------------------------------------------------
@@ -412,10 +393,8 @@ def build_model(name, input_shape, num_classes, learning_rate, base_weights=BASE
 
 
 def predict_probabilities(model, images, tta=TTA, batch_size=INFERENCE_BATCH_SIZE):
-    """Class probabilities for uint8 images (N, S, S, C); with TTA, averaged with the mirror images'.
-
-    One batch at a time is made float32, so a memory-mapped split is never copied whole into memory.
-    """
+    """Class probabilities for uint8 images (N, S, S, C); with TTA, averaged with the mirror images'. One batch
+    at a time is made float32, so a memory-mapped split is never copied whole into memory."""
     parts = []
     for i in range(0, len(images), batch_size):
         batch = np.asarray(images[i:i + batch_size], dtype=np.float32)
@@ -473,6 +452,14 @@ def load_trained_model(path):
     return model, metadata
 
 
+def class_names_of(model, metadata):
+    """Class names saved with the model; a model from the original script has none, so say so."""
+    if "class_names" not in metadata:
+        metadata["class_names"] = [f"class_{i}" for i in range(model.output_shape[-1])]
+        print("Warning: the model file stores no class names; labels are shown as class_0, class_1, ...")
+    return metadata["class_names"]
+
+
 def answering_model(model, metadata, classes=None):
     """The model as users get its answers: (model, metadata) with the stored calibration temperature applied
     and, when `classes` is given, the probabilities restricted to those classes and renormalised over them."""
@@ -496,10 +483,8 @@ def answering_model(model, metadata, classes=None):
 
 
 def best_model_checkpoint(model, path, metadata, best=math.inf):
-    """A callback that atomically saves `model` (with metadata) to `path` whenever val_loss improves.
-
-    `model` is the whole model, also when only part of it is fitted (a head on cached features).
-    """
+    """A callback that atomically saves `model` (with metadata) to `path` whenever val_loss improves; `model`
+    is the whole model, also when only part of it is fitted (a head on cached features)."""
     def save_if_better(epoch, logs=None):
         nonlocal best
         val_loss = (logs or {}).get("val_loss", math.inf)
@@ -510,11 +495,8 @@ def best_model_checkpoint(model, path, metadata, best=math.inf):
 
 
 def progress_bar():
-    """Keras' per-epoch progress bar, stopped at its total.
-
-    With steps_per_execution, Keras reports each call's last step as its first + steps_per_execution - 1,
-    also for the epoch's last call, which has fewer steps left: 94 steps, 8 per call, showed 96/94.
-    """
+    """Keras' per-epoch progress bar, stopped at its total: with steps_per_execution, Keras reports each call's
+    last step as its first + steps_per_execution - 1, also for a shorter last call (94 steps showed 96/94)."""
     bar = keras.callbacks.ProgbarLogger()
     update = bar.on_train_batch_end
     bar.on_train_batch_end = lambda batch, logs=None: update(min(batch, (bar.target or math.inf) - 1), logs)
@@ -560,9 +542,7 @@ def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, meta
                 reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE, head=None,
                 steps_per_epoch=None):
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far.
-
-    head: the part of `model` to fit on cached features (train_ds then yields features, endlessly).
-    """
+    head: the part of `model` to fit on cached features (train_ds then yields features, endlessly)."""
     checkpoint_path = checkpoint_path_for(model_path)
     backup = backup_path_for(checkpoint_path)
     if os.path.isdir(backup) and not resume:
@@ -629,14 +609,14 @@ def weights_finite(model):
 
 
 def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tta=TTA):
-    """Loss, accuracy, F1 and report, all from one pass of predictions (with TTA when asked).
-
-    The loss is the mean categorical cross-entropy of those probabilities (clipped as Keras does); unlike
-    Keras' evaluate() it leaves out the L2 penalties, which are a training cost, not a test error.
+    """Loss, accuracy, F1 and report, all from one pass of predictions (with TTA when asked). The loss is the mean
+    cross-entropy of those probabilities (scikit-learn's log_loss: for float32 it clips at 1.2e-7, Keras at 1e-7,
+    so the two differ only for a true class below that); unlike Keras' evaluate() it leaves out the L2 penalties,
+    which are a training cost, not a test error.
     """
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, log_loss
     probabilities = predict_probabilities(model, images, tta, batch_size)
-    loss = -np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)))
+    loss = log_loss(labels, probabilities, labels=list(range(len(class_names))))
     predictions = probabilities.argmax(axis=1)
     indices = list(range(len(class_names)))
     report = classification_report(labels, predictions, labels=indices, target_names=class_names,
@@ -722,10 +702,6 @@ def display_available():
     return sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-# -----------------------------------------------------------------------------
-# Commands
-
-
 def report(metrics, labels, source, output_dir, show, history=None):
     """Print, save and plot the evaluation of the faces in folder `source` (and the training curves)."""
     metrics = {**metrics, "data": os.path.abspath(source)}  # which faces a number is about travels with it
@@ -750,6 +726,10 @@ def report(metrics, labels, source, output_dir, show, history=None):
     if show:
         plt.show()
     plt.close("all")
+
+
+# -----------------------------------------------------------------------------
+# Commands (train is the original's flow; the others live in emotion/) and the command line
 
 
 def run_train(args):
@@ -867,40 +847,6 @@ def train_new_model(args, strategy, splits, class_names, image):
     return answering_model(model, metadata)[0], history
 
 
-def run_evaluate(args):
-    """Evaluate the saved model on any folder of <class>/ sub-folders (a subset of the model's classes)."""
-    model, metadata = load_trained_model(args.model_path)
-    folder_classes = list_class_names(args.folder)
-    metadata.setdefault("class_names", folder_classes)  # a model from the original script stores none
-    model, metadata = answering_model(model, metadata, args.classes)
-    class_names = metadata["class_names"]
-    unknown = sorted(set(folder_classes) - set(class_names))
-    if unknown:
-        raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
-                        f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
-    check_writable(args.output_dir)
-    images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
-                                    metadata["normalize"],
-                                    os.path.join(args.output_dir, "cache"))
-    if len(labels) == 0:
-        raise UserError(f"no readable images under {args.folder!r}/<class>/")
-    print(f"Evaluating {args.model_path} on {len(labels)} images from {args.folder}")
-    metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
-    report(metrics, labels, args.folder, args.output_dir, args.show)
-
-
-def class_names_of(model, metadata):
-    """Class names saved with the model; a model from the original script has none, so say so."""
-    if "class_names" not in metadata:
-        metadata["class_names"] = [f"class_{i}" for i in range(model.output_shape[-1])]
-        print("Warning: the model file stores no class names; labels are shown as class_0, class_1, ...")
-    return metadata["class_names"]
-
-
-# -----------------------------------------------------------------------------
-# Command line
-
-
 def make_parser():
     parser = argparse.ArgumentParser(
         description="Facial emotion recognition. With no command, runs 'train' (the original script: "
@@ -969,7 +915,8 @@ def make_parser():
     train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"),
                        help="loss weights per class")
 
-    evaluate = commands.add_parser("evaluate", parents=[common, classes_option], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    evaluate = commands.add_parser("evaluate", parents=[common, classes_option],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
 
@@ -1041,7 +988,7 @@ def job(module, function):
     return lambda args: getattr(importlib.import_module(f"emotion.{module}"), function)(args)
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": job("faces", "run_predict"),
+COMMANDS = {"train": run_train, "evaluate": job("evaluate", "run_evaluate"), "predict": job("faces", "run_predict"),
             "webcam": job("video", "run_webcam"), "prepare": job("prepare", "run_prepare"),
             "serve": job("serve", "run_serve")}
 

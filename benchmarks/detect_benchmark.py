@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from emotion.faces import IMAGE_EXTENSIONS, MTCNN_MIN_CONFIDENCE, detect_faces, load_face_detector, predict_images  # noqa: E402
+from emotion import faces  # noqa: E402  (faces.MTCNN_MIN_CONFIDENCE is set per threshold below)
+from emotion.faces import IMAGE_EXTENSIONS, detect_faces, load_face_detector, predict_images  # noqa: E402
 from emotion.images import read_image  # noqa: E402
 from emotion.video import VIDEO_DETECT_WIDTH, run_video  # noqa: E402
 import emotion_recognition as er  # noqa: E402
@@ -108,7 +109,7 @@ def count_boxes(detector, image):
 
 def measure_quality(detector_name, photos_dir):
     detector = load_face_detector(detector_name)
-    result = {"detector": detector_name, "threshold": MTCNN_MIN_CONFIDENCE if detector_name == "mtcnn" else None,
+    result = {"detector": detector_name, "threshold": faces.MTCNN_MIN_CONFIDENCE if detector_name == "mtcnn" else None,
               "skimage": {name: count_boxes(detector, real_photo(name)) for name in SKIMAGE_PHOTOS}}
     result["skimage_correct"] = sum(result["skimage"][n] == k for n, k in SKIMAGE_PHOTOS.items())
     if photos_dir:
@@ -130,7 +131,7 @@ def main():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--detectors", default=",".join(er.DETECTORS), help="comma-separated detectors")
     parser.add_argument("--photos", help="a folder of photos of one person each (quality: boxes per photo)")
-    parser.add_argument("--thresholds", default=str(MTCNN_MIN_CONFIDENCE),
+    parser.add_argument("--thresholds", default=str(faces.MTCNN_MIN_CONFIDENCE),
                         help="mtcnn confidence cut-offs to measure quality at (comma-separated)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per figure (the median is kept)")
     parser.add_argument("--skip-speed", action="store_true", help="quality only")
@@ -154,7 +155,7 @@ def main():
                   f"{row['webcam_faces']} faces in {row['webcam_frames']} frames)", flush=True)
         for threshold in ([float(t) for t in args.thresholds.split(",")] if name == "mtcnn" else [None]):
             if threshold is not None:
-                MTCNN_MIN_CONFIDENCE = threshold
+                faces.MTCNN_MIN_CONFIDENCE = threshold
             row = measure_quality(name, args.photos)
             report["quality"].append(row)
             wrong = {n: c for n, c in row["skimage"].items() if c != SKIMAGE_PHOTOS[n]}

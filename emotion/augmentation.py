@@ -36,8 +36,8 @@ class Augmentation:
     """The original's random rotation, shift, shear, zoom and horizontal flip, fused into one affine warp.
 
     One warp per image, by OpenCV's `warpAffine`, instead of one per Keras augmentation layer: far less CPU
-    (docs/performance.md), which on 2 cores the network gets back. The randomness is stateless, drawn from a seed per batch, so batches
-    can be augmented in parallel and still repeat exactly for the same --seed.
+    (docs/performance.md), which on 2 cores the network gets back. The randomness is stateless, drawn from a
+    seed per batch, so batches can be augmented in parallel and still repeat exactly for the same --seed.
     """
 
     def __init__(self, rotation_degrees, shift_fraction, shear_degrees, zoom_fraction, flip=True, photometric=False):

@@ -105,3 +105,10 @@ def send_worker_outputs_to_scratch(args, strategy):
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # nothing of it is wanted afterwards
     args.model_path, args.output_dir, args.show = os.path.join(scratch, MODEL_PATH), scratch, False
     print(f"Worker {strategy.cluster_resolver.task_id}: the chief keeps the results; this worker's go to {scratch}")
+
+
+def shard_by_data():
+    """tf.data options for multi-worker training: each worker keeps its share of every batch."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options

@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
+from emotion.distributed import shard_by_data
 from emotion.files import open_cache
-from emotion_recognition import (FEATURE_VIEWS, INFERENCE_BATCH_SIZE, MAX_IN_MEMORY_MB, SEED, keras, make_dataset,
-                                 shard_by_data, tf)
+from emotion_recognition import FEATURE_VIEWS, INFERENCE_BATCH_SIZE, MAX_IN_MEMORY_MB, SEED, keras, make_dataset, tf
 
 
 def split_frozen_base(model, base_name="vgg16"):

@@ -8,9 +8,9 @@ import signal
 import threading
 
 from emotion.files import UserError
-from emotion.lazy_import import lazy_import
+from emotion.lazy_import import LazyModule
 
-keras = lazy_import("keras")
+keras = LazyModule("keras")
 
 
 def checkpoint_path_for(model_path):

@@ -148,7 +148,7 @@ import json, os, sys
 import numpy as np, tensorflow as tf, keras
 sys.path.insert(0, {root!r})
 import emotion_recognition as er
-from emotion.distributed import fit_multiworker
+from emotion.distributed import fit_multiworker, shard_by_data
 strategy = tf.distribute.MultiWorkerMirroredStrategy() if "TF_CONFIG" in os.environ else tf.distribute.get_strategy()
 rng = np.random.default_rng(0)
 x, y = rng.normal(size=(64, 8)).astype("float32"), np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
@@ -157,7 +157,7 @@ with strategy.scope():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", kernel_regularizer="l2"),
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.CategoricalCrossentropy())  # SGD: scale-sensitive
-ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(er.shard_by_data())
+ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(shard_by_data())
 if "TF_CONFIG" in os.environ:
     history = fit_multiworker(model, ds, ds, 3, [])
 else:
