@@ -14,8 +14,8 @@ from emotion.files import UserError, write_file
 Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
 
 MAX_IMAGE_PIXELS = 40_000_000  # images whose header declares more pixels (width x height) are refused undecoded
-HEADER_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of IMAGE_EXTENSIONS (JPEG opens MPO,
-#                                                                       PPM opens PGM; MPO itself cannot be asked for)
+HEADER_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of faces.IMAGE_EXTENSIONS
+#                                         (JPEG opens MPO, PPM opens PGM; MPO itself cannot be asked for)
 
 
 class ImageTooLarge(UserError):

@@ -242,4 +242,5 @@ def run_prepare(args):
         print(f"Skipped {len(skipped)} image(s) with no detectable face: " + ", ".join(skipped[:10])
               + (" ..." if len(skipped) > 10 else ""))
     print_counts(counts)
-    print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out} --train-again)")
+    print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out} "
+          "--train-again)")

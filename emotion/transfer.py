@@ -3,20 +3,20 @@ mobilenet, efficientnet) and fine-tuning from a trained model's weights (--initi
 
 
 from emotion.files import UserError
-from emotion_recognition import BASE_WEIGHTS, keras, layers, load_base, load_trained_model
+from emotion_recognition import BASE_WEIGHTS, keras, load_base, load_trained_model
 
 
 def build_application(name, input_shape, num_classes, weights=BASE_WEIGHTS):
     """A Keras application (BASES[name]) under a new classifier, all of it trained: from scratch
     (weights "none") or fine-tuned from ImageNet weights. Grey faces are given as three equal channels."""
     inputs = keras.Input(input_shape)
-    x = layers.Concatenate()([inputs] * 3) if input_shape[-1] == 1 else inputs
+    x = keras.layers.Concatenate()([inputs] * 3) if input_shape[-1] == 1 else inputs
     if name != "efficientnet":  # ResNetV2 and MobileNetV2 take pixels in [-1, 1]; EfficientNet rescales itself
-        x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+        x = keras.layers.Rescaling(1 / 127.5, offset=-1)(x)
     x = load_base(name, (input_shape[0], input_shape[1], 3), weights)(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.3)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)  # float32 under mixed precision
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.3)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 

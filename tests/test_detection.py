@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from emotion.faces import FACE_CROP_MAX_SIDE, annotate, crop_face, detect_faces, layout_labels, load_face_detector
-import emotion_recognition as er
 from conftest import RANDOM_MODEL_CLASSES, ROOT, draw_face, real_photo, run_cli
 
 CLASSES = RANDOM_MODEL_CLASSES

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emotion.distributed import fit_multiworker, is_chief
+from emotion.distributed import is_chief
 from emotion.features import extract_features, make_feature_dataset, split_frozen_base
 import emotion_recognition as er
 from conftest import SCRIPT, run_cli
