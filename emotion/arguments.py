@@ -43,7 +43,6 @@ positive_float = float_in_range(0, low_included=False, high_included=False)
 SEED_ARG = int_in_range(0, 2**32 - 1)  # NumPy's and Keras' seed range
 
 
-
 def regex_arg(text):
     try:
         return text if text == "none" else re.compile(text).pattern

@@ -1,7 +1,6 @@
 """Calibration: temperature scaling fitted on val after training (stored with the model), the expected
 calibration error and the reliability diagram of evaluate."""
 
-
 import numpy as np
 
 from emotion_recognition import CALIBRATION_BINS, TEMPERATURE_RANGE, answering_model, predict_probabilities, save_model

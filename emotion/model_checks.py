@@ -1,7 +1,6 @@
 """Checks of a loaded model file: its stored metadata must describe the model it came with, and must fit the
 data and options of this run."""
 
-
 from emotion.files import UserError
 from emotion_recognition import TEMPERATURE_RANGE, weights_finite
 

@@ -1,7 +1,6 @@
 """Transfer learning beyond the original's VGG16: Keras applications under a new classifier (--model resnet,
 mobilenet, efficientnet) and fine-tuning from a trained model's weights (--initial-model)."""
 
-
 from emotion.files import UserError
 from emotion_recognition import BASE_WEIGHTS, keras, load_base, load_trained_model
 
