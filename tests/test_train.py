@@ -77,7 +77,7 @@ def test_second_run_loads_instead_of_training(trained, data):
 def test_metrics_match_scikit_learn_on_the_same_predictions(trained, data):
     out, model_path, _ = trained
     metrics = json.loads((out / "results" / "metrics.json").read_text())
-    model, meta = er.load_trained_model(str(model_path))
+    model, meta = er.answering_model(*er.load_trained_model(str(model_path)))  # with the stored temperature
     images, labels, _ = er.load_folder(os.path.join(data, "test"), meta["class_names"],
                                        meta["image_size"], meta["color"], meta["normalize"])
     probabilities = model.predict(images.astype("float32"), verbose=0)
