@@ -30,8 +30,8 @@ What is measured (every part runs in its own process, so its peak memory, ru_max
   and at 200 px RGB (the original's input), with this project's pipeline (full run: 2 epochs on 8,000
   train images; --quick: 1 epoch on 640, a smoke check only).
 - Inference with the default model (untrained weights: speed does not depend on them): face crops/s
-  through er.classify_crops in one batch, per-frame latency of one crop per call, and the FPS of
-  er.run_video on a 640x480 video with one face (a FER2013 face enlarged to 200 px).
+  through classify_crops in one batch, per-frame latency of one crop per call, and the FPS of
+  run_video on a 640x480 video with one face (a FER2013 face enlarged to 200 px).
 """
 
 import argparse
@@ -50,6 +50,12 @@ import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+from emotion.arguments import positive_int  # noqa: E402
+from emotion.faces import classify_crops, detect_faces, load_face_detector  # noqa: E402
+from emotion.features import extract_features, make_feature_dataset, split_frozen_base  # noqa: E402
+from emotion.files import UserError  # noqa: E402
+from emotion.images import read_image  # noqa: E402
+from emotion.video import VIDEO_DETECT_WIDTH, run_video  # noqa: E402
 import emotion_recognition as er  # noqa: E402  (the code under test)
 import cv2  # noqa: E402
 import keras  # noqa: E402
@@ -132,8 +138,8 @@ def make_plan(data, quick, workdir):
     """Everything a part needs, decided once by the parent and handed to each part as a JSON file."""
     try:
         class_names = er.check_dataset_layout(data)
-    except er.UserError as error:
-        raise er.UserError(f"{error}, or set FER_DATA") from None
+    except UserError as error:
+        raise UserError(f"{error}, or set FER_DATA") from None
     mode = QUICK if quick else FULL
     min_size = max(er.min_image_size("cnn"), er.min_image_size(er.MODEL))  # auto-size parts use both
     size, color = er.choose_image_settings(data, class_names, "auto", "auto", min_size)
@@ -263,7 +269,7 @@ def first_batch(plan, size_key):
         label = i % len(plan["class_names"])
         files = per_class[plan["class_names"][label]]
         path = files[i // len(plan["class_names"]) % len(files)]
-        images.append(er.prepare_image(er.read_image(path), size, color, er.NORMALIZE))
+        images.append(er.prepare_image(read_image(path), size, color, er.NORMALIZE))
         labels.append(label)
     return np.stack(images), np.array(labels)
 
@@ -295,7 +301,7 @@ def part_accuracy(plan, size_key):
 
 def cached_head(model):
     """--cache-features' split of the frozen-VGG16 model: (features, compiled head), as the script does it."""
-    features, head = er.split_frozen_base(model)
+    features, head = split_frozen_base(model)
     head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     return features, head
 
@@ -305,13 +311,13 @@ def part_vgg16_cached(plan):
     images, labels, _ = load_split(plan, plan["vgg_cache_dir"], "original")
     num_classes = len(plan["class_names"])
     features, head = cached_head(new_model(plan, "vgg16", "original"))
-    er.extract_features(features, images[:plan["batch_size"]], labels[:plan["batch_size"]], num_classes,
+    extract_features(features, images[:plan["batch_size"]], labels[:plan["batch_size"]], num_classes,
                         plan["batch_size"])  # traces the feature model: not timed
     start = time.perf_counter()
-    stored = er.extract_features(features, images, labels, num_classes, plan["batch_size"],
+    stored = extract_features(features, images, labels, num_classes, plan["batch_size"],
                                  er.make_augmentation("original"), er.FEATURE_VIEWS)
     extract_seconds = time.perf_counter() - start
-    dataset = er.make_feature_dataset(stored, labels, num_classes, plan["batch_size"], shuffle=True,
+    dataset = make_feature_dataset(stored, labels, num_classes, plan["batch_size"], shuffle=True,
                                       seed=plan["seed"])
     timing = time_fit(head, dataset, 5, 100, plan["batch_size"])
     return {"model": "vgg16", "input": list(input_shape(plan, "original")), "views": int(stored.shape[0]),
@@ -334,8 +340,8 @@ def part_vgg16_cache_accuracy(plan):
         start = time.perf_counter()
         if cached:
             features, head = cached_head(model)
-            stored = er.extract_features(features, images, labels, num_classes, batch, augment, er.FEATURE_VIEWS)
-            head.fit(er.make_feature_dataset(stored, labels, num_classes, batch, shuffle=True, seed=plan["seed"]),
+            stored = extract_features(features, images, labels, num_classes, batch, augment, er.FEATURE_VIEWS)
+            head.fit(make_feature_dataset(stored, labels, num_classes, batch, shuffle=True, seed=plan["seed"]),
                      epochs=epochs, steps_per_epoch=-(-len(images) // batch), verbose=0)
         else:
             model.fit(er.make_dataset(images, labels, num_classes, batch, shuffle=True, augment=augment,
@@ -362,9 +368,9 @@ def write_face_video(plan, detector, path):
     """A video of a FER2013 face the face detector finds (as run_video detects), drifting sideways."""
     files = [f for name in plan["class_names"] for f in er.list_image_files(os.path.join(plan["val_dir"], name))]
     for file in files:
-        face = cv2.resize(er.read_image(file), (VIDEO_FACE_SIDE, VIDEO_FACE_SIDE), interpolation=cv2.INTER_LINEAR)
+        face = cv2.resize(read_image(file), (VIDEO_FACE_SIDE, VIDEO_FACE_SIDE), interpolation=cv2.INTER_LINEAR)
         rgb = cv2.cvtColor(video_frame(face, 0), cv2.COLOR_BGR2RGB)
-        if len(er.detect_faces(detector, rgb, max_side=er.VIDEO_DETECT_WIDTH)) == 1:
+        if len(detect_faces(detector, rgb, max_side=VIDEO_DETECT_WIDTH)) == 1:
             break
     else:
         raise RuntimeError(f"the face detector found no face in any of the {len(files)} val images")
@@ -392,19 +398,19 @@ def part_inference(plan):
     model = new_model(plan, er.MODEL, "auto")
     metadata = {"class_names": plan["class_names"], "image_size": size, "color": color, "normalize": er.NORMALIZE}
     files = [f for name in plan["class_names"] for f in er.list_image_files(os.path.join(plan["train_dir"], name))]
-    crops = [er.read_image(files[i % len(files)]) for i in range(INFERENCE_BATCH)]  # RGB, as the files are
+    crops = [read_image(files[i % len(files)]) for i in range(INFERENCE_BATCH)]  # RGB, as the files are
     prepared = np.stack([er.prepare_image(c, size, color, er.NORMALIZE) for c in crops])
-    er.classify_crops(model, metadata, crops[:8])  # warm-up: traces the predict function
-    er.classify_crops(model, metadata, crops[:1])
-    batch_seconds, _ = median_seconds(lambda: er.classify_crops(model, metadata, crops), plan["inference_repeats"])
+    classify_crops(model, metadata, crops[:8])  # warm-up: traces the predict function
+    classify_crops(model, metadata, crops[:1])
+    batch_seconds, _ = median_seconds(lambda: classify_crops(model, metadata, crops), plan["inference_repeats"])
     model_seconds, _ = median_seconds(lambda: er.predict_probabilities(model, prepared), plan["inference_repeats"])
-    _, latencies = median_seconds(lambda: er.classify_crops(model, metadata, crops[:1]), plan["latency_calls"])
-    detector = er.load_face_detector()
+    _, latencies = median_seconds(lambda: classify_crops(model, metadata, crops[:1]), plan["latency_calls"])
+    detector = load_face_detector()
     video = os.path.join(plan["workdir"], "one_face.avi")
     face_file = write_face_video(plan, detector, video)
     frame = cv2.cvtColor(cv2.VideoCapture(video).read()[1], cv2.COLOR_BGR2RGB)
-    detect_seconds, _ = median_seconds(lambda: er.detect_faces(detector, frame, max_side=er.VIDEO_DETECT_WIDTH), 20)
-    frames, faces, seconds = er.run_video(model, metadata, video, display=False, max_frames=plan["video_frames"])
+    detect_seconds, _ = median_seconds(lambda: detect_faces(detector, frame, max_side=VIDEO_DETECT_WIDTH), 20)
+    frames, faces, seconds = run_video(model, metadata, video, display=False, max_frames=plan["video_frames"])
     return {"model": er.MODEL, "input": [size, size, 1 if color == "grayscale" else 3],
             "batch": INFERENCE_BATCH, "crop_shape": list(crops[0].shape),
             "crops_per_s": INFERENCE_BATCH / batch_seconds,
@@ -653,7 +659,7 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="a few minutes: fewer steps on a subset")
     parser.add_argument("--output", default=OUTPUT, help="JSON file for every figure")
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated parts to run")
-    parser.add_argument("--rounds", type=er.positive_int, default=1, metavar="N",
+    parser.add_argument("--rounds", type=positive_int, default=1, metavar="N",
                         help="run each speed part N times, interleaved, and report the median run")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # internal: run one part (child process)
     parser.add_argument("--plan", help=argparse.SUPPRESS)  # internal: the plan file of the parent
@@ -682,7 +688,7 @@ def run_benchmark(args, workdir):
     """Plan, run every part, print the report and write the JSON; exit code 1 when a part failed."""
     output_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.access(output_dir, os.W_OK):
-        raise er.UserError(f"cannot write --output {args.output!r}; {output_dir} is missing or not writable")
+        raise UserError(f"cannot write --output {args.output!r}; {output_dir} is missing or not writable")
     plan = make_plan(args.data, args.quick, workdir)
     plan_path = os.path.join(workdir, "plan.json")
     with open(plan_path, "w") as f:
@@ -719,7 +725,7 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="emotion-benchmark-")
     try:
         return run_benchmark(args, workdir)
-    except er.UserError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:

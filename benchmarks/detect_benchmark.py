@@ -5,7 +5,7 @@
     python benchmarks/detect_benchmark.py --output detect.json
 
 Speed: scikit-image's astronaut (one face) scaled into 640x480 and 1280x720 frames. "photo" times
-er.detect_faces as predict calls it (a copy at most MTCNN_MAX_SIDE / DETECT_MAX_SIDE px), "video" as webcam calls it
+detect_faces as predict calls it (a copy at most MTCNN_MAX_SIDE / DETECT_MAX_SIDE px), "video" as webcam calls it
 (VIDEO_DETECT_WIDTH px wide); faces/s counts the faces found per second. The pipeline rows time the
 whole default path with the shipped model: predict_images on 640x480 photos (photos/s) and run_video
 on a 640x480 video with one face (frames/s, detection on every VIDEO_DETECT_EVERY-th frame).
@@ -32,6 +32,10 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from emotion import faces  # noqa: E402  (faces.MTCNN_MIN_CONFIDENCE is set per threshold below)
+from emotion.faces import IMAGE_EXTENSIONS, detect_faces, load_face_detector, predict_images  # noqa: E402
+from emotion.images import read_image  # noqa: E402
+from emotion.video import VIDEO_DETECT_WIDTH, run_video  # noqa: E402
 import emotion_recognition as er  # noqa: E402
 from conftest import SHIPPED_MODEL, real_photo  # noqa: E402
 
@@ -62,14 +66,14 @@ def median_seconds(function, repeats):
 
 
 def measure_speed(detector_name, repeats):
-    detector = er.load_face_detector(detector_name)
+    detector = load_face_detector(detector_name)
     rows = []
     for width, height in SIZES:
         frame = frame_with_face(width, height)
-        video_side = er.VIDEO_DETECT_WIDTH * max(width, height) // width  # as run_video asks
+        video_side = VIDEO_DETECT_WIDTH * max(width, height) // width  # as run_video asks
         for use, max_side in (("photo", None), ("video", video_side)):
-            er.detect_faces(detector, frame, max_side)  # warm-up
-            seconds, found, cpu = median_seconds(lambda: er.detect_faces(detector, frame, max_side), repeats)
+            detect_faces(detector, frame, max_side)  # warm-up
+            seconds, found, cpu = median_seconds(lambda: detect_faces(detector, frame, max_side), repeats)
             rows.append({"detector": detector_name, "size": f"{width}x{height}", "use": use, "faces": len(found),
                          "ms": 1000 * seconds, "cpu_ms": 1000 * cpu, "frames_per_s": 1 / seconds,
                          "faces_per_s": len(found) / seconds})
@@ -78,19 +82,19 @@ def measure_speed(detector_name, repeats):
 
 def measure_pipeline(detector_name, repeats):
     model, metadata = er.load_trained_model(SHIPPED_MODEL)
-    detector = er.load_face_detector(detector_name)
+    detector = load_face_detector(detector_name)
     photos = [frame_with_face(640, 480, offset) for offset in range(-40, 40, 8)]  # 10 photos of 640x480
-    er.predict_images(model, metadata, photos[:2], detector)  # warm-up
-    seconds, results, cpu = median_seconds(lambda: er.predict_images(model, metadata, photos, detector), repeats)
+    predict_images(model, metadata, photos[:2], detector)  # warm-up
+    seconds, results, cpu = median_seconds(lambda: predict_images(model, metadata, photos, detector), repeats)
     with tempfile.TemporaryDirectory() as folder:
         video = os.path.join(folder, "one_face.avi")
         writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
         for i in range(150):
             writer.write(cv2.cvtColor(frame_with_face(640, 480, int(30 * np.sin(i / 15))), cv2.COLOR_RGB2BGR))
         writer.release()
-        er.run_video(model, metadata, video, display=False, max_frames=10, detector=detector_name)  # warm-up
+        run_video(model, metadata, video, display=False, max_frames=10, detector=detector_name)  # warm-up
         video_cpu = time.process_time()
-        frames, faces, video_seconds = er.run_video(model, metadata, video, display=False, detector=detector_name)
+        frames, faces, video_seconds = run_video(model, metadata, video, display=False, detector=detector_name)
         video_cpu = time.process_time() - video_cpu
     return {"detector": detector_name, "predict_photos_per_s": len(photos) / seconds,
             "predict_cpu_ms_per_photo": 1000 * cpu / len(photos), "webcam_cpu_ms_per_frame": 1000 * video_cpu / frames,
@@ -100,20 +104,20 @@ def measure_pipeline(detector_name, repeats):
 
 def count_boxes(detector, image):
     """Boxes at least a tenth of the image's shorter side."""
-    return sum(1 for f in er.detect_faces(detector, image) if min(f["box"][2:]) >= min(image.shape[:2]) / 10)
+    return sum(1 for f in detect_faces(detector, image) if min(f["box"][2:]) >= min(image.shape[:2]) / 10)
 
 
 def measure_quality(detector_name, photos_dir):
-    detector = er.load_face_detector(detector_name)
-    result = {"detector": detector_name, "threshold": er.MTCNN_MIN_CONFIDENCE if detector_name == "mtcnn" else None,
+    detector = load_face_detector(detector_name)
+    result = {"detector": detector_name, "threshold": faces.MTCNN_MIN_CONFIDENCE if detector_name == "mtcnn" else None,
               "skimage": {name: count_boxes(detector, real_photo(name)) for name in SKIMAGE_PHOTOS}}
     result["skimage_correct"] = sum(result["skimage"][n] == k for n, k in SKIMAGE_PHOTOS.items())
     if photos_dir:
         files = sorted(f for f in glob.glob(os.path.join(photos_dir, "**", "*"), recursive=True)
-                       if f.lower().endswith(er.IMAGE_EXTENSIONS))
+                       if f.lower().endswith(IMAGE_EXTENSIONS))
         counts, start = collections.Counter(), time.perf_counter()
         for file in files:
-            image = er.read_image(file)
+            image = read_image(file)
             if image is not None:
                 counts[count_boxes(detector, image)] += 1
         result.update(photos=sum(counts.values()), boxes_per_photo=dict(sorted(counts.items())),
@@ -127,7 +131,7 @@ def main():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--detectors", default=",".join(er.DETECTORS), help="comma-separated detectors")
     parser.add_argument("--photos", help="a folder of photos of one person each (quality: boxes per photo)")
-    parser.add_argument("--thresholds", default=str(er.MTCNN_MIN_CONFIDENCE),
+    parser.add_argument("--thresholds", default=str(faces.MTCNN_MIN_CONFIDENCE),
                         help="mtcnn confidence cut-offs to measure quality at (comma-separated)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per figure (the median is kept)")
     parser.add_argument("--skip-speed", action="store_true", help="quality only")
@@ -151,7 +155,7 @@ def main():
                   f"{row['webcam_faces']} faces in {row['webcam_frames']} frames)", flush=True)
         for threshold in ([float(t) for t in args.thresholds.split(",")] if name == "mtcnn" else [None]):
             if threshold is not None:
-                er.MTCNN_MIN_CONFIDENCE = threshold
+                faces.MTCNN_MIN_CONFIDENCE = threshold
             row = measure_quality(name, args.photos)
             report["quality"].append(row)
             wrong = {n: c for n, c in row["skimage"].items() if c != SKIMAGE_PHOTOS[n]}

@@ -16,6 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from emotion.files import UserError  # noqa: E402
 import emotion_recognition as er  # noqa: E402  (reads images the same way as the project)
 import keras  # noqa: E402
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score  # noqa: E402
@@ -42,7 +43,7 @@ def main():
     args = parser.parse_args()
     try:
         class_names = er.list_class_names(args.data)
-    except er.UserError as error:
+    except UserError as error:
         sys.exit(f"error: {error}")
     unknown = [c for c in class_names if c not in FER_CLASSES]
     if unknown:

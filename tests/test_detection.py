@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-import emotion_recognition as er
+from emotion.faces import FACE_CROP_MAX_SIDE, annotate, crop_face, detect_faces, layout_labels, load_face_detector
 from conftest import RANDOM_MODEL_CLASSES, ROOT, draw_face, real_photo, run_cli
 
 CLASSES = RANDOM_MODEL_CLASSES
@@ -19,7 +19,7 @@ NO_FACE_PHOTOS = ("coffee", "chelsea", "rocket", "horse", "coins", "clock", "pag
 
 @pytest.fixture(scope="module")
 def detector():
-    return er.load_face_detector()  # the default one
+    return load_face_detector()  # the default one
 
 
 def write_rgb(path, image):
@@ -30,7 +30,7 @@ def write_rgb(path, image):
 @pytest.mark.parametrize("name, faces", [("astronaut", 1), ("camera", 1), *[(n, 0) for n in NO_FACE_PHOTOS]])
 def test_default_detector_boxes_real_photos(detector, name, faces):
     image = real_photo(name)
-    found = er.detect_faces(detector, image)
+    found = detect_faces(detector, image)
     assert len(found) == faces, found
     for face in found:
         x, y, w, h = face["box"]
@@ -42,7 +42,7 @@ def test_default_detector_boxes_real_photos(detector, name, faces):
 
 def test_two_people_two_boxes(detector):
     pair = np.hstack([real_photo("astronaut"), real_photo("camera")])  # 1024x512, one face in each half
-    found = sorted(er.detect_faces(detector, pair), key=lambda f: f["box"][0])
+    found = sorted(detect_faces(detector, pair), key=lambda f: f["box"][0])
     assert len(found) == 2 and found[0]["box"][0] < 512 <= found[1]["box"][0], found
 
 
@@ -50,19 +50,19 @@ def test_a_face_filling_the_photo_is_found(detector):
     """mtcnn alone misses a face that fills the frame; the padded second look finds it."""
     image = real_photo("astronaut")[75:165, 190:258]  # forehead to chin, cheek to cheek
     image = cv2.resize(image, (image.shape[1] * 3, image.shape[0] * 3), interpolation=cv2.INTER_CUBIC)
-    (face,) = er.detect_faces(detector, image)
+    (face,) = detect_faces(detector, image)
     assert face["box"][2] * face["box"][3] > 0.4 * image.shape[0] * image.shape[1]
 
 
 def test_alignment_levels_the_eyes_of_a_tilted_face(detector):
     photo = real_photo("astronaut")
     tilted = cv2.warpAffine(photo, cv2.getRotationMatrix2D((223, 117), 25, 1), photo.shape[1::-1])
-    (face,) = er.detect_faces(detector, tilted)
+    (face,) = detect_faces(detector, tilted)
     (left, right) = face["eyes"]
     assert abs(math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))) > 15  # tilted as given
-    crop = er.crop_face(tilted, face)
+    crop = crop_face(tilted, face)
     assert crop.shape[0] == crop.shape[1]
-    (again,) = er.detect_faces(detector, crop)
+    (again,) = detect_faces(detector, crop)
     (left, right) = again["eyes"]
     assert abs(math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))) < 5  # level after alignment
     # FER2013's framing (measured on its faces): eyes about 38 % down, face filling the square
@@ -72,8 +72,8 @@ def test_alignment_levels_the_eyes_of_a_tilted_face(detector):
 
 def test_crops_are_bounded_in_size():
     image = np.zeros((3000, 3000, 3), np.uint8)
-    crop = er.crop_face(image, {"box": [100, 100, 2500, 2500], "eyes": [[900, 900], [1700, 1000]]})
-    assert crop.shape == (er.FACE_CROP_MAX_SIDE, er.FACE_CROP_MAX_SIDE, 3)
+    crop = crop_face(image, {"box": [100, 100, 2500, 2500], "eyes": [[900, 900], [1700, 1000]]})
+    assert crop.shape == (FACE_CROP_MAX_SIDE, FACE_CROP_MAX_SIDE, 3)
 
 
 def test_predict_labels_faces_only_and_says_how(model_path, tmp_path):
@@ -122,17 +122,17 @@ def test_haar_stays_available(model_path, tmp_path):
 
 
 def test_mtcnn_is_imported_only_when_used():
-    code = ("import sys, emotion_recognition as er; er.load_face_detector('haar'); print('mtcnn' in sys.modules); "
-            "er.load_face_detector('mtcnn'); print('mtcnn' in sys.modules)")
+    code = ("import sys; from emotion.faces import load_face_detector; load_face_detector('haar'); "
+            "print('mtcnn' in sys.modules); load_face_detector('mtcnn'); print('mtcnn' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.stdout.split() == ["False", "True"], result.stderr
 
 
 def test_bad_input_is_bounded(detector):
     for shape in [(1, 1, 3), (13, 1, 3), (5000, 3, 3), (3, 5000, 3)]:
-        assert er.detect_faces(detector, np.zeros(shape, np.uint8)) == []
+        assert detect_faces(detector, np.zeros(shape, np.uint8)) == []
     start = time.perf_counter()
-    assert len(er.detect_faces(detector, cv2.resize(real_photo("astronaut"), (6000, 6000)))) == 1
+    assert len(detect_faces(detector, cv2.resize(real_photo("astronaut"), (6000, 6000)))) == 1
     assert time.perf_counter() - start < 20  # detected on a 640 px copy
 
 
@@ -143,10 +143,10 @@ def test_a_crowd_of_50_faces(detector):
         for col in range(10):
             crowd[row * 144:row * 144 + 129, col * 128:col * 128 + 102] = cv2.resize(head, (102, 129))
     start = time.perf_counter()
-    assert len(er.detect_faces(detector, crowd)) == 50
+    assert len(detect_faces(detector, crowd)) == 50
     assert time.perf_counter() - start < 30
-    faces = [{"box": f["box"], "emotion": "joy", "confidence": 0.5} for f in er.detect_faces(detector, crowd)]
-    assert er.annotate(crowd, faces).shape == (720, 1280, 3)
+    faces = [{"box": f["box"], "emotion": "joy", "confidence": 0.5} for f in detect_faces(detector, crowd)]
+    assert annotate(crowd, faces).shape == (720, 1280, 3)
 
 
 def overlaps(a, b):
@@ -161,12 +161,12 @@ def overlaps(a, b):
 ], ids=["crop", "corners", "overlapping", "row"])
 def test_labels_stay_inside_the_picture_and_apart(shape, boxes):
     faces = [{"box": b, "emotion": e, "confidence": 0.87} for b, e in zip(boxes, ["sad", "happy", "angry"] * 99)]
-    placed = er.layout_labels(faces, shape)
+    placed = layout_labels(faces, shape)
     assert any(text.startswith("sad") for text, *_ in placed)
     for i, (*_, rect) in enumerate(placed):
         assert 0 <= rect[0] < rect[2] <= shape[1] and 0 <= rect[1] < rect[3] <= shape[0], rect
         assert not any(overlaps(rect, other) for *_, other in placed[i + 1:])
-    assert er.annotate(np.zeros((*shape, 3), np.uint8), faces).shape == (*shape, 3)
+    assert annotate(np.zeros((*shape, 3), np.uint8), faces).shape == (*shape, 3)
 
 
 def test_webcam_follows_a_real_face_between_detections(model_path, tmp_path):

@@ -2,13 +2,16 @@
 
 import os
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from emotion.images import read_image
 import emotion_recognition as er
-from conftest import make_dataset, run_cli
+from conftest import ROOT, SHIPPED_MODEL, make_dataset, run_cli
 
 
 def assert_clean_error(result, *fragments):
@@ -157,7 +160,7 @@ def test_palette_cmyk_and_huge_images_are_read(tmp_path):
     rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
     Image.fromarray(rng.integers(0, 255, (4000, 6000), dtype=np.uint8)).save(tmp_path / "huge.png")
     for name in ("palette.png", "cmyk.jpg", "huge.png"):
-        image = er.read_image(str(tmp_path / name))
+        image = read_image(str(tmp_path / name))
         assert image is not None and image.dtype == np.uint8 and image.shape[2] == 3, name
         assert er.prepare_image(image, 48, "rgb", "equalize").shape == (48, 48, 3)
 
@@ -196,3 +199,22 @@ def test_help_points_to_each_commands_options(capsys):
         with pytest.raises(SystemExit):
             er.main(argv)
         assert expected in capsys.readouterr().out
+
+
+def test_a_job_modules_error_is_one_line_when_the_script_runs_as_main(tmp_path):
+    """predict runs in emotion/faces.py, which imports the script by name: run as `python emotion_recognition.py`,
+    the script must be that same module (loaded once, one UserError class), so its main() catches what the job
+    module raises, both from the script's own functions and from the module beside it."""
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), cv2.resize(np.full((48, 48), 128, np.uint8), (64, 64)))
+    assert_clean_error(run_cli("predict", photo, "--model-path", tmp_path / "missing.h5"),
+                       "model file", "not found")
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    assert_clean_error(run_cli("predict", photo, "--save", not_a_folder / "out", "--model-path", SHIPPED_MODEL),
+                       "cannot write to")
+    code = ("import runpy, sys; sys.argv = ['emotion_recognition.py', '--help']\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sys.modules['emotion_recognition'].__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stdout.splitlines()[-1] == "__main__", result.stderr

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emotion.images import ImageTooLarge, decode_image, image_dimensions
+from emotion.prepare import prepare_dataset
+from emotion.serve import make_serve_app
 import emotion_recognition as er
 from conftest import real_photo, run_cli
 
@@ -38,7 +41,7 @@ def write_formats(folder, photo="astronaut"):
 def test_every_format_is_decoded():
     photo = real_photo("astronaut")
     for fmt in FORMATS.values():
-        image = er.decode_image(np.frombuffer(encoded(photo, fmt), np.uint8))
+        image = decode_image(np.frombuffer(encoded(photo, fmt), np.uint8))
         assert image is not None and image.shape == photo.shape, fmt
         if fmt not in ("JPEG", "WEBP", "GIF"):  # lossless (GIF: a palette)
             np.testing.assert_array_equal(image, photo)
@@ -66,14 +69,14 @@ def test_evaluate_and_training_folders_read_every_format(model_path, tmp_path):
 def test_prepare_crop_faces_reads_every_format(tmp_path):
     for name in ("happy", "sad"):
         write_formats(tmp_path / "src" / name)
-    counts, skipped = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True,
+    counts, skipped = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True,
                                          group_pattern="none")
     assert skipped == [] and sum(counts.values()) == 18
 
 
 def test_serve_reads_every_format(model_path, tmp_path):
     pytest.importorskip("flask")
-    client = er.make_serve_app(str(model_path)).test_client()
+    client = make_serve_app(str(model_path)).test_client()
     for path in write_formats(tmp_path / "photos"):
         with open(path, "rb") as f:
             response = client.post("/api/predict", data={"image": (f, os.path.basename(path))},
@@ -90,6 +93,6 @@ def tiled_tiff(width, height, tile):
 
 
 def test_a_tiff_tile_bomb_is_refused_undecoded():
-    with pytest.raises(er.ImageTooLarge, match="16368x16368"):
-        er.decode_image(np.frombuffer(tiled_tiff(16, 16, 16368), np.uint8), "bomb.tif")
-    assert er.image_dimensions(np.frombuffer(tiled_tiff(16, 16, 16), np.uint8)) == (16, 16)
+    with pytest.raises(ImageTooLarge, match="16368x16368"):
+        decode_image(np.frombuffer(tiled_tiff(16, 16, 16368), np.uint8), "bomb.tif")
+    assert image_dimensions(np.frombuffer(tiled_tiff(16, 16, 16), np.uint8)) == (16, 16)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from emotion.augmentation import Augmentation, warp_images
+from emotion.files import UserError
 import emotion_recognition as er
 from conftest import run_cli
 
@@ -79,17 +81,17 @@ def test_offline_imagenet_download_gives_a_sentence(monkeypatch, name):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
     monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(er.UserError, match=f"ImageNet {name} weights .*--base-weights PATH"):
+    with pytest.raises(UserError, match=f"ImageNet {name} weights .*--base-weights PATH"):
         er.build_model(name, (32, 32, 3), 3, 1e-3, base_weights="imagenet")
 
 
 def test_vgg16_missing_or_corrupt_weights_file(tmp_path):
-    with pytest.raises(er.UserError, match="not found"):
-        er.load_vgg16_base((32, 32, 3), str(tmp_path / "nope.h5"))
+    with pytest.raises(UserError, match="not found"):
+        er.load_base("vgg16", (32, 32, 3), str(tmp_path / "nope.h5"))
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not an hdf5 file at all")
-    with pytest.raises(er.UserError, match="could not load VGG16 weights"):
-        er.load_vgg16_base((32, 32, 3), str(bad))
+    with pytest.raises(UserError, match="could not load vgg16 weights"):
+        er.load_base("vgg16", (32, 32, 3), str(bad))
 
 
 def test_save_is_atomic_and_keeps_metadata(tmp_path):
@@ -115,7 +117,7 @@ def test_failed_save_leaves_the_previous_model_untouched(tmp_path, monkeypatch):
             f.write(b"half a fi")
         raise OSError("disk full")
     monkeypatch.setattr(keras.Model, "save", crash)
-    with pytest.raises(er.UserError, match="cannot save the model to .* the file there is unchanged"):
+    with pytest.raises(UserError, match="cannot save the model to .* the file there is unchanged"):
         er.save_model(model, str(path), {"class_names": ["a", "b"]})
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.h5"]
@@ -134,8 +136,8 @@ def test_augmentation_changes_images_but_keeps_shape_and_repeats_per_seed():
 def test_fused_augmentation_geometry():
     x = np.random.default_rng(0).uniform(0, 255, (2, 20, 30, 1)).astype("float32")
     seed = tf.constant([1, 2], tf.int64)
-    assert np.allclose(er.Augmentation(0, 0, 0, 0, flip=False)(x, seed).numpy(), x, atol=1e-3)  # identity
-    mirrored = er.Augmentation(0, 0, 0, 0, flip=True)(np.repeat(x[:1], 64, axis=0), seed).numpy()
+    assert np.allclose(Augmentation(0, 0, 0, 0, flip=False)(x, seed).numpy(), x, atol=1e-3)  # identity
+    mirrored = Augmentation(0, 0, 0, 0, flip=True)(np.repeat(x[:1], 64, axis=0), seed).numpy()
     flipped = [np.allclose(m, x[0, :, ::-1], atol=1e-3) for m in mirrored]
     unchanged = [np.allclose(m, x[0], atol=1e-3) for m in mirrored]
     assert all(f or u for f, u in zip(flipped, unchanged)) and 10 < sum(flipped) < 54  # about half mirrored
@@ -149,7 +151,7 @@ def test_opencv_warp_matches_keras_affine_transform():
     matrices = er.make_augmentation("original").matrices(8, 40.0, 50.0, tf.constant([7, 8], tf.int64)).numpy()
     keras_transforms = np.concatenate([matrices.reshape(8, 6), np.zeros((8, 2), "float32")], axis=1)
     expected = keras.ops.image.affine_transform(x, keras_transforms, interpolation="bilinear", fill_mode="nearest")
-    warped = er.warp_images(x, matrices)
+    warped = warp_images(x, matrices)
     assert not np.allclose(warped, x, atol=5)
     assert np.abs(warped - np.asarray(expected)).max() < 2  # OpenCV steps sub-pixel positions in 1/32 pixel
 

@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
+from emotion.faces import predict_images
+from emotion.video import match_tracks, smooth_faces
 import emotion_recognition as er
 from conftest import (RANDOM_MODEL_CLASSES, SHARED_DATA, SHIPPED_MODEL, draw_face, requires_shared_data,
                       run_cli)
@@ -74,8 +76,8 @@ def test_predict_same_result_one_at_a_time_and_batched(model_path):
     model, metadata = er.load_trained_model(str(model_path))
     rng = np.random.default_rng(1)
     images = [cv2.cvtColor(draw_face(e, 64, rng), cv2.COLOR_GRAY2RGB) for e in ("happy", "sad", "angry")]
-    together = er.predict_images(model, metadata, images)
-    alone = [er.predict_images(model, metadata, [im])[0] for im in images]
+    together = predict_images(model, metadata, images)
+    alone = [predict_images(model, metadata, [im])[0] for im in images]
     for a, b in zip(together, alone):
         assert a[0]["emotion"] == b[0]["emotion"]
         assert a[0]["probabilities"] == pytest.approx(b[0]["probabilities"], abs=1e-4)
@@ -117,14 +119,14 @@ def test_webcam_that_cannot_be_opened(model_path, tmp_path):
 
 
 def test_smoothing_averages_a_face_over_frames():
-    tracks = er.match_tracks([], [[10, 10, 50, 50]])
+    tracks = match_tracks([], [[10, 10, 50, 50]])
     names = ["a", "b"]
-    first = er.smooth_faces(tracks, [{"probabilities": {"a": 0.9, "b": 0.1}}], names)
-    tracks = er.match_tracks(tracks, [[12, 11, 50, 50]])  # same face, moved a little
-    second = er.smooth_faces(tracks, [{"probabilities": {"a": 0.3, "b": 0.7}}], names)
+    first = smooth_faces(tracks, [{"probabilities": {"a": 0.9, "b": 0.1}}], names)
+    tracks = match_tracks(tracks, [[12, 11, 50, 50]])  # same face, moved a little
+    second = smooth_faces(tracks, [{"probabilities": {"a": 0.3, "b": 0.7}}], names)
     assert first[0]["emotion"] == "a" and second[0]["emotion"] == "a"  # one odd frame does not flip the label
     assert second[0]["probabilities"]["a"] == pytest.approx(0.6)
-    tracks = er.match_tracks(tracks, [[300, 300, 50, 50]])  # elsewhere: a new face, fresh history
+    tracks = match_tracks(tracks, [[300, 300, 50, 50]])  # elsewhere: a new face, fresh history
     assert tracks[0]["history"] == []
 
 

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-import emotion_recognition as er
+from emotion.files import UserError
+from emotion.prepare import FER2013_CODES, prepare_dataset
 from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli
 
 
@@ -84,8 +85,8 @@ def test_csv_that_cannot_be_used_is_one_line(tmp_path, content, fragment):
 
 def test_two_folders_for_one_class_are_refused(tmp_path):
     make_class_folders(tmp_path / "src", {"Anger": 2, "angry": 2, "sad": 2}, np.random.default_rng(0))
-    with pytest.raises(er.UserError, match="both mean 'angry'"):
-        er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"))
+    with pytest.raises(UserError, match="both mean 'angry'"):
+        prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"))
 
 
 def make_class_folders(root, counts, rng):
@@ -100,7 +101,7 @@ def test_fer2013_image_release(tmp_path):
     make_class_folders(tmp_path / "src" / "train", {"angry": 6, "happy": 8, "sad": 4, "neutral": 3}, rng)
     make_class_folders(tmp_path / "src" / "test", {"angry": 4, "happy": 6, "sad": 3, "neutral": 2}, rng)
     before = sorted(os.walk(tmp_path / "src"))
-    counts, _ = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"))  # default: the original's three
+    counts, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"))  # default: the original's three
     assert counts == {("train", "angry"): 6, ("train", "happy"): 8, ("train", "sad"): 4,
                       ("val", "angry"): 2, ("val", "happy"): 3, ("val", "sad"): 2,
                       ("test", "angry"): 2, ("test", "happy"): 3, ("test", "sad"): 1}
@@ -155,7 +156,7 @@ def test_crop_faces_skips_photos_without_a_face(tmp_path):
     cv2.imwrite(str(tmp_path / "src" / "happy" / "blank.png"), np.full((100, 100), 128, np.uint8))
     os.makedirs(tmp_path / "src" / "sad")
     cv2.imwrite(str(tmp_path / "src" / "sad" / "blank.png"), rng.integers(0, 255, (100, 100), dtype=np.uint8))
-    counts, skipped = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
+    counts, skipped = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
     assert sum(counts.values()) == 0 and len(skipped) == 2
 
 
@@ -171,7 +172,7 @@ def test_crop_faces_stores_the_face_of_each_photo(tmp_path):
             photo[84:276, 144:336] = cv2.resize(cv2.imread(os.path.join(folder, name), cv2.IMREAD_GRAYSCALE),
                                                 (192, 192), interpolation=cv2.INTER_CUBIC)
             cv2.imwrite(str(tmp_path / "src" / emotion / name), photo)
-    counts, skipped = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
+    counts, skipped = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
     assert sum(counts.values()) + len(skipped) == 10 and sum(counts.values()) >= 6, skipped
     for root, _, files in os.walk(tmp_path / "out"):
         for name in files:
@@ -183,9 +184,9 @@ def test_all_seven_fer2013_classes_from_the_csv(tmp_path):
     rows = [(code, usage) for code in range(7) for usage in ("Training", "PublicTest", "PrivateTest")]
     source = write_fer_csv(tmp_path / "fer2013.csv", rows)
     result = run_cli("prepare", "--source", source, "--out", tmp_path / "out",
-                     "--classes", ",".join(er.FER2013_CODES))
+                     "--classes", ",".join(FER2013_CODES))
     assert result.returncode == 0, result.stderr
-    assert count(tmp_path / "out") == {(split, c): 1 for split in ("train", "val", "test") for c in er.FER2013_CODES}
+    assert count(tmp_path / "out") == {(split, c): 1 for split in ("train", "val", "test") for c in FER2013_CODES}
 
 
 def test_the_image_release_leaves_out_its_padding_copies(tmp_path):
@@ -194,7 +195,7 @@ def test_the_image_release_leaves_out_its_padding_copies(tmp_path):
     make_class_folders(tmp_path / "src" / "test", {"disgust": 2, "happy": 2}, rng)
     for k in (1, 2):  # the release's augmented copies of a disgust face
         cv2.imwrite(str(tmp_path / "src" / "train" / "disgust" / f"disgust_000.jpg{k}.jpg"), draw_face("sad", 48, rng))
-    counts, _ = er.prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), ["disgust", "happy"])
+    counts, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), ["disgust", "happy"])
     assert counts["train", "disgust"] == 3 and counts["train", "happy"] == 2
 
 

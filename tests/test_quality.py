@@ -60,7 +60,8 @@ def camera_run(tmp_path_factory, synthetic_data):
 
 
 def test_training_stores_normalize_and_every_command_applies_it(camera_run, tmp_path):
-    model, metadata = er.load_trained_model(str(camera_run / "m.h5"))
+    # the model as commands answer with it: with the temperature that training fitted and stored
+    model, metadata = er.answering_model(*er.load_trained_model(str(camera_run / "m.h5")))
     assert metadata["normalize"] == "equalize"
     face = flat_copy(draw_face("happy", 48, np.random.default_rng(2)))
     cv2.imwrite(str(tmp_path / "dull.png"), face)

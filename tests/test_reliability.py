@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from emotion.files import UserError
+from emotion.images import read_image
+from emotion.recovery import backup_path_for, checkpoint_path_for
 import emotion_recognition as er
 from conftest import SCRIPT, make_dataset, run_cli
 
@@ -49,7 +52,7 @@ def test_sigkill_leaves_the_previous_model_byte_for_byte(bigger_data, tmp_path, 
     if when == "during start-up":
         time.sleep(3)
     else:
-        wait_for(er.checkpoint_path_for(str(model_path)), process)
+        wait_for(checkpoint_path_for(str(model_path)), process)
         time.sleep(0 if when == "right after a checkpoint" else 1.5)
     process.kill()
     process.wait()
@@ -61,7 +64,7 @@ def test_sigkill_leaves_the_previous_model_byte_for_byte(bigger_data, tmp_path, 
 def test_ctrl_c_saves_the_best_model_so_far_and_resume_continues(bigger_data, tmp_path):
     model_path, before = previous_model(tmp_path)
     process = start_training(bigger_data, model_path, tmp_path / "out")
-    wait_for(er.checkpoint_path_for(str(model_path)), process)
+    wait_for(checkpoint_path_for(str(model_path)), process)
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
@@ -70,7 +73,7 @@ def test_ctrl_c_saves_the_best_model_so_far_and_resume_continues(bigger_data, tm
     assert model_path.read_bytes() != before
     model, meta = er.load_trained_model(str(model_path))
     assert meta["epoch"] >= 1 and meta["class_names"] == ["angry", "happy", "sad"]
-    backup = er.backup_path_for(er.checkpoint_path_for(str(model_path)))
+    backup = backup_path_for(checkpoint_path_for(str(model_path)))
     assert os.path.isdir(backup)
     done = len(open(tmp_path / "out" / "history.csv").read().strip().splitlines()) - 1
 
@@ -120,7 +123,7 @@ def test_fuzz_image_loader_never_crashes(tmp_path, case):
         assert ok
         data = data.tobytes()
         path.write_bytes(data[: max(1, len(data) * keep_percent // 100)])
-    image = er.read_image(str(path))
+    image = read_image(str(path))
     if image is not None:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         prepared = er.prepare_image(image, 48, "grayscale", "equalize")
@@ -149,10 +152,10 @@ def interrupt_after_fit(model):
 def test_ctrl_c_before_the_first_epoch_never_promotes_a_stale_checkpoint(tmp_path):
     model, ds, model_path, out = tiny_run(tmp_path)
     previous, before = previous_model(tmp_path)  # tmp_path/model.h5, the model to keep
-    stale = er.checkpoint_path_for(model_path)  # left by an earlier run that was killed
+    stale = checkpoint_path_for(model_path)  # left by an earlier run that was killed
     er.save_model(er.build_model("cnn", (48, 48, 1), 4, 1e-3), stale, {"class_names": list("abcd")})
     model.fit = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
-    with pytest.raises(er.UserError, match="before the first epoch"):
+    with pytest.raises(UserError, match="before the first epoch"):
         er.train_model(model, ds, ds, epochs=1, model_path=model_path, output_dir=out,
                        metadata={"class_names": ["x", "y"]})
     assert previous.read_bytes() == before and not os.path.exists(stale)
@@ -160,10 +163,10 @@ def test_ctrl_c_before_the_first_epoch_never_promotes_a_stale_checkpoint(tmp_pat
 
 def test_resume_keeps_the_interrupted_runs_best_model_until_beaten(tmp_path):
     model, ds, model_path, out = tiny_run(tmp_path)
-    checkpoint = er.checkpoint_path_for(model_path)
+    checkpoint = checkpoint_path_for(model_path)
     er.save_model(model, checkpoint, {"class_names": ["x", "y"], "epoch": 7, "val_loss": 1e-9})  # unbeatable
     interrupt_after_fit(model)
-    with pytest.raises(er.UserError, match="best model so far"):
+    with pytest.raises(UserError, match="best model so far"):
         er.train_model(model, ds, ds, epochs=1, model_path=model_path, output_dir=out,
                        metadata={"class_names": ["x", "y"]}, resume=True)
     assert er.load_trained_model(model_path)[1]["epoch"] == 7  # not this run's worse epoch 1
@@ -181,11 +184,11 @@ def test_ctrl_c_during_the_epoch_end_backup_leaves_a_backup_resume_can_load(tmp_
             os.kill(os.getpid(), signal.SIGINT)
         return create_dataset(group, *args, **kwargs)
     monkeypatch.setattr(h5py.Group, "create_dataset", ctrl_c_mid_write)
-    with pytest.raises(er.UserError, match="best model so far"):
+    with pytest.raises(UserError, match="best model so far"):
         er.train_model(model, ds, ds, epochs=3, model_path=model_path, output_dir=out,
                        metadata={"class_names": ["x", "y"]})
     monkeypatch.undo()
-    backup = er.backup_path_for(er.checkpoint_path_for(model_path))
+    backup = backup_path_for(checkpoint_path_for(model_path))
     fresh = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
     fresh.optimizer.build(fresh.trainable_variables)
     fresh.load_weights(os.path.join(backup, "latest.weights.h5"))  # whole: every layer's weights are there

@@ -1,4 +1,4 @@
-"""Hostile and careless input: oversized and malformed images, in one decoding path (er.decode_image)."""
+"""Hostile and careless input: oversized and malformed images, in one decoding path (decode_image)."""
 
 import io
 import os
@@ -11,6 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emotion.files import UserError, write_file
+from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image
+from emotion.prepare import read_fer2013_csv
+from emotion.recovery import check_free_space
+from emotion.serve import make_serve_app
 import emotion_recognition as er
 
 FUZZ_CASES = int(os.environ.get("FUZZ_CASES", 20_000))  # about 1 s; docs/robustness.md gives a 100,000-case run
@@ -77,44 +82,44 @@ def mutate(seeds, rng):
 def decode_outcome(data):
     """'image', 'unreadable' or 'too large': the three things decode_image may do with any bytes."""
     try:
-        image = er.decode_image(np.frombuffer(data, np.uint8), "fuzz")
-    except er.ImageTooLarge:
+        image = decode_image(np.frombuffer(data, np.uint8), "fuzz")
+    except ImageTooLarge:
         return "too large"
     if image is None:
         return "unreadable"
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    assert image.shape[0] * image.shape[1] <= er.MAX_IMAGE_PIXELS
+    assert image.shape[0] * image.shape[1] <= MAX_IMAGE_PIXELS
     return "image"
 
 
 def test_a_tiny_file_declaring_a_huge_image_is_refused_before_decoding(monkeypatch):
     decoded = []
-    monkeypatch.setattr(er.cv2, "imdecode", lambda *a: decoded.append(a) or None)
-    with pytest.raises(er.ImageTooLarge, match=r"bomb.png: declares 50000x50000 pixels, above the limit of "):
-        er.decode_image(np.frombuffer(png_declaring(50_000, 50_000), np.uint8), "bomb.png")
+    monkeypatch.setattr("emotion.images.cv2.imdecode", lambda *a: decoded.append(a) or None)
+    with pytest.raises(ImageTooLarge, match=r"bomb.png: declares 50000x50000 pixels, above the limit of "):
+        decode_image(np.frombuffer(png_declaring(50_000, 50_000), np.uint8), "bomb.png")
     assert decoded == []
 
 
 def test_an_image_at_the_limit_is_decoded_and_one_above_is_not(monkeypatch):
-    monkeypatch.setattr(er, "MAX_IMAGE_PIXELS", 30 * 40)
+    monkeypatch.setattr("emotion.images.MAX_IMAGE_PIXELS", 30 * 40)
     ok = cv2.imencode(".png", np.zeros((30, 40, 3), np.uint8))[1]
-    assert er.decode_image(ok).shape == (30, 40, 3)
-    with pytest.raises(er.ImageTooLarge, match="41x30"):
-        er.decode_image(cv2.imencode(".png", np.zeros((30, 41, 3), np.uint8))[1])
+    assert decode_image(ok).shape == (30, 40, 3)
+    with pytest.raises(ImageTooLarge, match="41x30"):
+        decode_image(cv2.imencode(".png", np.zeros((30, 41, 3), np.uint8))[1])
 
 
 def test_a_png_chunk_longer_than_the_file_is_not_handed_to_opencv(monkeypatch):
     data = bytearray(cv2.imencode(".png", np.zeros((23, 31, 3), np.uint8))[1].tobytes())
     data[33:37] = struct.pack(">I", 2**30)  # the IDAT chunk claims 1 GB: OpenCV 4.14 would allocate it
-    monkeypatch.setattr(er.cv2, "imdecode", lambda *a: pytest.fail("handed to OpenCV"))
-    assert er.decode_image(np.frombuffer(bytes(data), np.uint8)) is None
+    monkeypatch.setattr("emotion.images.cv2.imdecode", lambda *a: pytest.fail("handed to OpenCV"))
+    assert decode_image(np.frombuffer(bytes(data), np.uint8)) is None
 
 
 def test_opencv_errors_never_escape(monkeypatch):
     def failing(*args):
         raise cv2.error("corrupt")
-    monkeypatch.setattr(er.cv2, "imdecode", failing)
-    assert er.decode_image(cv2.imencode(".png", np.zeros((3, 3, 3), np.uint8))[1]) is None
+    monkeypatch.setattr("emotion.images.cv2.imdecode", failing)
+    assert decode_image(cv2.imencode(".png", np.zeros((3, 3, 3), np.uint8))[1]) is None
 
 
 def fuzz(cases, seed=FUZZ_SEED):
@@ -152,7 +157,7 @@ def test_predict_refuses_a_bomb_and_labels_the_other_files(tmp_path):
     assert '"image": "' + str(tmp_path / "face.png") in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {tmp_path / 'bomb.png'}: declares 50000x50000 pixels, above the limit of "
-                      f"{er.MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS); scale it down"]
+                      f"{MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS); scale it down"]
 
 
 def test_folder_load_skips_a_bomb_with_one_line_and_keeps_the_rest(tmp_path, capsys):
@@ -164,7 +169,7 @@ def test_folder_load_skips_a_bomb_with_one_line_and_keeps_the_rest(tmp_path, cap
     assert len(images) == 3 and skipped == [str(tmp_path / "happy" / "bomb.png")]
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"Warning: skipped {tmp_path / 'happy' / 'bomb.png'}: declares 32000x32000 pixels, above the "
-                     f"limit of {er.MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS); scale it down"]
+                     f"limit of {MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS); scale it down"]
 
 
 # -----------------------------------------------------------------------------
@@ -195,7 +200,7 @@ GOOD = {"class_names": ["angry", "happy", "sad"], "image_size": 48, "color": "gr
 ])
 def test_metadata_that_contradicts_the_model_is_refused(tiny_model, tmp_path, change, fragment):
     path = save_with(tiny_model, tmp_path / "m.h5", {**GOOD, **change})
-    with pytest.raises(er.UserError, match="retrain") as error:
+    with pytest.raises(UserError, match="retrain") as error:
         er.load_trained_model(path)
     assert str(error.value).startswith(repr(path)) and fragment in str(error.value)
     assert "\n" not in str(error.value)
@@ -207,11 +212,11 @@ def test_metadata_that_is_not_an_object_and_nan_weights_are_refused(tiny_model, 
     import json
     with h5py.File(path, "a") as f:
         f.attrs[er.METADATA_KEY] = json.dumps(5)
-    with pytest.raises(er.UserError, match="is not a JSON object"):
+    with pytest.raises(UserError, match="is not a JSON object"):
         er.load_trained_model(path)
     broken = er.build_model("compact", (48, 48, 1), 3, 1e-3)
     broken.set_weights([np.full_like(w, np.nan) for w in broken.get_weights()])
-    with pytest.raises(er.UserError, match="NaN or infinite"):
+    with pytest.raises(UserError, match="NaN or infinite"):
         er.load_trained_model(save_with(broken, tmp_path / "nan.h5", GOOD))
 
 
@@ -229,7 +234,7 @@ def serve_client(tmp_path_factory):
     pytest.importorskip("flask")
     path = tmp_path_factory.mktemp("serve") / "m.h5"
     er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(path), GOOD)
-    return er.make_serve_app(str(path)).test_client()
+    return make_serve_app(str(path)).test_client()
 
 
 def post_image(client, data, name="x.png"):
@@ -237,7 +242,7 @@ def post_image(client, data, name="x.png"):
 
 
 def test_serve_answers_a_bomb_413_in_json_without_decoding(serve_client, monkeypatch):
-    monkeypatch.setattr(er.cv2, "imdecode", lambda *a: pytest.fail("a bomb was decoded"))
+    monkeypatch.setattr("emotion.images.cv2.imdecode", lambda *a: pytest.fail("a bomb was decoded"))
     response = post_image(serve_client, png_declaring(50_000, 50_000), "bomb.png")
     assert response.status_code == 413
     assert response.get_json()["error"].startswith("bomb.png: declares 50000x50000 pixels, above the limit")
@@ -343,9 +348,9 @@ def test_a_failed_write_is_an_error_and_leaves_nothing(tmp_path, capsys, monkeyp
 
     def disk_full(*args):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(er.os, "replace", disk_full)
-    with pytest.raises(er.UserError, match=r"cannot write .*metrics.json' \(No space left on device\)"):
-        er.write_file(str(tmp_path / "out" / "metrics.json"), "{}")
+    monkeypatch.setattr("emotion.files.os.replace", disk_full)
+    with pytest.raises(UserError, match=r"cannot write .*metrics.json' \(No space left on device\)"):
+        write_file(str(tmp_path / "out" / "metrics.json"), "{}")
     code, _, error = run_main(capsys, "predict", tmp_path / "me.png", "--save", tmp_path / "out", "--no-detect",
                               "--model-path", SHIPPED_MODEL)
     assert code == 1 and "No space left on device" in error
@@ -397,15 +402,15 @@ PIXELS = " ".join(["7"] * 2304)
 
 def test_csv_with_a_byte_order_mark_is_read(tmp_path):
     path = fer_csv(tmp_path / "f.csv", [(3, PIXELS, "Training"), (3, PIXELS, "PublicTest")], prefix="\ufeff")
-    assert len(er.read_fer2013_csv(path, ["happy"])) == 2
+    assert len(read_fer2013_csv(path, ["happy"])) == 2
 
 
 def test_csv_with_nan_pixels_or_only_training_rows_is_refused(tmp_path):
     nan = " ".join(["nan"] + ["7"] * 2303)
-    with pytest.raises(er.UserError, match="line 3: .*2304 values in 0-255"):
-        er.read_fer2013_csv(fer_csv(tmp_path / "a.csv", [(3, PIXELS, "Training"), (3, nan, "Training")]), ["happy"])
-    with pytest.raises(er.UserError, match="only Training rows, none for val .PublicTest. or test .PrivateTest."):
-        er.read_fer2013_csv(fer_csv(tmp_path / "b.csv", [(3, PIXELS, "Training")] * 3), ["happy"])
+    with pytest.raises(UserError, match="line 3: .*2304 values in 0-255"):
+        read_fer2013_csv(fer_csv(tmp_path / "a.csv", [(3, PIXELS, "Training"), (3, nan, "Training")]), ["happy"])
+    with pytest.raises(UserError, match="only Training rows, none for val .PublicTest. or test .PrivateTest."):
+        read_fer2013_csv(fer_csv(tmp_path / "b.csv", [(3, PIXELS, "Training")] * 3), ["happy"])
 
 
 # -----------------------------------------------------------------------------
@@ -429,7 +434,7 @@ def test_non_utf8_paths_are_read_or_refused(tmp_path, capsys):
 
 
 def test_serve_labels_a_large_photo_on_a_smaller_copy_with_boxes_in_its_pixels(serve_client, monkeypatch):
-    monkeypatch.setattr(er, "SERVE_WORK_SIDE", 100)
+    monkeypatch.setattr("emotion.serve.SERVE_WORK_SIDE", 100)
     response = post_image(serve_client, cv2.imencode(".png", np.full((300, 400), 90, np.uint8))[1].tobytes())
     (face,) = response.get_json()["faces"]
     assert response.status_code == 200 and face["box"] == [0, 0, 400, 300]
@@ -437,16 +442,16 @@ def test_serve_labels_a_large_photo_on_a_smaller_copy_with_boxes_in_its_pixels(s
 
 def test_serve_handles_one_large_photo_at_a_time_and_answers_503_to_a_second(serve_client, monkeypatch):
     import threading
-    monkeypatch.setattr(er, "SERVE_LARGE_PIXELS", 100)
-    monkeypatch.setattr(er, "SERVE_LARGE_WAIT", 0.2)
+    monkeypatch.setattr("emotion.serve.SERVE_LARGE_PIXELS", 100)
+    monkeypatch.setattr("emotion.serve.SERVE_LARGE_WAIT", 0.2)
     decoding, release = threading.Event(), threading.Event()
-    decode = er.decode_image
+    decode = decode_image
 
     def slow_decode(*args):
         decoding.set()
         release.wait(10)
         return decode(*args)
-    monkeypatch.setattr(er, "decode_image", slow_decode)
+    monkeypatch.setattr("emotion.serve.decode_image", slow_decode)
     photo = cv2.imencode(".png", np.full((30, 40), 90, np.uint8))[1].tobytes()
     first = []
     thread = threading.Thread(target=lambda: first.append(post_image(serve_client, photo, "first.png")))
@@ -462,6 +467,6 @@ def test_serve_handles_one_large_photo_at_a_time_and_answers_503_to_a_second(ser
 
 
 def test_training_stops_before_it_starts_when_the_disk_is_too_full(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(er.shutil, "disk_usage", lambda folder: type("Usage", (), {"free": 2**20})())
-    with pytest.raises(er.UserError, match=r"training needs about \d+ MB free in .* but 1 MB are free"):
-        er.check_free_space(tiny_model, str(tmp_path / "m.h5"))
+    monkeypatch.setattr("emotion.recovery.shutil.disk_usage", lambda folder: type("Usage", (), {"free": 2**20})())
+    with pytest.raises(UserError, match=r"training needs about \d+ MB free in .* but 1 MB are free"):
+        check_free_space(tiny_model, str(tmp_path / "m.h5"))

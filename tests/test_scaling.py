@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from emotion.distributed import is_chief
+from emotion.features import extract_features, make_feature_dataset, split_frozen_base
 import emotion_recognition as er
 from conftest import SCRIPT, run_cli
 
@@ -20,7 +22,7 @@ from conftest import SCRIPT, run_cli
 @pytest.fixture(scope="module")
 def vgg_parts():
     keras_model = er.build_model("vgg16", (32, 32, 1), 3, 1e-2, base_weights="none")
-    features, head = er.split_frozen_base(keras_model)
+    features, head = split_frozen_base(keras_model)
     head.compile(optimizer=keras_model.optimizer, loss=keras_model.loss)
     return keras_model, features, head
 
@@ -44,14 +46,14 @@ def test_extracted_features_hold_a_plain_and_an_augmented_view(vgg_parts):
     rng = np.random.default_rng(2)
     images = rng.integers(0, 255, (10, 32, 32, 1), dtype=np.uint8)
     labels = rng.integers(0, 3, 10)
-    stored = er.extract_features(features, images, labels, 3, batch_size=4,
+    stored = extract_features(features, images, labels, 3, batch_size=4,
                                  augment=er.make_augmentation("original"), views=2)
     assert stored.shape == (2, 10, 1, 1, 512) and stored.dtype == np.float16
     np.testing.assert_allclose(stored[0], features.predict_on_batch(images.astype("float32")), rtol=1e-2, atol=1e-2)
     assert not np.allclose(stored[1], stored[0], atol=1e-2)  # the second view saw augmented faces
-    assert er.extract_features(features, images, labels, 3, batch_size=4).shape == (1, 10, 1, 1, 512)
+    assert extract_features(features, images, labels, 3, batch_size=4).shape == (1, 10, 1, 1, 512)
 
-    ds = er.make_feature_dataset(stored, labels, 3, batch_size=4, shuffle=True, seed=0)
+    ds = make_feature_dataset(stored, labels, 3, batch_size=4, shuffle=True, seed=0)
     seen = [batch for batch, _ in ds.take(5)]  # endless: draws from all 20 image-views
     assert all(b.shape[1:] == (1, 1, 512) for b in seen)
 
@@ -146,6 +148,7 @@ import json, os, sys
 import numpy as np, tensorflow as tf, keras
 sys.path.insert(0, {root!r})
 import emotion_recognition as er
+from emotion.distributed import fit_multiworker, shard_by_data
 strategy = tf.distribute.MultiWorkerMirroredStrategy() if "TF_CONFIG" in os.environ else tf.distribute.get_strategy()
 rng = np.random.default_rng(0)
 x, y = rng.normal(size=(64, 8)).astype("float32"), np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
@@ -154,9 +157,9 @@ with strategy.scope():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", kernel_regularizer="l2"),
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.CategoricalCrossentropy())  # SGD: scale-sensitive
-ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(er.shard_by_data())
+ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(shard_by_data())
 if "TF_CONFIG" in os.environ:
-    history = er.fit_multiworker(model, ds, ds, 3, [])
+    history = fit_multiworker(model, ds, ds, 3, [])
 else:
     history = model.fit(ds, validation_data=ds, epochs=3, verbose=0)
 print(json.dumps({{"val_loss": history.history["val_loss"],
@@ -195,4 +198,4 @@ def test_two_workers_compute_what_one_process_computes(tmp_path):
 def test_only_one_task_of_a_cluster_writes(cluster, task, chief):
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(tf.train.ClusterSpec(cluster), task_type=task[0],
                                                                      task_id=task[1])
-    assert er.is_chief(types.SimpleNamespace(cluster_resolver=resolver)) is chief
+    assert is_chief(types.SimpleNamespace(cluster_resolver=resolver)) is chief

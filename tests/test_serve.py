@@ -14,6 +14,9 @@ pytest.importorskip("flask", reason="flask is not installed (pip install -r requ
 from conftest import ROOT, real_photo
 
 sys.path.insert(0, ROOT)  # web/ is a package at the repository root
+from emotion.faces import MESSAGES  # noqa: E402
+from emotion.files import UserError  # noqa: E402
+from emotion.serve import make_serve_app  # noqa: E402
 import emotion_recognition as er  # noqa: E402
 
 CLASSES = ["calm", "joy", "rage"]  # not the default names: labels must come from the model file
@@ -31,7 +34,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(model_path):
-    return er.make_serve_app(model_path).test_client()
+    return make_serve_app(model_path).test_client()
 
 
 def face_photo(tmp_path, name="face.png", photo="astronaut"):
@@ -58,7 +61,7 @@ def test_predict_returns_the_predict_json_structure(client, tmp_path):
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert face["confidence"] == max(face["probabilities"].values())
     assert face["probabilities"][face["emotion"]] == face["confidence"]  # the most probable class
-    assert face["message"] == er.MESSAGES["unknown"]  # these class names have no message of their own
+    assert face["message"] == MESSAGES["unknown"]  # these class names have no message of their own
     assert result["annotated"].startswith("data:image/png;base64,")
 
 
@@ -93,7 +96,7 @@ def test_missing_field_gets_400(client):
 
 
 def test_too_large_upload_gets_413(model_path, tmp_path):
-    client = er.make_serve_app(model_path, max_upload_mb=0.01).test_client()  # about 10 kB
+    client = make_serve_app(model_path, max_upload_mb=0.01).test_client()  # about 10 kB
     response = upload(client, bytes(20_000))
     assert response.status_code == 413
     assert "larger than the 0.01 MB limit" in response.get_json()["error"]
@@ -102,8 +105,8 @@ def test_too_large_upload_gets_413(model_path, tmp_path):
 def test_model_is_loaded_once(model_path, tmp_path, monkeypatch):
     calls = []
     load = er.load_trained_model
-    monkeypatch.setattr(er, "load_trained_model", lambda path: calls.append(path) or load(path))
-    client = er.make_serve_app(model_path).test_client()
+    monkeypatch.setattr("emotion.serve.load_trained_model", lambda path: calls.append(path) or load(path))
+    client = make_serve_app(model_path).test_client()
     photo = face_photo(tmp_path).read_bytes()
     assert [upload(client, photo).status_code for _ in range(2)] == [200, 200]
     assert calls == [model_path]
@@ -133,15 +136,15 @@ def test_a_photo_without_a_face_gets_no_emotion(client, tmp_path):
 
 
 def test_missing_model_is_a_user_error(tmp_path):
-    with pytest.raises(er.UserError, match="not found"):
-        er.make_serve_app(str(tmp_path / "nope.h5"))
+    with pytest.raises(UserError, match="not found"):
+        make_serve_app(str(tmp_path / "nope.h5"))
 
 
 @pytest.fixture(scope="module")
 def live_server(model_path):
     """The app on a free localhost port in a background thread; yields its URL."""
     from werkzeug.serving import make_server
-    httpd = make_server("127.0.0.1", 0, er.make_serve_app(model_path), threaded=True)
+    httpd = make_server("127.0.0.1", 0, make_serve_app(model_path), threaded=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_port}"
     httpd.shutdown()
@@ -180,7 +183,7 @@ def test_page_labels_an_uploaded_photo(page, tmp_path):
     assert page.text_content("#status") == "holiday.png: 1 face found."
     assert page.get_attribute("#annotated", "src").startswith("data:image/png;base64,")
     assert len(page.query_selector_all("#faces .bar-row")) == len(CLASSES)
-    assert page.text_content("#faces .message") == er.MESSAGES["unknown"]
+    assert page.text_content("#faces .message") == MESSAGES["unknown"]
 
 
 def test_page_shows_the_error_for_a_non_image(page, tmp_path):

@@ -10,6 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from emotion.calibration import calibration_bins, fit_temperature
+from emotion.faces import MESSAGES, layout_labels, message_for
+from emotion.files import UserError
+from emotion.recovery import keras
+from emotion.serve import make_serve_app
+from emotion.transfer import start_from
 import emotion_recognition as er
 from conftest import ROOT, draw_face, make_dataset, run_cli
 
@@ -21,7 +27,7 @@ THREE = ["angry", "happy", "sad"]
 def seven_model(tmp_path_factory):
     """An untrained seven-class compact model, with a calibration temperature stored."""
     path = tmp_path_factory.mktemp("seven") / "m7.h5"
-    er.keras.utils.set_random_seed(3)
+    keras.utils.set_random_seed(3)
     er.save_model(er.build_model("compact", (48, 48, 1), 7, 1e-3), str(path),
                   {"class_names": SEVEN, "image_size": 48, "color": "grayscale", "normalize": "equalize",
                    "temperature": 1.7})
@@ -54,7 +60,7 @@ def test_answering_model_restricts_renormalises_and_applies_the_temperature(seve
     np.testing.assert_allclose(er.predict_probabilities(answer, images), expected / expected.sum(1, keepdims=True),
                                atol=1e-5)
     assert answer_metadata["class_names"] == ["sad", "angry"] and metadata["class_names"] == SEVEN
-    with pytest.raises(er.UserError, match="no class 'contempt'"):
+    with pytest.raises(UserError, match="no class 'contempt'"):
         er.answering_model(model, metadata, ["happy", "contempt"])
 
 
@@ -89,13 +95,13 @@ def test_classes_must_be_distinct_names():
 
 def test_serve_classes_restricts_health_and_answers(seven_model):
     from skimage import data
-    client = er.make_serve_app(seven_model, classes=THREE).test_client()
+    client = make_serve_app(seven_model, classes=THREE).test_client()
     assert client.get("/api/health").get_json()["classes"] == THREE
     encoded = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
     answer = client.post("/api/predict", data={"image": (io.BytesIO(encoded), "a.png")},
                          content_type="multipart/form-data").get_json()
     assert answer["faces"] and all(list(face["probabilities"]) == THREE for face in answer["faces"])
-    assert er.make_serve_app(seven_model).test_client().get("/api/health").get_json()["classes"] == SEVEN
+    assert make_serve_app(seven_model).test_client().get("/api/health").get_json()["classes"] == SEVEN
 
 
 def test_evaluate_over_all_classes_or_the_chosen_ones(seven_model, three_class_data, tmp_path):
@@ -126,7 +132,7 @@ def test_initial_model_with_other_classes_gets_a_new_last_layer(tmp_path):
     er.save_model(three, str(tmp_path / "m3.h5"), {"class_names": THREE, "image_size": 48, "color": "grayscale"})
     seven = er.build_model("compact", (48, 48, 1), 7, 1e-3)
     fresh_head = [w.copy() for w in seven.layers[-1].get_weights()]
-    er.start_from(seven, str(tmp_path / "m3.h5"))
+    start_from(seven, str(tmp_path / "m3.h5"))
     copied = [layer for layer in seven.layers if layer.weights][:-1]
     source = [layer for layer in three.layers if layer.weights][:-1]
     for mine, theirs in zip(copied, source):
@@ -134,8 +140,8 @@ def test_initial_model_with_other_classes_gets_a_new_last_layer(tmp_path):
             np.testing.assert_array_equal(a, b)
     for a, b in zip(seven.layers[-1].get_weights(), fresh_head):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(er.UserError, match="another architecture"):
-        er.start_from(er.build_model("cnn", (48, 48, 1), 7, 1e-3), str(tmp_path / "m3.h5"))
+    with pytest.raises(UserError, match="another architecture"):
+        start_from(er.build_model("cnn", (48, 48, 1), 7, 1e-3), str(tmp_path / "m3.h5"))
 
 
 @pytest.mark.parametrize("name", ["resnet", "mobilenet", "efficientnet"])
@@ -151,7 +157,7 @@ def test_keras_applications_build_from_scratch_save_and_load(name, tmp_path):
 
 
 def test_train_a_keras_application_from_a_local_weights_file(three_class_data, tmp_path):
-    base = er.keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
     base.save_weights(str(tmp_path / "mobilenet.weights.h5"))
     result = run_cli("--data", three_class_data, "--train-again", "--model", "mobilenet", "--epochs", 1,
                      "--base-weights", tmp_path / "mobilenet.weights.h5", "--image-size", 32,
@@ -170,14 +176,14 @@ def test_fit_temperature_recovers_a_known_temperature():
     true = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     labels = np.array([rng.choice(5, p=p) for p in true])
     overconfident = np.exp(logits * 2) / np.exp(logits * 2).sum(1, keepdims=True)  # as a model at T = 0.5
-    assert er.fit_temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
-    assert er.fit_temperature(true, labels) == pytest.approx(1.0, rel=0.1)
+    assert fit_temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
+    assert fit_temperature(true, labels) == pytest.approx(1.0, rel=0.1)
 
 
 def test_expected_calibration_error():
     probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
     labels = np.array([0, 1, 0, 0])
-    bins, ece = er.calibration_bins(probabilities, labels, bins=10)
+    bins, ece = calibration_bins(probabilities, labels, bins=10)
     # the 0.9 bin: accuracy 0.5 (gap 0.4); the 0.6 bin: accuracy 1.0 (gap 0.4)
     assert ece == pytest.approx(0.4)
     assert [b["count"] for b in bins if b["count"]] == [2, 2] and sum(b["count"] for b in bins) == 4
@@ -208,23 +214,23 @@ def test_a_bad_stored_temperature_is_refused(tmp_path, temperature):
     path = str(tmp_path / "m.h5")
     er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), path,
                   {"class_names": THREE, "image_size": 48, "color": "grayscale", "temperature": temperature})
-    with pytest.raises(er.UserError, match="stored temperature"):
+    with pytest.raises(UserError, match="stored temperature"):
         er.load_trained_model(path)
 
 
 def test_every_fer2013_emotion_has_its_own_message():
-    messages = [er.message_for(emotion) for emotion in SEVEN]
-    assert len(set(messages)) == 7 and er.MESSAGES["unknown"] not in messages
+    messages = [message_for(emotion) for emotion in SEVEN]
+    assert len(set(messages)) == 7 and MESSAGES["unknown"] not in messages
 
 
 def test_labels_and_messages_never_cover_another_face():
     faces = [{"box": [40, 60, 120, 120], "emotion": "neutral", "confidence": 0.9},
              {"box": [180, 60, 120, 120], "emotion": "surprise", "confidence": 0.8}]
-    placed = er.layout_labels(faces, (300, 320, 3))
+    placed = layout_labels(faces, (300, 320, 3))
     assert len(placed) == 4  # both labels and both messages found a place
     for text, *_, (x0, y0, x1, y1) in placed:
         owner = next(i for i, f in enumerate(faces) if text in (f"{f['emotion']} {f['confidence']:.0%}",
-                                                                er.message_for(f["emotion"])))
+                                                                message_for(f["emotion"])))
         for i, face in enumerate(faces):
             x, y, w, h = face["box"]
             if i != owner:

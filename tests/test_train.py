@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from emotion.recovery import checkpoint_path_for
 import emotion_recognition as er
 from conftest import make_dataset, run_cli
 
@@ -37,7 +38,7 @@ def trained(data, tmp_path_factory):
 def test_training_writes_model_and_all_outputs(trained):
     out, model_path, result = trained
     assert model_path.is_file()
-    assert not os.path.exists(er.checkpoint_path_for(str(model_path)))  # checkpoint removed after success
+    assert not os.path.exists(checkpoint_path_for(str(model_path)))  # checkpoint removed after success
     for name in ("metrics.json", "confusion_matrix.png", "training_curves.png", "history.csv",
                  "classification_report.txt", "config.json"):
         assert (out / "results" / name).is_file(), name
@@ -76,7 +77,7 @@ def test_second_run_loads_instead_of_training(trained, data):
 def test_metrics_match_scikit_learn_on_the_same_predictions(trained, data):
     out, model_path, _ = trained
     metrics = json.loads((out / "results" / "metrics.json").read_text())
-    model, meta = er.load_trained_model(str(model_path))
+    model, meta = er.answering_model(*er.load_trained_model(str(model_path)))  # with the stored temperature
     images, labels, _ = er.load_folder(os.path.join(data, "test"), meta["class_names"],
                                        meta["image_size"], meta["color"], meta["normalize"])
     probabilities = model.predict(images.astype("float32"), verbose=0)

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from emotion.files import UserError  # noqa: E402
 import emotion_recognition as er  # noqa: E402  (the script sits one folder up)
 
 
@@ -28,7 +29,7 @@ def make_soup(paths):
             {k: metadata.get(k) for k in ("class_names", "image_size", "color")}
         same_shapes = [w.shape for w in other.get_weights()] == [w.shape for w in model.get_weights()]
         if not (same_input and same_shapes):
-            raise er.UserError(f"{path!r} is not the same architecture, classes and input as {paths[0]!r}")
+            raise UserError(f"{path!r} is not the same architecture, classes and input as {paths[0]!r}")
     settings = {path: other_metadata["normalize"] for path, (_, other_metadata) in zip(paths, loaded)}
     if len(set(settings.values())) > 1:  # e.g. a starting model saved before --normalize existed
         print(f"Warning: the models differ in normalize ({settings}); the average uses the first model's, "
@@ -45,10 +46,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if len(args.models) < 2:
-            raise er.UserError("give at least two models to average")
+            raise UserError("give at least two models to average")
         model, metadata = make_soup(args.models)
         er.save_model(model, args.out, metadata)
-    except er.UserError as error:
+    except UserError as error:
         sys.exit(f"error: {error}")
     print(f"Averaged {len(args.models)} models into {args.out}")
 

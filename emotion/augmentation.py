@@ -1,0 +1,90 @@
+"""The training augmentation, fast on a CPU: the original's random rotation, shift, shear, zoom and flip fused
+into one OpenCV affine warp per image, plus the photometric changes of --augment camera."""
+
+import math
+
+import cv2
+import numpy as np
+
+from emotion_recognition import BLUR_SIGMA, BRIGHTNESS_FRACTION, CONTRAST_FRACTION, NOISE_LEVEL, tf
+
+
+def blur_images(images, sigmas):
+    """Gaussian blur of each float32 (H, W, C) image with its own sigma (0: left as it is)."""
+    out = images.copy()
+    for image, sigma, target in zip(images, sigmas, out):
+        if sigma > 0:
+            target[...] = cv2.GaussianBlur(image, (0, 0), float(sigma), borderType=cv2.BORDER_REPLICATE).reshape(
+                target.shape)
+    return out
+
+
+def warp_images(images, matrices):
+    """Affine warp of each image with OpenCV (bilinear, edge pixels repeated, as the original's "nearest" fill).
+
+    images: float32 (B, H, W, C); matrices: (B, 2, 3), output pixel (x, y) reads input pixel M (x, y, 1).
+    """
+    out = np.empty_like(images)
+    height, width = images.shape[1:3]
+    for image, matrix, target in zip(images, matrices, out):
+        cv2.warpAffine(image, matrix, (width, height), dst=target, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+class Augmentation:
+    """The original's random rotation, shift, shear, zoom and horizontal flip, fused into one affine warp.
+
+    One warp per image, by OpenCV's `warpAffine`, instead of one per Keras augmentation layer: far less CPU
+    (docs/performance.md), which on 2 cores the network gets back. The randomness is stateless, drawn from a
+    seed per batch, so batches can be augmented in parallel and still repeat exactly for the same --seed.
+    """
+
+    def __init__(self, rotation_degrees, shift_fraction, shear_degrees, zoom_fraction, flip=True, photometric=False):
+        self.rotation, self.shift = math.radians(rotation_degrees), shift_fraction
+        self.shear, self.zoom, self.flip = math.radians(shear_degrees), zoom_fraction, flip
+        self.photometric = photometric
+
+    def matrices(self, count, height, width, seed):
+        """(count, 2, 3) random warps; output pixel p reads input pixel A (p - centre) + centre + shift."""
+        seeds = tf.random.experimental.stateless_split(seed, 7)
+
+        def uniform(i, bound):
+            return tf.random.stateless_uniform([count], seeds[i], -bound, bound)
+
+        angle, shear = uniform(0, self.rotation), uniform(1, self.shear)
+        zoom_x, zoom_y = 1 + uniform(2, self.zoom), 1 + uniform(3, self.zoom)  # independent, as the original
+        shift_x, shift_y = uniform(4, self.shift) * width, uniform(5, self.shift) * height
+        mirror = tf.where(tf.random.stateless_uniform([count], seeds[6]) < 0.5, -1.0, 1.0) if self.flip else 1.0
+        # A = rotate . shear . zoom . mirror
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        a0, a1 = cos * zoom_x * mirror, (-cos * tf.sin(shear) - sin * tf.cos(shear)) * zoom_y
+        b0, b1 = sin * zoom_x * mirror, (-sin * tf.sin(shear) + cos * tf.cos(shear)) * zoom_y
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        a2, b2 = cx - a0 * cx - a1 * cy + shift_x, cy - b0 * cx - b1 * cy + shift_y
+        return tf.reshape(tf.stack([a0, a1, a2, b0, b1, b2], axis=1), (-1, 2, 3))
+
+    def __call__(self, images, seed):
+        """images: float32 (B, H, W, C); seed: int64 pair. Same images and seed -> same output."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
+        matrices = self.matrices(tf.shape(images)[0], height, width, seed)
+        warped = tf.ensure_shape(tf.numpy_function(warp_images, [images, matrices], tf.float32), images.shape)
+        return self.camera(warped, tf.random.experimental.stateless_fold_in(seed, 1)) if self.photometric else warped
+
+    def camera(self, images, seed):
+        """What another camera does to a face: contrast, brightness, blur (half the faces), sensor noise."""
+        seeds = tf.random.experimental.stateless_split(seed, 6)
+        count = tf.shape(images)[0]
+
+        def uniform(i, low, high):
+            return tf.random.stateless_uniform([count, 1, 1, 1], seeds[i], low, high)
+
+        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+        images = (images - mean) * (1 + uniform(0, -CONTRAST_FRACTION, CONTRAST_FRACTION)) + mean
+        images += uniform(1, -BRIGHTNESS_FRACTION, BRIGHTNESS_FRACTION) * 255
+        sigmas = tf.where(uniform(2, 0, 1) < 0.5, 0.0, uniform(3, 0.5, BLUR_SIGMA))
+        images = tf.ensure_shape(tf.numpy_function(blur_images, [images, tf.reshape(sigmas, [-1])], tf.float32),
+                                 images.shape)
+        noise = tf.random.stateless_normal(tf.shape(images), seeds[4]) * uniform(5, 0, NOISE_LEVEL)
+        return tf.clip_by_value(images + noise, 0, 255)

@@ -1,0 +1,74 @@
+"""Failing safely on disk: the one error a user sees, the one atomic writer, the writable-folder check and
+the memory-mapped cache. Used by emotion_recognition.py and every module beside it; imports neither."""
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+import uuid
+
+import numpy as np
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad option, mismatched model): printed as one line."""
+
+
+def open_cache(cache_dir, name, dtype, shape):
+    """A memory-mapped array in a new file under `cache_dir`, deleted at once: the mapping keeps the data
+    until the array is freed, and the disk space comes back then, even when the run is killed."""
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        free = shutil.disk_usage(cache_dir).free
+        if size > free:
+            raise UserError(f"the file cache needs {size / 2**30:.1f} GB in {cache_dir!r} but {free / 2**30:.1f} GB "
+                            "are free; free some space or use another --output-dir")
+        fd, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".npy", dir=cache_dir)
+        os.close(fd)
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except OSError as error:
+        raise UserError(f"cannot create the file cache in {cache_dir!r} ({error.strerror})") from None
+    try:
+        os.remove(path)
+    except OSError:  # Windows keeps a mapped file; it stays until the next cleanup by hand
+        pass
+    return array
+
+
+@contextlib.contextmanager
+def atomic_write(path, suffix=".tmp"):
+    """A hidden temporary path beside `path` to write to; when the block succeeds the file is flushed to disk
+    (fsync) and renamed over `path`, so a reader, or a power cut, finds the old file or the new one, never half
+    of one. On any failure the temporary file is removed and `path` stays as it was."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp_path = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}{suffix}")
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def write_file(path, data):
+    """Write bytes (or text, as UTF-8) atomically; a failed write (disk full, read-only) is a UserError."""
+    try:
+        with atomic_write(path) as tmp_path, open(tmp_path, "xb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    except OSError as error:
+        raise UserError(f"cannot write {path!r} ({error.strerror}); free some space or choose another "
+                        "folder") from None
+
+
+def check_writable(folder):
+    """Fail now, not after an hour of training, when results cannot be written."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write to {folder!r} ({error.strerror}); choose another folder") from None

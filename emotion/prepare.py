@@ -1,0 +1,246 @@
+"""Preparing a data set: FER2013 (its CSV or its image release) or any folder of class folders, split into
+train/val/test (by groups of alike-named files, so one person never spans splits): the `prepare` command."""
+
+import csv
+import os
+import re
+import shutil
+
+import cv2
+import numpy as np
+
+from emotion.faces import crop_face, detect_faces, load_face_detector
+from emotion.files import UserError, write_file
+from emotion.images import ImageTooLarge, read_image, write_image
+from emotion_recognition import DETECTOR, GROUP_PATTERN, SEED, SPLITS, list_class_names, list_image_files
+
+FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
+FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
+SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
+RELEASE_PADDING = r"\.jpg\d+\.jpg$"  # FER2013's image release pads disgust with augmented copies (NAME.jpgK.jpg)
+CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
+                  "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
+                  "surprised": "surprise", "neutrality": "neutral", "contemptuous": "contempt"}
+
+
+def canonical_class(name):
+    """'Anger' -> 'angry', 'SADNESS' -> 'sad': case-insensitive, common synonyms (CK+, AffectNet folder names)."""
+    name = name.strip().lower()
+    return CLASS_SYNONYMS.get(name, name)
+
+
+def read_fer2013_csv(path, classes):
+    """Rows of FER2013's CSV as (split, class, 48x48 uint8 image); every problem names its line."""
+    try:
+        rows = read_fer2013_rows(path, classes)
+    except (UnicodeDecodeError, csv.Error) as error:  # a binary file, an archive, a NUL byte
+        raise UserError(f"{path}: not a FER2013 CSV text file ({type(error).__name__}); give fer2013.csv itself, "
+                        "unpacked") from None
+    found = {name for _, name, _ in rows}
+    absent = [c for c in classes if c not in found]
+    if absent:
+        raise UserError(f"{path}: no rows of class(es) {absent}; choose others with --classes")
+    usage = {split: name for name, split in FER2013_USAGE.items()}
+    empty = [f"{split} ({usage[split]})" for split in SPLITS if not any(s == split for s, _, _ in rows)]
+    if len(empty) == len(SPLITS) - 1:  # only Training rows: nothing to validate or test on
+        raise UserError(f"{path}: only Training rows, none for {' or '.join(empty)}; FER2013's CSV has Training, "
+                        "PublicTest and PrivateTest rows")
+    for split in empty:
+        print(f"Warning: {path} has no rows for {split}; that split stays empty")
+    return rows
+
+
+def read_fer2013_rows(path, classes):
+    """The rows of the classes asked for, checked line by line."""
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel's UTF-8 CSV) is dropped
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if not {"emotion", "pixels", "Usage"} <= set(header):
+            raise UserError(f"{path}: expected FER2013's columns emotion,pixels,Usage; found {','.join(header)}")
+        col = {name: header.index(name) for name in ("emotion", "pixels", "Usage")}
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                code, pixels, usage = int(row[col["emotion"]]), row[col["pixels"]].split(), row[col["Usage"]].strip()
+                image = np.array(pixels, dtype=np.float64)
+            except (IndexError, ValueError):
+                raise UserError(f"{path}, line {line}: unreadable row (expected an emotion code, "
+                                "2304 pixel values and a Usage)") from None
+            if not 0 <= code < len(FER2013_CODES) or usage not in FER2013_USAGE or image.size != 48 * 48 \
+                    or not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
+                raise UserError(f"{path}, line {line}: emotion {code}, {image.size} pixels, Usage {usage!r}; "
+                                f"expected 0-6, 2304 values in 0-255, one of {', '.join(FER2013_USAGE)}")
+            if FER2013_CODES[code] in classes:
+                rows.append((FER2013_USAGE[usage], FER2013_CODES[code], image.reshape(48, 48).astype(np.uint8)))
+    return rows
+
+
+def class_folders(folder):
+    """{canonical class name: folder path} of a folder's sub-folders; two folders for one class is an error."""
+    folders = {}
+    for name in list_class_names(folder):
+        same = folders.setdefault(canonical_class(name), os.path.join(folder, name))
+        if same != os.path.join(folder, name):
+            raise UserError(f"{same!r} and {os.path.join(folder, name)!r} both mean {canonical_class(name)!r}; "
+                            "merge them into one folder")
+    return folders
+
+
+def split_files(files, ratios, rng):
+    """Shuffle one class's files and cut them into consecutive parts by ratio (the last takes the rest)."""
+    files = list(rng.permutation(sorted(files)))
+    bounds = np.cumsum([round(r * len(files)) for r in ratios[:-1]])
+    return np.split(np.array(files, dtype=object), bounds)
+
+
+def group_of(path, pattern):
+    """The group a file belongs to: the start of its name that `pattern` matches, else the file itself."""
+    match = re.match(pattern, os.path.basename(path)) if pattern != "none" else None
+    return match.group(0) if match else path
+
+
+def split_by_group(files, labels, groups, seed):
+    """(train, val, test) parts of `files`, stratified by label, every group within one part (scikit-learn's
+    StratifiedGroupKFold: a tenth of the groups' files is test, another tenth val, as SPLIT_RATIOS)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+    folds = round(1 / SPLIT_RATIOS[2])
+    try:
+        parts = [test for _, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(
+            files, labels, groups)]
+    except ValueError:
+        raise UserError(f"only {len(set(groups))} groups of files by --group-pattern, too few for {folds} "
+                        "parts; pass another --group-pattern, or --group-pattern none") from None
+    val_folds = round(SPLIT_RATIOS[1] * folds)
+    indices = (np.concatenate(parts[1 + val_folds:]), np.concatenate(parts[1:1 + val_folds]), parts[0])
+    return [[files[i] for i in part] for part in indices]
+
+
+def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
+    """[(split, class, source file)] for an image-folder source, split by seed and stratified by class; files
+    of one group (group_of) stay in one split. FER2013's release: its padding copies of disgust are left out."""
+    rng = np.random.default_rng(seed)
+    released = os.path.isdir(os.path.join(source, "train")) and os.path.isdir(os.path.join(source, "test"))
+    parts = {"train": class_folders(os.path.join(source, "train")),
+             "test": class_folders(os.path.join(source, "test"))} if released else {"": class_folders(source)}
+    # FER2013's release: the original's three classes by default; a folder of the user's own: all of them
+    classes = classes or (list(ORIGINAL_CLASSES) if released else sorted(parts[""]))
+    for part, folders in parts.items():
+        missing = [c for c in classes if c not in folders]
+        if missing:
+            raise UserError(f"class(es) {missing} not found in {os.path.join(source, part)!r}; "
+                            f"it has {sorted(folders)} (choose with --classes)")
+    plan = []
+    if released:  # FER2013's image release: train stays, its test is halved into val and test
+        for name in classes:
+            plan += [("train", name, f) for f in list_image_files(parts["train"][name])
+                     if not re.search(RELEASE_PADDING, f)]
+            val, test = split_files(list_image_files(parts["test"][name]), (0.5, 0.5), rng)
+            plan += [("val", name, f) for f in val] + [("test", name, f) for f in test]
+        return plan, classes
+    files = [(name, f) for name in classes for f in list_image_files(parts[""][name])]
+    groups = [group_of(f, group_pattern) for _, f in files]
+    if len(set(groups)) == len(files):
+        for name in classes:
+            for split, part in zip(SPLITS, split_files(list_image_files(parts[""][name]), SPLIT_RATIOS, rng)):
+                plan += [(split, name, f) for f in part]
+        return plan, classes
+    print(f"{len(files)} files in {len(set(groups))} groups by --group-pattern {group_pattern!r}: "
+          "each group goes to one split")
+    for split, part in zip(SPLITS, split_by_group(files, [name for name, _ in files], groups, seed)):
+        plan += [(split, name, f) for name, f in part]
+    return plan, classes
+
+
+def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_faces=False, detector=DETECTOR,
+                    group_pattern=GROUP_PATTERN):
+    """Write out/{train,val,test}/<class>/ from a FER2013 CSV, its image release, or a folder of classes.
+
+    crop_faces: keep only the largest face `detector` finds in each photo, cut as predict cuts faces.
+
+    Copies only (the source is never changed). Returns {(split, class): count} and the skipped files.
+    """
+    if not os.path.exists(source):
+        raise UserError(f"source {source!r} does not exist; give fer2013.csv or a folder of class folders")
+    real_out, real_source = os.path.realpath(out), os.path.realpath(source)
+    if real_out == real_source or real_out.startswith(real_source.rstrip(os.sep) + os.sep):
+        raise UserError(f"--out {out!r} lies inside the source; choose a folder outside it")
+    if real_source.startswith(real_out.rstrip(os.sep) + os.sep):  # --force would delete the source with out's splits
+        raise UserError(f"the source {source!r} lies inside --out {out!r}; choose an --out folder outside it")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out!r} is a file; give a folder")
+    # the layout notes shipped in HASsplittedDS/ (README.md) and hidden files do not count as contents
+    if os.path.isdir(out) and [n for n in os.listdir(out) if n != "README.md" and not n.startswith(".")] \
+            and not force:
+        raise UserError(f"{out!r} is not empty; pass --force to write into it (its split folders are replaced)")
+    classes = [canonical_class(c) for c in classes] if classes else None
+    if os.path.isfile(source):
+        classes = classes or list(ORIGINAL_CLASSES)
+        unknown = [c for c in classes if c not in FER2013_CODES]
+        if unknown:
+            raise UserError(f"class(es) {unknown} are not in FER2013; it has {', '.join(FER2013_CODES)}")
+        items = read_fer2013_csv(source, classes)
+    else:
+        items, classes = plan_folder_copies(source, classes, seed, group_pattern)
+    try:
+        for split in SPLITS:
+            if os.path.isdir(os.path.join(out, split)):
+                shutil.rmtree(os.path.join(out, split))
+            for name in classes:
+                os.makedirs(os.path.join(out, split, name))
+    except OSError as error:
+        raise UserError(f"cannot write into --out {out!r} ({error.strerror}); choose a writable folder") from None
+    detector = load_face_detector(detector) if crop_faces else None
+    counts, skipped = {(s, c): 0 for s in SPLITS for c in classes}, []
+    print(f"Writing {len(items)} images to {out}/")  # no Keras progress bar: prepare runs without TensorFlow
+    for i, (split, name, item) in enumerate(items):
+        target = os.path.join(out, split, name)
+        if isinstance(item, np.ndarray):  # a decoded CSV row
+            write_image(os.path.join(target, f"{split}_{i:05d}.png"), item)
+        elif detector is None:
+            copy_file(item, os.path.join(target, os.path.basename(item)))
+        else:
+            try:
+                image = read_image(item)
+            except ImageTooLarge as error:
+                print(f"Warning: skipped {error}")
+                image = None
+            found = detect_faces(detector, image) if image is not None else []
+            if not found:
+                skipped.append(item)
+                continue
+            face = crop_face(image, max(found, key=lambda f: f["box"][2] * f["box"][3]))
+            name_png = os.path.splitext(os.path.basename(item))[0] + ".png"
+            write_image(os.path.join(target, name_png), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+        counts[split, name] += 1
+    return counts, skipped
+
+
+def copy_file(source, target):
+    """Copy through write_file: a full disk leaves no half image that looks whole."""
+    try:
+        with open(source, "rb") as f:
+            data = f.read()
+    except OSError as error:
+        raise UserError(f"cannot read {source!r} ({error.strerror})") from None
+    write_file(target, data)
+
+
+def print_counts(counts):
+    """The per-split, per-class table the original printed after splitting."""
+    classes = sorted({c for _, c in counts})
+    print(f"{'split':<8}" + "".join(f"{c:>10}" for c in classes) + f"{'total':>10}")
+    for split in SPLITS:
+        row = [counts[split, c] for c in classes]
+        print(f"{split:<8}" + "".join(f"{n:>10}" for n in row) + f"{sum(row):>10}")
+
+
+def run_prepare(args):
+    counts, skipped = prepare_dataset(args.source, args.out, args.classes, args.seed, args.force, args.crop_faces,
+                                      args.detector, args.group_pattern)
+    if skipped:
+        print(f"Skipped {len(skipped)} image(s) with no detectable face: " + ", ".join(skipped[:10])
+              + (" ..." if len(skipped) > 10 else ""))
+    print_counts(counts)
+    print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out} "
+          "--train-again)")

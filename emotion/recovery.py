@@ -1,0 +1,64 @@
+"""What lets a training run survive Ctrl-C, a kill or a full disk: the checkpoint and --resume backup paths,
+Ctrl-C held to a step boundary, and the free-space check before training starts."""
+
+import contextlib
+import os
+import shutil
+import signal
+import threading
+
+from emotion.files import UserError
+from emotion.lazy_import import LazyModule
+
+keras = LazyModule("keras")
+
+
+def checkpoint_path_for(model_path):
+    """The in-training checkpoint sits beside the model file and never overwrites it."""
+    root, ext = os.path.splitext(model_path)
+    return f"{root}.checkpoint{ext or '.h5'}"
+
+
+def backup_path_for(checkpoint_path):
+    """BackupAndRestore's folder, beside the checkpoint; Keras deletes it when training ends."""
+    return os.path.splitext(checkpoint_path)[0] + ".backup"
+
+
+@contextlib.contextmanager
+def ctrl_c_between_steps():
+    """Hold a Ctrl-C until the next batch or epoch boundary; yields the callback that raises it there.
+
+    A KeyboardInterrupt raised inside BackupAndRestore's epoch-end write leaves a well-formed but partial
+    weights file, which --resume then cannot load. A second Ctrl-C stops at once, as usual.
+    """
+    pressed = []
+
+    def on_ctrl_c(signum, frame):
+        pressed.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def raise_if_pressed(*args, **kwargs):
+        if pressed:
+            raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
+    try:
+        yield keras.callbacks.LambdaCallback(on_epoch_begin=raise_if_pressed, on_epoch_end=raise_if_pressed,
+                                             on_train_batch_end=raise_if_pressed, on_test_batch_end=raise_if_pressed)
+        raise_if_pressed()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def check_free_space(model, model_path):
+    """Stop before training when the model's folder cannot hold what training writes there: the per-epoch
+    backup (weights and Adam's two moments, twice), the checkpoint and the temporary model file. A disk
+    that fills mid-write leaves h5py in a state that can crash the interpreter."""
+    need = model.count_params() * 4 * (3 * 2 + 2)
+    folder = os.path.dirname(os.path.abspath(model_path))
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise UserError(f"training needs about {need / 2**20:.0f} MB free in {folder!r} (backup, checkpoint, model) "
+                        f"but {free / 2**20:.0f} MB are free; free some space or choose another --model-path")

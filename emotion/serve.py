@@ -1,0 +1,73 @@
+"""The `serve` command: the web page and JSON API of web/server.py, handed this project's prediction code (web/
+imports nothing from here), with its upload limits."""
+
+import threading
+
+import cv2
+import numpy as np
+
+from emotion.faces import annotate, detection_of, load_face_detector, message_for, predict_images
+from emotion.files import UserError
+from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
+from emotion_recognition import DETECTOR, TTA, answering_model, load_trained_model
+
+MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
+SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
+SERVE_IDLE_TIMEOUT = 30  # serve: seconds a connection may stay silent (idle, or a stalled upload) before it is closed
+SERVE_CONNECTION_LIMIT = 1000  # serve: open connections; more wait unanswered in the listen queue
+SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
+SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before a 503 (keeps threads for the others)
+SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
+
+
+def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DETECTOR, classes=None):
+    """The web app of web/server.py, handed this script's prediction code (web/ imports nothing from here)."""
+    from web.server import BadUpload, create_app  # Flask: only this command needs it
+    model, metadata = answering_model(*load_trained_model(model_path), classes)
+    class_names = metadata["class_names"]
+    detector = load_face_detector(detector)
+    # the server runs SERVE_THREADS threads; one Keras model and one face detector, so one prediction at a time,
+    # and a large photo (decoded: 3 bytes a pixel, plus copies) is handled whole before the next large one
+    predict_lock, large_lock = threading.Lock(), threading.Lock()
+
+    def predict_upload(data, name):
+        array = np.frombuffer(data, np.uint8)
+        size = image_dimensions(array)
+        large = size is not None and SERVE_LARGE_PIXELS < size[0] * size[1] <= MAX_IMAGE_PIXELS
+        if large and not large_lock.acquire(timeout=SERVE_LARGE_WAIT):
+            raise BadUpload(f"{name}: the server is busy with another large photo; try again shortly", 503)
+        try:
+            try:
+                image = decode_image(array, name)
+            except ImageTooLarge as error:
+                raise BadUpload(str(error), 413) from None
+            if image is None:
+                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF or WebP photo")
+            scale = min(1.0, SERVE_WORK_SIDE / max(image.shape[:2]))
+            if scale < 1:
+                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            with predict_lock:
+                (faces,) = predict_images(model, metadata, [image], detector, tta)
+            annotated = annotate(image, faces)
+            for face in faces:
+                face["message"] = message_for(face["emotion"])
+                face["box"] = [int(round(v / scale)) for v in face["box"]]  # in the uploaded photo's pixels
+            return faces, detection_of(faces), annotated
+        finally:
+            if large:
+                large_lock.release()
+
+    health = {"status": "ok", "model": model_path, "classes": class_names, "max_upload_mb": max_upload_mb}
+    return create_app(predict_upload, health, max_upload_mb)
+
+
+def run_serve(args):
+    """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
+    from web.server import serve_app
+    app = make_serve_app(args.model_path, args.tta, detector=args.detector, classes=args.classes)
+    try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON
+        serve_app(app, args.host, args.port, SERVE_THREADS, SERVE_IDLE_TIMEOUT, (MAX_UPLOAD_MB + 1) * 2**20,
+                  SERVE_CONNECTION_LIMIT, args.model_path)
+    except OSError as error:
+        raise UserError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another --port "
+                        "or stop the program using it") from None
