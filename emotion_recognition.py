@@ -51,7 +51,9 @@ train_again = False  # False: reuse MODEL_PATH when it exists; True: always trai
 DATA_DIR = "HASsplittedDS"  # folder with train/, val/, test/, each holding one sub-folder per class
 MODEL = "compact"  # "compact" (VGG-style, for 48 px faces; beats "cnn" on FER2013), "cnn" (the original's scratch CNN),
 #                    "vgg16" (the original's frozen VGG16 + head), or a Keras application of BASES below
-MODEL_PATH = "EmotionRecognitionSystem.h5"  # trained model file (class names and image settings inside)
+MODEL_PATH = "EmotionRecognitionSystem.h5"  # train: the model file (class names and image settings inside); the
+#                                             shipped one knows the original's angry, happy and sad
+FACES_MODEL_PATH = "EmotionRecognitionSystem7.h5"  # evaluate, predict, webcam, serve: the shipped seven-class model
 OUTPUT_DIR = "results"  # metrics.json, classification report, plots, history.csv, config.json
 EPOCHS = 30  # maximum epochs; EarlyStopping usually ends sooner
 BATCH_SIZE = 32  # images per training step
@@ -855,10 +857,20 @@ def make_parser():
                "(e.g. train --help).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    model_options = argparse.ArgumentParser(add_help=False)  # shared by every command that loads a model, serve too
-    model_options.add_argument("--model-path", type=model_file_arg, default=MODEL_PATH, help="trained model file (.h5)")
-    model_options.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
-                               help="average predictions with the horizontally flipped image")
+
+    def model_options(model_path, results=True):
+        """Options of every command that loads a model (serve too); `results`: it also writes results."""
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument("--model-path", type=model_file_arg, default=model_path, help="trained model file (.h5)")
+        options.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
+                             help="average predictions with the horizontally flipped image")
+        if results:
+            options.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for metrics, reports and plots")
+            options.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
+            options.add_argument("--no-show", dest="show", action="store_false",
+                                 help="never open plot windows (plots are always saved as PNG)")
+        return options
+
     classes_option = argparse.ArgumentParser(add_help=False)  # every command that answers with the model's classes
     classes_option.add_argument("--classes", type=class_list, metavar="A,B,...",
                                 help="answer over these of the model's classes only (probabilities renormalised "
@@ -867,12 +879,7 @@ def make_parser():
     detector_option.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
                                  help="face detector: a CNN whose weights come in its pip package, or OpenCV's Haar "
                                       "cascade, as the original")
-    common = argparse.ArgumentParser(add_help=False, parents=[model_options],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    common.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for metrics, reports and plots")
-    common.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
-    common.add_argument("--no-show", dest="show", action="store_false",
-                        help="never open plot windows (plots are always saved as PNG)")
+    common, answers = model_options(MODEL_PATH), model_options(FACES_MODEL_PATH)
 
     train = commands.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="train (or load) a model, then evaluate it on test/ (the default)")
@@ -915,12 +922,12 @@ def make_parser():
     train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"),
                        help="loss weights per class")
 
-    evaluate = commands.add_parser("evaluate", parents=[common, classes_option],
+    evaluate = commands.add_parser("evaluate", parents=[answers, classes_option],
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
 
-    predict = commands.add_parser("predict", parents=[common, classes_option, detector_option],
+    predict = commands.add_parser("predict", parents=[answers, classes_option, detector_option],
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                   help="label each face in image files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
@@ -928,7 +935,7 @@ def make_parser():
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
     predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
 
-    webcam = commands.add_parser("webcam", parents=[common, classes_option, detector_option],
+    webcam = commands.add_parser("webcam", parents=[answers, classes_option, detector_option],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                  help="label faces live from a camera or a video file (q quits)")
     webcam.add_argument("--source", default="0", help="camera index or video file")
@@ -952,7 +959,8 @@ def make_parser():
                               "or sequence id) go to one split; 'none': each file on its own")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
-    serve = commands.add_parser("serve", parents=[model_options, classes_option, detector_option],
+    serve = commands.add_parser("serve", parents=[model_options(FACES_MODEL_PATH, results=False), classes_option,
+                                                                 detector_option],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")

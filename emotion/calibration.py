@@ -51,11 +51,17 @@ def plot_reliability(bins, ece, data_name, path):
 
 
 def calibrate_model(model, metadata, images, labels, path):
-    """Temperature scaling fitted on val and stored with the model, so every command's confidences use it."""
+    """Temperature scaling fitted on val, stored with the model (so every command's confidences use it) only
+    when it lowers val's expected calibration error; otherwise the file keeps temperature 1. Returns it."""
     probabilities = predict_probabilities(model, images)
     temperature = fit_temperature(probabilities, labels)
     calibrated = answering_model(model, {**metadata, "temperature": temperature})[0]
     before, after = (calibration_bins(p, labels)[1] for p in (probabilities, predict_probabilities(calibrated, images)))
+    if after >= before:
+        print(f"Calibration on val: temperature {temperature} would not lower the expected calibration error "
+              f"({before:.4f} -> {after:.4f}); none stored")
+        temperature = 1.0
+    else:
+        print(f"Calibrated on val: temperature {temperature} (expected calibration error {before:.4f} -> {after:.4f})")
     save_model(model, path, {**metadata, "temperature": temperature})
-    print(f"Calibrated on val: temperature {temperature} (expected calibration error {before:.4f} -> {after:.4f})")
     return temperature

@@ -11,7 +11,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "emotion_recognition.py")
-SHIPPED_MODEL = os.path.join(ROOT, "EmotionRecognitionSystem.h5")  # the trained model in the repository
+SHIPPED_MODEL = os.path.join(ROOT, "EmotionRecognitionSystem.h5")  # the trained three-class model in the repository
+SHIPPED_SEVEN = os.path.join(ROOT, "EmotionRecognitionSystem7.h5")  # the seven-class one: predict's default
 SHARED_DATA = os.environ.get("FER_DATA", os.path.join(ROOT, "..", "shared", "datasets", "fer2013-has"))
 CLASSES = ("angry", "happy", "sad")
 RANDOM_MODEL_CLASSES = ["calm", "joy", "rage"]  # model_path's classes: not the default names

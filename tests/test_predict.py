@@ -10,8 +10,8 @@ import pytest
 from emotion.faces import predict_images
 from emotion.video import match_tracks, smooth_faces
 import emotion_recognition as er
-from conftest import (RANDOM_MODEL_CLASSES, SHARED_DATA, SHIPPED_MODEL, draw_face, requires_shared_data,
-                      run_cli)
+from conftest import (RANDOM_MODEL_CLASSES, ROOT, SHARED_DATA, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face,
+                      requires_shared_data, run_cli)
 
 CLASSES = RANDOM_MODEL_CLASSES  # not the default names: labels must come from the model file
 
@@ -172,3 +172,13 @@ def test_the_shipped_model_predicts_on_a_fresh_clone(tmp_path):
     assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)  # the most probable class
     # TensorFlow's start-up lines are kept off stderr (with tensorflow-cpu it then holds nothing at all)
     assert "absl::InitializeLog" not in result.stderr and "oneDNN" not in result.stderr, result.stderr
+
+
+def test_predict_uses_the_shipped_seven_class_model_by_default(tmp_path):
+    assert os.path.getsize(SHIPPED_SEVEN) <= 10 * 2**20
+    cv2.imwrite(str(tmp_path / "face.png"), draw_face("happy"))
+    result = run_cli("predict", tmp_path / "face.png", "--json", "--no-detect",
+                     cwd=ROOT)  # the shipped files sit at the repository root
+    assert result.returncode == 0, result.stderr
+    (face,) = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
+    assert list(face["probabilities"]) == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]

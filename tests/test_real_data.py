@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import SHARED_DATA, SHIPPED_MODEL, requires_shared_data, run_cli
+from conftest import SHARED_DATA, SHIPPED_MODEL, SHIPPED_SEVEN, requires_shared_data, run_cli
 
 pytestmark = [pytest.mark.real_data, requires_shared_data]
 
@@ -41,6 +41,20 @@ def test_the_shipped_model_on_validation_and_web_faces(tmp_path, folder, n_sampl
     if not os.path.isdir(folder):
         pytest.skip(f"{folder} not found")
     result = run_cli("evaluate", folder, "--model-path", SHIPPED_MODEL, "--output-dir", tmp_path / "out", "--no-show")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["n_samples"] == n_samples and metrics["accuracy"] >= at_least, metrics["accuracy"]
+
+
+@pytest.mark.parametrize("folder, n_samples, at_least", [
+    (os.path.join(SHARED_DATA, "..", "fer2013-7", "val"), 1778, 0.62),  # measured 0.6316
+    (os.path.join(SHARED_DATA, "..", "webfaces7-dev"), 1154, 0.46),  # measured 0.4775
+])
+def test_the_shipped_seven_class_model_on_validation_and_web_faces(tmp_path, folder, n_samples, at_least):
+    """A guard against shipping a worse seven-class model (docs/results.md has the measured figures)."""
+    if not os.path.isdir(folder):
+        pytest.skip(f"{folder} not found")
+    result = run_cli("evaluate", folder, "--model-path", SHIPPED_SEVEN, "--output-dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["n_samples"] == n_samples and metrics["accuracy"] >= at_least, metrics["accuracy"]

@@ -13,6 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import emotion_recognition as er  # noqa: E402  (the script sits one folder up)
+from emotion.calibration import calibrate_model  # noqa: E402
 
 
 def main():
@@ -28,7 +29,7 @@ def main():
                                            metadata["normalize"])
         if len(labels) == 0:
             raise er.UserError(f"no readable images under {args.data!r}/<class>/")
-        er.calibrate_model(model, metadata, images, labels, args.model)
+        calibrate_model(model, metadata, images, labels, args.model)
     except er.UserError as error:
         sys.exit(f"error: {error}")
 
