@@ -51,8 +51,7 @@ train_again = False  # False: reuse MODEL_PATH when it exists; True: always trai
 DATA_DIR = "HASsplittedDS"  # folder with train/, val/, test/, each holding one sub-folder per class
 MODEL = "compact"  # "compact" (VGG-style, for 48 px faces; beats "cnn" on FER2013), "cnn" (the original's scratch CNN),
 #                    "vgg16" (the original's frozen VGG16 + head), or a Keras application of BASES below
-MODEL_PATH = "EmotionRecognitionSystem.h5"  # train: the model file (class names and image settings inside); the
-#                                             shipped one knows the original's angry, happy and sad
+MODEL_PATH = "EmotionRecognitionSystem.h5"  # train: the model file (classes, image settings inside); shipped: 3 classes
 FACES_MODEL_PATH = "EmotionRecognitionSystem7.h5"  # evaluate, predict, webcam, serve: the shipped seven-class model
 OUTPUT_DIR = "results"  # metrics.json, classification report, plots, history.csv, config.json
 EPOCHS = 30  # maximum epochs; EarlyStopping usually ends sooner
@@ -62,8 +61,7 @@ IMAGE_SIZE = "auto"  # side in pixels; "auto" follows the data (48 for FER2013),
 COLOR = "auto"  # "grayscale", "rgb", or "auto" (grayscale when every sampled image is grey)
 NORMALIZE = "equalize"  # contrast of every face after resizing: "equalize" (histogram equalisation, as FER2013's
 # faces here are) or "none" (as models saved before this option, which load with "none"); stored with the model
-BASE_WEIGHTS = "imagenet"  # vgg16, resnet, mobilenet, efficientnet: "imagenet" (Keras download/cache), "none"
-#                            (untrained), or a local notop .h5 path
+BASE_WEIGHTS = "imagenet"  # the base of BASES: "imagenet" (Keras download/cache), "none" (untrained) or a notop .h5
 BASES = {"vgg16": "VGG16", "resnet": "ResNet50V2", "mobilenet": "MobileNetV2", "efficientnet": "EfficientNetB0"}
 MODELS = ("compact", "cnn", *BASES)  # --model's choices; vgg16's base stays frozen, the other bases are trained
 SEED = 42  # seeds shuffling, augmentation and weight initialisation
@@ -105,8 +103,7 @@ DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in
 DETECTORS = ("mtcnn", "haar")  # --detector's choices; "haar" is OpenCV's cascade, as the original used
 SERVE_HOST = "127.0.0.1"  # serve: loopback only, unless --host says otherwise
 SERVE_PORT = 8000  # serve: TCP port of the page and the JSON API
-GROUP_PATTERN = r"^[A-Za-z]*\d+[_.-]"  # unsplit folder: files whose names start alike by this regular expression
-#   (a person or sequence id: CK+'s "S010_" of S010_006_00000013.png) go to one split together; "none": each alone
+GROUP_PATTERN = r"^[A-Za-z]*\d+[_.-]"  # prepare: names starting alike (CK+'s "S010_") share a split; "none": off
 
 
 # -----------------------------------------------------------------------------
@@ -463,8 +460,7 @@ def class_names_of(model, metadata):
 
 
 def answering_model(model, metadata, classes=None):
-    """The model as users get its answers: (model, metadata) with the stored calibration temperature applied
-    and, when `classes` is given, the probabilities restricted to those classes and renormalised over them."""
+    """(model, metadata) as users get answers: the stored temperature applied; given `classes`, those only."""
     names = class_names_of(model, metadata)
     classes = list(classes or names)
     unknown = [c for c in classes if c not in names]
