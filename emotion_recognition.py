@@ -22,19 +22,20 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 
 import cv2
 import numpy as np
 
-from emotion.arguments import (SEED_ARG, check_utf8_options, class_list, float_in_range, image_size_arg, int_in_range,
-                               model_file_arg, positive_float, positive_int, regex_arg)
+from emotion.arguments import (SEED_ARG, HelpFormatter, check_utf8_options, class_list, float_in_range,
+                               image_size_arg, int_in_range, model_file_arg, positive_float, positive_int, regex_arg)
 from emotion.files import UserError, atomic_write, check_writable, open_cache, write_file
 from emotion.images import ImageTooLarge, read_image
 from emotion.lazy_import import LazyModule
-from emotion.recovery import backup_path_for, check_free_space, checkpoint_path_for, ctrl_c_between_steps
+from emotion.precision import PRECISIONS, choose_precision, float32_twin, set_precision, with_precision
+from emotion.recovery import (backup_path_for, check_free_space, checkpoint_path_for, ctrl_c_between_steps,
+                              start_or_resume)
 
 if __name__ == "__main__":  # emotion/'s modules import this file by name: they find this copy, never load a second
     sys.modules.setdefault("emotion_recognition", sys.modules[__name__])
@@ -96,7 +97,8 @@ CACHE_FEATURES = False  # vgg16: run the frozen base once per image and train th
 FEATURE_VIEWS = 2  # with CACHE_FEATURES and augmentation: each training image stored plain + 1 augmented view
 DISTRIBUTE = "auto"  # "auto" (all GPUs via MirroredStrategy when any is visible), "mirrored", "none",
 #                      "multiworker" (MultiWorkerMirroredStrategy over the machines in $TF_CONFIG)
-MIXED_PRECISION = False  # Keras' mixed_float16 policy (pays off on GPUs; slower on most CPUs)
+PRECISION = "auto"  # float32, bfloat16 or float16 (Keras' mixed policies); auto: see emotion/precision.py
+TIME_BUDGET = None  # minutes: training ends at the last epoch that fits, a cosine rate decaying over it; None: off
 SPLITS = ("train", "val", "test")
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
 DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
@@ -414,7 +416,7 @@ def save_model(model, path, metadata):
     try:
         import h5py
         with atomic_write(path, ".tmp.h5") as tmp_path:  # Keras only accepts .h5/.keras names
-            model.save(tmp_path, include_optimizer=False)  # a third of the size; --resume keeps its own backup
+            float32_twin(model).save(tmp_path, include_optimizer=False)  # loads anywhere; --resume keeps the optimizer
             with h5py.File(tmp_path, "a") as f:
                 f.attrs[METADATA_KEY] = json.dumps(metadata)
     except OSError as error:  # a full disk: the file at `path` is the previous one, whole
@@ -459,8 +461,10 @@ def class_names_of(model, metadata):
     return metadata["class_names"]
 
 
-def answering_model(model, metadata, classes=None):
-    """(model, metadata) as users get answers: the stored temperature applied; given `classes`, those only."""
+def answering_model(model, metadata, classes=None, precision="float32"):
+    """(model, metadata) as users get answers: in `precision` (see choose_precision), the stored temperature
+    applied; given `classes`, those only."""
+    model = with_precision(model, choose_precision(precision)[0])
     names = class_names_of(model, metadata)
     classes = list(classes or names)
     unknown = [c for c in classes if c not in names]
@@ -493,8 +497,7 @@ def best_model_checkpoint(model, path, metadata, best=math.inf):
 
 
 def progress_bar():
-    """Keras' per-epoch progress bar, stopped at its total: with steps_per_execution, Keras reports each call's
-    last step as its first + steps_per_execution - 1, also for a shorter last call (94 steps showed 96/94)."""
+    """Keras' per-epoch progress bar, kept from counting past its total in a shorter last steps_per_execution."""
     bar = keras.callbacks.ProgbarLogger()
     update = bar.on_train_batch_end
     bar.on_train_batch_end = lambda batch, logs=None: update(min(batch, (bar.target or math.inf) - 1), logs)
@@ -509,6 +512,8 @@ def make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plate
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
         best_model_checkpoint(model, checkpoint_path, metadata, best_val_loss),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.setdefault(  # history.csv's column
+            "learning_rate", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),  # a diverged run stops at once; train_model then keeps the old model file
         progress_bar(),
@@ -529,6 +534,13 @@ def make_learning_rate(initial, schedule, epochs, steps_per_epoch):
     return initial
 
 
+def time_budget_callbacks(args):
+    """[TimeBudget] for --time-budget (it sets a cosine rate itself; with "plateau" it only stops), else []."""
+    from emotion.budget import TimeBudget
+    return [TimeBudget(args.time_budget, args.learning_rate, args.epochs, args.lr_schedule == "cosine")
+            ] if args.time_budget else []
+
+
 def balanced_class_weights(labels, num_classes):
     """Inverse-frequency weights (scikit-learn's "balanced"), as a dict for model.fit."""
     from sklearn.utils.class_weight import compute_class_weight
@@ -538,29 +550,17 @@ def balanced_class_weights(labels, num_classes):
 
 def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, metadata, class_weight=None,
                 reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE, head=None,
-                steps_per_epoch=None):
+                steps_per_epoch=None, extra_callbacks=()):
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far.
     head: the part of `model` to fit on cached features (train_ds then yields features, endlessly)."""
     checkpoint_path = checkpoint_path_for(model_path)
     backup = backup_path_for(checkpoint_path)
-    if os.path.isdir(backup) and not resume:
-        shutil.rmtree(backup)  # a stale backup would silently continue an old run
-    elif resume and not os.path.isdir(backup):
-        print(f"Warning: --resume found no interrupted run ({backup} is missing); starting from epoch 1")
-    elif resume:
-        print(f"Resuming the interrupted run saved in {backup}")
-    best_val_loss = math.inf
-    if os.path.exists(checkpoint_path) and not resume:
-        os.remove(checkpoint_path)  # left by a killed run: Ctrl-C must never pass it off as this run's best
-    elif os.path.exists(checkpoint_path):  # the interrupted run's best epoch stays unless this run beats it
-        best_val_loss = read_metadata(checkpoint_path).get("val_loss", math.inf)
-    if not resume and os.path.exists(os.path.join(output_dir, "history.csv")):
-        os.remove(os.path.join(output_dir, "history.csv"))
+    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume)
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     check_free_space(model, model_path)
     try:
         callbacks = make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
-                                   backup=not multiworker, best_val_loss=best_val_loss)
+                                   backup=not multiworker, best_val_loss=best_val_loss) + list(extra_callbacks)
         with ctrl_c_between_steps() as interrupt_point:  # last: it runs after the epoch-end saves
             if multiworker:
                 from emotion.distributed import fit_multiworker
@@ -568,6 +568,7 @@ def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, meta
             else:
                 history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,
                                               steps_per_epoch=steps_per_epoch, class_weight=class_weight,
+                                              verbose=1 if sys.stdout.isatty() else 2,  # a file: a line an epoch
                                               callbacks=[*callbacks, interrupt_point])  # the data set shuffles
     except ValueError as error:
         if resume and "could not be loaded" in str(error):  # BackupAndRestore found another architecture
@@ -608,10 +609,7 @@ def weights_finite(model):
 
 def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tta=TTA):
     """Loss, accuracy, F1 and report, all from one pass of predictions (with TTA when asked). The loss is the mean
-    cross-entropy of those probabilities (scikit-learn's log_loss: for float32 it clips at 1.2e-7, Keras at 1e-7,
-    so the two differ only for a true class below that); unlike Keras' evaluate() it leaves out the L2 penalties,
-    which are a training cost, not a test error.
-    """
+    cross-entropy of those probabilities (log_loss), without the L2 penalties: a training cost, not a test error."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, log_loss
     probabilities = predict_probabilities(model, images, tta, batch_size)
     loss = log_loss(labels, probabilities, labels=list(range(len(class_names))))
@@ -644,16 +642,13 @@ def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tt
 
 
 def print_metrics(metrics):
-    """The original's printout, plus macro F1 and the majority-class baseline."""
-    print(f"Test Loss: {metrics['loss']:.4f}")
-    print(f"Test Accuracy: {metrics['accuracy']:.4f}")
-    print(f"Test F1-Score: {metrics['weighted_f1']:.4f}")
-    print(f"Test Macro F1-Score: {metrics['macro_f1']:.4f}")
-    print(f"Majority-class accuracy (always '{max(metrics['support'], key=metrics['support'].get)}'): "
-          f"{metrics['majority_class_accuracy']:.4f}")
-    print(f"Expected calibration error: {metrics['expected_calibration_error']:.4f}")
-    print("Classification Report:")
-    print(metrics["classification_report"])
+    """The original's printout, plus macro F1, the majority-class baseline and the calibration error."""
+    majority = max(metrics["support"], key=metrics["support"].get)
+    for name, key in (("Test Loss", "loss"), ("Test Accuracy", "accuracy"), ("Test F1-Score", "weighted_f1"),
+                      ("Test Macro F1-Score", "macro_f1"), (f"Majority-class accuracy (always '{majority}')",
+                      "majority_class_accuracy"), ("Expected calibration error", "expected_calibration_error")):
+        print(f"{name}: {metrics[key]:.4f}")
+    print("Classification Report:\n" + metrics["classification_report"])
 
 
 def save_metrics(metrics, output_dir):
@@ -685,10 +680,12 @@ def plot_training_curves(history, path):
     """Training vs validation loss and accuracy, side by side, as the original."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    epochs = range(1, len(history["loss"]) + 1)
     for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(history[key], label=f"Training {key}")
-        ax.plot(history[f"val_{key}"], label=f"Validation {key}")
+        ax.plot(epochs, history[key], label=f"Training {key}")
+        ax.plot(epochs, history[f"val_{key}"], label=f"Validation {key}")
         ax.set_xlabel("Epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs 1, 2, 3, not 0.25 steps
         ax.set_title(f"Training and validation {key}")
         ax.legend()
     fig.tight_layout()
@@ -757,7 +754,9 @@ def run_train(args):
         print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
         image = {key: metadata[key] for key in ("image_size", "color", "normalize")}
     settings = {**vars(args), **image, "class_names": class_names, "trained": trained}
-    print("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "command"))
+    shown = settings if trained else {k: settings[k] for k in ("model_path", "data", "output_dir", "batch_size", "tta",
+                                                               "precision", *image, "class_names")}
+    print("Settings: " + ", ".join(f"{k}={v}" for k, v in shown.items() if k != "command"))
     splits = load_splits(args.data, class_names, image, SPLITS if trained else ("test",),
                          os.path.join(args.output_dir, "cache"))
     history = None
@@ -771,9 +770,9 @@ def run_train(args):
 
 def check_train_options(args):
     """Refuse option combinations that cannot work, and check the data set's layout: returns its classes."""
-    # --mixed-precision: Keras' LossScaleOptimizer fails under MultiWorkerMirroredStrategy (docs/design.md)
+    # float16: Keras' LossScaleOptimizer fails under MultiWorkerMirroredStrategy (docs/design.md)
     single_machine = [flag for flag, on in (("--resume", args.resume), ("--cache-features", args.cache_features),
-                                            ("--mixed-precision", args.mixed_precision)) if on]
+                                            ("--precision float16", args.precision == "float16")) if on]
     if args.distribute == "multiworker" and single_machine:
         raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
     if args.cache_features and args.model != "vgg16":
@@ -806,11 +805,14 @@ def load_splits(data_dir, class_names, image, splits, cache_dir):
 
 def train_new_model(args, strategy, splits, class_names, image):
     """Build (or start from --initial-model), make the data, fit and save: returns (model, history)."""
-    if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    precision, why = choose_precision(args.precision)
+    print(f"Precision: {precision} ({why})")
+    set_precision(precision)
     num_classes, train_labels = len(class_names), splits["train"][1]
     steps_per_epoch = math.ceil(len(train_labels) / args.batch_size)
-    learning_rate = make_learning_rate(args.learning_rate, args.lr_schedule, args.epochs, steps_per_epoch)
+    # a time budget sets the rate itself (TimeBudget), as the run's length is known only once it runs
+    learning_rate = make_learning_rate(args.learning_rate, "plateau" if args.time_budget else args.lr_schedule,
+                                       args.epochs, steps_per_epoch)
     input_shape = (image["image_size"], image["image_size"], 1 if image["color"] == "grayscale" else 3)
     with strategy.scope():
         model = build_model(args.model, input_shape, num_classes, learning_rate, args.base_weights,
@@ -835,6 +837,7 @@ def train_new_model(args, strategy, splits, class_names, image):
         model, train_ds, val_ds, epochs=args.epochs, model_path=args.model_path, output_dir=args.output_dir,
         metadata=metadata, reduce_on_plateau=args.lr_schedule == "plateau", resume=args.resume,
         patience=args.patience, head=head, steps_per_epoch=steps_per_epoch if head is not None else None,
+        extra_callbacks=time_budget_callbacks(args),
         class_weight=balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None)
     print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
           f"model saved to {args.model_path}")
@@ -851,8 +854,10 @@ def make_parser():
                     "train or load, then evaluate on test/).",
         epilog="Each command's options, with their defaults: python emotion_recognition.py COMMAND --help "
                "(e.g. train --help).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+        formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",  # each with its defaults in --help
+                                     parser_class=functools.partial(argparse.ArgumentParser,
+                                                                    formatter_class=HelpFormatter))
 
     def model_options(model_path, results=True):
         """Options of every command that loads a model (serve too); `results`: it also writes results."""
@@ -860,6 +865,8 @@ def make_parser():
         options.add_argument("--model-path", type=model_file_arg, default=model_path, help="trained model file (.h5)")
         options.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
                              help="average predictions with the horizontally flipped image")
+        options.add_argument("--precision", default=PRECISION, choices=PRECISIONS,
+                             help="float32, Keras' mixed bfloat16/float16, or auto (docs/performance.md)")
         if results:
             options.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for metrics, reports and plots")
             options.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
@@ -877,7 +884,7 @@ def make_parser():
                                       "cascade, as the original")
     common, answers = model_options(MODEL_PATH), model_options(FACES_MODEL_PATH)
 
-    train = commands.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    train = commands.add_parser("train", parents=[common],
                                 help="train (or load) a model, then evaluate it on test/ (the default)")
     train.add_argument("--data", default=DATA_DIR, help="data set folder with train/, val/, test/")
     train.add_argument("--model", default=MODEL, choices=MODELS, help="architecture")
@@ -901,30 +908,26 @@ def make_parser():
                        help="training augmentation strength")
     train.add_argument("--patience", type=positive_int, default=EARLY_STOPPING_PATIENCE,
                        help="EarlyStopping: epochs without val_loss improvement")
-    train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"),
-                       help="learning-rate schedule")
+    train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"), help="rate schedule")
     train.add_argument("--label-smoothing", type=float_in_range(0, 1, high_included=False), default=LABEL_SMOOTHING,
                        help="label smoothing (0 to 1, 1 excluded)")
     train.add_argument("--weight-decay", type=float_in_range(0, math.inf, high_included=False), default=WEIGHT_DECAY,
                        help="AdamW decoupled weight decay; 0 uses plain Adam")
     train.add_argument("--cache-features", action="store_true", default=CACHE_FEATURES,
-                       help=f"vgg16: compute the frozen base once per image ({FEATURE_VIEWS} views with "
-                            "augmentation) and train only the head on the stored features")
+                       help=f"vgg16: fit the head on the frozen base's stored outputs ({FEATURE_VIEWS} views a face)")
     train.add_argument("--distribute", default=DISTRIBUTE, choices=("auto", "mirrored", "multiworker", "none"),
-                       help="auto: MirroredStrategy over all GPUs when any is visible; mirrored: always; "
-                            "multiworker: MultiWorkerMirroredStrategy over the machines in $TF_CONFIG; none: never")
-    train.add_argument("--mixed-precision", action="store_true", default=MIXED_PRECISION,
-                       help="train with Keras' mixed_float16 policy (for GPUs)")
-    train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"),
-                       help="loss weights per class")
+                       help="auto: MirroredStrategy when a GPU is visible; multiworker: the machines in $TF_CONFIG")
+    train.add_argument("--mixed-precision", dest="precision", action="store_const", const="float16",
+                       help="the same as --precision float16")
+    train.add_argument("--time-budget", type=positive_float, metavar="MINUTES", default=TIME_BUDGET,
+                       help="train for at most this long (the best epoch is kept); see --lr-schedule")
+    train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"), help="class weights")
 
     evaluate = commands.add_parser("evaluate", parents=[answers, classes_option],
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
 
     predict = commands.add_parser("predict", parents=[answers, classes_option, detector_option],
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                   help="label each face in image files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     predict.add_argument("--no-detect", action="store_true", help="classify each whole image; no face detection")
@@ -932,7 +935,6 @@ def make_parser():
     predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
 
     webcam = commands.add_parser("webcam", parents=[answers, classes_option, detector_option],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                  help="label faces live from a camera or a video file (q quits)")
     webcam.add_argument("--source", default="0", help="camera index or video file")
     webcam.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
@@ -940,7 +942,6 @@ def make_parser():
     webcam.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
 
     prepare = commands.add_parser("prepare", parents=[detector_option],
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                   help="build train/val/test folders from FER2013 or a folder of classes")
     prepare.add_argument("--source", required=True,
                          help="fer2013.csv, FER2013's image release (train/, test/), or a folder of class folders")
@@ -957,7 +958,6 @@ def make_parser():
                          help="store the largest detected face of each photo; photos with none are skipped")
     serve = commands.add_parser("serve", parents=[model_options(FACES_MODEL_PATH, results=False), classes_option,
                                                                  detector_option],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
     serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")

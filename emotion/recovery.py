@@ -2,6 +2,7 @@
 Ctrl-C held to a step boundary, and the free-space check before training starts."""
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -22,6 +23,25 @@ def checkpoint_path_for(model_path):
 def backup_path_for(checkpoint_path):
     """BackupAndRestore's folder, beside the checkpoint; Keras deletes it when training ends."""
     return os.path.splitext(checkpoint_path)[0] + ".backup"
+
+
+def start_or_resume(checkpoint_path, history_path, resume):
+    """Clear what an earlier run left, or, with --resume, keep it: returns the best val_loss to beat (that of the
+    interrupted run's checkpoint, else infinity)."""
+    backup = backup_path_for(checkpoint_path)
+    if os.path.isdir(backup) and not resume:
+        shutil.rmtree(backup)  # a stale backup would silently continue an old run
+    elif resume and not os.path.isdir(backup):
+        print(f"Warning: --resume found no interrupted run ({backup} is missing); starting from epoch 1")
+    elif resume:
+        print(f"Resuming the interrupted run saved in {backup}")
+    if resume and os.path.exists(checkpoint_path):  # the interrupted run's best epoch stays unless this run beats it
+        import emotion_recognition
+        return emotion_recognition.read_metadata(checkpoint_path).get("val_loss", math.inf)
+    for path in (checkpoint_path, history_path):
+        if not resume and os.path.exists(path):  # a killed run's checkpoint must never pass as this run's best
+            os.remove(path)
+    return math.inf
 
 
 @contextlib.contextmanager

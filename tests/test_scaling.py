@@ -86,7 +86,8 @@ def test_mirrored_strategy_and_mixed_precision_train_on_cpu(synthetic_data, tmp_
     assert result.returncode == 0, result.stderr
     with h5py.File(model_path) as f:
         config = f.attrs["model_config"]
-    assert "mixed_float16" in config  # the policy really was on while building
+    assert "Precision: float16 (as asked)" in result.stdout  # the alias of --precision float16
+    assert "mixed_float16" not in config  # saved as a float32 network: it loads and runs the same anywhere
     model, _ = er.load_trained_model(str(model_path))
     probabilities = er.predict_probabilities(model, np.zeros((2, 48, 48, 1), np.uint8))
     assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)
@@ -135,7 +136,8 @@ def test_two_workers_on_localhost_train_one_model(synthetic_data, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [((), "TF_CONFIG"), (("--resume",), "--resume"),
-                                            (("--mixed-precision",), "--mixed-precision"),
+                                            (("--mixed-precision",), "--precision float16"),
+                                            (("--precision", "float16"), "--precision float16"),
                                             (("--cache-features", "--model", "vgg16"), "--cache-features")])
 def test_multiworker_mistakes_are_one_line(synthetic_data, tmp_path, extra, message):
     result = run_cli("--data", synthetic_data, "--distribute", "multiworker", *extra, "--no-show",

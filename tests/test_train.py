@@ -43,10 +43,11 @@ def test_training_writes_model_and_all_outputs(trained):
                  "classification_report.txt", "config.json"):
         assert (out / "results" / name).is_file(), name
     assert "Epoch 1/3" in result.stdout
-    # 72 images in batches of 32 make 3 steps; Keras runs 8 per call and used to count up to 8/3
-    bars = re.sub(r"\x1b\[[\d;]*m", " ", "".join(line for line in result.stdout.splitlines() if "━" in line))
-    counts = [(int(done), int(total)) for done, total in re.findall(r"(\d+)/(\d+) ", bars)]
-    assert counts and all(done <= total for done, total in counts), counts
+    # not a terminal: one plain line an epoch, no progress-bar escapes; 72 images in batches of 32 make 3 steps,
+    # and Keras, running 8 per call, used to count up to 8/3
+    assert "\x1b[" not in result.stdout and "━" not in result.stdout
+    counts = [(int(done), int(total)) for done, total in re.findall(r"^(\d+)/(\d+) - ", result.stdout, re.M)]
+    assert len(counts) == 3 and all(done == total == 3 for done, total in counts), counts
     for line in ("Test Loss: ", "Test Accuracy: ", "Test F1-Score: ", "Classification Report:"):
         assert line in result.stdout
     assert len((out / "results" / "history.csv").read_text().strip().splitlines()) == 4  # header + 3 epochs
@@ -66,6 +67,8 @@ def test_second_run_loads_instead_of_training(trained, data):
     assert result.returncode == 0, result.stderr
     assert "loaded" in result.stdout.lower() and str(model_path) in result.stdout
     assert "Epoch" not in result.stdout
+    settings = next(line for line in result.stdout.splitlines() if line.startswith("Settings: "))
+    assert "model_path=" in settings and "epochs=" not in settings and "learning_rate=" not in settings
     assert not (out / "again" / "training_curves.png").exists()
     assert model_path.read_bytes() == before
     first = json.loads((out / "results" / "metrics.json").read_text())
