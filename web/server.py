@@ -8,7 +8,8 @@ This module is only the HTTP layer and imports nothing from the script: the scri
 the model once and hands create_app a `predict_upload(data, name)` function built on the same code as
 `predict`, so the page, the API and the command line cannot disagree. serve_app runs the app on waitress
 (a production WSGI server) with idle and request-size limits; see docs/serve.md for running it behind a
-reverse proxy. Every answer of the API, errors included (400, 404, 405, 413, 500), is JSON.
+reverse proxy. Every answer of the app, errors included (400, 404, 405, 413, 500), is JSON; only waitress' own
+413 (a body above its limit) and 431 (headers too large) come before the app, in plain text.
 """
 
 import base64
