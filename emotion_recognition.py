@@ -28,10 +28,10 @@ import time
 import cv2
 import numpy as np
 
-from emotion.arguments import (SEED_ARG, HelpFormatter, check_utf8_options, class_list, float_in_range,
+from emotion.arguments import (SEED_ARG, HelpFormatter, check_utf8_options, class_list, float_in_range, host_arg,
                                image_size_arg, int_in_range, model_file_arg, positive_float, positive_int, regex_arg)
-from emotion.files import UserError, atomic_write, check_writable, open_cache, write_file
-from emotion.images import ImageTooLarge, read_image
+from emotion.files import UserError, atomic_write, check_output_dir, check_writable, open_cache, write_file
+from emotion.images import ImageRefused, read_image
 from emotion.lazy_import import LazyModule
 from emotion.precision import PRECISIONS, choose_precision, float32_twin, set_precision, with_precision
 from emotion.recovery import (backup_path_for, check_free_space, checkpoint_path_for, ctrl_c_between_steps,
@@ -117,6 +117,9 @@ def list_class_names(folder):
     if not os.path.isdir(folder):
         raise UserError(f"data folder {folder!r} does not exist; expected one sub-folder per class")
     names = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)) and not d.startswith("."))
+    if not all(name.isprintable() for name in names):  # a newline or an escape in a class name forges output lines
+        raise UserError(f"{folder!r}: the class folder {[n for n in names if not n.isprintable()][0]!r} has control "
+                        "characters in its name; rename it")
     if not names:
         raise UserError(f"{folder!r} has no class sub-folders; expected e.g. {folder}/happy/, {folder}/sad/")
     return names
@@ -147,9 +150,9 @@ def check_dataset_layout(data_dir):
 
 
 def list_image_files(folder):
-    """Files in `folder` that are not hidden (non-images are weeded out later, when decoded)."""
+    """Entries of `folder` that are not hidden or folders (non-images, FIFOs and such are refused when read)."""
     return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
+                  if not f.startswith(".") and not os.path.isdir(os.path.join(folder, f)))
 
 
 def prepare_image(image, image_size, color, normalize):
@@ -178,7 +181,7 @@ def choose_image_settings(data_dir, class_names, image_size, color, min_size):
     def read_sample(path):
         try:
             return read_image(path)
-        except ImageTooLarge:  # load_folder reports it, once
+        except ImageRefused:  # load_folder reports it, once
             return None
     sample = [read_sample(f) for f in rng.permutation(files)[:AUTO_SIZE_SAMPLE]]
     sample = [im for im in sample if im is not None]
@@ -216,7 +219,7 @@ def load_folder(folder, class_names, image_size, color, normalize, cache_dir=Non
     def decode(i):
         try:
             image = read_image(files[i])
-        except ImageTooLarge as error:
+        except ImageRefused as error:
             refused[i] = str(error)
             return
         if image is not None:
@@ -251,8 +254,7 @@ def make_augmentation(strength):
                         k * ZOOM_FRACTION, photometric=strength == "camera")
 
 
-def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED,
-                 drop_remainder=False):
+def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED, drop_remainder=False):
     """Batches of (float32 pixels 0-255, one-hot labels) read from the decoded array; order kept unless shuffle."""
     ds = tf.data.Dataset.range(len(images))
     if shuffle:
@@ -404,7 +406,8 @@ def predict_probabilities(model, images, tta=TTA, batch_size=INFERENCE_BATCH_SIZ
         # predict_on_batch: model.predict's per-call set-up costs more than classifying a few faces
         probabilities = np.asarray(model.predict_on_batch(batch))
         parts.append((probabilities[:len(batch) // 2] + probabilities[len(batch) // 2:]) / 2 if tta else probabilities)
-    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
+    from emotion.model_checks import finite_probabilities  # a UserError for NaN, in every command
+    return finite_probabilities(np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32))
 
 
 # -----------------------------------------------------------------------------
@@ -436,18 +439,15 @@ def load_trained_model(path):
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} not found; train one first (python emotion_recognition.py "
                         "--train-again) or pass --model-path")
+    from emotion.model_checks import check_model_file, check_weights
+    vgg16_preprocess_class()  # registered, so that a vgg16 model's own layer can be read back
     try:
-        metadata = read_metadata(path)
-        vgg16_preprocess_class()  # registered, so that a vgg16 model's own layer can be read back
+        metadata = check_model_file(path)  # nesting, size, input and metadata checked before a weight is allocated
         model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
                         "delete it or retrain with --train-again") from None
-    if isinstance(metadata, dict) and not {"image_size", "color"} <= set(metadata):  # a model from the original
-        channels = model.input_shape[-1]  # script (no metadata) or stored without these: infer them
-        metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb", **metadata}
-    from emotion.model_checks import validate_model
-    validate_model(model, metadata, path)
+    check_weights(model, path)
     metadata.setdefault("normalize", "none")  # saved before --normalize existed: fed as it was trained
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])  # for evaluate(); no optimizer needed
     return model, metadata
@@ -509,8 +509,7 @@ def make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plate
     """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
     and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                      restore_best_weights=True, verbose=1),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
         best_model_checkpoint(model, checkpoint_path, metadata, best_val_loss),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.setdefault(  # history.csv's column
             "learning_rate", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))),
@@ -734,7 +733,7 @@ def run_train(args):
     strategy = make_strategy(args.distribute)
     if not is_chief(strategy):
         send_worker_outputs_to_scratch(args, strategy)
-    check_writable(args.output_dir)
+    check_output_dir(args.output_dir, args.data)
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
     # all workers of a cluster must take part in training, whatever files each of them holds
@@ -959,7 +958,7 @@ def make_parser():
     serve = commands.add_parser("serve", parents=[model_options(FACES_MODEL_PATH, results=False), classes_option,
                                                                  detector_option],
                                 help="a web page to try the model in a browser, plus a JSON API")
-    serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
+    serve.add_argument("--host", type=host_arg, default=SERVE_HOST, help="address to listen on (0.0.0.0: any network)")
     serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
     return parser
 

@@ -1,8 +1,10 @@
 """The command line's value types (argparse `type=` functions): each refuses a bad value with a sentence."""
 
 import argparse
+import ipaddress
 import math
 import re
+import socket
 
 from emotion.files import UserError
 
@@ -50,6 +52,8 @@ def float_in_range(low, high=math.inf, low_included=True, high_included=True):
 positive_int = int_in_range(1)
 positive_float = float_in_range(0, low_included=False, high_included=False)
 SEED_ARG = int_in_range(0, 2**32 - 1)  # NumPy's and Keras' seed range
+MAX_IMAGE_SIZE = 256  # --image-size and a model file's image_size: at most this side in pixels (the original used
+#                       200, the ImageNet bases 224; the decoded data and activations grow with its square)
 
 
 def regex_arg(text):
@@ -74,7 +78,22 @@ def model_file_arg(text):
 
 
 def image_size_arg(text):
-    return text if text == "auto" else positive_int(text)
+    return text if text == "auto" else int_in_range(1, MAX_IMAGE_SIZE)(text)
+
+
+def host_arg(text):
+    """--host: an IP address, or a host name this machine resolves (as the server will, when it binds)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:
+        if text and socket.getaddrinfo(text, None, type=socket.SOCK_STREAM):
+            return text
+    except (socket.gaierror, UnicodeError):
+        pass
+    raise argparse.ArgumentTypeError(f"expected an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name this machine "
+                                     f"can resolve, got {text!r}")
 
 
 def check_utf8_options(args):

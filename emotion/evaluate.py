@@ -2,7 +2,7 @@
 
 import os
 
-from emotion.files import UserError, check_writable
+from emotion.files import UserError, check_output_dir
 from emotion_recognition import (answering_model, evaluate_model, list_class_names, load_folder, load_trained_model,
                                  report)
 
@@ -18,7 +18,7 @@ def run_evaluate(args):
     if unknown:
         raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
                         f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
-    check_writable(args.output_dir)
+    check_output_dir(args.output_dir, args.folder)
     images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
                                     metadata["normalize"],
                                     os.path.join(args.output_dir, "cache"))

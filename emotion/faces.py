@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from emotion.files import UserError, check_writable
-from emotion.images import ImageTooLarge, read_image, write_image
+from emotion.images import ImageRefused, printable, read_image, write_image
 from emotion_recognition import (DETECTOR, TTA, answering_model, load_trained_model, predict_probabilities,
                                  prepare_image, tf)
 
@@ -25,6 +25,8 @@ MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px 
 FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
 MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
 FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
+PREDICT_BATCH_PIXELS = 40_000_000  # predict: images decoded and labelled together hold at most this many pixels
+PREDICT_BATCH_IMAGES = 64  # predict: and at most this many images (their face crops go to the model in one call)
 WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this range (px) is taken for a face crop
 #                                and classified whole; larger photos get no emotion, smaller ones are not faces
 MESSAGES = {  # shown under each face, one per emotion; any other class gets the "unknown" line
@@ -233,12 +235,46 @@ def expand_paths(paths):
                            if f.lower().endswith(IMAGE_EXTENSIONS))
             files += found
             if not found:
-                errors.append(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        elif os.path.isfile(path):
+                errors.append(f"{printable(path)}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        elif os.path.exists(path):  # read_image refuses what is not a regular file
             files.append(path)
         else:
-            errors.append(f"{path}: no such file or folder")
+            errors.append(f"{printable(path)}: no such file or folder")
     return files, errors
+
+
+def read_batches(files, errors):
+    """[(path, RGB image)] lists of at most PREDICT_BATCH_IMAGES images and PREDICT_BATCH_PIXELS pixels (or one
+    larger image), read one file at a time: memory is bounded by pixels, whatever the number of files. Files that
+    are refused or unreadable add a line to `errors`."""
+    batch, pixels = [], 0
+    for path in files:
+        try:
+            image = read_image(path)
+        except ImageRefused as error:
+            errors.append(str(error))
+            continue
+        if image is None:
+            errors.append(f"{printable(path)}: not a readable image")
+            continue
+        if batch and (pixels + image.shape[0] * image.shape[1] > PREDICT_BATCH_PIXELS
+                      or len(batch) == PREDICT_BATCH_IMAGES):
+            yield batch
+            batch, pixels = [], 0
+        batch.append((path, image))
+        pixels += image.shape[0] * image.shape[1]
+    if batch:
+        yield batch
+
+
+def print_faces(path, faces):
+    """predict's table: one line per face (or one saying there is none), control characters escaped."""
+    if not faces:
+        print(f"{printable(path)}: no face found, so no emotion")
+    for face in faces:
+        where = f"face at {face['box']}" if face["detected"] else "whole image (a face crop)"
+        probs = " ".join(f"{printable(n)}={p:.2f}" for n, p in face["probabilities"].items())
+        print(f"{printable(path)}: {where}: {printable(face['emotion'])} ({face['confidence']:.0%})  {probs}")
 
 
 def run_predict(args):
@@ -248,34 +284,15 @@ def run_predict(args):
     detector = None if args.no_detect else load_face_detector(args.detector)
     if args.save:
         check_writable(args.save)
-    chunk, saved = 64, set()  # images per batch of face crops; names written to --save
+    saved = set()  # names written to --save
     inputs = {os.path.realpath(f) for f in files}  # --save never writes over one of them
-    for start in range(0, len(files), chunk):
-        paths, images = [], []
-        for path in files[start:start + chunk]:
-            try:
-                image = read_image(path)
-            except ImageTooLarge as error:
-                errors.append(str(error))
-                continue
-            if image is None:
-                errors.append(f"{path}: not a readable image")
-            else:
-                paths.append(path)
-                images.append(image)
+    for batch in read_batches(files, errors):
+        paths, images = zip(*batch)
         for path, image, faces in zip(paths, images, predict_images(model, metadata, images, detector, args.tta)):
-            if not all(math.isfinite(p) for face in faces for p in face["probabilities"].values()):
-                errors.append(f"{path}: the model gave no valid probabilities (NaN); retrain it with --train-again")
-                continue
             if args.json:
                 print(json.dumps({"image": path, "detection": detection_of(faces), "faces": faces}))
             else:
-                if not faces:
-                    print(f"{path}: no face found, so no emotion")
-                for face in faces:
-                    where = f"face at {face['box']}" if face["detected"] else "whole image (a face crop)"
-                    probs = " ".join(f"{n}={p:.2f}" for n, p in face["probabilities"].items())
-                    print(f"{path}: {where}: {face['emotion']} ({face['confidence']:.0%})  {probs}")
+                print_faces(path, faces)
             if args.save:  # a.jpg -> a_annotated.png; a second a.* (another folder or format) -> a_2_annotated.png
                 stem, copy = os.path.splitext(os.path.basename(path))[0], 1
                 name = f"{stem}_annotated.png"

@@ -72,3 +72,12 @@ def check_writable(folder):
             pass
     except OSError as error:
         raise UserError(f"cannot write to {folder!r} ({error.strerror}); choose another folder") from None
+
+
+def check_output_dir(output_dir, data_dir):
+    """check_writable, once --output-dir is known to lie outside the data folder: plots and a file cache written
+    inside it would be read as faces (or as a class) on the next run."""
+    if (os.path.realpath(output_dir) + os.sep).startswith(os.path.realpath(data_dir).rstrip(os.sep) + os.sep):
+        raise UserError(f"--output-dir {output_dir!r} lies inside the data folder {data_dir!r}; its plots would be "
+                        "read as images next time: choose a folder outside it")
+    check_writable(output_dir)

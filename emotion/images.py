@@ -1,8 +1,10 @@
-"""Reading images safely: decoded to RGB by OpenCV only after the header's size is checked (a small file
-can declare a huge image), with the pixel limit and the PNG-chunk check; and the atomic image writer."""
+"""Reading images safely: only regular files within a byte limit are opened, their header's size is checked
+before the rest is read (a small file can declare a huge image), then OpenCV decodes them to RGB, with the pixel
+limit and the PNG-chunk check; and the atomic image writer."""
 
 import io
 import os
+import stat
 import struct
 
 import cv2
@@ -14,32 +16,67 @@ from emotion.files import UserError, write_file
 Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
 
 MAX_IMAGE_PIXELS = 40_000_000  # images whose header declares more pixels (width x height) are refused undecoded
+MAX_IMAGE_BYTES = 256 * 2**20  # image files larger than this are refused unread (40 MP as uncompressed RGB: 120 MB)
 HEADER_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of faces.IMAGE_EXTENSIONS
 #                                         (JPEG opens MPO, PPM opens PGM; MPO itself cannot be asked for)
 
 
-class ImageTooLarge(UserError):
-    """An image whose header declares more than MAX_IMAGE_PIXELS pixels: refused before it is decoded."""
+class ImageRefused(UserError):
+    """An image file refused before it is decoded, or even read: one line naming the file and why."""
+
+
+class ImageTooLarge(ImageRefused):
+    """An image whose header declares more than MAX_IMAGE_PIXELS pixels, or a file above MAX_IMAGE_BYTES."""
+
+
+def printable(text):
+    """`text` with its control characters escaped (a newline as \\n, an ANSI escape as \\x1b): a file or class
+    name then prints as one line of its own and cannot forge another."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def open_regular_file(path):
+    """`path` opened for reading, once os.stat shows a regular file of at most MAX_IMAGE_BYTES: a FIFO, device or
+    socket (which would block or never end) and an oversized file are refused (ImageRefused) before opening.
+    OSError when it cannot be read."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageRefused(f"{printable(path)}: not a regular file (a FIFO, device, socket or folder); skipped")
+    if info.st_size > MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"{printable(path)}: {info.st_size:,} bytes, above the limit of {MAX_IMAGE_BYTES:,} "
+                            "bytes (MAX_IMAGE_BYTES); scale it down or save it compressed")
+    return open(path, "rb")
 
 
 def read_image(path):
     """Decode an image file to uint8 RGB (H, W, 3); None when it is not a readable image.
 
-    Raises ImageTooLarge, before decoding, when the file declares more than MAX_IMAGE_PIXELS pixels.
+    The one way every command reads an image file: open_regular_file, then the header alone (ImageTooLarge above
+    MAX_IMAGE_PIXELS), and only then the bytes, for decode_image.
     """
     try:
-        data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII names
-    except (OSError, ValueError):  # ValueError: a folder or a special file
+        with open_regular_file(path) as f:
+            check_pixels(image_dimensions(f), path)
+            f.seek(0)
+            data = np.frombuffer(f.read(), np.uint8)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
         return None
     return decode_image(data, path)
 
 
+def check_pixels(size, name):
+    """ImageTooLarge (naming `name`) when a header's (width, height) exceeds MAX_IMAGE_PIXELS; None passes."""
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(f"{printable(name)}: declares {size[0]}x{size[1]} pixels, above the limit of "
+                            f"{MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS); scale it down")
+
+
 def image_dimensions(data):
-    """(width, height) as the header of encoded image bytes declares them, read without decoding any
-    pixel (Pillow's lazy open); None when no supported format recognises the bytes. For a tiled TIFF, each
-    side is at least its tile's, as that is what the decoder allocates."""
+    """(width, height) as the header of encoded image bytes (or of an open file) declares them, read without
+    decoding any pixel (Pillow's lazy open); None when no supported format recognises them. For a tiled TIFF,
+    each side is at least its tile's, as that is what the decoder allocates."""
     try:
-        with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as image:
+        with Image.open(data if hasattr(data, "read") else io.BytesIO(data), formats=HEADER_FORMATS) as image:
             if image.format == "TIFF" and 322 in image.tag_v2:  # OpenCV allocates a whole tile, whatever the size
                 tile = int(image.tag_v2.get(322, 0)), int(image.tag_v2.get(323, 0))  # TileWidth, TileLength
                 return max(image.width, tile[0]), max(image.height, tile[1])
@@ -74,9 +111,7 @@ def decode_image(data, name="the image"):
     size = image_dimensions(data)
     if size is None or not png_chunks_fit(data):
         return None
-    if size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise ImageTooLarge(f"{name}: declares {size[0]}x{size[1]} pixels, above the limit of "
-                            f"{MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS); scale it down")
+    check_pixels(size, name)
     try:  # IMREAD_COLOR gives 8-bit BGR for 16-bit, palette, alpha, grey and CMYK files alike.
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error:  # OpenCV's own checks on corrupt data

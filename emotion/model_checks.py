@@ -1,8 +1,69 @@
-"""Checks of a loaded model file: its stored metadata must describe the model it came with, and must fit the
-data and options of this run."""
+"""Checks of a model file: its JSON nesting, its parameter count and its input are checked before any weight is
+allocated; its stored metadata must describe the model it came with, and must fit the data and options of this
+run; its answers must be numbers."""
 
+import json
+import re
+
+import numpy as np
+
+from emotion.arguments import MAX_IMAGE_SIZE
 from emotion.files import UserError
-from emotion_recognition import TEMPERATURE_RANGE, weights_finite
+from emotion_recognition import METADATA_KEY, TEMPERATURE_RANGE, keras, weights_finite
+
+MAX_JSON_DEPTH = 100  # model config and metadata nested deeper are refused unparsed (the shipped models: 10)
+MAX_MODEL_PARAMS = 100_000_000  # models declaring more parameters (400 MB of float32) are refused unbuilt
+#                                 (the largest architecture here, ResNet50V2 at 256 px, has 24 M)
+
+
+def json_depth(text):
+    """How deeply `text` nests [ and {, outside its strings, counted without recursion (json.loads recurses)."""
+    depth = deepest = 0
+    for bracket in re.findall(r"[\[\]{}]", re.sub(r'"(?:[^"\\]|\\.)*"', "", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_attribute(attributes, key, path):
+    """The JSON object in one attribute of the .h5 file (text, never deeper than MAX_JSON_DEPTH)."""
+    text = attributes.get(key, "{}")
+    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise UserError(f"{path!r}: its stored {key} nests deeper than {MAX_JSON_DEPTH} levels (MAX_JSON_DEPTH); "
+                        "the file is damaged or was made to crash a reader: retrain with --train-again")
+    return json.loads(text)
+
+
+def check_model_file(path):
+    """The metadata of a model file, once its architecture was built without allocating a weight (Keras'
+    StatelessScope, variables left uninitialised) and checked: at most MAX_MODEL_PARAMS parameters, a fixed
+    input that the metadata describes (validate_model). For a model of the original script (no metadata),
+    image_size and color are read from its input. OSError/ValueError/... when it is not a readable model."""
+    import h5py
+    from keras.src.backend.common import global_state  # where Keras keeps variables it has not initialised
+    from keras.src.legacy.saving import saving_options, saving_utils  # what load_model does with an .h5 file
+    with h5py.File(path, "r") as f:
+        metadata, config = parse_attribute(f.attrs, METADATA_KEY, path), parse_attribute(f.attrs, "model_config", path)
+    if not config:
+        raise ValueError("no model config")
+    pending = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
+    known = len(pending)
+    try:
+        with keras.StatelessScope(initialize_variables=False), saving_options.keras_option_scope(
+                use_legacy_config=True):
+            model = saving_utils.model_from_config(config)
+    finally:
+        del pending[known:]  # never initialised later, by another scope: this model is only looked at
+    if model.count_params() > MAX_MODEL_PARAMS:
+        raise UserError(f"{path!r}: the model declares {model.count_params():,} parameters, above the limit of "
+                        f"{MAX_MODEL_PARAMS:,} (MAX_MODEL_PARAMS); the file is damaged or was edited: retrain with "
+                        "--train-again")
+    if isinstance(metadata, dict) and not {"image_size", "color"} <= set(metadata):  # a model from the original
+        channels = model.input_shape[-1]  # script (no metadata) or stored without these: infer them
+        metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb", **metadata}
+    validate_model(model, metadata, path)
+    return metadata
 
 
 def validate_model(model, metadata, path):
@@ -16,22 +77,37 @@ def validate_model(model, metadata, path):
     if not (isinstance(shape, tuple) and len(shape) == 4 and isinstance(outputs, tuple) and len(outputs) == 2):
         refuse(f"the model takes {shape} and gives {outputs}, not one image batch in and class probabilities out")
     size, color, names = metadata.get("image_size"), metadata.get("color"), metadata.get("class_names")
-    if type(size) is not int or shape[1:3] not in ((size, size), (None, None)) or not 0 < size <= 4096:
-        refuse(f"stored image_size {size!r} does not match the model's input {shape[1]}x{shape[2]}")
+    if type(size) is not int or shape[1:3] != (size, size) or not 0 < size <= MAX_IMAGE_SIZE:
+        refuse(f"stored image_size {size!r} does not match the model's input {shape[1]}x{shape[2]}, a fixed size of "
+               f"at most {MAX_IMAGE_SIZE} (MAX_IMAGE_SIZE)")
     if color not in ("grayscale", "rgb") or shape[3] != (1 if color == "grayscale" else 3):
         refuse(f"stored color {color!r} does not match the model's {shape[3]} input channel(s)")
-    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
-                              or len(set(names)) != len(names) or len(names) != outputs[1]):
+    if names is not None and (not isinstance(names, list) or len(set(names)) != len(names) or len(names) != outputs[1]
+                              or not all(isinstance(n, str) and n and n.isprintable() for n in names)):
         refuse(f"stored class_names {names!r} are not {outputs[1]} distinct names for the model's {outputs[1]} "
-               "outputs")
+               "outputs, each printable")
     temperature = metadata.get("temperature", 1.0)
     if type(temperature) not in (int, float) or not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
         refuse(f"stored temperature {temperature!r} is not a number from {TEMPERATURE_RANGE[0]} to "
                f"{TEMPERATURE_RANGE[1]}")
     if metadata.get("normalize", "none") not in ("equalize", "none"):
         refuse(f"stored normalize {metadata['normalize']!r} is not 'equalize' or 'none'")
+
+
+def check_weights(model, path):
+    """The loaded weights must be numbers: a NaN weight makes every answer NaN."""
     if not weights_finite(model):
-        refuse("the model's weights hold NaN or infinite values (a diverged training run)")
+        raise UserError(f"{path!r}: the model's weights hold NaN or infinite values (a diverged training run); the "
+                        "file is damaged or was edited: retrain with --train-again")
+
+
+def finite_probabilities(probabilities):
+    """`probabilities`, when every one is a number; else a UserError: finite weights can still overflow."""
+    if not np.isfinite(probabilities).all():
+        bad = int((~np.isfinite(probabilities)).any(axis=1).sum())
+        raise UserError(f"the model gave NaN or infinite probabilities for {bad} of {len(probabilities)} image(s) "
+                        "(its weights overflow); retrain it with --train-again or use another --model-path")
+    return probabilities
 
 
 def check_model_matches(metadata, model, class_names, path, image_size="auto", color="auto"):

@@ -11,7 +11,7 @@ import numpy as np
 
 from emotion.faces import crop_face, detect_faces, load_face_detector
 from emotion.files import UserError, write_file
-from emotion.images import ImageTooLarge, read_image, write_image
+from emotion.images import ImageRefused, open_regular_file, read_image, write_image
 from emotion_recognition import DETECTOR, GROUP_PATTERN, SEED, SPLITS, list_class_names, list_image_files
 
 FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
@@ -35,6 +35,9 @@ def read_fer2013_csv(path, classes):
     try:
         rows = read_fer2013_rows(path, classes)
     except (UnicodeDecodeError, csv.Error) as error:  # a binary file, an archive, a NUL byte
+        if "field larger than field limit" in str(error):  # csv's only way of saying so
+            raise UserError(f"{path}: a field is longer than {csv.field_size_limit():,} characters; a FER2013 row "
+                            "is about 9,000; give fer2013.csv itself") from None
         raise UserError(f"{path}: not a FER2013 CSV text file ({type(error).__name__}); give fer2013.csv itself, "
                         "unpacked") from None
     found = {name for _, name, _ in rows}
@@ -61,6 +64,8 @@ def read_fer2013_rows(path, classes):
         col = {name: header.index(name) for name in ("emotion", "pixels", "Usage")}
         rows = []
         for line, row in enumerate(reader, start=2):
+            if not "".join(row).strip():  # a blank line (one at the end is common)
+                continue
             try:
                 code, pixels, usage = int(row[col["emotion"]]), row[col["pixels"]].split(), row[col["Usage"]].strip()
                 image = np.array(pixels, dtype=np.float64)
@@ -89,7 +94,8 @@ def class_folders(folder):
 
 def split_files(files, ratios, rng):
     """Shuffle one class's files and cut them into consecutive parts by ratio (the last takes the rest)."""
-    files = list(rng.permutation(sorted(files)))
+    files = sorted(files)
+    files = [files[i] for i in rng.permutation(len(files))]  # plain str (as rng.permutation(files)), not np.str_
     bounds = np.cumsum([round(r * len(files)) for r in ratios[:-1]])
     return np.split(np.array(files, dtype=object), bounds)
 
@@ -174,6 +180,10 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
             and not force:
         raise UserError(f"{out!r} is not empty; pass --force to write into it (its split folders are replaced)")
     classes = [canonical_class(c) for c in classes] if classes else None
+    twice = sorted({c for c in classes or [] if classes.count(c) > 1})
+    if twice:
+        raise UserError(f"--classes names {', '.join(twice)} more than once (names are matched case-insensitively, "
+                        "with synonyms: anger = angry); give each class once")
     if os.path.isfile(source):
         classes = classes or list(ORIGINAL_CLASSES)
         unknown = [c for c in classes if c not in FER2013_CODES]
@@ -182,6 +192,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         items = read_fer2013_csv(source, classes)
     else:
         items, classes = plan_folder_copies(source, classes, seed, group_pattern)
+        check_outside(out, [os.path.dirname(f) for _, _, f in items] + [f for _, _, f in items])
     try:
         for split in SPLITS:
             if os.path.isdir(os.path.join(out, split)):
@@ -198,11 +209,15 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         if isinstance(item, np.ndarray):  # a decoded CSV row
             write_image(os.path.join(target, f"{split}_{i:05d}.png"), item)
         elif detector is None:
-            copy_file(item, os.path.join(target, os.path.basename(item)))
+            try:
+                copy_file(item, os.path.join(target, os.path.basename(item)))
+            except ImageRefused as error:
+                print(f"Warning: skipped {error}")
+                continue
         else:
             try:
                 image = read_image(item)
-            except ImageTooLarge as error:
+            except ImageRefused as error:
                 print(f"Warning: skipped {error}")
                 image = None
             found = detect_faces(detector, image) if image is not None else []
@@ -216,10 +231,20 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
     return counts, skipped
 
 
+def check_outside(out, paths):
+    """Refuse source files or folders that really (symlinks resolved) lie inside --out: --force would delete them."""
+    real_out = os.path.realpath(out).rstrip(os.sep) + os.sep
+    inside = next((p for p in paths if os.path.realpath(p).startswith(real_out)), None)
+    if inside is not None:
+        raise UserError(f"the source's {inside!r} lies inside --out {out!r} (through a symbolic link); choose an "
+                        "--out folder outside the source's files")
+
+
 def copy_file(source, target):
-    """Copy through write_file: a full disk leaves no half image that looks whole."""
+    """Copy through write_file: a full disk leaves no half image that looks whole. ImageRefused for what is not a
+    regular file, or is above the image byte limit."""
     try:
-        with open(source, "rb") as f:
+        with open_regular_file(source) as f:
             data = f.read()
     except OSError as error:
         raise UserError(f"cannot read {source!r} ({error.strerror})") from None

@@ -46,8 +46,11 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
             scale = min(1.0, SERVE_WORK_SIDE / max(image.shape[:2]))
             if scale < 1:
                 image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            with predict_lock:
-                (faces,) = predict_images(model, metadata, [image], detector, tta)
+            try:
+                with predict_lock:
+                    (faces,) = predict_images(model, metadata, [image], detector, tta)
+            except UserError as error:  # the model answered NaN (finite_probabilities): never sent as JSON NaN
+                raise BadUpload(str(error), 500) from None
             annotated = annotate(image, faces)
             for face in faces:
                 face["message"] = message_for(face["emotion"])

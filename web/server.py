@@ -8,7 +8,8 @@ This module is only the HTTP layer and imports nothing from the script: the scri
 the model once and hands create_app a `predict_upload(data, name)` function built on the same code as
 `predict`, so the page, the API and the command line cannot disagree. serve_app runs the app on waitress
 (a production WSGI server) with idle and request-size limits; see docs/serve.md for running it behind a
-reverse proxy. Every answer of the API, errors included (400, 404, 405, 413, 500), is JSON.
+reverse proxy. Every answer of the app, errors included (400, 404, 405, 413, 500), is JSON; only waitress' own
+413 (a body above its limit) and 431 (headers too large) come before the app, in plain text.
 """
 
 import base64
@@ -16,8 +17,9 @@ import os
 import sys
 
 import cv2
-from flask import Flask, jsonify, request
+from flask import Flask, Request, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.formparser import FormDataParser
 
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy sent back is scaled down to this (the boxes in the JSON are not)
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # index.html, app.js, style.css
@@ -29,6 +31,18 @@ class BadUpload(Exception):
     def __init__(self, message, status=400):
         super().__init__(message)
         self.status = status
+
+
+class StrictFormParser(FormDataParser):
+    """Werkzeug's form parser, except that a form it cannot read (a part's headers not UTF-8, a broken boundary)
+    raises ValueError instead of looking like an empty form, so the answer can say so."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs, silent=False)
+
+
+class UploadRequest(Request):
+    form_data_parser_class = StrictFormParser
 
 
 def png_data_url(bgr):
@@ -49,6 +63,7 @@ def create_app(predict_upload, health, max_upload_mb):
     BadUpload; detection: "detector" or "whole-image"; health: the JSON of /api/health; uploads above
     max_upload_mb are answered 413 before they are read."""
     app = Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
+    app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)  # Werkzeug answers 413 beyond it
     app.json.sort_keys = False  # keep predict --json's key order
 
@@ -62,7 +77,11 @@ def create_app(predict_upload, health, max_upload_mb):
 
     @app.post("/api/predict")
     def predict():
-        upload = request.files.get("image")
+        try:
+            upload = request.files.get("image")
+        except ValueError as error:  # StrictFormParser: e.g. a file name that is not UTF-8
+            return error_answer(f"the multipart form cannot be read ({error}); send the photo in the field 'image', "
+                                "with a UTF-8 file name")
         if upload is None:
             return error_answer("no image received; send the photo in the multipart form field 'image'")
         data, name = upload.read(), upload.filename or "the upload"
@@ -76,6 +95,10 @@ def create_app(predict_upload, health, max_upload_mb):
 
     @app.errorhandler(413)
     def too_large(error):
+        if request.content_length is not None and request.content_length <= app.config["MAX_CONTENT_LENGTH"]:
+            return error_answer(f"the form has more than {request.max_form_parts:,} parts, or a text field above "
+                                f"{request.max_form_memory_size:,} bytes; send one photo in the field 'image'",
+                                413)  # Werkzeug's limits, within the size limit
         return error_answer(f"the upload is larger than the {max_upload_mb:g} MB limit; send a smaller photo", 413)
 
     @app.errorhandler(HTTPException)

@@ -1,0 +1,280 @@
+"""Hostile files, model files and options (issue 21): each refused cheaply, in one line, before it costs memory,
+hangs or forges output."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+import emotion_recognition as er
+from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset
+from emotion.files import UserError
+from emotion.prepare import prepare_dataset, read_fer2013_csv
+from test_robustness import GOOD, PIXELS, fer_csv, png_declaring, post_image, run_main, save_with, tree
+
+
+def run_predict(capsys, *args):
+    """predict in this process, where files it cannot label end it with SystemExit(1): (code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_:
+        er.main(["predict", *map(str, args)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return exit_.value.code, out, err
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Fail (instead of hanging the suite) when the block takes longer than `seconds`."""
+    def expire(*args):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -----------------------------------------------------------------------------
+# Image files: the byte limit and the header before the bytes; only regular files; memory bounded by pixels
+
+
+def test_a_huge_file_is_refused_unread_and_a_bomb_header_before_its_bytes(tmp_path):
+    (tmp_path / "face.png").write_bytes(cv2.imencode(".png", draw_face("happy"))[1].tobytes())
+    with open(tmp_path / "huge.jpg", "wb") as f:  # 1 GB, sparse: a real PNG, then zeros
+        f.write((tmp_path / "face.png").read_bytes())
+        f.truncate(1 << 30)
+    with open(tmp_path / "bomb.png", "wb") as f:  # 200 MB (under the byte limit) declaring 50000x50000
+        f.write(png_declaring(50_000, 50_000))
+        f.truncate(200 << 20)
+    code = ("import resource, sys; from emotion.images import read_image\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "for path in sys.argv[1:]:\n"
+            "    try: print('read', read_image(path) is not None)\n"
+            "    except Exception as error: print(type(error).__name__, error)\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)")
+    result = subprocess.run([sys.executable, "-c", code, tmp_path / "huge.jpg", tmp_path / "bomb.png"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    *answers, grown_mb = result.stdout.splitlines()
+    assert answers == [f"ImageTooLarge {tmp_path / 'huge.jpg'}: 1,073,741,824 bytes, above the limit of 268,435,456 "
+                       "bytes (MAX_IMAGE_BYTES); scale it down or save it compressed",
+                       f"ImageTooLarge {tmp_path / 'bomb.png'}: declares 50000x50000 pixels, above the limit of "
+                       "40,000,000 pixels (MAX_IMAGE_PIXELS); scale it down"], result.stderr
+    assert int(grown_mb) < 50  # neither file was read into memory
+
+
+def test_a_fifo_named_like_an_image_is_skipped_in_every_command(tmp_path, capsys):
+    for folder in ("photos", "data/happy", "data/sad"):
+        os.makedirs(tmp_path / folder)
+        cv2.imwrite(str(tmp_path / folder / "face.png"), draw_face("happy"))
+        os.mkfifo(tmp_path / folder / "x.jpg")  # opening it would wait forever for a writer
+    with deadline(120):
+        code, out, err = run_predict(capsys, tmp_path / "photos", "--no-detect", "--json", "--model-path",
+                                     SHIPPED_MODEL)
+        assert code == 1 and '"image": "' + str(tmp_path / "photos" / "face.png") in out
+        assert err == f"error: {tmp_path / 'photos' / 'x.jpg'}: not a regular file (a FIFO, device, socket or " \
+                      "folder); skipped\n"
+        images, _, _ = er.load_folder(str(tmp_path / "data"), ["happy", "sad"], 48, "grayscale", "none")
+        assert len(images) == 2 and f"Warning: skipped {tmp_path / 'data' / 'sad' / 'x.jpg'}: not a regular file" \
+            in capsys.readouterr().out
+        counts, _ = prepare_dataset(str(tmp_path / "data"), str(tmp_path / "out"), group_pattern="none")
+        assert sum(counts.values()) == 2 and "x.jpg: not a regular file" in capsys.readouterr().out
+
+
+def test_predict_decodes_a_bounded_number_of_pixels_at_once(tmp_path, capsys, monkeypatch):
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), draw_face("happy"))
+    monkeypatch.setattr("emotion.faces.PREDICT_BATCH_PIXELS", 2 * 48 * 48, raising=False)
+    held = []
+    predict_images = __import__("emotion.faces", fromlist=["x"]).predict_images
+
+    def recording(model, metadata, images, *args):
+        held.append(sum(im.shape[0] * im.shape[1] for im in images))
+        return predict_images(model, metadata, images, *args)
+    monkeypatch.setattr("emotion.faces.predict_images", recording)
+    code, out, _ = run_main(capsys, "predict", tmp_path, "--no-detect", "--json", "--model-path", SHIPPED_MODEL)
+    assert code == 0 and len(out.splitlines()) == 5
+    assert held == [2 * 48 * 48, 2 * 48 * 48, 48 * 48]
+
+
+# -----------------------------------------------------------------------------
+# Model files: refused before a weight is allocated or an image decoded at their size
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return er.build_model("compact", (48, 48, 1), 3, 1e-3)
+
+
+def test_model_files_nested_too_deep_are_refused_unparsed(small_model, tmp_path):
+    for key in (er.METADATA_KEY, "model_config"):
+        path = save_with(small_model, tmp_path / f"{key}.h5", GOOD)
+        with h5py.File(path, "a") as f:
+            f.attrs[key] = "[" * 200_000 + "]" * 200_000
+        with pytest.raises(UserError, match=f"its stored {key} nests deeper than 100 levels"):
+            er.load_trained_model(path)
+
+
+def test_a_model_declaring_too_many_parameters_is_refused_unbuilt(small_model, tmp_path):
+    from keras.src.backend.common import global_state
+    path = save_with(small_model, tmp_path / "m.h5", GOOD)
+    with h5py.File(path, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        dense = [layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense"][-1]
+        dense["config"]["units"] = 1_000_000  # 258 M parameters (1 GB) in a file of a few MB
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(UserError, match=r"declares 258,183,904 parameters, above the limit of 100,000,000"):
+        er.load_trained_model(path)
+    assert not global_state.get_global_attribute("uninitialized_variables", [])  # none left to allocate later
+
+
+@pytest.mark.parametrize("size", [48, 4096])
+def test_a_model_with_an_any_size_input_is_refused(tmp_path, size):
+    path = save_with(er.build_model("compact", (None, None, 1), 3, 1e-3), tmp_path / "m.h5",
+                     {**GOOD, "image_size": size})
+    with pytest.raises(UserError, match=f"stored image_size {size} does not match the model's input NonexNone, a "
+                                        "fixed size of at most 256"):
+        er.load_trained_model(path)
+
+
+# -----------------------------------------------------------------------------
+# Finite weights that overflow: no command answers NaN
+
+
+@pytest.fixture(scope="module")
+def overflowing_model(tmp_path_factory):
+    """Finite weights whose sums overflow: pixel 0 times 3e38 is inf, pixel 1 times -3e38 is -inf, their sum NaN."""
+    keras = er.keras
+    inputs = keras.Input((48, 48, 1))
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    kernel = np.zeros((48 * 48, 3), np.float32)
+    kernel[0], kernel[1] = 3e38, -3e38
+    model.set_weights([kernel, np.zeros(3, np.float32)])
+    return save_with(model, tmp_path_factory.mktemp("nan") / "m.h5", GOOD)
+
+
+def test_no_command_answers_nan(overflowing_model, tmp_path, capsys, monkeypatch):
+    face = {"box": [0, 0, 40, 40], "eyes": None}
+    monkeypatch.setattr("emotion.video.detect_faces", lambda detector, image, max_side: [dict(face)])
+    data = make_dataset(tmp_path / "d", per_class=(1, 1, 1))
+    cv2.imwrite(str(tmp_path / "face.png"), draw_face("happy"))
+    from test_robustness import write_video
+    video = write_video(tmp_path / "a.avi", frames=3)  # frame 0 is black (a sum of 0), frame 1 is not
+    for args in (["evaluate", os.path.join(data, "test"), "--output-dir", tmp_path / "o", "--no-show"],
+                 ["predict", tmp_path / "face.png", "--no-detect", "--json"],
+                 ["webcam", "--source", video, "--no-display", "--detector", "haar"]):
+        code, out, error = run_main(capsys, *args, "--model-path", overflowing_model)
+        assert code == 1 and "NaN" not in out, (args, out)
+        assert re.match(r"error: the model gave NaN or infinite probabilities for (\d+) of \1 image", error), args
+    assert not os.path.exists(tmp_path / "o" / "metrics.json")
+
+
+def test_serve_answers_an_overflowing_model_with_a_json_error(overflowing_model):
+    pytest.importorskip("flask")
+    from emotion.serve import make_serve_app
+    client = make_serve_app(overflowing_model, detector="haar").test_client()
+    response = post_image(client, cv2.imencode(".png", draw_face("happy"))[1].tobytes())
+    assert response.status_code == 500
+    json.loads(response.data, parse_constant=lambda constant: pytest.fail(f"{constant} in the JSON"))
+    assert "NaN or infinite probabilities" in response.get_json()["error"]
+
+
+# -----------------------------------------------------------------------------
+# Options, outputs inside the data, symbolic links into --out, forged lines, CSVs, messages
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("serve", "--host", "999.1.1.1"), "--host: expected an IP address"),
+    (("serve", "--host", ""), "--host: expected an IP address"),
+    (("--image-size", "3000"), "--image-size: must be from 1 to 256, got 3000"),
+])
+def test_host_and_image_size_are_checked_at_parse_time(capsys, monkeypatch, args, fragment):
+    for command in er.COMMANDS:
+        monkeypatch.setitem(er.COMMANDS, command, lambda args: pytest.fail(f"accepted: {args}"))
+    with pytest.raises(SystemExit) as exit_:
+        er.main(list(args))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and fragment in err.splitlines()[-1], err
+
+
+def test_host_names_and_addresses_are_accepted():
+    from emotion.arguments import host_arg
+    assert [host_arg(h) for h in ("127.0.0.1", "0.0.0.0", "::1", "localhost")] == ["127.0.0.1", "0.0.0.0", "::1",
+                                                                                  "localhost"]
+
+
+def test_prepare_force_refuses_class_folders_linked_into_out(tmp_path, capsys):
+    out = make_dataset(tmp_path / "out", per_class=(2, 1, 1))  # a previous prepare's output
+    os.makedirs(tmp_path / "src")
+    for name in ("angry", "happy", "sad"):
+        os.symlink(os.path.join(out, "train", name), tmp_path / "src" / name)
+    before = tree(out)
+    code, _, error = run_main(capsys, "prepare", "--source", tmp_path / "src", "--out", out, "--force",
+                              "--group-pattern", "none")
+    assert code == 1 and "lies inside --out" in error and "np.str_" not in error and tree(out) == before
+
+
+def test_an_output_dir_inside_the_data_is_refused(tmp_path, capsys):
+    data = make_dataset(tmp_path / "d", per_class=(1, 1, 1))
+    code, _, error = run_main(capsys, "evaluate", os.path.join(data, "test"), "--output-dir",
+                              os.path.join(data, "test", "happy"), "--model-path", SHIPPED_MODEL)
+    assert code == 1 and "lies inside the data folder" in error
+    code, _, error = run_main(capsys, "--data", data, "--output-dir", os.path.join(data, "train", "happy"),
+                              "--model-path", SHIPPED_MODEL)
+    assert code == 1 and "lies inside the data folder" in error
+    assert sorted(os.listdir(os.path.join(data, "test", "happy"))) == ["happy_000.png"]
+
+
+def test_control_characters_never_forge_an_output_line(tmp_path, capsys, small_model):
+    name = "a\nerror: forged \x1b[31mline.png"
+    cv2.imwrite(str(tmp_path / "face.png"), draw_face("happy"))
+    os.rename(tmp_path / "face.png", tmp_path / name)
+    code, out, _ = run_main(capsys, "predict", tmp_path / name, "--no-detect", "--model-path", SHIPPED_MODEL)
+    assert code == 0 and len(out.splitlines()) == 1 and "a\\nerror: forged \\x1b[31mline.png" in out
+    with pytest.raises(UserError, match="each printable"):
+        er.load_trained_model(save_with(small_model, tmp_path / "m.h5", {**GOOD, "class_names": ["a", "b\n", "c"]}))
+    os.makedirs(tmp_path / "data" / "happy\x1b[2J")
+    with pytest.raises(UserError, match=r"the class folder 'happy\\x1b\[2J' has control characters"):
+        er.list_class_names(str(tmp_path / "data"))
+
+
+def test_csv_with_a_trailing_blank_line_is_read_and_an_overlong_field_named(tmp_path):
+    path = fer_csv(tmp_path / "f.csv", [(3, PIXELS, "Training"), (3, PIXELS, "PublicTest")])
+    with open(path, "a") as f:
+        f.write("\n")
+    assert len(read_fer2013_csv(path, ["happy"])) == 2
+    (tmp_path / "long.csv").write_text("emotion,pixels,Usage\n3," + "7 " * 70_000 + ",Training\n")
+    with pytest.raises(UserError, match="a field is longer than 131,072 characters"):
+        read_fer2013_csv(str(tmp_path / "long.csv"), ["happy"])
+
+
+def test_prepare_says_when_a_class_is_named_twice(tmp_path, capsys):
+    data = make_dataset(tmp_path / "d", per_class=(1, 1, 1))
+    code, _, error = run_main(capsys, "prepare", "--source", data + "/train", "--out", tmp_path / "o",
+                              "--classes", "happy,Happy")
+    assert code == 1 and "--classes names happy more than once" in error
+
+
+def test_serve_names_too_many_parts_and_an_unreadable_form(tmp_path):
+    pytest.importorskip("flask")
+    from web.server import create_app
+    client = create_app(lambda data, name: pytest.fail("reached"), {}, 10).test_client()
+    png = cv2.imencode(".png", draw_face("happy"))[1].tobytes()
+    response = client.post("/api/predict", data={**{f"f{i}": "x" for i in range(5000)},
+                                                 "image": (io.BytesIO(png), "x.png")}, content_type="multipart/form-data")
+    assert response.status_code == 413 and "the form has more than 1,000 parts" in response.get_json()["error"]
+    body = (b'--B\r\nContent-Disposition: form-data; name="image"; filename="a\xff.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--B--\r\n")
+    response = client.post("/api/predict", data=body, content_type="multipart/form-data; boundary=B")
+    assert response.status_code == 400 and "the multipart form cannot be read" in response.get_json()["error"]
