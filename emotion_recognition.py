@@ -853,6 +853,7 @@ def make_parser():
                "(e.g. train --help).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_command = functools.partial(commands.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     def model_options(model_path, results=True):
         """Options of every command that loads a model (serve too); `results`: it also writes results."""
@@ -877,8 +878,7 @@ def make_parser():
                                       "cascade, as the original")
     common, answers = model_options(MODEL_PATH), model_options(FACES_MODEL_PATH)
 
-    train = commands.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                help="train (or load) a model, then evaluate it on test/ (the default)")
+    train = add_command("train", parents=[common], help="train (or load) a model, then evaluate it on test/ (default)")
     train.add_argument("--data", default=DATA_DIR, help="data set folder with train/, val/, test/")
     train.add_argument("--model", default=MODEL, choices=MODELS, help="architecture")
     train.add_argument("--train-again", action="store_true", default=train_again,
@@ -918,30 +918,29 @@ def make_parser():
     train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"),
                        help="loss weights per class")
 
-    evaluate = commands.add_parser("evaluate", parents=[answers, classes_option],
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                   help="evaluate the saved model on a folder of <class>/ sub-folders")
+    evaluate = add_command("evaluate", parents=[answers, classes_option],
+                           help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
 
-    predict = commands.add_parser("predict", parents=[answers, classes_option, detector_option],
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                  help="label each face in image files or folders")
+    predict = add_command("predict", parents=[answers, classes_option, detector_option],
+                          help="label each face in image files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     predict.add_argument("--no-detect", action="store_true", help="classify each whole image; no face detection")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
     predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
 
-    webcam = commands.add_parser("webcam", parents=[answers, classes_option, detector_option],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                 help="label faces live from a camera or a video file (q quits)")
+    webcam = add_command("webcam", parents=[answers, classes_option, detector_option],
+                         help="label faces live from a camera or a video file (q quits, Ctrl-C too)")
     webcam.add_argument("--source", default="0", help="camera index or video file")
     webcam.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
     webcam.add_argument("--output", metavar="FILE", help="write the annotated video here (.mp4 or .avi)")
     webcam.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    webcam.add_argument("--json", metavar="FILE", help="one JSON line per frame (time, faces, tracks), a summary last")
+    webcam.add_argument("--csv", metavar="FILE", help="one CSV row per face per frame")
+    webcam.add_argument("--timeline", metavar="FILE", help="plot each tracked face's probabilities over time (.png)")
 
-    prepare = commands.add_parser("prepare", parents=[detector_option],
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                  help="build train/val/test folders from FER2013 or a folder of classes")
+    prepare = add_command("prepare", parents=[detector_option],
+                          help="build train/val/test folders from FER2013 or a folder of classes")
     prepare.add_argument("--source", required=True,
                          help="fer2013.csv, FER2013's image release (train/, test/), or a folder of class folders")
     prepare.add_argument("--out", required=True, help="folder to write train/, val/, test/ into")
@@ -955,10 +954,8 @@ def make_parser():
                               "or sequence id) go to one split; 'none': each file on its own")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
-    serve = commands.add_parser("serve", parents=[model_options(FACES_MODEL_PATH, results=False), classes_option,
-                                                                 detector_option],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                help="a web page to try the model in a browser, plus a JSON API")
+    serve = add_command("serve", help="a web page to try the model in a browser, plus a JSON API",
+                        parents=[model_options(FACES_MODEL_PATH, results=False), classes_option, detector_option])
     serve.add_argument("--host", default=SERVE_HOST, help="address to listen on (0.0.0.0: every network)")
     serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
     return parser
