@@ -22,6 +22,7 @@ SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many fra
 FPS_WINDOW = 30  # the FPS drawn on a frame is measured over this many frames
 PROGRESS_BAR_SECONDS = 0.5  # a file's progress bar on a terminal is redrawn this often
 PROGRESS_LOG_SECONDS = 30  # when stderr is not a terminal (a log file), one plain progress line this often
+ERASE_LINE_END = "\x1b[K"  # terminals only: clears what a longer previous bar left after the cursor
 
 
 def match_tracks(tracks, boxes, ids=None):
@@ -114,7 +115,7 @@ def report_progress(done, total, elapsed, last):
     if not total or elapsed - last < (PROGRESS_BAR_SECONDS if terminal else PROGRESS_LOG_SECONDS):
         return last
     print(("\r" if terminal else "") + progress_line(done, total, elapsed, terminal), file=sys.stderr,
-          end="" if terminal else "\n", flush=True)
+          end=ERASE_LINE_END if terminal else "\n", flush=True)
     return elapsed
 
 
@@ -167,8 +168,9 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                        "stopped": stopped, "tracks": summarize(timeline)}
             write_record({"summary": summary})
     finally:
-        if shown and sys.stderr.isatty():
-            print(file=sys.stderr)  # ends the progress bar's line
+        if shown and sys.stderr.isatty():  # the bar's last state, and the end of its line
+            print("\r" + progress_line(frames, expected, time.perf_counter() - start, True) + ERASE_LINE_END,
+                  file=sys.stderr)
         capture.release()
         if writer is not None:
             writer.release()
