@@ -934,11 +934,14 @@ def make_parser():
     predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
 
     webcam = commands.add_parser("webcam", parents=[answers, classes_option, detector_option],
-                                 help="label faces live from a camera or a video file (q quits)")
+                                 help="label faces live from a camera or a video file (q or Ctrl-C quits)")
     webcam.add_argument("--source", default="0", help="camera index or video file")
     webcam.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
     webcam.add_argument("--output", metavar="FILE", help="write the annotated video here (.mp4 or .avi)")
     webcam.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    webcam.add_argument("--json", metavar="FILE", help="one JSON line per frame (time, faces, tracks), a summary last")
+    webcam.add_argument("--csv", metavar="FILE", help="one CSV row per face per frame")
+    webcam.add_argument("--timeline", metavar="FILE", help="plot each tracked face's probabilities over time (.png)")
 
     prepare = commands.add_parser("prepare", parents=[detector_option],
                                   help="build train/val/test folders from FER2013 or a folder of classes")
@@ -946,13 +949,11 @@ def make_parser():
                          help="fer2013.csv, FER2013's image release (train/, test/), or a folder of class folders")
     prepare.add_argument("--out", required=True, help="folder to write train/, val/, test/ into")
     prepare.add_argument("--classes", type=class_list, metavar="A,B,...",
-                         help="comma-separated classes (default: angry,happy,sad for FER2013, "
-                                           "every sub-folder for a folder source)")
+                         help="comma-separated (default: angry,happy,sad for FER2013, each sub-folder of a folder)")
     prepare.add_argument("--seed", type=SEED_ARG, default=SEED, help="seed of the stratified split")
     prepare.add_argument("--force", action="store_true", help="write into a non-empty --out")
     prepare.add_argument("--group-pattern", type=regex_arg, default=GROUP_PATTERN,
-                         help="unsplit folder: files whose names start alike by this regular expression (a person "
-                              "or sequence id) go to one split; 'none': each file on its own")
+                         help="files whose names begin with the same match (a person's id) share a split; 'none': off")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
     serve = commands.add_parser("serve", parents=[model_options(FACES_MODEL_PATH, results=False), classes_option,

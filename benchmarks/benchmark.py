@@ -410,7 +410,7 @@ def part_inference(plan):
     face_file = write_face_video(plan, detector, video)
     frame = cv2.cvtColor(cv2.VideoCapture(video).read()[1], cv2.COLOR_BGR2RGB)
     detect_seconds, _ = median_seconds(lambda: detect_faces(detector, frame, max_side=VIDEO_DETECT_WIDTH), 20)
-    frames, faces, seconds = run_video(model, metadata, video, display=False, max_frames=plan["video_frames"])
+    frames, faces, seconds, _ = run_video(model, metadata, video, display=False, max_frames=plan["video_frames"])
     return {"model": er.MODEL, "input": [size, size, 1 if color == "grayscale" else 3],
             "batch": INFERENCE_BATCH, "crop_shape": list(crops[0].shape),
             "crops_per_s": INFERENCE_BATCH / batch_seconds,

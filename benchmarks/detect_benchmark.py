@@ -94,7 +94,7 @@ def measure_pipeline(detector_name, repeats):
         writer.release()
         run_video(model, metadata, video, display=False, max_frames=10, detector=detector_name)  # warm-up
         video_cpu = time.process_time()
-        frames, faces, video_seconds = run_video(model, metadata, video, display=False, detector=detector_name)
+        frames, faces, video_seconds, _ = run_video(model, metadata, video, display=False, detector=detector_name)
         video_cpu = time.process_time() - video_cpu
     return {"detector": detector_name, "predict_photos_per_s": len(photos) / seconds,
             "predict_cpu_ms_per_photo": 1000 * cpu / len(photos), "webcam_cpu_ms_per_frame": 1000 * video_cpu / frames,

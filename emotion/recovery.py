@@ -1,5 +1,5 @@
 """What lets a training run survive Ctrl-C, a kill or a full disk: the checkpoint and --resume backup paths,
-Ctrl-C held to a step boundary, and the free-space check before training starts."""
+Ctrl-C held to a step boundary (or a video's next frame), and the free-space check before training starts."""
 
 import contextlib
 import math
@@ -45,31 +45,39 @@ def start_or_resume(checkpoint_path, history_path, resume):
 
 
 @contextlib.contextmanager
-def ctrl_c_between_steps():
-    """Hold a Ctrl-C until the next batch or epoch boundary; yields the callback that raises it there.
-
-    A KeyboardInterrupt raised inside BackupAndRestore's epoch-end write leaves a well-formed but partial
-    weights file, which --resume then cannot load. A second Ctrl-C stops at once, as usual.
-    """
+def hold_ctrl_c():
+    """Hold a Ctrl-C until the caller looks; yields a function that says whether one came. A second Ctrl-C
+    stops at once, as usual. Outside the main thread (which alone may set signal handlers) nothing is held."""
     pressed = []
 
     def on_ctrl_c(signum, frame):
         pressed.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def raise_if_pressed(*args, **kwargs):
-        if pressed:
-            raise KeyboardInterrupt
-
-    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
     try:
-        yield keras.callbacks.LambdaCallback(on_epoch_begin=raise_if_pressed, on_epoch_end=raise_if_pressed,
-                                             on_train_batch_end=raise_if_pressed, on_test_batch_end=raise_if_pressed)
-        raise_if_pressed()
+        yield lambda: bool(pressed)
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def ctrl_c_between_steps():
+    """Hold a Ctrl-C until the next batch or epoch boundary; yields the callback that raises it there.
+
+    A KeyboardInterrupt raised inside BackupAndRestore's epoch-end write leaves a well-formed but partial
+    weights file, which --resume then cannot load.
+    """
+    with hold_ctrl_c() as pressed:
+        def raise_if_pressed(*args, **kwargs):
+            if pressed():
+                raise KeyboardInterrupt
+
+        yield keras.callbacks.LambdaCallback(on_epoch_begin=raise_if_pressed, on_epoch_end=raise_if_pressed,
+                                             on_train_batch_end=raise_if_pressed, on_test_batch_end=raise_if_pressed)
+        raise_if_pressed()
 
 
 def check_free_space(model, model_path):

@@ -1,28 +1,39 @@
-"""Faces in live video or a video file: boxes tracked from frame to frame, probabilities smoothed over frames,
-and the `webcam` command."""
+"""Faces in live video or a video file: boxes tracked from frame to frame (each track numbered), probabilities
+smoothed over frames, the annotated video, records and timeline (emotion/timeline.py), and the `webcam` command."""
 
-import os
+import collections
+import itertools
+import sys
 import time
 
 import cv2
 import numpy as np
 
 from emotion.faces import annotate, classify_crops, crop_face, detect_faces, load_face_detector
-from emotion.files import UserError, check_writable
+from emotion.files import UserError
+from emotion.recovery import hold_ctrl_c
+from emotion.timeline import (check_outputs, describe_track, open_records, plot_timeline, progress_line, summarize,
+                              update_timeline)
 from emotion_recognition import DETECTOR, TTA, answering_model, load_trained_model
 
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
 VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (detection costs the most CPU); faces keep boxes between
 SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
+FPS_WINDOW = 30  # the FPS drawn on a frame is measured over this many frames
+PROGRESS_BAR_SECONDS = 0.5  # a file's progress bar on a terminal is redrawn this often
+PROGRESS_LOG_SECONDS = 30  # when stderr is not a terminal (a log file), one plain progress line this often
+ERASE_LINE_END = "\x1b[K"  # terminals only: clears what a longer previous bar left after the cursor
 
 
-def match_tracks(tracks, boxes):
-    """Pair each box with the previous frame's track it overlaps most (IoU > 0.3), else a new track."""
+def match_tracks(tracks, boxes, ids=None):
+    """Pair each box with the previous frame's track it overlaps most (IoU > 0.3), else a new track, numbered
+    by `ids` (an itertools.count the caller keeps for the whole video, so a number is never given twice)."""
     def iou(a, b):
         ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
         iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
         inter = ix * iy
         return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+    ids = ids or itertools.count(max((t["id"] for t in tracks), default=0) + 1)
     matched, free = [], list(tracks)
     for box in boxes:
         best = max(free, key=lambda t: iou(t["box"], box), default=None)
@@ -31,7 +42,7 @@ def match_tracks(tracks, boxes):
             best["box"] = box
             matched.append(best)
         else:
-            matched.append({"box": box, "history": []})
+            matched.append({"id": next(ids), "box": box, "history": []})
     return matched
 
 
@@ -45,73 +56,142 @@ def smooth_faces(tracks, faces, class_names):
     return faces
 
 
-def run_video(model, metadata, source, display=True, output=None, max_frames=None, tta=TTA, detector=DETECTOR):
-    """Label every face of every frame from a camera index or video file; returns (frames, faces, seconds).
+def open_video(source):
+    """(capture, frames the file says it holds or 0, frames per second of a file or 0 for a camera)."""
+    camera = str(source).isdigit()
+    capture = cv2.VideoCapture(int(source) if camera else source)
+    if not capture.isOpened():
+        raise UserError(f"cannot open video source {source!r}: no camera with that index, or not a readable "
+                        "video file")
+    if camera:
+        return capture, 0, 0.0
+    return capture, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS) or 0.0
+
+
+def label_frames(model, metadata, capture, detector, tta=TTA):
+    """Yields (RGB frame, its faces) until the video ends. Each face: track (its id), box, detected, emotion,
+    confidence and probabilities, smoothed over the track's last SMOOTH_FRAMES frames.
 
     The detector runs on every VIDEO_DETECT_EVERY-th frame; in between, each face keeps its box and is
     classified again, so the labels follow the face's expression at the camera's pace.
     """
-    capture = cv2.VideoCapture(int(source) if str(source).isdigit() else source)
-    if not capture.isOpened():
-        raise UserError(f"cannot open video source {source!r}: no camera with that index, or not a readable "
-                        "video file")
-    detector, writer, tracks = load_face_detector(detector), None, []
-    frames = faces_seen = 0
-    expected = 0 if str(source).isdigit() else int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # the file's own count
-    fps, start = 0.0, time.perf_counter()
+    tracks, ids = [], itertools.count(1)
+    for index in itertools.count():
+        ok, frame = capture.read()
+        if not ok:
+            return
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if index % VIDEO_DETECT_EVERY == 0:
+            found = detect_faces(detector, rgb, max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
+            tracks = match_tracks(tracks, [f["box"] for f in found], ids)
+            for track, face in zip(tracks, found):
+                track["eyes"] = face["eyes"]
+        faces = [{"track": t["id"], "box": t["box"], "detected": True, **f} for t, f in
+                 zip(tracks, classify_crops(model, metadata, [crop_face(rgb, t) for t in tracks], tta))]
+        yield rgb, smooth_faces(tracks, faces, metadata["class_names"])
+
+
+def show_frame(canvas):
+    """Show the frame in a window; False when q was pressed. Raises cv2.error where there is no screen."""
+    cv2.imshow("Emotion recognition (q to quit)", canvas)
+    return cv2.waitKey(1) & 0xFF != ord("q")
+
+
+def write_frame(writer, output, canvas, fps):
+    """Append the annotated frame to --output, opening the writer at the first frame (its size is known then)."""
+    if output and writer is None:
+        writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, canvas.shape[1::-1])
+        if not writer.isOpened():
+            raise UserError(f"cannot write video {output!r}; use a .mp4 or .avi name in a writable folder")
+    if writer is not None:
+        writer.write(canvas)
+    return writer
+
+
+def report_progress(done, total, elapsed, last):
+    """A bar on a terminal (redrawn every PROGRESS_BAR_SECONDS), else a plain line every PROGRESS_LOG_SECONDS,
+    on stderr; only for files, whose length is known. Returns when it last wrote."""
+    terminal = sys.stderr.isatty()
+    if not total or elapsed - last < (PROGRESS_BAR_SECONDS if terminal else PROGRESS_LOG_SECONDS):
+        return last
+    print(("\r" if terminal else "") + progress_line(done, total, elapsed, terminal), file=sys.stderr,
+          end=ERASE_LINE_END if terminal else "\n", flush=True)
+    return elapsed
+
+
+def run_video(model, metadata, source, display=True, output=None, max_frames=None, tta=TTA, detector=DETECTOR,
+              json_path=None, csv_path=None, timeline_path=None):
+    """Label every face of every frame from a camera index or video file, writing the annotated video, the
+    per-frame records and the timeline as asked; returns (frames, faces, seconds, summary).
+
+    A frame's time is its index over the file's frame rate (the clock for a camera). FPS, drawn on the
+    frames (over the last FPS_WINDOW frames) and returned (over all), is frames per wall-clock second of the
+    whole loop: reading, decoding, detection, classification, drawing and writing. Ctrl-C stops after the
+    frame in hand; every output is then complete up to it and summary["stopped"] says "Ctrl-C".
+    """
+    capture, expected, file_fps = open_video(source)
+    class_names, detector = metadata["class_names"], load_face_detector(detector)
+    writer, timeline, done, frames, faces_seen, shown = None, {}, collections.deque(maxlen=FPS_WINDOW), 0, 0, 0.0
+    start = last = time.perf_counter()
     try:
-        while max_frames is None or frames < max_frames:
-            ok, frame = capture.read()
-            if not ok:
+        with hold_ctrl_c() as pressed, open_records(json_path, csv_path, class_names) as write_record:
+            stopped = "end of video"
+            for frames, (rgb, faces) in enumerate(label_frames(model, metadata, capture, detector, tta), 1):
+                now = time.perf_counter()
+                at, duration = ((frames - 1) / file_fps, 1 / file_fps) if file_fps else (now - start, now - last)
+                done.append(now)
+                last, faces_seen = now, faces_seen + len(faces)
+                fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else 0.0
+                canvas = annotate(rgb, faces)
+                cv2.putText(canvas, f"{fps:.0f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
+                writer = write_frame(writer, output, canvas, file_fps)
+                write_record({"frame": frames - 1, "time": round(at, 4), "faces": faces})
+                update_timeline(timeline, faces, at, duration, class_names)
+                shown = report_progress(frames, expected, now - start, shown)
+                if display:
+                    try:
+                        if not show_frame(canvas):
+                            stopped = "q pressed"
+                            break
+                    except cv2.error:  # headless OpenCV build or no screen: keep going without a window
+                        print("Warning: cannot open a window here; continuing without display")
+                        display = False
+                if pressed() or frames == max_frames:
+                    stopped = "Ctrl-C" if pressed() else "--max-frames"
+                    break
+            else:
                 if frames < expected:  # the file promised more: damaged or cut short
                     print(f"Warning: {source} ended after {frames} of its {expected} frames; the file may be damaged")
-                break
-            tick = time.perf_counter()
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            if frames % VIDEO_DETECT_EVERY == 0:
-                found = detect_faces(detector, rgb, max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
-                tracks = match_tracks(tracks, [f["box"] for f in found])
-                for track, face in zip(tracks, found):
-                    track["eyes"] = face["eyes"]
-            faces = [{"box": t["box"], "detected": True, **f} for t, f in
-                     zip(tracks, classify_crops(model, metadata, [crop_face(rgb, t) for t in tracks], tta))]
-            faces = smooth_faces(tracks, faces, metadata["class_names"])
-            canvas = annotate(rgb, faces)
-            rate = 1 / max(time.perf_counter() - tick, 1e-6)
-            fps = 0.9 * fps + 0.1 * rate if frames else rate
-            cv2.putText(canvas, f"{fps:.0f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
-            if output and writer is None:
-                writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"),
-                                         capture.get(cv2.CAP_PROP_FPS) or 30, canvas.shape[1::-1])
-                if not writer.isOpened():
-                    raise UserError(f"cannot write video {output!r}; use a .mp4 or .avi name in a writable folder")
-            if writer is not None:
-                writer.write(canvas)
-            frames, faces_seen = frames + 1, faces_seen + len(faces)
-            if display:
-                try:
-                    cv2.imshow("Emotion recognition (q to quit)", canvas)
-                    if cv2.waitKey(1) & 0xFF == ord("q"):
-                        break
-                except cv2.error:  # headless OpenCV build or no screen: keep going without a window
-                    print("Warning: cannot open a window here; continuing without display")
-                    display = False
+                    stopped = f"the file ended after frame {frames - 1} of its {expected}"
+            seconds = time.perf_counter() - start
+            summary = {"frames": frames, "seconds": round(seconds, 3), "fps": round(frames / max(seconds, 1e-9), 2),
+                       "stopped": stopped, "tracks": summarize(timeline)}
+            write_record({"summary": summary})
     finally:
+        if shown and sys.stderr.isatty():  # the bar's last state, and the end of its line
+            print("\r" + progress_line(frames, expected, time.perf_counter() - start, True) + ERASE_LINE_END,
+                  file=sys.stderr)
         capture.release()
         if writer is not None:
             writer.release()
         if display:
             cv2.destroyAllWindows()
-    return frames, faces_seen, time.perf_counter() - start
+    if timeline_path:
+        plot_timeline(timeline, class_names, timeline_path)
+    return frames, faces_seen, seconds, summary
 
 
 def run_webcam(args):
+    outputs = {"--output": args.output, "--json": args.json, "--csv": args.csv, "--timeline": args.timeline}
+    check_outputs(args.source, outputs)
     model, metadata = answering_model(*load_trained_model(args.model_path), args.classes)
-    if args.output:
-        if os.path.exists(args.output) and os.path.exists(args.source) and os.path.samefile(args.output, args.source):
-            raise UserError(f"--output {args.output!r} is the --source video; choose another name")
-        check_writable(os.path.dirname(os.path.abspath(args.output)))
-    frames, faces, seconds = run_video(model, metadata, args.source, args.display, args.output, args.max_frames,
-                                       args.tta, args.detector)
-    print(f"Processed {frames} frames, {faces} faces, {frames / max(seconds, 1e-9):.1f} FPS on average"
-          + (f"; annotated video written to {args.output}" if args.output else ""))
+    frames, faces, seconds, summary = run_video(model, metadata, args.source, args.display, args.output,
+                                                args.max_frames, args.tta, args.detector, args.json, args.csv,
+                                                args.timeline)
+    for track in summary["tracks"]:
+        print(describe_track(track))
+    written = [f"{name[2:]} {path}" for name, path in outputs.items() if path]
+    print(f"Processed {frames} frames, {faces} faces, {summary['fps']:.1f} FPS on average"
+          + (f"; wrote {', '.join(written)}" if written else ""))
+    if summary["stopped"] == "Ctrl-C":
+        raise KeyboardInterrupt  # main() prints the one-line message and exits with 130

@@ -1,0 +1,172 @@
+"""webcam on video files: per-frame records (JSON lines, CSV), track ids, the timeline and summary, Ctrl-C,
+cut files and refused outputs; unit tests of the incremental summary and the bounded timeline series."""
+
+import csv
+import json
+import os
+import signal
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, SHIPPED_SEVEN
+from emotion import video
+from emotion.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point, new_series, plot_timeline,
+                              progress_line, series_points, summarize, update_timeline)
+from emotion.video import match_tracks
+from test_robustness import run_main, write_video
+
+CLIP_FPS = 10
+
+
+def write_face_clip(path, frames=24):
+    """The astronaut's face (samples/astronaut.jpg) drifting a pixel a frame across a 320x240 grey frame."""
+    photo = cv2.resize(cv2.imread(os.path.join(ROOT, "samples", "astronaut.jpg")), (240, 240))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), CLIP_FPS, (320, 240))
+    for i in range(frames):
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        frame[:, 20 + i:260 + i] = photo
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def read_records(path):
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return lines[:-1], lines[-1]["summary"]
+
+
+def test_a_clip_gives_records_csv_timeline_and_summary(tmp_path, capsys):
+    clip = write_face_clip(tmp_path / "in.avi")
+    code, out, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                            "--json", tmp_path / "r.jsonl", "--csv", tmp_path / "r.csv",
+                            "--timeline", tmp_path / "t.png")
+    assert code == 0
+    records, summary = read_records(tmp_path / "r.jsonl")
+    assert [r["frame"] for r in records] == list(range(24))
+    assert [r["time"] for r in records] == pytest.approx([i / CLIP_FPS for i in range(24)])
+    assert all(len(r["faces"]) == 1 for r in records)
+    assert {r["faces"][0]["track"] for r in records} == {1}  # one face in view throughout: one id
+    face = records[0]["faces"][0]
+    assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
+    with open(tmp_path / "r.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24 and [int(r["frame"]) for r in rows] == list(range(24))
+    assert float(rows[5]["happy"]) == records[5]["faces"][0]["probabilities"]["happy"]
+    assert [int(rows[5][k]) for k in "xywh"] == records[5]["faces"][0]["box"]
+    (track,) = summary["tracks"]
+    assert summary["frames"] == 24 and summary["stopped"] == "end of video"
+    assert track["seconds"] == pytest.approx(24 / CLIP_FPS) and sum(track["share"].values()) == pytest.approx(1)
+    assert "Track 1: 2.4 s seen" in out and f"{summary['fps']:.1f} FPS on average" in out
+    assert cv2.imread(str(tmp_path / "t.png")).shape[2] == 3  # a real PNG
+
+
+def test_ctrl_c_stops_after_the_frame_in_hand_with_every_output_whole(tmp_path, capsys, monkeypatch):
+    drawn = []
+
+    def annotate_then_ctrl_c(rgb, faces):
+        drawn.append(1)
+        if len(drawn) == 5:
+            signal.raise_signal(signal.SIGINT)
+        return np.ascontiguousarray(rgb[..., ::-1])
+
+    monkeypatch.setattr(video, "annotate", annotate_then_ctrl_c)
+    clip = write_video(tmp_path / "in.avi", frames=30)
+    code, out, error = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                                "--detector", "haar", "--json", tmp_path / "r.jsonl", "--csv", tmp_path / "r.csv",
+                                "--timeline", tmp_path / "t.png", "--output", tmp_path / "out.avi")
+    assert code == 130 and error == "error: interrupted (Ctrl-C) during webcam"
+    records, summary = read_records(tmp_path / "r.jsonl")
+    assert len(records) == 5 and summary["stopped"] == "Ctrl-C" and summary["frames"] == 5
+    assert next(csv.reader(open(tmp_path / "r.csv")))[0] == "frame"
+    assert cv2.imread(str(tmp_path / "t.png")) is not None
+    assert cv2.VideoCapture(str(tmp_path / "out.avi")).get(cv2.CAP_PROP_FRAME_COUNT) == 5
+    assert "Processed 5 frames" in out
+
+
+def test_a_clip_cut_short_keeps_every_record_up_to_where_it_stopped(tmp_path, capsys):
+    clip = write_video(tmp_path / "a.avi")
+    data = clip.read_bytes()
+    clip.write_bytes(data[:len(data) // 2])  # cut mid-file: OpenCV still opens it and reads a few frames
+    code, out, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                            "--detector", "haar", "--json", tmp_path / "r.jsonl")
+    records, summary = read_records(tmp_path / "r.jsonl")
+    assert code == 0 and f"Warning: {clip} ended after {len(records)} of its 30 frames" in out
+    assert 0 < len(records) < 30 and summary["stopped"] == f"the file ended after frame {len(records) - 1} of its 30"
+
+
+@pytest.mark.parametrize("option,other,fragment", [("--json", "--source", "is the --source video"),
+                                                   ("--csv", "--json", "--csv and --json are both"),
+                                                   ("--timeline", "--output", "--timeline and --output are both"),
+                                                   ("--timeline", None, "must be a .png file"),
+                                                   ("--csv", "file", "cannot write to")])
+def test_outputs_over_the_source_or_each_other_are_refused_before_anything_is_written(tmp_path, capsys, option,
+                                                                                       other, fragment):
+    clip = write_video(tmp_path / "a.avi", frames=3)
+    (tmp_path / "file").write_text("mine")
+    paths = {"--source": clip, "--json": tmp_path / "r.jsonl", "--output": tmp_path / "t.png", "--csv": None,
+             "--timeline": None, "file": tmp_path / "file" / "r.csv"}
+    paths[option] = paths[other] if other else tmp_path / "t.jpg"
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    args = [a for name, path in paths.items() if path and name != "file" for a in (name, path)]
+    code, _, error = run_main(capsys, "webcam", *args, "--no-display", "--model-path", SHIPPED_SEVEN)
+    assert code == 1 and fragment in error
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def faces_of(track, emotion, class_names=("happy", "sad")):
+    return [{"track": track, "emotion": emotion, "probabilities": {n: float(n == emotion) for n in class_names}}]
+
+
+def test_the_summary_counts_share_and_longest_stretch_as_frames_come():
+    timeline, names = {}, ["happy", "sad"]
+    for i, emotion in enumerate("hhhsshhhhs"):
+        update_timeline(timeline, faces_of(1, "happy" if emotion == "h" else "sad"), i / 10, 0.1, names)
+    update_timeline(timeline, faces_of(2, "sad"), 1.0, 0.1, names)  # seen one frame, then gone
+    update_timeline(timeline, faces_of(1, "sad"), 1.1, 0.1, names)
+    assert set(timeline) == {1}  # the short-lived track is forgotten once it leaves the view
+    assert len(timeline[1]["series"]["keys"]) == TIMELINE_POINTS  # the bounded series
+    (track,) = summarize(timeline)
+    assert track["seconds"] == pytest.approx(1.1) and track["share"]["happy"] == pytest.approx(7 / 11, abs=1e-4)
+    assert track["longest"] == {"happy": pytest.approx(0.4), "sad": pytest.approx(0.2)}
+    assert (track["first"], track["last"]) == (0.0, 1.1)
+
+
+def test_the_timeline_series_stays_bounded_over_a_long_video():
+    series, frames, fps = new_series(2), 100_000, 30
+    for i in range(frames):
+        add_point(series, i / fps, [i / frames, 1 - i / frames])
+    seconds, means = series_points(series)
+    assert series["used"] <= TIMELINE_POINTS and len(series["keys"]) == TIMELINE_POINTS
+    assert series["counts"][:series["used"]].sum() == frames  # every frame counted once
+    assert seconds[0] < 60 and seconds[-1] > frames / fps - 60 and np.all(np.diff(seconds) > 0)
+    assert means[:, 0] + means[:, 1] == pytest.approx(1) and np.all(np.diff(means[:, 0]) > 0)
+    # each bin's mean is that of the frames in its time span: value i / frames was added at i / fps seconds
+    assert means[:, 0] == pytest.approx(seconds * fps / frames, abs=series["width"] * fps / frames)
+
+
+def test_the_timeline_has_one_panel_per_track_seen_long_enough(tmp_path):
+    timeline, names = {}, ["happy", "sad"]
+    frames = int(MIN_TRACK_SECONDS * 10) + 5
+    for i in range(frames):
+        update_timeline(timeline, faces_of(1, "happy") + faces_of(2, "sad") + faces_of(3 + i, "sad"), i / 10, 0.1,
+                        names)
+    axes = plot_timeline(timeline, names, tmp_path / "t.png")
+    assert [ax.get_title() for ax in axes] == ["track 1", "track 2"]  # tracks 3, 4, ...: one frame each
+    assert cv2.imread(str(tmp_path / "t.png")) is not None
+
+
+def test_track_ids_stay_while_a_face_is_in_view_and_are_never_reused():
+    ids = iter(range(1, 100))
+    tracks = match_tracks([], [[10, 10, 50, 50], [200, 10, 50, 50]], ids)
+    tracks = match_tracks(tracks, [[204, 12, 50, 50], [12, 11, 50, 50]], ids)
+    assert [t["id"] for t in tracks] == [2, 1]
+    tracks = match_tracks(tracks, [], ids)
+    assert [t["id"] for t in match_tracks(tracks, [[10, 10, 50, 50]], ids)] == [3]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_text_in_a_log():
+    assert progress_line(30, 300, 10.0, terminal=False) == "30/300 frames, 3.0 FPS, 0:01:30 left"
+    bar = progress_line(150, 300, 10.0, terminal=True)
+    assert bar.startswith("[" + "#" * 15 + "." * 15 + "] 150/300") and "\x1b" not in bar
