@@ -749,7 +749,7 @@ def run_train(args):
         if metadata["class_names"] != class_names:
             print(f"The model knows {','.join(metadata['class_names'])}: its answers are restricted to the data's "
                   f"classes {','.join(class_names)}")
-        model, metadata = answering_model(model, metadata, class_names)
+        model, metadata = answering_model(model, metadata, class_names, args.precision)
         print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
         image = {key: metadata[key] for key in ("image_size", "color", "normalize")}
     settings = {**vars(args), **image, "class_names": class_names, "trained": trained}

@@ -12,7 +12,7 @@ def run_evaluate(args):
     model, metadata = load_trained_model(args.model_path)
     folder_classes = list_class_names(args.folder)
     metadata.setdefault("class_names", folder_classes)  # a model from the original script stores none
-    model, metadata = answering_model(model, metadata, args.classes)
+    model, metadata = answering_model(model, metadata, args.classes, args.precision)
     class_names = metadata["class_names"]
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:

@@ -280,7 +280,7 @@ def print_faces(path, faces):
 def run_predict(args):
     """Label every face in the given images/folders; table or JSON lines; annotated copies with --save."""
     files, errors = expand_paths(args.paths)
-    model, metadata = answering_model(*load_trained_model(args.model_path), args.classes)
+    model, metadata = answering_model(*load_trained_model(args.model_path), args.classes, args.precision)
     detector = None if args.no_detect else load_face_detector(args.detector)
     if args.save:
         check_writable(args.save)

@@ -9,7 +9,7 @@ import numpy as np
 from emotion.faces import annotate, detection_of, load_face_detector, message_for, predict_images
 from emotion.files import UserError
 from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
-from emotion_recognition import DETECTOR, TTA, answering_model, load_trained_model
+from emotion_recognition import DETECTOR, PRECISION, TTA, answering_model, load_trained_model
 
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
 SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
@@ -20,10 +20,11 @@ SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before 
 SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
 
 
-def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DETECTOR, classes=None):
+def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DETECTOR, classes=None,
+                   precision=PRECISION):
     """The web app of web/server.py, handed this script's prediction code (web/ imports nothing from here)."""
     from web.server import BadUpload, create_app  # Flask: only this command needs it
-    model, metadata = answering_model(*load_trained_model(model_path), classes)
+    model, metadata = answering_model(*load_trained_model(model_path), classes, precision)
     class_names = metadata["class_names"]
     detector = load_face_detector(detector)
     # the server runs SERVE_THREADS threads; one Keras model and one face detector, so one prediction at a time,
@@ -67,7 +68,8 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
 def run_serve(args):
     """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
     from web.server import serve_app
-    app = make_serve_app(args.model_path, args.tta, detector=args.detector, classes=args.classes)
+    app = make_serve_app(args.model_path, args.tta, detector=args.detector, classes=args.classes,
+                         precision=args.precision)
     try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON
         serve_app(app, args.host, args.port, SERVE_THREADS, SERVE_IDLE_TIMEOUT, (MAX_UPLOAD_MB + 1) * 2**20,
                   SERVE_CONNECTION_LIMIT, args.model_path)

@@ -184,7 +184,7 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
 def run_webcam(args):
     outputs = {"--output": args.output, "--json": args.json, "--csv": args.csv, "--timeline": args.timeline}
     check_outputs(args.source, outputs)
-    model, metadata = answering_model(*load_trained_model(args.model_path), args.classes)
+    model, metadata = answering_model(*load_trained_model(args.model_path), args.classes, args.precision)
     frames, faces, seconds, summary = run_video(model, metadata, args.source, args.display, args.output,
                                                 args.max_frames, args.tta, args.detector, args.json, args.csv,
                                                 args.timeline)

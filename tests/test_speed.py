@@ -2,14 +2,16 @@
 cosine rate it sets), plus the training output a file gets."""
 
 import csv
+import json
 import math
+import os
 
 import numpy as np
 import pytest
 
 import emotion_recognition as er
 from emotion import budget, precision
-from conftest import SHIPPED_SEVEN, draw_face, make_dataset, run_cli
+from conftest import ROOT, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_cli
 
 
 @pytest.fixture
@@ -135,3 +137,35 @@ def test_training_curves_count_whole_epochs(tmp_path):
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks)
         assert list(ax.lines[0].get_xdata()) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "webcam", "serve", "train"])
+def test_each_command_that_answers_computes_in_the_precision_asked(command, tmp_path, capsys, monkeypatch):
+    import web.server
+    from test_robustness import run_main, write_video
+    asked = []
+    real = er.with_precision
+    monkeypatch.setattr(er, "with_precision", lambda model, name: asked.append(name) or real(model, name))
+    monkeypatch.setattr(web.server, "serve_app", lambda *args, **kwargs: None)  # serve: built, never listening
+    data = make_dataset(tmp_path / "data", per_class=(2, 2, 2))
+    args = {"predict": ["predict", os.path.join(ROOT, "samples", "astronaut.jpg")],
+            "evaluate": ["evaluate", os.path.join(data, "test"), "--output-dir", tmp_path / "out"],
+            "webcam": ["webcam", "--source", write_video(tmp_path / "a.avi"), "--no-display"],
+            "serve": ["serve"],
+            "train": ["--data", data, "--output-dir", tmp_path / "out"]}[command]
+    model = SHIPPED_MODEL if command == "train" else SHIPPED_SEVEN
+    code, _, error = run_main(capsys, *args, "--model-path", model, "--precision", "bfloat16")
+    assert code == 0, error
+    assert asked == ["bfloat16"]
+
+
+def test_predict_in_bfloat16_agrees_with_float32(capsys):
+    from test_robustness import run_main
+    photo = os.path.join(ROOT, "samples", "astronaut.jpg")
+    answers = {}
+    for name in ("float32", "bfloat16"):
+        code, out, _ = run_main(capsys, "predict", photo, "--json", "--precision", name)
+        assert code == 0
+        answers[name] = json.loads(out.splitlines()[0])["faces"][0]["probabilities"]
+    differences = [abs(answers["float32"][c] - answers["bfloat16"][c]) for c in answers["float32"]]
+    assert 0 < max(differences) <= 0.03  # really computed otherwise, within the stated tolerance
