@@ -1,6 +1,8 @@
 """tools/calibrate.py: a model made before calibration existed gets a temperature fitted on val."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -37,3 +39,20 @@ def test_calibrate_stores_a_temperature_and_keeps_every_answer(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "calibrate.py"), path, "--data",
                              tmp_path / "missing"], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.startswith("error: ")
+
+
+def test_time_to_accuracy_benchmark_prints_its_curve_and_last_line(tmp_path):
+    data = make_dataset(tmp_path / "faces", per_class=(8, 4, 4))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "time_to_accuracy.py"), "--data", data,
+                             "--minutes", "0.001", "--recipes", "default,cosine", "--plot", tmp_path / "c.png",
+                             "--output", tmp_path / "c.json"], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr
+    figures = json.loads((tmp_path / "c.json").read_text())
+    for name in ("default", "cosine"):
+        (seconds, accuracy), = figures["results"][name]["curve"]  # a budget under an epoch: one epoch, one point
+        assert 0 < seconds <= figures["results"][name]["seconds"] and 0 <= accuracy <= 1
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"time_to_accuracy: (default|cosine) reached val [01]\.\d{4} and test [01]\.\d{4} in \d+ s",
+                        last), last
+    assert (tmp_path / "c.png").stat().st_size > 1000
