@@ -17,7 +17,7 @@ keras = LazyModule("keras")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # --precision's choices
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic units
-PROBE_BATCH = 64  # auto on a bfloat16 CPU: a few steps of a 48 px conv stack are timed both ways
+PROBE_SHAPE = (8, 48, 48, 32)  # auto on a bfloat16 CPU: a few steps of a 48 px conv stack, timed both ways
 
 
 def cpu_flags():
@@ -29,10 +29,10 @@ def cpu_flags():
         return set()
 
 
-def conv_seconds(dtype, steps=5):
-    """Seconds for `steps` forward+backward passes of three 3x3 convolutions at 48 px in `dtype`."""
-    x = tf.random.uniform((PROBE_BATCH, 48, 48, 64), dtype=dtype)
-    kernel = tf.Variable(tf.random.uniform((3, 3, 64, 64), dtype=dtype))
+def conv_seconds(dtype, steps=3):
+    """Seconds for `steps` forward+backward passes of three 3x3 convolutions of PROBE_SHAPE in `dtype`."""
+    x = tf.random.uniform(PROBE_SHAPE, dtype=dtype)
+    kernel = tf.Variable(tf.random.uniform((3, 3, PROBE_SHAPE[-1], PROBE_SHAPE[-1]), dtype=dtype))
 
     @tf.function
     def step():
