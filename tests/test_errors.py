@@ -138,6 +138,7 @@ def write_messy_files(folder):
     return 5, 2  # readable: alpha, sixteen, UPPER, naïve, big; skipped: empty, notes (.DS_Store is hidden)
 
 
+@pytest.mark.slow
 def test_messy_files_are_read_or_skipped_with_one_warning(data, tmp_path):
     readable, skipped = write_messy_files(tmp_path / "data" / "train" / "happy")
     images, labels, skipped_files = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48,

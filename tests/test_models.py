@@ -58,6 +58,7 @@ def test_vgg16_loads_a_local_weights_file(tmp_path):
         np.testing.assert_array_equal(saved, loaded)
 
 
+@pytest.mark.slow
 def test_vgg16_trains_from_the_command_line_with_a_local_weights_file(synthetic_data, tmp_path):
     keras.utils.set_random_seed(4)
     source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))

@@ -33,6 +33,7 @@ def test_equalize_makes_a_dull_face_look_like_the_sharp_one():
     assert rgb.shape == (48, 48, 3) and rgb.std() > 2 * flat_copy(face).std()
 
 
+@pytest.mark.slow
 def test_a_model_saved_without_normalize_loads_as_before(tmp_path):
     model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
     path = str(tmp_path / "old.h5")
@@ -59,6 +60,7 @@ def camera_run(tmp_path_factory, synthetic_data):
     return out
 
 
+@pytest.mark.slow
 def test_training_stores_normalize_and_every_command_applies_it(camera_run, tmp_path):
     # the model as commands answer with it: with the temperature that training fitted and stored
     model, metadata = er.answering_model(*er.load_trained_model(str(camera_run / "m.h5")))
@@ -90,6 +92,7 @@ def test_camera_augmentation_changes_contrast_and_sharpness_and_repeats_for_a_se
     assert sum(s < 0.6 * g for s, g in zip(sharpness, geometric_sharpness)) >= 4  # some faces blurred
 
 
+@pytest.mark.slow
 def test_initial_model_fine_tunes_from_its_weights(camera_run, tmp_path, synthetic_data):
     first = camera_run / "m.h5"
     common = ("--data", synthetic_data, "--model", "cnn", "--epochs", 1, "--output-dir", tmp_path / "out",
@@ -120,6 +123,7 @@ def test_evaluate_names_the_folder_in_its_results(camera_run, synthetic_data):
     assert er.data_label("/photos/webfaces-dev/") == "webfaces-dev"
 
 
+@pytest.mark.slow
 def test_soup_averages_fine_tuned_models_and_refuses_another_architecture(camera_run, tmp_path):
     model, metadata = er.load_trained_model(str(camera_run / "m.h5"))
     shifted = [w + 0.5 for w in model.get_weights()]

@@ -45,6 +45,7 @@ def previous_model(tmp_path):
     return path, path.read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["during start-up", "right after a checkpoint", "a while after a checkpoint"])
 def test_sigkill_leaves_the_previous_model_byte_for_byte(bigger_data, tmp_path, when):
     model_path, before = previous_model(tmp_path)
@@ -61,6 +62,7 @@ def test_sigkill_leaves_the_previous_model_byte_for_byte(bigger_data, tmp_path, 
     assert meta["class_names"] == ["angry", "happy", "sad"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_best_model_so_far_and_resume_continues(bigger_data, tmp_path):
     model_path, before = previous_model(tmp_path)
     process = start_training(bigger_data, model_path, tmp_path / "out")
@@ -90,6 +92,7 @@ def test_ctrl_c_saves_the_best_model_so_far_and_resume_continues(bigger_data, tm
     assert not os.path.isdir(backup)  # Keras removes it when training ends
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(tmp_path):
     data = make_dataset(tmp_path / "data", per_class=(12, 4, 4))
     losses = []

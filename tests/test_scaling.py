@@ -58,6 +58,7 @@ def test_extracted_features_hold_a_plain_and_an_augmented_view(vgg_parts):
     assert all(b.shape[1:] == (1, 1, 512) for b in seen)
 
 
+@pytest.mark.slow
 def test_cache_features_trains_and_saves_the_full_model(synthetic_data, tmp_path):
     model_path = tmp_path / "vgg.h5"
     result = run_cli("--data", synthetic_data, "--model", "vgg16", "--vgg-weights", "none", "--image-size", 32,
@@ -79,6 +80,7 @@ def test_cache_features_needs_a_frozen_base(synthetic_data, tmp_path):
     assert result.returncode == 1 and "--cache-features" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_and_mixed_precision_train_on_cpu(synthetic_data, tmp_path):
     model_path = tmp_path / "m.h5"
     result = run_cli("--data", synthetic_data, "--epochs", 1, "--distribute", "mirrored", "--mixed-precision",
@@ -103,6 +105,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_on_localhost_train_one_model(synthetic_data, tmp_path):
     """MultiWorkerMirroredStrategy through TF_CONFIG: two processes, as on two machines, train together."""
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}

@@ -104,6 +104,7 @@ def test_serve_classes_restricts_health_and_answers(seven_model):
     assert make_serve_app(seven_model).test_client().get("/api/health").get_json()["classes"] == SEVEN
 
 
+@pytest.mark.slow
 def test_evaluate_over_all_classes_or_the_chosen_ones(seven_model, three_class_data, tmp_path):
     folder = os.path.join(three_class_data, "test")
     for classes, expected in ((None, SEVEN), ("angry,happy,sad", THREE)):
@@ -156,6 +157,7 @@ def test_keras_applications_build_from_scratch_save_and_load(name, tmp_path):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_train_a_keras_application_from_a_local_weights_file(three_class_data, tmp_path):
     base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
     base.save_weights(str(tmp_path / "mobilenet.weights.h5"))
@@ -200,6 +202,7 @@ def test_evaluate_reports_calibration_and_draws_the_reliability_diagram(seven_mo
     assert image is not None and image.shape[0] > 300
 
 
+@pytest.mark.slow
 def test_training_stores_a_temperature_fitted_on_val(three_class_data, tmp_path):
     result = run_cli("--data", three_class_data, "--train-again", "--epochs", 2, "--model-path", tmp_path / "m.h5",
                      "--output-dir", tmp_path / "out", "--no-show")

@@ -7,12 +7,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import emotion_recognition as er
 from conftest import ROOT, make_dataset
 from emotion.calibration import fit_temperature
 
 
+@pytest.mark.slow
 def test_calibrate_stores_a_temperature_and_keeps_every_answer(tmp_path):
     data = make_dataset(tmp_path / "faces", per_class=(1, 12, 1))
     path = str(tmp_path / "m.h5")
@@ -41,6 +43,7 @@ def test_calibrate_stores_a_temperature_and_keeps_every_answer(tmp_path):
     assert result.returncode == 1 and result.stderr.startswith("error: ")
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_benchmark_prints_its_curve_and_last_line(tmp_path):
     data = make_dataset(tmp_path / "faces", per_class=(8, 4, 4))
     result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "time_to_accuracy.py"), "--data", data,

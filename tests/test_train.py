@@ -121,6 +121,7 @@ def test_model_file_carries_class_names_and_image_settings(trained):
     assert model.input_shape == (None, 48, 48, 1)
 
 
+@pytest.mark.slow
 def test_evaluate_command_on_another_folder(trained, tmp_path):
     out, model_path, _ = trained
     other = make_dataset(tmp_path / "other", per_class=(0, 0, 5), classes=("happy", "sad"), seed=7)
@@ -133,6 +134,7 @@ def test_evaluate_command_on_another_folder(trained, tmp_path):
     assert metrics["support"] == {"angry": 0, "happy": 5, "sad": 5}
 
 
+@pytest.mark.slow
 def test_more_classes_and_colour_images_work(tmp_path):
     data = make_dataset(tmp_path / "data", per_class=(6, 2, 2), classes=("angry", "happy", "sad", "zz_other"),
                         size=64, color=True)
@@ -144,6 +146,7 @@ def test_more_classes_and_colour_images_work(tmp_path):
     assert (meta["image_size"], meta["color"]) == (64, "rgb")
 
 
+@pytest.mark.slow
 def test_explicit_size_reproduces_the_original_200px_rgb_input(tmp_path):
     data = make_dataset(tmp_path / "data", per_class=(3, 1, 1))
     result = run_cli("--data", data, "--epochs", 1, "--model", "cnn", "--image-size", 200, "--color", "rgb",
