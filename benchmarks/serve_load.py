@@ -1,6 +1,6 @@
 """How `serve` holds up against hostile clients: decompression bombs, idle connections and slowloris.
 
-    python benchmarks/serve_load.py                         # all three parts, the shipped model, about 3 minutes
+    python benchmarks/serve_load.py                         # all three parts, the shipped model
     python benchmarks/serve_load.py --parts bombs --seconds 20
     python benchmarks/serve_load.py --parts slowloris --slowloris 1000
 
