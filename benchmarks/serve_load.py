@@ -1,7 +1,8 @@
-"""How `serve` holds up against hostile clients: decompression bombs and idle connections.
+"""How `serve` holds up against hostile clients: decompression bombs, idle connections and slowloris.
 
-    python benchmarks/serve_load.py                         # both parts, the shipped model, about 2 minutes
+    python benchmarks/serve_load.py                         # all three parts, the shipped model
     python benchmarks/serve_load.py --parts bombs --seconds 20
+    python benchmarks/serve_load.py --parts slowloris --slowloris 1000
 
 Starts `emotion_recognition.py serve` on a free localhost port, as a user would, then
 - bombs: 4 threads upload decompression bombs without pause for --seconds (a 128-byte PNG declaring
@@ -11,12 +12,18 @@ Starts `emotion_recognition.py serve` on a free localhost port, as a user would,
   (VmHWM from /proc, the whole process: TensorFlow and the model included).
 - idle: opens 500 connections that send nothing, checks that a normal photo is still answered, then
   times how long the server takes to close them all (SERVE_IDLE_TIMEOUT).
+- slowloris: keeps --slowloris connections (1,000) open, each sending one more header line of a request
+  it never finishes every --slow-interval seconds (8) and reconnecting as soon as the server closes it,
+  while /api/health is asked every 2 s for --slow-seconds with a 1 s timeout; each answer's latency is
+  printed as it comes.
 Prints one JSON object. Linux only (/proc).
 """
 
 import argparse
 import json
 import os
+import resource
+import selectors
 import socket
 import struct
 import subprocess
@@ -148,12 +155,78 @@ def idle(url, port, connections):
             "last_idle_closed_after_s": round(max(done), 1) if done else None}
 
 
+def slow_client(port):
+    client = socket.create_connection(("127.0.0.1", port))
+    client.setblocking(False)
+    client.send(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    return client
+
+
+def slowloris(url, port, clients, seconds, interval):
+    """`clients` connections trickling header lines from one thread while another times /api/health."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, clients + 100)), hard))
+    selector, closed_by_server = selectors.DefaultSelector(), [0]
+    for _ in range(clients):
+        selector.register(slow_client(port), selectors.EVENT_READ)
+    stop = threading.Event()
+
+    def trickle():
+        next_line = time.monotonic()
+        while not stop.is_set():
+            for key, _ in selector.select(timeout=max(0.0, next_line - time.monotonic())):
+                try:  # readable: the server answered or closed it; either way it no longer waits on us
+                    key.fileobj.recv(65536)
+                except OSError:
+                    pass
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+                closed_by_server[0] += 1
+                selector.register(slow_client(port), selectors.EVENT_READ)
+            if time.monotonic() >= next_line:
+                for key in list(selector.get_map().values()):
+                    try:
+                        key.fileobj.send(b"X-Slow: 1\r\n")
+                    except OSError:  # closed under us: the select above replaces it
+                        pass
+                next_line += interval
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    time.sleep(2)  # every client connected and one line into its headers
+    latencies, stop_at = [], time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        start = time.perf_counter()
+        try:
+            with urllib.request.urlopen(url + "/api/health", timeout=1) as response:
+                response.read()
+            latencies.append(round(time.perf_counter() - start, 3))
+        except OSError:  # URLError, TimeoutError: no answer within 1 s
+            latencies.append(None)
+        print(f"health: {'timed out' if latencies[-1] is None else f'{latencies[-1]:.3f} s'}", file=sys.stderr,
+              flush=True)
+        time.sleep(max(0.0, 2 - (time.perf_counter() - start)))
+    stop.set()
+    thread.join()
+    open_at_end = len(selector.get_map())
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()
+    answered = [t for t in latencies if t is not None]
+    return {"slow_clients": clients, "slow_line_interval_s": interval, "slow_open_at_end": open_at_end,
+            "slow_closed_by_server": closed_by_server[0], "health_requests": len(latencies),
+            "health_timed_out_1s": len(latencies) - len(answered),
+            "health_latency_max_s": max(answered) if answered else None, "health_latencies_s": latencies}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-path", default=os.path.join(ROOT, "EmotionRecognitionSystem.h5"))
-    parser.add_argument("--parts", default="bombs,idle")
+    parser.add_argument("--parts", default="bombs,idle,slowloris")
     parser.add_argument("--seconds", type=float, default=30, help="length of the bomb attack")
     parser.add_argument("--connections", type=int, default=500)
+    parser.add_argument("--slowloris", type=int, default=1000, help="slow clients kept connected")
+    parser.add_argument("--slow-interval", type=float, default=8, help="seconds between a slow client's lines")
+    parser.add_argument("--slow-seconds", type=float, default=60, help="how long /api/health is polled")
     args = parser.parse_args()
     process, url, port = start_server(args.model_path)
     try:
@@ -162,6 +235,8 @@ def main():
             result.update(bombs(url, process.pid, args.seconds))
         if "idle" in args.parts:
             result.update(idle(url, port, args.connections))
+        if "slowloris" in args.parts:
+            result.update(slowloris(url, port, args.slowloris, args.slow_seconds, args.slow_interval))
     finally:
         process.terminate()
         process.wait(timeout=30)

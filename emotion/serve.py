@@ -14,7 +14,9 @@ from emotion_recognition import DETECTOR, PRECISION, TTA, answering_model, load_
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
 SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
 SERVE_IDLE_TIMEOUT = 30  # serve: seconds a connection may stay silent (idle, or a stalled upload) before it is closed
-SERVE_CONNECTION_LIMIT = 1000  # serve: open connections; more wait unanswered in the listen queue
+SERVE_HEADER_DEADLINE = 10  # serve: seconds from a request's first byte to the end of its headers (slowloris)
+SERVE_REQUEST_DEADLINE = 120  # serve: seconds for a whole request, headers and body (10 MB: about 85 kB/s at least)
+SERVE_CONNECTION_LIMIT = 4000  # serve: open connections; more wait unanswered in the listen queue
 SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
 SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before a 503 (keeps threads for the others)
 SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
@@ -72,7 +74,7 @@ def run_serve(args):
                          precision=args.precision)
     try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON
         serve_app(app, args.host, args.port, SERVE_THREADS, SERVE_IDLE_TIMEOUT, (MAX_UPLOAD_MB + 1) * 2**20,
-                  SERVE_CONNECTION_LIMIT, args.model_path)
+                  SERVE_CONNECTION_LIMIT, args.model_path, SERVE_HEADER_DEADLINE, SERVE_REQUEST_DEADLINE)
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); choose another --port "
                         "or stop the program using it") from None

@@ -236,3 +236,69 @@ def test_serve_command_answers_and_reports_a_bad_model_in_one_line(model_path, t
         taken.listen()
         result = run_cli("serve", "--model-path", model_path, "--port", taken.getsockname()[1], timeout=120)
     assert result.returncode == 1 and "Address already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def start_bare_server(connection_limit, header_deadline, request_deadline):
+    """serve_app on a free port with a health-only app (no model: starts in about a second); returns process, port."""
+    import re
+    import subprocess
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from web.server import create_app, serve_app\n"
+            "serve_app(create_app(None, {'status': 'ok'}, 1), '127.0.0.1', 0, 2, 30, 2**20, int(sys.argv[2]), 'test',"
+            " float(sys.argv[3]), float(sys.argv[4]))")
+    process = subprocess.Popen([sys.executable, "-c", code, ROOT, str(connection_limit), str(header_deadline),
+                                str(request_deadline)], stdout=subprocess.PIPE, text=True)
+    return process, int(re.search(r":(\d+)/", process.stdout.readline()).group(1))
+
+
+def test_trickling_clients_are_closed_at_the_header_deadline_and_health_answers():
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    # 25 clients over a limit of 20, each sending a header line every 0.5 s: the 30 s idle timeout never fires
+    process, port = start_bare_server(connection_limit=20, header_deadline=1, request_deadline=60)
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(25)]
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(0.5):
+            for client in slow:
+                try:
+                    client.send(b"X-Slow: 1\r\n")
+                except OSError:  # closed by the server, as it should be
+                    pass
+
+    for client in slow:
+        client.send(b"GET /api/health HTTP/1.1\r\n")
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        start = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=20) as response:
+            assert json.load(response) == {"status": "ok"}
+        assert time.monotonic() - start < 12  # about 2 s: the 1 s deadline frees the limit; before: never
+        for client in slow:
+            client.settimeout(20)
+            try:
+                assert client.recv(1) == b""  # closed without an answer
+            except ConnectionResetError:
+                pass
+    finally:
+        stop.set()
+        thread.join()
+        for client in slow:
+            client.close()
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_connection_limit_fits_the_open_file_limit():
+    import subprocess
+    code = ("import resource, sys; sys.path.insert(0, sys.argv[1]); from web.server import fit_open_file_limit\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))\n"
+            "print(fit_open_file_limit(50), fit_open_file_limit(4000))")
+    result = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines() == [
+        "Warning: the open-file limit (ulimit -n) is 300; serving at most 100 connections instead of 4,000",
+        "50 100"]

@@ -7,19 +7,22 @@
 This module is only the HTTP layer and imports nothing from the script: the script's `serve` command loads
 the model once and hands create_app a `predict_upload(data, name)` function built on the same code as
 `predict`, so the page, the API and the command line cannot disagree. serve_app runs the app on waitress
-(a production WSGI server) with idle and request-size limits; see docs/serve.md for running it behind a
-reverse proxy. Every answer of the app, errors included (400, 404, 405, 413, 500), is JSON; only waitress' own
-413 (a body above its limit) and 431 (headers too large) come before the app, in plain text.
+(a production WSGI server) with idle, request-time and request-size limits; see docs/serve.md for running it
+behind a reverse proxy. Every answer of the app, errors included (400, 404, 405, 413, 500), is JSON; only
+waitress' own 413 (a body above its limit) and 431 (headers too large) come before the app, in plain text.
 """
 
 import base64
+import functools
 import os
 import sys
+import time
 
 import cv2
 from flask import Flask, Request, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.formparser import FormDataParser
+from waitress.channel import HTTPChannel
 
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy sent back is scaled down to this (the boxes in the JSON are not)
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # index.html, app.js, style.css
@@ -113,16 +116,68 @@ def create_app(predict_upload, health, max_upload_mb):
     return app
 
 
-def serve_app(app, host, port, threads, idle_timeout, max_body_bytes, connection_limit, name):
-    """Run `app` on waitress until Ctrl-C. OSError when the port cannot be bound (e.g. already in use)."""
-    from waitress.server import create_server
+class DeadlineChannel(HTTPChannel):
+    """waitress' connection, closed when a request's headers are not all in `header_deadline` seconds after its first
+    byte, or the whole request (headers and body) in `request_deadline`. waitress' channel_timeout restarts with
+    every byte, so without this a client trickling a header line every few seconds (slowloris) keeps its
+    connection for ever, and a thousand such clients fill the connection limit."""
 
-    server = create_server(app, host=host, port=port, threads=threads, ident="emotion_recognition",
+    request_started = 0.0  # time.monotonic() of the first byte of the request being received
+
+    def __init__(self, *args, header_deadline, request_deadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.header_deadline, self.request_deadline = header_deadline, request_deadline
+
+    def received(self, data):
+        if self.request is None:
+            self.request_started = time.monotonic()
+        return super().received(data)
+
+    def readable(self):  # asked by waitress' loop on every turn, at least once a second (asyncore_loop_timeout)
+        request = self.request
+        if request is not None and not self.requests and not self.will_close:  # still arriving, none being answered
+            waited = time.monotonic() - self.request_started
+            if waited > self.request_deadline or (waited > self.header_deadline and not request.headers_finished):
+                self.will_close = True  # waitress closes it as it does an idle one: writable() turns true
+        return super().readable()
+
+
+def fit_open_file_limit(connection_limit, reserve=200):
+    """The connection limit the open-file limit allows, raising the soft limit (Linux' default: 1,024) up to the
+    hard one; `reserve`: descriptors for everything else (model, libraries, the listening socket)."""
+    try:
+        import resource
+    except ImportError:  # Windows: sockets are not counted against a descriptor limit
+        return connection_limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connection_limit + reserve if hard == resource.RLIM_INFINITY else min(hard, connection_limit + reserve)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    if soft != resource.RLIM_INFINITY and soft - reserve < connection_limit:
+        print(f"Warning: the open-file limit (ulimit -n) is {soft:,}; serving at most {soft - reserve:,} connections "
+              f"instead of {connection_limit:,}", flush=True)
+        return max(1, soft - reserve)
+    return connection_limit
+
+
+def serve_app(app, host, port, threads, idle_timeout, max_body_bytes, connection_limit, name, header_deadline,
+              request_deadline):
+    """Run `app` on waitress until Ctrl-C. OSError when the port cannot be bound (e.g. already in use)."""
+    from waitress.server import BaseWSGIServer, create_server
+
+    connection_limit = fit_open_file_limit(connection_limit)
+    listeners = {}  # waitress' socket map: the listening socket(s) now, every connection once running
+    server = create_server(app, map=listeners, host=host, port=port, threads=threads, ident="emotion_recognition",
                            channel_timeout=idle_timeout,  # a connection silent this long is closed (idle or slow)
                            cleanup_interval=max(1, idle_timeout // 3),  # how often silent connections are looked for
                            connection_limit=connection_limit, asyncore_use_poll=True,  # poll: no 1024-socket limit
                            max_request_body_size=max_body_bytes, max_request_header_size=64 * 1024,
                            clear_untrusted_proxy_headers=True)
+    for listener in listeners.values():  # create_server takes no channel class; each listener accepts with its own
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = functools.partial(DeadlineChannel, header_deadline=header_deadline,
+                                                       request_deadline=request_deadline)
     print(f"Serving {name} on http://{host}:{server.effective_port}/ (Ctrl-C stops)", flush=True)
     try:
         server.run()
