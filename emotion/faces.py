@@ -11,6 +11,7 @@ import numpy as np
 
 from emotion.files import UserError, check_writable
 from emotion.images import ImageRefused, printable, read_image, write_image
+from emotion.lazy_import import import_quietly
 from emotion_recognition import (DETECTOR, TTA, answering_model, load_trained_model, predict_probabilities,
                                  prepare_image, tf)
 
@@ -44,8 +45,8 @@ MESSAGES = {  # shown under each face, one per emotion; any other class gets the
 def load_face_detector(name=DETECTOR):
     """("mtcnn", MTCNN) or ("haar", OpenCV's cascade); mtcnn is imported here, so other commands never load it."""
     if name == "mtcnn":
-        try:
-            from mtcnn import MTCNN
+        try:  # quietly: in prepare, mtcnn is the first to import TensorFlow, whose start-up lines would show
+            MTCNN = import_quietly("mtcnn").MTCNN
         except ImportError:
             raise UserError("the mtcnn face detector is not installed; run 'pip install -r requirements.txt' "
                             "or use --detector haar") from None

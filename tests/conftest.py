@@ -55,9 +55,9 @@ def make_dataset(root, per_class=(24, 8, 8), size=48, classes=CLASSES, seed=0, c
     return str(root)
 
 
-def run_cli(*args, cwd=None, timeout=600):
-    """Run the script as a user would; returns the CompletedProcess (text output)."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_cli(*args, cwd=None, timeout=600, env=None):
+    """Run the script as a user would, with `env`'s variables added; returns the CompletedProcess (text output)."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     env.pop("DISPLAY", None)
     # a throwaway working folder, removed afterwards: tests never see (or overwrite) the shipped model
     with tempfile.TemporaryDirectory(prefix="er-cwd-") as scratch:
