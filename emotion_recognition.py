@@ -882,6 +882,7 @@ def make_parser():
                                  help="face detector: a CNN whose weights come in its pip package, or OpenCV's Haar "
                                       "cascade, as the original")
     common, answers = model_options(MODEL_PATH), model_options(FACES_MODEL_PATH)
+    labels = model_options(FACES_MODEL_PATH, results=False)  # predict, webcam, serve write no metrics or plots
 
     train = commands.add_parser("train", parents=[common],
                                 help="train (or load) a model, then evaluate it on test/ (the default)")
@@ -926,14 +927,14 @@ def make_parser():
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
 
-    predict = commands.add_parser("predict", parents=[answers, classes_option, detector_option],
+    predict = commands.add_parser("predict", parents=[labels, classes_option, detector_option],
                                   help="label each face in image files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     predict.add_argument("--no-detect", action="store_true", help="classify each whole image; no face detection")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
     predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
 
-    webcam = commands.add_parser("webcam", parents=[answers, classes_option, detector_option],
+    webcam = commands.add_parser("webcam", parents=[labels, classes_option, detector_option],
                                  help="label faces live from a camera or a video file (q or Ctrl-C quits)")
     webcam.add_argument("--source", default="0", help="camera index or video file")
     webcam.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
@@ -956,8 +957,7 @@ def make_parser():
                          help="files whose names begin with the same match (a person's id) share a split; 'none': off")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
-    serve = commands.add_parser("serve", parents=[model_options(FACES_MODEL_PATH, results=False), classes_option,
-                                                                 detector_option],
+    serve = commands.add_parser("serve", parents=[labels, classes_option, detector_option],
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", type=host_arg, default=SERVE_HOST, help="address to listen on (0.0.0.0: any network)")
     serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
