@@ -120,3 +120,12 @@ def test_an_unwritable_output_dir_is_refused_by_each_command(command, inputs, tm
                                    inputs["photo"])
     assert code == 1 and "cannot write" in error, error
     assert "Test Accuracy" not in out  # refused before the evaluation, not when its results are written
+
+
+def test_seed_reaches_train_as_it_reaches_prepare(inputs, tmp_path, capsys, monkeypatch):
+    """prepare's --seed is tested by its splits (test_prepare.py); train's seeds Keras before anything random."""
+    seeded = []
+    monkeypatch.setattr(er.keras.utils, "set_random_seed", seeded.append)
+    code, _, error = run_main(capsys, *command_line("train", inputs, tmp_path), "--seed", 7)
+    assert code == 0, error
+    assert seeded == [7]
