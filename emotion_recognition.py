@@ -125,24 +125,24 @@ def list_class_names(folder):
     return names
 
 
-def check_dataset_layout(data_dir):
-    """Validate DATA/{train,val,test}/<class>/ and return the class names (sorted, from train/)."""
-    if not os.path.isdir(data_dir):
-        raise UserError(f"data folder {data_dir!r} does not exist; expected {data_dir}/train, /val and /test "
-                        "with one sub-folder per class (use --data DIR)")
-    for split in SPLITS:
-        if not os.path.isdir(os.path.join(data_dir, split)):
-            raise UserError(f"split folder {os.path.join(data_dir, split)!r} is missing; "
-                            f"{data_dir} must hold train/, val/ and test/")
-    class_names = list_class_names(os.path.join(data_dir, "train"))
+def check_dataset_layout(data_dir, splits=SPLITS):
+    """Validate DATA/<split>/<class>/ for `splits` and return the class names (sorted, from the first split)."""
+    missing = [split for split in splits if not os.path.isdir(os.path.join(data_dir, split))]
+    if missing:
+        what = f"missing: {'/, '.join(missing)}/" if os.path.isdir(data_dir) else "the folder does not exist"
+        raise UserError(f"no data set in {data_dir!r} ({what}); {'training' if 'train' in splits else 'evaluating'} "
+                        f"needs {', '.join(f'{data_dir}/{s}/' for s in splits)} with one sub-folder per class. Point "
+                        f"--data DIR at one, or make one: python emotion_recognition.py prepare --source fer2013.csv "
+                        f"--out {data_dir}")
+    class_names = list_class_names(os.path.join(data_dir, splits[0]))
     if len(class_names) < 2:
-        raise UserError(f"{os.path.join(data_dir, 'train')!r} has only the class {class_names}; need at least two")
-    for split in SPLITS[1:]:
+        raise UserError(f"{os.path.join(data_dir, splits[0])!r} has only the class {class_names}; need at least two")
+    for split in splits[1:]:
         names = list_class_names(os.path.join(data_dir, split))
         if names != class_names:
-            raise UserError(f"classes in {os.path.join(data_dir, split)!r} {names} differ from train's "
+            raise UserError(f"classes in {os.path.join(data_dir, split)!r} {names} differ from {splits[0]}'s "
                             f"{class_names}; every split needs the same class folders")
-    for split in SPLITS:
+    for split in splits:
         for name in class_names:
             if not list_image_files(os.path.join(data_dir, split, name)):
                 raise UserError(f"class folder {os.path.join(data_dir, split, name)!r} holds no images")
@@ -728,7 +728,10 @@ def report(metrics, labels, source, output_dir, show, history=None):
 
 def run_train(args):
     """The original script's flow: load or train, save, then evaluate on test/."""
-    class_names = check_train_options(args)  # before TensorFlow is imported: a wrong path fails at once
+    # all workers of a cluster must take part in training, whatever files each of them holds
+    trained = (args.train_again or args.resume or args.distribute == "multiworker"
+               or not os.path.exists(args.model_path))
+    class_names = check_train_options(args, trained)  # before TensorFlow is imported: a wrong path fails at once
     from emotion.distributed import is_chief, make_strategy, send_worker_outputs_to_scratch
     strategy = make_strategy(args.distribute)
     if not is_chief(strategy):
@@ -736,9 +739,6 @@ def run_train(args):
     check_output_dir(args.output_dir, args.data)
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
-    # all workers of a cluster must take part in training, whatever files each of them holds
-    trained = (args.train_again or args.resume or args.distribute == "multiworker"
-               or not os.path.exists(args.model_path))
     if trained:
         image = choose_input(args, class_names)
     else:
@@ -767,8 +767,8 @@ def run_train(args):
     report(metrics, labels, os.path.join(args.data, "test"), args.output_dir, args.show, history)
 
 
-def check_train_options(args):
-    """Refuse option combinations that cannot work, and check the data set's layout: returns its classes."""
+def check_train_options(args, trained):
+    """Refuse option combinations that cannot work, and check the data set's layout (only test/ if not `trained`)."""
     # float16: Keras' LossScaleOptimizer fails under MultiWorkerMirroredStrategy (docs/design.md)
     single_machine = [flag for flag, on in (("--resume", args.resume), ("--cache-features", args.cache_features),
                                             ("--precision float16", args.precision == "float16")) if on]
@@ -776,7 +776,7 @@ def check_train_options(args):
         raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
     if args.cache_features and args.model != "vgg16":
         raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
-    return check_dataset_layout(args.data)
+    return check_dataset_layout(args.data, SPLITS if trained else ("test",))
 
 
 def choose_input(args, class_names):
@@ -882,6 +882,7 @@ def make_parser():
                                  help="face detector: a CNN whose weights come in its pip package, or OpenCV's Haar "
                                       "cascade, as the original")
     common, answers = model_options(MODEL_PATH), model_options(FACES_MODEL_PATH)
+    labels = model_options(FACES_MODEL_PATH, results=False)  # predict, webcam, serve write no metrics or plots
 
     train = commands.add_parser("train", parents=[common],
                                 help="train (or load) a model, then evaluate it on test/ (the default)")
@@ -926,14 +927,14 @@ def make_parser():
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
 
-    predict = commands.add_parser("predict", parents=[answers, classes_option, detector_option],
+    predict = commands.add_parser("predict", parents=[labels, classes_option, detector_option],
                                   help="label each face in image files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     predict.add_argument("--no-detect", action="store_true", help="classify each whole image; no face detection")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
     predict.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
 
-    webcam = commands.add_parser("webcam", parents=[answers, classes_option, detector_option],
+    webcam = commands.add_parser("webcam", parents=[labels, classes_option, detector_option],
                                  help="label faces live from a camera or a video file (q or Ctrl-C quits)")
     webcam.add_argument("--source", default="0", help="camera index or video file")
     webcam.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
@@ -956,8 +957,7 @@ def make_parser():
                          help="files whose names begin with the same match (a person's id) share a split; 'none': off")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
-    serve = commands.add_parser("serve", parents=[model_options(FACES_MODEL_PATH, results=False), classes_option,
-                                                                 detector_option],
+    serve = commands.add_parser("serve", parents=[labels, classes_option, detector_option],
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", type=host_arg, default=SERVE_HOST, help="address to listen on (0.0.0.0: any network)")
     serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")

@@ -11,6 +11,7 @@ import numpy as np
 
 from emotion.files import UserError, check_writable
 from emotion.images import ImageRefused, printable, read_image, write_image
+from emotion.lazy_import import import_quietly
 from emotion_recognition import (DETECTOR, TTA, answering_model, load_trained_model, predict_probabilities,
                                  prepare_image, tf)
 
@@ -44,8 +45,8 @@ MESSAGES = {  # shown under each face, one per emotion; any other class gets the
 def load_face_detector(name=DETECTOR):
     """("mtcnn", MTCNN) or ("haar", OpenCV's cascade); mtcnn is imported here, so other commands never load it."""
     if name == "mtcnn":
-        try:
-            from mtcnn import MTCNN
+        try:  # quietly: in prepare, mtcnn is the first to import TensorFlow, whose start-up lines would show
+            MTCNN = import_quietly("mtcnn").MTCNN
         except ImportError:
             raise UserError("the mtcnn face detector is not installed; run 'pip install -r requirements.txt' "
                             "or use --detector haar") from None
@@ -177,8 +178,9 @@ def fit_text(text, scale, thickness, max_width):
     return scale, (w, h, base)
 
 
-def layout_labels(faces, shape):
+def layout_labels(faces, shape, numbered=False):
     """Where each face's label and message go: [(text, colour, (x, y) origin, scale, thickness, (x0, y0, x1, y1))].
+    numbered: with two faces or more, each label starts with the face's place in `faces` ("1: happy 87%").
 
     Every label lies inside the picture and covers no other label and no other face: it goes above its box,
     else below, else is pushed down to the first free place. A message with no legible free place is left out.
@@ -205,6 +207,8 @@ def layout_labels(faces, shape):
     for i, face in enumerate(faces):
         x, y, w, h = face["box"]
         label = f"{face['emotion']} {face['confidence']:.0%}"
+        if numbered and len(faces) > 1:
+            label = f"{i + 1}: {label}"
         lh = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][1] + 8
         place(label, (0, 255, 0), font_scale, thickness, x, [y - lh, y + h + 2, y + 2], i)
         message = message_for(face["emotion"])
@@ -213,14 +217,15 @@ def layout_labels(faces, shape):
     return placed
 
 
-def annotate(image, faces):
-    """A BGR copy of an RGB image with a box, label, confidence and message drawn for each face."""
+def annotate(image, faces, numbered=False):
+    """A BGR copy of an RGB image with a box, label, confidence and message drawn for each face; numbered: see
+    layout_labels (predict's JSON and the web page's cards list the faces in that order)."""
     canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     thickness = max(1, round(max(image.shape[:2]) / 400))
     for face in faces:
         x, y, w, h = face["box"]
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), thickness)
-    for text, colour, origin, scale, weight, (x0, y0, x1, y1) in layout_labels(faces, image.shape):
+    for text, colour, origin, scale, weight, (x0, y0, x1, y1) in layout_labels(faces, image.shape, numbered):
         cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), -1)  # a dark backing: legible on any photo
         cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, weight)
     return canvas
@@ -300,7 +305,7 @@ def run_predict(args):
                     copy += 1
                     name = f"{stem}_{copy}_annotated.png"
                 saved.add(name)
-                write_image(os.path.join(args.save, name), annotate(image, faces))
+                write_image(os.path.join(args.save, name), annotate(image, faces, numbered=True))
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     if errors:

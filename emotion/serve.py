@@ -54,7 +54,7 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                     (faces,) = predict_images(model, metadata, [image], detector, tta)
             except UserError as error:  # the model answered NaN (finite_probabilities): never sent as JSON NaN
                 raise BadUpload(str(error), 500) from None
-            annotated = annotate(image, faces)
+            annotated = annotate(image, faces, numbered=True)  # 1, 2, ... as the page's "Face 1", "Face 2" cards
             for face in faces:
                 face["message"] = message_for(face["emotion"])
                 face["box"] = [int(round(v / scale)) for v in face["box"]]  # in the uploaded photo's pixels

@@ -55,14 +55,33 @@ def make_dataset(root, per_class=(24, 8, 8), size=48, classes=CLASSES, seed=0, c
     return str(root)
 
 
-def run_cli(*args, cwd=None, timeout=600):
-    """Run the script as a user would; returns the CompletedProcess (text output)."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_cli(*args, cwd=None, timeout=600, env=None):
+    """Run the script as a user would, with `env`'s variables added; returns the CompletedProcess (text output)."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     env.pop("DISPLAY", None)
     # a throwaway working folder, removed afterwards: tests never see (or overwrite) the shipped model
     with tempfile.TemporaryDirectory(prefix="er-cwd-") as scratch:
         return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True,
                               cwd=cwd or scratch, env=env, timeout=timeout)
+
+
+def run_main(capsys, *args):
+    """er.main in this process (no TensorFlow start-up per test): (exit code, stdout, the stderr line "error: ...")."""
+    import emotion_recognition as er
+    code = er.main([str(a) if not isinstance(a, (str, bytes)) else a for a in args])
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in err and len(errors) <= 1, err
+    return code, out, errors[0] if errors else ""
+
+
+def write_video(path, frames=30, fourcc="MJPG"):
+    """A 64x48 video of `frames` flat grey frames, each brighter than the last, at 10 frames a second."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), i * 8 % 256, np.uint8))
+    writer.release()
+    return path
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emotion.faces import FACE_CROP_MAX_SIDE, annotate, crop_face, detect_faces, layout_labels, load_face_detector
-from conftest import RANDOM_MODEL_CLASSES, ROOT, draw_face, real_photo, run_cli
+from conftest import RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, real_photo, run_cli, run_main
 
 CLASSES = RANDOM_MODEL_CLASSES
 NO_FACE_PHOTOS = ("coffee", "chelsea", "rocket", "horse", "coins", "clock", "page", "moon")
@@ -79,7 +79,9 @@ def test_crops_are_bounded_in_size():
 def test_predict_labels_faces_only_and_says_how(model_path, tmp_path):
     write_rgb(tmp_path / "astronaut.png", real_photo("astronaut"))
     write_rgb(tmp_path / "coffee.png", real_photo("coffee"))
-    cv2.imwrite(str(tmp_path / "crop.png"), draw_face("happy"))  # a 48x48 face crop, as in FER2013
+    # crop-sized (48x48, as FER2013's faces) with nothing a detector could take for a face: a drawn face may score
+    # either side of the detector's cut-off, a flat one never reaches it
+    cv2.imwrite(str(tmp_path / "crop.png"), np.full((48, 48), 128, np.uint8))
     cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1), np.uint8))
     result = run_cli("predict", tmp_path, "--model-path", model_path, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -167,6 +169,47 @@ def test_labels_stay_inside_the_picture_and_apart(shape, boxes):
         assert 0 <= rect[0] < rect[2] <= shape[1] and 0 <= rect[1] < rect[3] <= shape[0], rect
         assert not any(overlaps(rect, other) for *_, other in placed[i + 1:])
     assert annotate(np.zeros((*shape, 3), np.uint8), faces).shape == (*shape, 3)
+
+
+TWO_FACES = [{"box": [100, 200, 120, 120], "emotion": "sad", "confidence": 0.87},  # side by side in a 640x480 photo
+             {"box": [400, 200, 120, 120], "emotion": "happy", "confidence": 0.6}]
+
+
+def test_with_two_faces_each_label_carries_its_number_beside_its_box():
+    labels = [(text, rect) for text, colour, *_, rect in layout_labels(TWO_FACES, (480, 640), numbered=True)
+              if colour == (0, 255, 0)]  # the green labels; the white lines are the messages
+    assert [text for text, _ in labels] == ["1: sad 87%", "2: happy 60%"]
+    for (_, (x0, y0, x1, y1)), face in zip(labels, TWO_FACES):
+        x, y, w, h = face["box"]
+        assert x <= x0 < x + w and (y - 40 < y1 <= y + 2 or y + h <= y0 < y + h + 40), (x0, y0, x1, y1)  # at its box
+    assert layout_labels(TWO_FACES[:1], (480, 640), numbered=True)[0][0] == "sad 87%"  # one face: nothing to match
+    assert layout_labels(TWO_FACES, (480, 640))[0][0] == "sad 87%"
+
+
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_predict_save_and_the_web_page_number_the_faces(command, tmp_path, capsys, monkeypatch):
+    """The annotated image numbers the faces as predict's JSON and the page's "Face 1", "Face 2" cards order them."""
+    from emotion import faces as faces_module
+    drawn = []
+    real = faces_module.layout_labels
+    monkeypatch.setattr(faces_module, "layout_labels", lambda *a: drawn.append(real(*a)) or drawn[-1])
+    monkeypatch.setattr(faces_module, "detect_faces", lambda detector, image, max_side=None: [
+        {"box": face["box"], "eyes": None} for face in TWO_FACES])
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), np.full((480, 640, 3), 90, np.uint8))
+    if command == "predict":
+        code, out, error = run_main(capsys, "predict", photo, "--save", tmp_path / "out", "--json",
+                                    "--model-path", SHIPPED_MODEL, "--detector", "haar")
+        assert code == 0, error
+        answered = json.loads(out.strip().splitlines()[-1])["faces"]
+    else:
+        from emotion.serve import make_serve_app
+        client = make_serve_app(SHIPPED_MODEL, detector="haar").test_client()
+        response = client.post("/api/predict", data={"image": (open(photo, "rb"), "two.png")})
+        assert response.status_code == 200, response.get_json()
+        answered = response.get_json()["faces"]
+    texts = [text for text, colour, *_ in drawn[-1] if colour == (0, 255, 0)]
+    assert texts == [f"{i}: {face['emotion']} {face['confidence']:.0%}" for i, face in enumerate(answered, 1)]
 
 
 def test_webcam_follows_a_real_face_between_detections(model_path, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from emotion.images import read_image
 import emotion_recognition as er
-from conftest import ROOT, SHIPPED_MODEL, make_dataset, run_cli
+from conftest import ROOT, SHIPPED_MODEL, make_dataset, run_cli, run_main
 
 
 def assert_clean_error(result, *fragments):
@@ -33,6 +33,33 @@ def data(tmp_path):
 
 def test_missing_data_folder(tmp_path):
     assert_clean_error(run_cli("--data", tmp_path / "nope", "--output-dir", tmp_path / "o"), "does not exist")
+
+
+@pytest.mark.parametrize("layout", ["fresh clone", "no folder", "no model"])
+def test_plain_run_without_data_says_what_is_missing_and_how_to_make_it(layout, tmp_path, capsys, monkeypatch):
+    """The bare command in a fresh clone (HASsplittedDS/ holds only its README) only evaluates the shipped model."""
+    monkeypatch.chdir(tmp_path)
+    if layout != "no model":
+        shutil.copy(SHIPPED_MODEL, tmp_path / er.MODEL_PATH)
+    if layout == "fresh clone":
+        (tmp_path / er.DATA_DIR).mkdir()
+        shutil.copy(os.path.join(ROOT, er.DATA_DIR, "README.md"), tmp_path / er.DATA_DIR)
+    code, _, error = run_main(capsys, "--output-dir", tmp_path / "o")
+    assert code == 1 and "--data DIR" in error and "python emotion_recognition.py prepare --source fer2013.csv " \
+        f"--out {er.DATA_DIR}" in error, error
+    needs = f"training needs {er.DATA_DIR}/train/" if layout == "no model" else f"evaluating needs {er.DATA_DIR}/test/"
+    assert needs in error and ("missing: test/" if layout == "fresh clone" else "does not exist") in error, error
+    assert layout == "no model" or "train/" not in error, error
+
+
+def test_plain_run_evaluates_the_model_on_test_alone(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data", per_class=(0, 0, 2))
+    for split in ("train", "val"):
+        shutil.rmtree(os.path.join(data, split))
+    code, out, error = run_main(capsys, "--data", data, "--model-path", SHIPPED_MODEL, "--output-dir", tmp_path / "o",
+                                "--no-show")
+    assert code == 0, error
+    assert "Test Accuracy" in out and (tmp_path / "o" / "metrics.json").exists()
 
 
 def test_missing_split(data, tmp_path):

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import emotion_recognition as er
-from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset
+from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset, run_main, write_video
 from emotion.files import UserError
 from emotion.prepare import prepare_dataset, read_fer2013_csv
-from test_robustness import GOOD, PIXELS, fer_csv, png_declaring, post_image, run_main, save_with, tree
+from test_robustness import GOOD, PIXELS, fer_csv, png_declaring, post_image, save_with, tree
 
 
 def run_predict(capsys, *args):
@@ -169,7 +169,6 @@ def test_no_command_answers_nan(overflowing_model, tmp_path, capsys, monkeypatch
     monkeypatch.setattr("emotion.video.detect_faces", lambda detector, image, max_side: [dict(face)])
     data = make_dataset(tmp_path / "d", per_class=(1, 1, 1))
     cv2.imwrite(str(tmp_path / "face.png"), draw_face("happy"))
-    from test_robustness import write_video
     video = write_video(tmp_path / "a.avi", frames=3)  # frame 0 is black (a sum of 0), frame 1 is not
     for args in (["evaluate", os.path.join(data, "test"), "--output-dir", tmp_path / "o", "--no-show"],
                  ["predict", tmp_path / "face.png", "--no-detect", "--json"],

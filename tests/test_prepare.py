@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from emotion.files import UserError
+from emotion.lazy_import import HIDDEN_LINES
 from emotion.prepare import FER2013_CODES, prepare_dataset
 from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli
 
@@ -158,6 +159,17 @@ def test_crop_faces_skips_photos_without_a_face(tmp_path):
     cv2.imwrite(str(tmp_path / "src" / "sad" / "blank.png"), rng.integers(0, 255, (100, 100), dtype=np.uint8))
     counts, skipped = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
     assert sum(counts.values()) == 0 and len(skipped) == 2
+
+
+def test_prepare_prints_no_tensorflow_start_up_lines(tmp_path):
+    """--crop-faces loads mtcnn, and with it TensorFlow, whose start-up lines other commands keep off stderr. A
+    user's TF_CPP_MIN_LOG_LEVEL=0 (the script keeps it) lets them through even where level 2 holds them back."""
+    rng = np.random.default_rng(0)
+    make_class_folders(tmp_path / "src", {"happy": 1, "sad": 1}, rng)
+    result = run_cli("prepare", "--source", tmp_path / "src", "--out", tmp_path / "out", "--crop-faces",
+                     env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith(HIDDEN_LINES)], result.stderr
 
 
 @pytest.mark.real_data

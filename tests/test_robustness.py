@@ -145,7 +145,7 @@ def test_fuzz_malformed_images_in_bounded_time():
 # The command line: each refusal one line, the run goes on for the other files, nothing lost
 
 
-from conftest import SHIPPED_MODEL, draw_face, run_cli  # noqa: E402
+from conftest import SHIPPED_MODEL, draw_face, run_cli, run_main, write_video  # noqa: E402
 
 
 def test_predict_refuses_a_bomb_and_labels_the_other_files(tmp_path):
@@ -278,15 +278,6 @@ def test_web_does_not_import_the_script():
 # Nothing lost: outputs never over inputs, checked and atomic writes, a diverged run saves nothing
 
 
-def run_main(capsys, *args):
-    """er.main in this process (no TensorFlow start-up per test): (exit code, stdout, last stderr line)."""
-    code = er.main([str(a) if not isinstance(a, (str, bytes)) else a for a in args])
-    out, err = capsys.readouterr()
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert "Traceback" not in err and len(errors) <= 1, err
-    return code, out, errors[0] if errors else ""
-
-
 def tree(folder):
     """{relative path: bytes} of every file under folder."""
     return {os.path.relpath(os.path.join(root, f), folder): open(os.path.join(root, f), "rb").read()
@@ -306,14 +297,6 @@ def test_prepare_refuses_an_out_folder_that_holds_the_source(tmp_path, capsys):
     (tmp_path / "file").write_text("mine")
     code, _, error = run_main(capsys, "prepare", "--source", tmp_path / "X", "--out", tmp_path / "file", "--force")
     assert code == 1 and "is a file" in error and (tmp_path / "file").read_text() == "mine"
-
-
-def write_video(path, frames=30, fourcc="MJPG"):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (64, 48))
-    for i in range(frames):
-        writer.write(np.full((48, 64, 3), i * 8 % 256, np.uint8))
-    writer.release()
-    return path
 
 
 def test_webcam_refuses_to_write_over_its_source(tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 
 import emotion_recognition as er
 from emotion import budget, precision
-from conftest import ROOT, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_cli
+from conftest import ROOT, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_cli, run_main, write_video
 
 
 @pytest.fixture
@@ -142,7 +142,6 @@ def test_training_curves_count_whole_epochs(tmp_path):
 @pytest.mark.parametrize("command", ["predict", "evaluate", "webcam", "serve", "train"])
 def test_each_command_that_answers_computes_in_the_precision_asked(command, tmp_path, capsys, monkeypatch):
     import web.server
-    from test_robustness import run_main, write_video
     asked = []
     real = er.with_precision
     monkeypatch.setattr(er, "with_precision", lambda model, name: asked.append(name) or real(model, name))
@@ -160,7 +159,6 @@ def test_each_command_that_answers_computes_in_the_precision_asked(command, tmp_
 
 
 def test_predict_in_bfloat16_agrees_with_float32(capsys):
-    from test_robustness import run_main
     photo = os.path.join(ROOT, "samples", "astronaut.jpg")
     answers = {}
     for name in ("float32", "bfloat16"):

@@ -10,12 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHIPPED_SEVEN
+from conftest import ROOT, SHIPPED_SEVEN, run_main, write_video
 from emotion import video
 from emotion.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point, new_series, plot_timeline,
                               progress_line, series_points, summarize, update_timeline)
 from emotion.video import match_tracks
-from test_robustness import run_main, write_video
 
 CLIP_FPS = 10
 
