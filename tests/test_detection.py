@@ -212,6 +212,7 @@ def test_predict_save_and_the_web_page_number_the_faces(command, tmp_path, capsy
     assert texts == [f"{i}: {face['emotion']} {face['confidence']:.0%}" for i, face in enumerate(answered, 1)]
 
 
+@pytest.mark.slow
 def test_webcam_follows_a_real_face_between_detections(model_path, tmp_path):
     photo = cv2.cvtColor(cv2.resize(real_photo("astronaut"), (480, 480)), cv2.COLOR_RGB2BGR)
     frame = np.full((480, 640, 3), 90, np.uint8)

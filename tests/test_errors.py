@@ -207,6 +207,7 @@ def test_large_splits_go_to_a_memory_mapped_file_cache(data, tmp_path, monkeypat
     np.testing.assert_array_equal(batch_images.numpy(), in_memory[:5].astype("float32"))
 
 
+@pytest.mark.slow
 def test_model_for_another_input_size_suggests_retraining(data, tmp_path):
     model = er.build_model("cnn", (64, 64, 1), 3, 1e-3)
     er.save_model(model, str(tmp_path / "m.h5"), {"class_names": ["angry", "happy", "sad"], "image_size": 64,
@@ -215,6 +216,7 @@ def test_model_for_another_input_size_suggests_retraining(data, tmp_path):
                                "--output-dir", tmp_path / "o"), "64x64", "--train-again")
 
 
+@pytest.mark.slow
 def test_model_for_another_colour_suggests_retraining(data, tmp_path):
     er.save_model(er.build_model("cnn", (48, 48, 1), 3, 1e-3), str(tmp_path / "m.h5"),
                   {"class_names": ["angry", "happy", "sad"], "image_size": 48, "color": "grayscale"})
@@ -229,6 +231,7 @@ def test_help_points_to_each_commands_options(capsys):
         assert expected in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_job_modules_error_is_one_line_when_the_script_runs_as_main(tmp_path):
     """predict runs in emotion/faces.py, which imports the script by name: run as `python emotion_recognition.py`,
     the script must be that same module (loaded once, one UserError class), so its main() catches what the job

@@ -111,6 +111,7 @@ def test_webcam_on_a_video_file_headless(model_path, tmp_path):
     assert "Processed 5 frames" in result.stdout
 
 
+@pytest.mark.slow
 def test_webcam_that_cannot_be_opened(model_path, tmp_path):
     for source in ("97", tmp_path / "nope.mp4"):
         result = run_cli("webcam", "--source", source, "--no-display", "--model-path", model_path)

@@ -111,6 +111,7 @@ def test_initial_model_fine_tunes_from_its_weights(camera_run, tmp_path, synthet
     assert not (tmp_path / "x.h5").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_names_the_folder_in_its_results(camera_run, synthetic_data):
     metrics = json.loads((camera_run / "train" / "metrics.json").read_text())
     assert metrics["data"] == os.path.abspath(os.path.join(synthetic_data, "test"))

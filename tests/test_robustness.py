@@ -340,6 +340,7 @@ def test_a_failed_write_is_an_error_and_leaves_nothing(tmp_path, capsys, monkeyp
     assert os.listdir(tmp_path / "out") == []  # no temporary file, no half image
 
 
+@pytest.mark.slow
 def test_a_run_whose_loss_becomes_nan_keeps_the_model_file(tmp_path, capsys):
     from conftest import make_dataset
     data = make_dataset(tmp_path / "data", per_class=(8, 2, 2))

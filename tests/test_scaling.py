@@ -172,6 +172,7 @@ print(json.dumps({{"val_loss": history.history["val_loss"],
 """
 
 
+@pytest.mark.slow
 def test_two_workers_compute_what_one_process_computes(tmp_path):
     """fit_multiworker on two workers with half a batch each == model.fit in one process on whole batches,
     L2 penalty included (in the gradients and in the logged losses)."""

@@ -102,6 +102,7 @@ def test_too_large_upload_gets_413(model_path, tmp_path):
     assert "larger than the 0.01 MB limit" in response.get_json()["error"]
 
 
+@pytest.mark.slow
 def test_model_is_loaded_once(model_path, tmp_path, monkeypatch):
     calls = []
     load = er.load_trained_model
