@@ -804,7 +804,7 @@ def load_splits(data_dir, class_names, image, splits, cache_dir):
 
 def train_new_model(args, strategy, splits, class_names, image):
     """Build (or start from --initial-model), make the data, fit and save: returns (model, history)."""
-    precision, why = choose_precision(args.precision)
+    precision, why = choose_precision(args.precision, args.distribute == "multiworker")
     print(f"Precision: {precision} ({why})")
     set_precision(precision)
     num_classes, train_labels = len(class_names), splits["train"][1]

@@ -51,14 +51,14 @@ def conv_seconds(dtype, steps=3):
 
 
 @functools.cache
-def choose_precision(requested):
+def choose_precision(requested, multiworker=False):
     """`requested`, or for "auto": float16 when a GPU is visible, bfloat16 on a CPU with bfloat16 units where it
     measures faster than float32 (elsewhere it can be many times slower), float32 otherwise. Returns
-    (precision, why)."""
+    (precision, why). Under MultiWorkerMirroredStrategy Keras' float16 loss scaling fails (docs/design.md)."""
     if requested != "auto":
         return requested, "as asked"
     if tf.config.list_physical_devices("GPU"):
-        return "float16", "a GPU is visible"
+        return ("float32", "float16 fails across machines") if multiworker else ("float16", "a GPU is visible")
     if not set(BFLOAT16_CPU_FLAGS) & cpu_flags():
         return "float32", "this CPU has no bfloat16 units"
     seconds = {dtype: conv_seconds(dtype) for dtype in (tf.float32, tf.bfloat16)}
