@@ -511,8 +511,8 @@ def make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plate
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
         best_model_checkpoint(model, checkpoint_path, metadata, best_val_loss),
-        rate := keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.setdefault(  # history.csv's
-            "learning_rate", float(keras.ops.convert_to_numpy(rate.model.optimizer.learning_rate)))),  # fitted: also a head
+        rate := keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.setdefault(  # history.csv's,
+            "learning_rate", float(keras.ops.convert_to_numpy(rate.model.optimizer.learning_rate)))),  # of the fit
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),  # a diverged run stops at once; train_model then keeps the old model file
         progress_bar(),
