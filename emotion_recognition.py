@@ -70,6 +70,8 @@ LR_SCHEDULE = "plateau"  # "plateau" (the original's ReduceLROnPlateau) or "cosi
 LABEL_SMOOTHING = 0.0  # cross-entropy label smoothing, 0 = off (the original)
 WEIGHT_DECAY = 0.0  # decoupled weight decay (AdamW) when above 0; 0 = plain Adam (the original)
 CLASS_WEIGHT = "none"  # "balanced" weights the loss by inverse class frequency; "none" = the original
+TARGETS = "votes"  # with annotators' votes beside the data (prepare --votes): "votes" learns each face's share
+#                    of them (Barsoum et al.'s best), "folders" the one-hot class folder (its vote plurality)
 TTA = False  # average each prediction with that of the horizontally flipped image
 CALIBRATION_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
 TEMPERATURE_RANGE = (0.05, 20.0)  # calibration temperatures searched (and accepted in a model file)
@@ -197,16 +199,22 @@ def choose_image_settings(data_dir, class_names, image_size, color, min_size):
     return int(image_size), color
 
 
-def load_folder(folder, class_names, image_size, color, normalize, cache_dir=None):
-    """Decode every image under folder/<class>/ once, resized: (images uint8, labels, skipped paths). Labels index
-    `class_names` (a folder may hold a subset); splits above MAX_IN_MEMORY_MB go to a memory-mapped file cache."""
+def folder_files(folder, class_names):
+    """The image files under folder/<class>/ in load_folder's order, and their labels (indices of class_names)."""
     files, labels = [], []
     for label, name in enumerate(class_names):
         class_dir = os.path.join(folder, name)
         if os.path.isdir(class_dir):
-            paths = [p for p in list_image_files(class_dir) if not os.path.basename(p).startswith(".")]
+            paths = list_image_files(class_dir)
             files += paths
             labels += [label] * len(paths)
+    return files, labels
+
+
+def load_folder(folder, class_names, image_size, color, normalize, cache_dir=None):
+    """Decode every image under folder/<class>/ once, resized: (images uint8, labels, skipped paths). Labels index
+    `class_names` (a folder may hold a subset); splits above MAX_IN_MEMORY_MB go to a memory-mapped file cache."""
+    files, labels = folder_files(folder, class_names)
     channels = 1 if color == "grayscale" else 3
     shape = (len(files), image_size, image_size, channels)
     if math.prod(shape) > MAX_IN_MEMORY_MB * 2**20 and cache_dir:
@@ -255,7 +263,8 @@ def make_augmentation(strength):
 
 
 def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=SEED, drop_remainder=False):
-    """Batches of (float32 pixels 0-255, one-hot labels) read from the decoded array; order kept unless shuffle."""
+    """Batches of (float32 pixels 0-255, targets) read from the decoded array; order kept unless shuffle. Targets:
+    one-hot of integer `labels`, or `labels` themselves when they are rows of class shares (annotators' votes)."""
     ds = tf.data.Dataset.range(len(images))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -265,7 +274,8 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment
     def take(index):
         batch = tf.numpy_function(lambda i: images[i], [index], tf.uint8)
         batch = tf.ensure_shape(batch, (None, *image_shape))
-        return tf.cast(batch, tf.float32), tf.one_hot(tf.gather(labels, index), num_classes)
+        targets = tf.gather(labels, index)
+        return tf.cast(batch, tf.float32), targets if labels.ndim == 2 else tf.one_hot(targets, num_classes)
 
     ds = ds.map(take, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
@@ -802,6 +812,30 @@ def load_splits(data_dir, class_names, image, splits, cache_dir):
     return loaded
 
 
+def vote_targets(data_dir, splits, class_names):
+    """{split: each face's share of the annotators' votes among class_names} for train and val, when the data set
+    has a votes file (prepare --votes); else None. A face with no vote among the classes keeps its folder's class."""
+    from emotion.votes import VOTE_NAMES, find_votes_file, vote_shares, votes_for
+    path = find_votes_file(data_dir)
+    if path is None:
+        return None
+    if not set(class_names) <= set(VOTE_NAMES):
+        print(f"Targets: class folders ({path} has no votes for {sorted(set(class_names) - set(VOTE_NAMES))})")
+        return None
+    targets = {}
+    for split in ("train", "val"):
+        _, labels, skipped = splits[split]
+        files = [f for f in folder_files(os.path.join(data_dir, split), class_names)[0] if f not in set(skipped)]
+        shares, has_votes = vote_shares(votes_for(files, path), class_names)
+        shares[~has_votes] = np.eye(len(class_names), dtype=np.float32)[labels[~has_votes]]
+        if not has_votes.all():
+            print(f"Warning: {(~has_votes).sum()} {split} face(s) have no votes among {','.join(class_names)} in "
+                  f"{path}; each learns its folder's class")
+        targets[split] = shares
+    print(f"Targets: each face's share of the annotators' votes in {path} (--targets folders: the class folders)")
+    return targets
+
+
 def train_new_model(args, strategy, splits, class_names, image):
     """Build (or start from --initial-model), make the data, fit and save: returns (model, history)."""
     precision, why = choose_precision(args.precision, args.distribute == "multiworker")
@@ -822,6 +856,10 @@ def train_new_model(args, strategy, splits, class_names, image):
     metadata = {"class_names": class_names, **image, "model": args.model, "trained_on": data_label(args.data),
                 "created": datetime.datetime.now().isoformat(timespec="seconds")}
     augment = make_augmentation(args.augment)
+    targets = {split: splits[split][1] for split in ("train", "val")}
+    if args.targets == "votes":
+        targets = vote_targets(args.data, splits, class_names) or targets
+        metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
     start = time.perf_counter()
     if args.cache_features:
         from emotion.features import make_feature_data
@@ -829,9 +867,10 @@ def train_new_model(args, strategy, splits, class_names, image):
         print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
     else:
         head = None
-        train_ds = make_dataset(*splits["train"][:2], num_classes, args.batch_size, shuffle=True, augment=augment,
-                                seed=args.seed, drop_remainder=args.distribute == "multiworker")  # no empty shares
-        val_ds = make_dataset(*splits["val"][:2], num_classes, args.batch_size)
+        train_ds = make_dataset(splits["train"][0], targets["train"], num_classes, args.batch_size, shuffle=True,
+                                augment=augment, seed=args.seed,
+                                drop_remainder=args.distribute == "multiworker")  # no empty shares
+        val_ds = make_dataset(splits["val"][0], targets["val"], num_classes, args.batch_size)
     history = train_model(
         model, train_ds, val_ds, epochs=args.epochs, model_path=args.model_path, output_dir=args.output_dir,
         metadata=metadata, reduce_on_plateau=args.lr_schedule == "plateau", resume=args.resume,
@@ -922,6 +961,9 @@ def make_parser():
     train.add_argument("--time-budget", type=positive_float, metavar="MINUTES", default=TIME_BUDGET,
                        help="train for at most this long (the best epoch is kept); see --lr-schedule")
     train.add_argument("--class-weight", default=CLASS_WEIGHT, choices=("none", "balanced"), help="class weights")
+    train.add_argument("--targets", default=TARGETS, choices=("votes", "folders"),
+                       help="with a votes file beside the data (prepare --votes): learn each face's share of the "
+                            "votes, or its class folder")
 
     evaluate = commands.add_parser("evaluate", parents=[answers, classes_option],
                                    help="evaluate the saved model on a folder of <class>/ sub-folders")
@@ -957,6 +999,11 @@ def make_parser():
                          help="files whose names begin with the same match (a person's id) share a split; 'none': off")
     prepare.add_argument("--crop-faces", action="store_true",
                          help="store the largest detected face of each photo; photos with none are skipped")
+    prepare.add_argument("--votes", metavar="VOTES.csv",
+                         help="annotators' votes keyed by image path under --source (FER+ columns): file each face "
+                              "under its vote plurality and keep the votes for training (default classes: seven)")
+    prepare.add_argument("--ferplus", metavar="fer2013new.csv",
+                         help="FER+'s votes for --source fer2013.csv, row for row: as --votes")
     serve = commands.add_parser("serve", parents=[labels, classes_option, detector_option],
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", type=host_arg, default=SERVE_HOST, help="address to listen on (0.0.0.0: any network)")

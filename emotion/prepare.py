@@ -12,12 +12,14 @@ import numpy as np
 from emotion.faces import crop_face, detect_faces, load_face_detector
 from emotion.files import UserError, write_file
 from emotion.images import ImageRefused, open_regular_file, read_image, write_image
+from emotion.votes import VOTE_NAMES, VOTES_FILE, plurality, read_csv_rows, write_votes
 from emotion_recognition import DETECTOR, GROUP_PATTERN, SEED, SPLITS, list_class_names, list_image_files
 
 FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
 FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
 SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
+SEVEN_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # prepare's default with votes
 RELEASE_PADDING = r"\.jpg\d+\.jpg$"  # FER2013's image release pads disgust with augmented copies (NAME.jpgK.jpg)
 CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
                   "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
@@ -41,7 +43,7 @@ def read_fer2013_csv(path, classes):
         raise UserError(f"{path}: not a FER2013 CSV text file ({type(error).__name__}); give fer2013.csv itself, "
                         "unpacked") from None
     found = {name for _, name, _ in rows}
-    absent = [c for c in classes if c not in found]
+    absent = [c for c in classes or () if c not in found]
     if absent:
         raise UserError(f"{path}: no rows of class(es) {absent}; choose others with --classes")
     usage = {split: name for name, split in FER2013_USAGE.items()}
@@ -76,7 +78,7 @@ def read_fer2013_rows(path, classes):
                     or not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
                 raise UserError(f"{path}, line {line}: emotion {code}, {image.size} pixels, Usage {usage!r}; "
                                 f"expected 0-6, 2304 values in 0-255, one of {', '.join(FER2013_USAGE)}")
-            if FER2013_CODES[code] in classes:
+            if classes is None or FER2013_CODES[code] in classes:
                 rows.append((FER2013_USAGE[usage], FER2013_CODES[code], image.reshape(48, 48).astype(np.uint8)))
     return rows
 
@@ -126,16 +128,18 @@ def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
     """[(split, class, source file)] for an image-folder source, split by seed and stratified by class; files
     of one group (group_of) stay in one split. FER2013's release: its padding copies of disgust are left out."""
     rng = np.random.default_rng(seed)
+    if all(os.path.isdir(os.path.join(source, split)) for split in SPLITS):  # already split: the splits stay
+        parts = {split: class_folders(os.path.join(source, split)) for split in SPLITS}
+        classes = classes or sorted(parts["train"])
+        check_classes(source, parts, classes)
+        return [(split, name, f) for split in SPLITS for name in classes for f in list_image_files(parts[split][name])
+                if not re.search(RELEASE_PADDING, f)], classes
     released = os.path.isdir(os.path.join(source, "train")) and os.path.isdir(os.path.join(source, "test"))
     parts = {"train": class_folders(os.path.join(source, "train")),
              "test": class_folders(os.path.join(source, "test"))} if released else {"": class_folders(source)}
     # FER2013's release: the original's three classes by default; a folder of the user's own: all of them
     classes = classes or (list(ORIGINAL_CLASSES) if released else sorted(parts[""]))
-    for part, folders in parts.items():
-        missing = [c for c in classes if c not in folders]
-        if missing:
-            raise UserError(f"class(es) {missing} not found in {os.path.join(source, part)!r}; "
-                            f"it has {sorted(folders)} (choose with --classes)")
+    check_classes(source, parts, classes)
     plan = []
     if released:  # FER2013's image release: train stays, its test is halved into val and test
         for name in classes:
@@ -158,14 +162,76 @@ def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
     return plan, classes
 
 
+def check_classes(source, parts, classes):
+    for part, folders in parts.items():
+        missing = [c for c in classes if c not in folders]
+        if missing:
+            raise UserError(f"class(es) {missing} not found in {os.path.join(source, part)!r}; "
+                            f"it has {sorted(folders)} (choose with --classes)")
+
+
+def read_votes_for_items(items, source, votes_path=None, ferplus_path=None):
+    """The votes (N, 10) of each planned item: from a votes file keyed by path under the source folder
+    (--votes), or FER+'s fer2013new.csv, whose rows follow fer2013.csv row for row (--ferplus)."""
+    if ferplus_path:
+        rows, votes = read_csv_rows(ferplus_path, "Usage")
+        if len(rows) != len(items):
+            raise UserError(f"{ferplus_path} has {len(rows)} rows of votes and {source} {len(items)} faces; "
+                            "FER+'s fer2013new.csv follows fer2013.csv row for row: give the pair that belong together")
+        usage = {split: name for name, split in FER2013_USAGE.items()}
+        for line, (row, (split, _, _)) in enumerate(zip(rows, items), start=2):
+            if row["Usage"].strip() != usage[split]:
+                raise UserError(f"{ferplus_path}, line {line}: Usage {row['Usage']!r} but {source}'s row {line} is "
+                                f"{usage[split]}; the two files do not follow each other row for row")
+        return votes
+    rows, votes = read_csv_rows(votes_path, "path")
+    index = {os.path.normpath(row["path"]): i for i, row in enumerate(rows)}
+    if len(index) < len(rows):
+        raise UserError(f"{votes_path}: some paths appear more than once; give each image one row of votes")
+    keys = [os.path.normpath(os.path.relpath(f, source)) for _, _, f in items]
+    absent = [k for k in keys if k not in index]
+    if absent:
+        raise UserError(f"{votes_path} has no votes for {len(absent)} of {len(keys)} images in {source} (e.g. "
+                        f"{absent[0]}); its paths must be the images' paths under {source}")
+    extra = len(index) - len(set(keys))
+    if extra:
+        example = next(k for k in index if k not in set(keys))
+        raise UserError(f"{votes_path} has {extra} row(s) for images that are not in {source} (e.g. {example}); "
+                        "its paths must be the images' paths under the source folder")
+    return votes[[index[k] for k in keys]]
+
+
+def file_by_votes(items, votes, classes):
+    """Items re-filed under their vote plurality among `classes`, their votes, and {reason: count} of those left
+    out (not a face, unknown, a tie, or an emotion outside `classes`)."""
+    kept, kept_votes, left_out = [], [], {}
+    for (split, _, item), row, (label, why) in zip(items, votes, plurality(votes, classes)):
+        if label is None:
+            left_out[why] = left_out.get(why, 0) + 1
+        else:
+            kept.append((split, classes[label], item))
+            kept_votes.append(row)
+    return kept, kept_votes, left_out
+
+
 def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_faces=False, detector=DETECTOR,
-                    group_pattern=GROUP_PATTERN):
+                    group_pattern=GROUP_PATTERN, votes=None, ferplus=None):
     """Write out/{train,val,test}/<class>/ from a FER2013 CSV, its image release, or a folder of classes.
 
     crop_faces: keep only the largest face `detector` finds in each photo, cut as predict cuts faces.
+    votes (a file keyed by path under a folder source) or ferplus (FER+'s fer2013new.csv beside a fer2013.csv):
+    each face is filed under its vote plurality and its votes are kept in out/VOTES_FILE.
 
-    Copies only (the source is never changed). Returns {(split, class): count} and the skipped files.
+    Copies only (the source is never changed). Returns {(split, class): count}, the skipped files and
+    {reason: count} of faces the votes leave out.
     """
+    if ferplus and not os.path.isfile(source):
+        raise UserError("--ferplus goes with --source fer2013.csv (its rows follow it); for a folder use --votes")
+    if votes and os.path.isfile(source):
+        raise UserError("--votes goes with a folder --source (keyed by image path); for fer2013.csv use --ferplus")
+    for path in (votes, ferplus):
+        if path and not os.path.isfile(path):
+            raise UserError(f"votes file {path!r} not found")
     if not os.path.exists(source):
         raise UserError(f"source {source!r} does not exist; give fer2013.csv or a folder of class folders")
     real_out, real_source = os.path.realpath(out), os.path.realpath(source)
@@ -184,15 +250,27 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
     if twice:
         raise UserError(f"--classes names {', '.join(twice)} more than once (names are matched case-insensitively, "
                         "with synonyms: anger = angry); give each class once")
+    by_votes = bool(votes or ferplus)
+    if by_votes:
+        classes = classes or list(SEVEN_CLASSES)
+        unknown = [c for c in classes if c not in VOTE_NAMES[:-2]]
+        if unknown:
+            raise UserError(f"class(es) {unknown} have no votes; the votes are for {', '.join(VOTE_NAMES[:-2])}")
     if os.path.isfile(source):
         classes = classes or list(ORIGINAL_CLASSES)
-        unknown = [c for c in classes if c not in FER2013_CODES]
+        unknown = [c for c in classes if c not in FER2013_CODES and not by_votes]
         if unknown:
             raise UserError(f"class(es) {unknown} are not in FER2013; it has {', '.join(FER2013_CODES)}")
-        items = read_fer2013_csv(source, classes)
+        items = read_fer2013_csv(source, None if by_votes else classes)
     else:
-        items, classes = plan_folder_copies(source, classes, seed, group_pattern)
+        # with votes every folder is read: a face's folder is not its class, its votes are
+        items, folder_classes = plan_folder_copies(source, None if by_votes else classes, seed, group_pattern)
+        classes = classes if by_votes else folder_classes
         check_outside(out, [os.path.dirname(f) for _, _, f in items] + [f for _, _, f in items])
+    left_out = {}
+    if by_votes:
+        items, item_votes, left_out = file_by_votes(items, read_votes_for_items(items, source, votes, ferplus),
+                                                    classes)
     try:
         for split in SPLITS:
             if os.path.isdir(os.path.join(out, split)):
@@ -202,15 +280,17 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
     except OSError as error:
         raise UserError(f"cannot write into --out {out!r} ({error.strerror}); choose a writable folder") from None
     detector = load_face_detector(detector) if crop_faces else None
-    counts, skipped = {(s, c): 0 for s in SPLITS for c in classes}, []
+    counts, skipped, written = {(s, c): 0 for s in SPLITS for c in classes}, [], []
     print(f"Writing {len(items)} images to {out}/")  # no Keras progress bar: prepare runs without TensorFlow
     for i, (split, name, item) in enumerate(items):
         target = os.path.join(out, split, name)
         if isinstance(item, np.ndarray):  # a decoded CSV row
-            write_image(os.path.join(target, f"{split}_{i:05d}.png"), item)
+            path = os.path.join(target, f"{split}_{i:05d}.png")
+            write_image(path, item)
         elif detector is None:
+            path = unique_path(os.path.join(target, os.path.basename(item)), item)
             try:
-                copy_file(item, os.path.join(target, os.path.basename(item)))
+                copy_file(item, path)
             except ImageRefused as error:
                 print(f"Warning: skipped {error}")
                 continue
@@ -225,10 +305,21 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
                 skipped.append(item)
                 continue
             face = crop_face(image, max(found, key=lambda f: f["box"][2] * f["box"][3]))
-            name_png = os.path.splitext(os.path.basename(item))[0] + ".png"
-            write_image(os.path.join(target, name_png), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+            path = unique_path(os.path.join(target, os.path.splitext(os.path.basename(item))[0] + ".png"), item)
+            write_image(path, cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
         counts[split, name] += 1
-    return counts, skipped
+        if by_votes:
+            written.append((os.path.relpath(path, out), item_votes[i]))
+    if by_votes:
+        write_votes(os.path.join(out, VOTES_FILE), written)
+    return counts, skipped, left_out
+
+
+def unique_path(path, source):
+    """`path`, or (taken by a file of the same name from another folder) the name prefixed with that folder's."""
+    if not os.path.exists(path):
+        return path
+    return os.path.join(os.path.dirname(path), f"{os.path.basename(os.path.dirname(source))}_{os.path.basename(path)}")
 
 
 def check_outside(out, paths):
@@ -261,8 +352,12 @@ def print_counts(counts):
 
 
 def run_prepare(args):
-    counts, skipped = prepare_dataset(args.source, args.out, args.classes, args.seed, args.force, args.crop_faces,
-                                      args.detector, args.group_pattern)
+    counts, skipped, left_out = prepare_dataset(args.source, args.out, args.classes, args.seed, args.force,
+                                                args.crop_faces, args.detector, args.group_pattern, args.votes,
+                                                args.ferplus)
+    if left_out:
+        print(f"Left out {sum(left_out.values())} face(s) by their votes: "
+              + ", ".join(f"{n} {why}" for why, n in sorted(left_out.items())))
     if skipped:
         print(f"Skipped {len(skipped)} image(s) with no detectable face: " + ", ".join(skipped[:10])
               + (" ..." if len(skipped) > 10 else ""))

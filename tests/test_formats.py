@@ -69,7 +69,7 @@ def test_evaluate_and_training_folders_read_every_format(model_path, tmp_path):
 def test_prepare_crop_faces_reads_every_format(tmp_path):
     for name in ("happy", "sad"):
         write_formats(tmp_path / "src" / name)
-    counts, skipped = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True,
+    counts, skipped, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True,
                                          group_pattern="none")
     assert skipped == [] and sum(counts.values()) == 18
 

@@ -87,7 +87,7 @@ def test_a_fifo_named_like_an_image_is_skipped_in_every_command(tmp_path, capsys
         images, _, _ = er.load_folder(str(tmp_path / "data"), ["happy", "sad"], 48, "grayscale", "none")
         assert len(images) == 2 and f"Warning: skipped {tmp_path / 'data' / 'sad' / 'x.jpg'}: not a regular file" \
             in capsys.readouterr().out
-        counts, _ = prepare_dataset(str(tmp_path / "data"), str(tmp_path / "out"), group_pattern="none")
+        counts, _, _ = prepare_dataset(str(tmp_path / "data"), str(tmp_path / "out"), group_pattern="none")
         assert sum(counts.values()) == 2 and "x.jpg: not a regular file" in capsys.readouterr().out
 
 

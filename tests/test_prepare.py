@@ -102,7 +102,7 @@ def test_fer2013_image_release(tmp_path):
     make_class_folders(tmp_path / "src" / "train", {"angry": 6, "happy": 8, "sad": 4, "neutral": 3}, rng)
     make_class_folders(tmp_path / "src" / "test", {"angry": 4, "happy": 6, "sad": 3, "neutral": 2}, rng)
     before = sorted(os.walk(tmp_path / "src"))
-    counts, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"))  # default: the original's three
+    counts, _, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"))  # default: the original's three
     assert counts == {("train", "angry"): 6, ("train", "happy"): 8, ("train", "sad"): 4,
                       ("val", "angry"): 2, ("val", "happy"): 3, ("val", "sad"): 2,
                       ("test", "angry"): 2, ("test", "happy"): 3, ("test", "sad"): 1}
@@ -157,7 +157,7 @@ def test_crop_faces_skips_photos_without_a_face(tmp_path):
     cv2.imwrite(str(tmp_path / "src" / "happy" / "blank.png"), np.full((100, 100), 128, np.uint8))
     os.makedirs(tmp_path / "src" / "sad")
     cv2.imwrite(str(tmp_path / "src" / "sad" / "blank.png"), rng.integers(0, 255, (100, 100), dtype=np.uint8))
-    counts, skipped = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
+    counts, skipped, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
     assert sum(counts.values()) == 0 and len(skipped) == 2
 
 
@@ -184,7 +184,7 @@ def test_crop_faces_stores_the_face_of_each_photo(tmp_path):
             photo[84:276, 144:336] = cv2.resize(cv2.imread(os.path.join(folder, name), cv2.IMREAD_GRAYSCALE),
                                                 (192, 192), interpolation=cv2.INTER_CUBIC)
             cv2.imwrite(str(tmp_path / "src" / emotion / name), photo)
-    counts, skipped = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
+    counts, skipped, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), crop_faces=True)
     assert sum(counts.values()) + len(skipped) == 10 and sum(counts.values()) >= 6, skipped
     for root, _, files in os.walk(tmp_path / "out"):
         for name in files:
@@ -207,7 +207,7 @@ def test_the_image_release_leaves_out_its_padding_copies(tmp_path):
     make_class_folders(tmp_path / "src" / "test", {"disgust": 2, "happy": 2}, rng)
     for k in (1, 2):  # the release's augmented copies of a disgust face
         cv2.imwrite(str(tmp_path / "src" / "train" / "disgust" / f"disgust_000.jpg{k}.jpg"), draw_face("sad", 48, rng))
-    counts, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), ["disgust", "happy"])
+    counts, _, _ = prepare_dataset(str(tmp_path / "src"), str(tmp_path / "out"), ["disgust", "happy"])
     assert counts["train", "disgust"] == 3 and counts["train", "happy"] == 2
 
 

@@ -1,0 +1,116 @@
+"""Annotators' votes (FER+, Barsoum et al. 2016): reading a votes file, each face's plurality class, and the vote
+shares a model learns from. `prepare --votes/--ferplus` writes VOTES_FILE beside the split folders; training and
+`evaluate` read it from there."""
+
+import csv
+import os
+
+import numpy as np
+
+from emotion.files import UserError
+
+VOTES_FILE = "votes.csv"  # beside train/, val/, test/: one row of votes per face, keyed by its path under the data set
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown",
+                   "NF")  # fer2013new.csv's vote columns, in its order
+FERPLUS_NAMES = {"happiness": "happy", "sadness": "sad", "anger": "angry"}  # FER+'s names -> this project's
+VOTE_NAMES = tuple(FERPLUS_NAMES.get(c, c) for c in FERPLUS_COLUMNS)  # VOTES_FILE's vote columns
+NOT_EMOTIONS = ("unknown", "NF")  # a plurality here (NF: not a face) leaves the face out
+
+
+def vote_matrix(rows, where, columns=FERPLUS_COLUMNS):
+    """Votes of csv.DictReader rows as an (N, 10) int array in FERPLUS_COLUMNS order; `where` names the file."""
+    votes = np.zeros((len(rows), len(columns)), dtype=np.int64)
+    for i, row in enumerate(rows):
+        try:
+            values = [float(row[c]) for c in columns]
+        except (TypeError, ValueError):
+            raise UserError(f"{where}, row {i + 2}: the votes {[row.get(c) for c in columns]} are not all numbers; "
+                            "each vote column holds a count") from None
+        if not all(v >= 0 and v == int(v) for v in values):
+            raise UserError(f"{where}, row {i + 2}: the votes {values} are not whole counts of 0 or more")
+        votes[i] = values
+    return votes
+
+
+def read_csv_rows(path, key_column):
+    """(rows, header) of a votes CSV that has `key_column` and every vote column of FER+; a clear error if not."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = [row for row in reader if any((v or "").strip() for v in row.values())]  # blank lines skipped
+    except FileNotFoundError:
+        raise UserError(f"votes file {path!r} not found") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path}: not a CSV text file of votes ({type(error).__name__})") from None
+    vote_columns = FERPLUS_COLUMNS if "happiness" in header else VOTE_NAMES  # FER+'s names or this project's
+    missing = [c for c in (key_column, *vote_columns) if c not in header]
+    if missing:
+        raise UserError(f"{path}: no column(s) {', '.join(missing)}; expected {key_column} and the vote columns "
+                        f"{','.join(vote_columns)}")
+    return rows, vote_matrix(rows, path, vote_columns)
+
+
+def plurality(votes, classes):
+    """Each face's class by most votes (an index into `classes`), or None with the reason: "not a face",
+    "unknown", "tie", or "other class" (its plurality is an emotion outside `classes`)."""
+    top = votes.max(axis=1, keepdims=True)
+    winners = votes == top
+    result = []
+    for row, won in zip(votes, winners):
+        if row.sum() == 0 or won.sum() > 1:
+            result.append((None, "tie"))
+            continue
+        name = VOTE_NAMES[int(np.argmax(won))]
+        if name in NOT_EMOTIONS:
+            result.append((None, "not a face" if name == "NF" else "unknown"))
+        elif name not in classes:
+            result.append((None, "other class"))
+        else:
+            result.append((classes.index(name), None))
+    return result
+
+
+def write_votes(path, entries):
+    """VOTES_FILE: `entries` are (path under the data set, votes in FERPLUS_COLUMNS order)."""
+    from emotion.files import write_file
+    lines = [",".join(("path", *VOTE_NAMES))]
+    lines += [",".join((rel.replace(os.sep, "/"), *map(str, map(int, votes)))) for rel, votes in entries]
+    write_file(path, "\n".join(lines) + "\n")
+
+
+def find_votes_file(folder):
+    """VOTES_FILE of the data set `folder` belongs to (the folder itself or a split folder's parent), else None."""
+    for root in (folder, os.path.dirname(os.path.normpath(folder))):
+        if os.path.isfile(os.path.join(root, VOTES_FILE)):
+            return os.path.join(root, VOTES_FILE)
+    return None
+
+
+def votes_for(files, votes_path):
+    """(N, 10) votes of image files (paths under the data set holding `votes_path`) in VOTE_NAMES order."""
+    root = os.path.dirname(votes_path)
+    rows, votes = read_csv_rows(votes_path, "path")
+    index = {os.path.normpath(row["path"]): i for i, row in enumerate(rows)}
+    keys = [os.path.normpath(os.path.relpath(f, root)) for f in files]
+    absent = [k for k in keys if k not in index]
+    if absent:
+        raise UserError(f"{votes_path} has no votes for {len(absent)} image(s) of the data set (e.g. {absent[0]}); "
+                        "prepare the data set again with --votes, or remove the votes file to train on the folders")
+    return votes[[index[k] for k in keys]]
+
+
+def vote_shares(votes, classes):
+    """Each face's share of votes among `classes` (rows sum to 1) and a mask of faces with any vote among them."""
+    kept = votes[:, [VOTE_NAMES.index(c) for c in classes]].astype(np.float32)
+    total = kept.sum(axis=1, keepdims=True)
+    has_votes = total[:, 0] > 0
+    return kept / np.maximum(total, 1), has_votes
+
+
+def annotator_agreement(votes, predictions, classes):
+    """Mean share of the annotators' votes among `classes` that the model's answers got: on a face that half the
+    people call neutral and half sad, either answer scores 0.5."""
+    shares, has_votes = vote_shares(votes, classes)
+    return float(shares[np.arange(len(predictions)), predictions][has_votes].mean()) if has_votes.any() else None
