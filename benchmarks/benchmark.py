@@ -51,11 +51,13 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 from emotion.arguments import positive_int  # noqa: E402
-from emotion.faces import classify_crops, detect_faces, load_face_detector  # noqa: E402
+from emotion.detection import detect_faces, load_face_detector  # noqa: E402
+from emotion.predict import classify_crops  # noqa: E402
 from emotion.features import extract_features, make_feature_dataset, split_frozen_base  # noqa: E402
 from emotion.files import UserError  # noqa: E402
 from emotion.images import read_image  # noqa: E402
 from emotion.video import VIDEO_DETECT_WIDTH, run_video  # noqa: E402
+from emotion.data import ORIGINAL_IMAGE_SIZE, list_image_files, prepare_image
 import emotion_recognition as er  # noqa: E402  (the code under test)
 import cv2  # noqa: E402
 import keras  # noqa: E402
@@ -64,7 +66,7 @@ import tensorflow as tf  # noqa: E402
 DEFAULT_DATA = os.environ.get("FER_DATA", os.path.join(REPO_ROOT, "..", "shared", "datasets", "fer2013-has"))
 OUTPUT = "benchmark.json"  # written to the current folder unless --output says otherwise
 BATCH_SIZE = er.BATCH_SIZE  # 32, as the original
-ORIGINAL_SIZE = er.ORIGINAL_IMAGE_SIZE  # 200: the original's input side (RGB)
+ORIGINAL_SIZE = ORIGINAL_IMAGE_SIZE  # 200: the original's input side (RGB)
 SUBSET_RULE = "the first images of each class by sorted file name, in proportion to the class sizes"
 RESULT_PREFIX = "BENCHMARK_PART_RESULT "  # marks the one JSON line a part process prints
 
@@ -114,7 +116,7 @@ TARGETS = {  # from the issue
 
 def first_files(folder, class_names, limit):
     """The first files of each class (sorted names), `limit` in total, split in proportion to class sizes."""
-    per_class = {name: er.list_image_files(os.path.join(folder, name)) for name in class_names}
+    per_class = {name: list_image_files(os.path.join(folder, name)) for name in class_names}
     total = sum(len(files) for files in per_class.values())
     if limit is None or limit >= total:
         return per_class
@@ -122,7 +124,7 @@ def first_files(folder, class_names, limit):
 
 
 def count_images(folder, class_names):
-    return sum(len(er.list_image_files(os.path.join(folder, name))) for name in class_names)
+    return sum(len(list_image_files(os.path.join(folder, name))) for name in class_names)
 
 
 def link_subset(files_per_class, folder):
@@ -269,7 +271,7 @@ def first_batch(plan, size_key):
         label = i % len(plan["class_names"])
         files = per_class[plan["class_names"][label]]
         path = files[i // len(plan["class_names"]) % len(files)]
-        images.append(er.prepare_image(read_image(path), size, color, er.NORMALIZE))
+        images.append(prepare_image(read_image(path), size, color, er.NORMALIZE))
         labels.append(label)
     return np.stack(images), np.array(labels)
 
@@ -366,7 +368,7 @@ def video_frame(face, offset):
 
 def write_face_video(plan, detector, path):
     """A video of a FER2013 face the face detector finds (as run_video detects), drifting sideways."""
-    files = [f for name in plan["class_names"] for f in er.list_image_files(os.path.join(plan["val_dir"], name))]
+    files = [f for name in plan["class_names"] for f in list_image_files(os.path.join(plan["val_dir"], name))]
     for file in files:
         face = cv2.resize(read_image(file), (VIDEO_FACE_SIDE, VIDEO_FACE_SIDE), interpolation=cv2.INTER_LINEAR)
         rgb = cv2.cvtColor(video_frame(face, 0), cv2.COLOR_BGR2RGB)
@@ -397,9 +399,9 @@ def part_inference(plan):
     size, color = plan["sizes"]["auto"]
     model = new_model(plan, er.MODEL, "auto")
     metadata = {"class_names": plan["class_names"], "image_size": size, "color": color, "normalize": er.NORMALIZE}
-    files = [f for name in plan["class_names"] for f in er.list_image_files(os.path.join(plan["train_dir"], name))]
+    files = [f for name in plan["class_names"] for f in list_image_files(os.path.join(plan["train_dir"], name))]
     crops = [read_image(files[i % len(files)]) for i in range(INFERENCE_BATCH)]  # RGB, as the files are
-    prepared = np.stack([er.prepare_image(c, size, color, er.NORMALIZE) for c in crops])
+    prepared = np.stack([prepare_image(c, size, color, er.NORMALIZE) for c in crops])
     classify_crops(model, metadata, crops[:8])  # warm-up: traces the predict function
     classify_crops(model, metadata, crops[:1])
     batch_seconds, _ = median_seconds(lambda: classify_crops(model, metadata, crops), plan["inference_repeats"])

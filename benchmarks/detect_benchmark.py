@@ -32,10 +32,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from emotion import faces  # noqa: E402  (faces.MTCNN_MIN_CONFIDENCE is set per threshold below)
-from emotion.faces import IMAGE_EXTENSIONS, detect_faces, load_face_detector, predict_images  # noqa: E402
+from emotion import detection  # noqa: E402  (detection.MTCNN_MIN_CONFIDENCE is set per threshold below)
+from emotion.detection import detect_faces, load_face_detector  # noqa: E402
+from emotion.predict import IMAGE_EXTENSIONS, predict_images  # noqa: E402
 from emotion.images import read_image  # noqa: E402
 from emotion.video import VIDEO_DETECT_WIDTH, run_video  # noqa: E402
+from emotion.detection import DETECTORS
 import emotion_recognition as er  # noqa: E402
 from conftest import SHIPPED_MODEL, real_photo  # noqa: E402
 
@@ -109,7 +111,8 @@ def count_boxes(detector, image):
 
 def measure_quality(detector_name, photos_dir):
     detector = load_face_detector(detector_name)
-    result = {"detector": detector_name, "threshold": faces.MTCNN_MIN_CONFIDENCE if detector_name == "mtcnn" else None,
+    threshold = detection.MTCNN_MIN_CONFIDENCE if detector_name == "mtcnn" else None
+    result = {"detector": detector_name, "threshold": threshold,
               "skimage": {name: count_boxes(detector, real_photo(name)) for name in SKIMAGE_PHOTOS}}
     result["skimage_correct"] = sum(result["skimage"][n] == k for n, k in SKIMAGE_PHOTOS.items())
     if photos_dir:
@@ -129,9 +132,9 @@ def measure_quality(detector_name, photos_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--detectors", default=",".join(er.DETECTORS), help="comma-separated detectors")
+    parser.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated detectors")
     parser.add_argument("--photos", help="a folder of photos of one person each (quality: boxes per photo)")
-    parser.add_argument("--thresholds", default=str(faces.MTCNN_MIN_CONFIDENCE),
+    parser.add_argument("--thresholds", default=str(detection.MTCNN_MIN_CONFIDENCE),
                         help="mtcnn confidence cut-offs to measure quality at (comma-separated)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per figure (the median is kept)")
     parser.add_argument("--skip-speed", action="store_true", help="quality only")
@@ -155,7 +158,7 @@ def main():
                   f"{row['webcam_faces']} faces in {row['webcam_frames']} frames)", flush=True)
         for threshold in ([float(t) for t in args.thresholds.split(",")] if name == "mtcnn" else [None]):
             if threshold is not None:
-                faces.MTCNN_MIN_CONFIDENCE = threshold
+                detection.MTCNN_MIN_CONFIDENCE = threshold
             row = measure_quality(name, args.photos)
             report["quality"].append(row)
             wrong = {n: c for n, c in row["skimage"].items() if c != SKIMAGE_PHOTOS[n]}

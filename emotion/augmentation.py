@@ -6,7 +6,20 @@ import math
 import cv2
 import numpy as np
 
-from emotion_recognition import BLUR_SIGMA, BRIGHTNESS_FRACTION, CONTRAST_FRACTION, NOISE_LEVEL, tf
+from emotion.lazy_import import LazyModule
+
+tf = LazyModule("tensorflow")
+
+ROTATION_DEGREES = 30  # "original", as the original's ImageDataGenerator: rotation up to 30 degrees,
+SHIFT_FRACTION = 0.2  # width/height shift of 20 %,
+SHEAR_DEGREES = 0.2  # shear_range 0.2 (ImageDataGenerator reads it as an angle in degrees),
+ZOOM_FRACTION = 0.2  # zoom 80-120 %, horizontal flip, nearest fill
+CONTRAST_FRACTION = 0.4  # "camera" adds to the above: contrast 60-140 %,
+BRIGHTNESS_FRACTION = 0.15  # brightness shifts of up to 15 % of the grey range,
+BLUR_SIGMA = 1.0  # Gaussian blur (sigma 0.5 to this, in pixels) on half the faces,
+NOISE_LEVEL = 6.0  # and sensor noise of up to this standard deviation (grey levels)
+AUGMENTATIONS = ("original", "camera", "light", "none")  # --augment's choices; "light": a third of each
+#                                                          geometric range, no shear
 
 
 def blur_images(images, sigmas):
@@ -88,3 +101,13 @@ class Augmentation:
                                  images.shape)
         noise = tf.random.stateless_normal(tf.shape(images), seeds[4]) * uniform(5, 0, NOISE_LEVEL)
         return tf.clip_by_value(images + noise, 0, 255)
+
+
+def make_augmentation(strength):
+    """The training augmentation (run in tf.data, never saved in the model), or None for "none". "original": the
+    original's ranges; "light": a third of each, no shear; "camera": the original's plus photometric changes."""
+    if strength == "none":
+        return None
+    k = 1 / 3 if strength == "light" else 1
+    return Augmentation(k * ROTATION_DEGREES, k * SHIFT_FRACTION, 0.0 if strength == "light" else SHEAR_DEGREES,
+                        k * ZOOM_FRACTION, photometric=strength == "camera")

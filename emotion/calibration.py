@@ -3,7 +3,10 @@ calibration error and the reliability diagram of evaluate."""
 
 import numpy as np
 
-from emotion_recognition import CALIBRATION_BINS, TEMPERATURE_RANGE, answering_model, predict_probabilities, save_model
+from emotion.model_checks import TEMPERATURE_RANGE
+from emotion.model_files import answering_model, predict_probabilities, save_model
+
+CALIBRATION_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
 
 
 def calibration_bins(probabilities, labels, bins=CALIBRATION_BINS):
@@ -21,12 +24,11 @@ def calibration_bins(probabilities, labels, bins=CALIBRATION_BINS):
 def fit_temperature(probabilities, labels):
     """The temperature T that minimises the cross-entropy of softmax(log p / T) (temperature scaling)."""
     from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
     log_p = np.log(np.clip(probabilities, 1e-12, 1.0))
 
     def loss(log_t):
-        scaled = log_p / np.exp(log_t)
-        scaled -= scaled.max(axis=1, keepdims=True)
-        return -np.mean(scaled[np.arange(len(labels)), labels] - np.log(np.exp(scaled).sum(axis=1)))
+        return -np.mean(log_softmax(log_p / np.exp(log_t), axis=1)[np.arange(len(labels)), labels])
 
     found = minimize_scalar(loss, bounds=np.log(TEMPERATURE_RANGE), method="bounded")
     return round(float(np.exp(found.x)), 4)

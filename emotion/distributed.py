@@ -9,7 +9,10 @@ import tempfile
 import numpy as np
 
 from emotion.files import UserError
-from emotion_recognition import MODEL_PATH, keras, tf
+from emotion.lazy_import import LazyModule
+
+tf = LazyModule("tensorflow")
+keras = LazyModule("keras")
 
 
 def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=None):
@@ -103,7 +106,8 @@ def send_worker_outputs_to_scratch(args, strategy):
     """Every worker trains; only the chief's model file and results are kept, the others go to a temp folder."""
     scratch = tempfile.mkdtemp(prefix="emotion-worker-")
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # nothing of it is wanted afterwards
-    args.model_path, args.output_dir, args.show = os.path.join(scratch, MODEL_PATH), scratch, False
+    args.model_path = os.path.join(scratch, os.path.basename(args.model_path))
+    args.output_dir, args.show = scratch, False
     print(f"Worker {strategy.cluster_resolver.task_id}: the chief keeps the results; this worker's go to {scratch}")
 
 

@@ -6,9 +6,16 @@ import os
 
 import numpy as np
 
+from emotion.data import MAX_IN_MEMORY_MB, make_dataset
 from emotion.distributed import shard_by_data
 from emotion.files import open_cache
-from emotion_recognition import FEATURE_VIEWS, INFERENCE_BATCH_SIZE, MAX_IN_MEMORY_MB, SEED, keras, make_dataset, tf
+from emotion.lazy_import import LazyModule
+from emotion.model_files import INFERENCE_BATCH_SIZE
+
+tf = LazyModule("tensorflow")
+keras = LazyModule("keras")
+
+FEATURE_VIEWS = 2  # with augmentation: each training image stored plain + 1 augmented view
 
 
 def split_frozen_base(model, base_name="vgg16"):
@@ -25,7 +32,8 @@ def split_frozen_base(model, base_name="vgg16"):
     return features, keras.Model(inputs, x, name="head")
 
 
-def extract_features(features, images, labels, num_classes, batch_size, augment=None, views=1, cache_dir=None):
+def extract_features(features, images, labels, num_classes, batch_size, augment=None, views=1, cache_dir=None,
+                     seed=None):
     """Frozen-base outputs (float16) for every image: view 0 plain, views 1.. augmented. Shape (views, N, ...)."""
     views = views if augment is not None else 1
     shape = (views, len(images), *features.output_shape[1:])
@@ -35,7 +43,7 @@ def extract_features(features, images, labels, num_classes, batch_size, augment=
         stored = np.empty(shape, dtype=np.float16)
     for view in range(views):
         print(f"Computing frozen-base features, view {view + 1} of {views} ({'augmented' if view else 'plain'})")
-        ds = make_dataset(images, labels, num_classes, batch_size, augment=augment if view else None)
+        ds = make_dataset(images, labels, num_classes, batch_size, augment=augment if view else None, seed=seed)
         start = 0
         for batch, _ in ds:
             out = features.predict_on_batch(batch)
@@ -44,7 +52,7 @@ def extract_features(features, images, labels, num_classes, batch_size, augment=
     return stored
 
 
-def make_feature_dataset(stored, labels, num_classes, batch_size, shuffle=False, seed=SEED):
+def make_feature_dataset(stored, labels, num_classes, batch_size, shuffle=False, seed=None):
     """Batches of (features, one-hot labels). Shuffled: endless, drawing image-views from the whole pool."""
     views, count = stored.shape[:2]
     ds = tf.data.Dataset.range(views * count)
@@ -66,9 +74,10 @@ def make_feature_data(model, strategy, splits, num_classes, augment, args):
         features, head = split_frozen_base(model)
         head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     cache_dir = os.path.join(args.output_dir, "cache")
-    train_ds = make_feature_dataset(
-        extract_features(features, *splits["train"][:2], num_classes, INFERENCE_BATCH_SIZE, augment, FEATURE_VIEWS,
-                         cache_dir), splits["train"][1], num_classes, args.batch_size, shuffle=True, seed=args.seed)
+    stored = extract_features(features, *splits["train"][:2], num_classes, INFERENCE_BATCH_SIZE, augment, FEATURE_VIEWS,
+                              cache_dir, args.seed)
+    train_ds = make_feature_dataset(stored, splits["train"][1], num_classes, args.batch_size, shuffle=True,
+                                    seed=args.seed)
     val_ds = make_feature_dataset(extract_features(features, *splits["val"][:2], num_classes, INFERENCE_BATCH_SIZE),
                                   splits["val"][1], num_classes, args.batch_size)
     return head, train_ds, val_ds

@@ -9,7 +9,12 @@ import numpy as np
 
 from emotion.arguments import MAX_IMAGE_SIZE
 from emotion.files import UserError
-from emotion_recognition import METADATA_KEY, TEMPERATURE_RANGE, keras, weights_finite
+from emotion.lazy_import import LazyModule
+
+keras = LazyModule("keras")
+
+METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
+TEMPERATURE_RANGE = (0.05, 20.0)  # calibration temperatures searched (and accepted in a model file)
 
 MAX_JSON_DEPTH = 100  # model config and metadata nested deeper are refused unparsed (the shipped models: 10)
 MAX_MODEL_PARAMS = 100_000_000  # models declaring more parameters (400 MB of float32) are refused unbuilt
@@ -92,6 +97,11 @@ def validate_model(model, metadata, path):
                f"{TEMPERATURE_RANGE[1]}")
     if metadata.get("normalize", "none") not in ("equalize", "none"):
         refuse(f"stored normalize {metadata['normalize']!r} is not 'equalize' or 'none'")
+
+
+def weights_finite(model):
+    """False when any weight is NaN or infinite: such a model predicts NaN for every image."""
+    return all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def check_weights(model, path):

@@ -14,6 +14,7 @@ from emotion.lazy_import import LazyModule
 tf = LazyModule("tensorflow")  # --help and the option checks need PRECISIONS, never TensorFlow
 keras = LazyModule("keras")
 
+PRECISION = "auto"  # float32, bfloat16 or float16 (Keras' mixed policies); auto: see choose_precision
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # --precision's choices
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic units

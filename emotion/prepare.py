@@ -9,14 +9,17 @@ import shutil
 import cv2
 import numpy as np
 
-from emotion.faces import crop_face, detect_faces, load_face_detector
+from emotion.arguments import SEED_ARG, class_list, regex_arg
+from emotion.data import SPLITS, list_class_names, list_image_files
+from emotion.detection import DETECTOR, add_detector_argument, crop_face, detect_faces, load_face_detector
 from emotion.files import UserError, write_file
 from emotion.images import ImageRefused, open_regular_file, read_image, write_image
 from emotion.votes import VOTE_NAMES, VOTES_FILE, plurality, read_csv_rows, write_votes
-from emotion_recognition import DETECTOR, GROUP_PATTERN, SEED, SPLITS, list_class_names, list_image_files
 
 FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
 FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+SEED = 42  # seeds the stratified split
+GROUP_PATTERN = r"^[A-Za-z]*\d+[_.-]"  # names starting alike (CK+'s "S010_") share a split; "none": off
 ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
 SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
 SEVEN_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # prepare's default with votes
@@ -24,6 +27,26 @@ RELEASE_PADDING = r"\.jpg\d+\.jpg$"  # FER2013's image release pads disgust with
 CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
                   "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
                   "surprised": "surprise", "neutrality": "neutral", "contemptuous": "contempt"}
+
+
+def add_arguments(parser):
+    add_detector_argument(parser)
+    parser.add_argument("--source", required=True,
+                        help="fer2013.csv, FER2013's image release (train/, test/), or a folder of class folders")
+    parser.add_argument("--out", required=True, help="folder to write train/, val/, test/ into")
+    parser.add_argument("--classes", type=class_list, metavar="A,B,...",
+                        help="comma-separated (default: angry,happy,sad for FER2013, each sub-folder of a folder)")
+    parser.add_argument("--seed", type=SEED_ARG, default=SEED, help="seed of the stratified split")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    parser.add_argument("--group-pattern", type=regex_arg, default=GROUP_PATTERN,
+                        help="files whose names begin with the same match (a person's id) share a split; 'none': off")
+    parser.add_argument("--crop-faces", action="store_true",
+                        help="store the largest detected face of each photo; photos with none are skipped")
+    parser.add_argument("--votes", metavar="VOTES.csv",
+                        help="annotators' votes keyed by image path under --source (FER+ columns): file each face "
+                             "under its vote plurality and keep the votes for training (default classes: seven)")
+    parser.add_argument("--ferplus", metavar="fer2013new.csv",
+                        help="FER+'s votes for --source fer2013.csv, row for row: as --votes")
 
 
 def canonical_class(name):

@@ -10,6 +10,7 @@ import threading
 
 from emotion.files import UserError
 from emotion.lazy_import import LazyModule
+from emotion.model_files import read_metadata
 
 keras = LazyModule("keras")
 
@@ -36,8 +37,7 @@ def start_or_resume(checkpoint_path, history_path, resume):
     elif resume:
         print(f"Resuming the interrupted run saved in {backup}")
     if resume and os.path.exists(checkpoint_path):  # the interrupted run's best epoch stays unless this run beats it
-        import emotion_recognition
-        return emotion_recognition.read_metadata(checkpoint_path).get("val_loss", math.inf)
+        return read_metadata(checkpoint_path).get("val_loss", math.inf)
     for path in (checkpoint_path, history_path):
         if not resume and os.path.exists(path):  # a killed run's checkpoint must never pass as this run's best
             os.remove(path)

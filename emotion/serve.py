@@ -1,16 +1,23 @@
-"""The `serve` command: the web page and JSON API of web/server.py, handed this project's prediction code (web/
-imports nothing from here), with its upload limits."""
+"""The `serve` command: the web page and JSON API of emotion/web/server.py, handed this project's prediction code
+(web/ imports nothing from here), with its upload limits."""
 
 import threading
 
 import cv2
 import numpy as np
 
-from emotion.faces import annotate, detection_of, load_face_detector, message_for, predict_images
+from emotion.arguments import host_arg, int_in_range
+from emotion.detection import DETECTOR, add_detector_argument, load_face_detector
+from emotion.drawing import annotate, message_for
 from emotion.files import UserError
 from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
-from emotion_recognition import DETECTOR, PRECISION, TTA, answering_model, load_trained_model
+from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
+                                 load_trained_model)
+from emotion.precision import PRECISION
+from emotion.predict import detection_of, predict_images
 
+SERVE_HOST = "127.0.0.1"  # loopback only, unless --host says otherwise
+SERVE_PORT = 8000  # TCP port of the page and the JSON API
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
 SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
 SERVE_IDLE_TIMEOUT = 30  # serve: seconds a connection may stay silent (idle, or a stalled upload) before it is closed
@@ -22,10 +29,18 @@ SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before 
 SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
 
 
+def add_arguments(parser):
+    add_model_arguments(parser, FACES_MODEL_PATH)
+    add_classes_argument(parser)
+    add_detector_argument(parser)
+    parser.add_argument("--host", type=host_arg, default=SERVE_HOST, help="address to listen on (0.0.0.0: any network)")
+    parser.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
+
+
 def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DETECTOR, classes=None,
                    precision=PRECISION):
-    """The web app of web/server.py, handed this script's prediction code (web/ imports nothing from here)."""
-    from web.server import BadUpload, create_app  # Flask: only this command needs it
+    """The web app of web/server.py, handed this project's prediction code (web/ imports nothing from here)."""
+    from emotion.web.server import BadUpload, create_app  # Flask: only this command needs it
     model, metadata = answering_model(*load_trained_model(model_path), classes, precision)
     class_names = metadata["class_names"]
     detector = load_face_detector(detector)
@@ -69,7 +84,7 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
 
 def run_serve(args):
     """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
-    from web.server import serve_app
+    from emotion.web.server import serve_app
     app = make_serve_app(args.model_path, args.tta, detector=args.detector, classes=args.classes,
                          precision=args.precision)
     try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON

@@ -9,12 +9,16 @@ import time
 import cv2
 import numpy as np
 
-from emotion.faces import annotate, classify_crops, crop_face, detect_faces, load_face_detector
+from emotion.arguments import positive_int
+from emotion.detection import DETECTOR, add_detector_argument, crop_face, detect_faces, load_face_detector
+from emotion.drawing import annotate
 from emotion.files import UserError
+from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
+                                 load_trained_model)
+from emotion.predict import classify_crops
 from emotion.recovery import hold_ctrl_c
 from emotion.timeline import (check_outputs, describe_track, open_records, plot_timeline, progress_line, summarize,
                               update_timeline)
-from emotion_recognition import DETECTOR, TTA, answering_model, load_trained_model
 
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
 VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (detection costs the most CPU); faces keep boxes between
@@ -23,6 +27,19 @@ FPS_WINDOW = 30  # the FPS drawn on a frame is measured over this many frames
 PROGRESS_BAR_SECONDS = 0.5  # a file's progress bar on a terminal is redrawn this often
 PROGRESS_LOG_SECONDS = 30  # when stderr is not a terminal (a log file), one plain progress line this often
 ERASE_LINE_END = "\x1b[K"  # terminals only: clears what a longer previous bar left after the cursor
+
+
+def add_arguments(parser):
+    add_model_arguments(parser, FACES_MODEL_PATH)
+    add_classes_argument(parser)
+    add_detector_argument(parser)
+    parser.add_argument("--source", default="0", help="camera index or video file")
+    parser.add_argument("--no-display", dest="display", action="store_false", help="run without a window")
+    parser.add_argument("--output", metavar="FILE", help="write the annotated video here (.mp4 or .avi)")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    parser.add_argument("--json", metavar="FILE", help="one JSON line per frame (time, faces, tracks), a summary last")
+    parser.add_argument("--csv", metavar="FILE", help="one CSV row per face per frame")
+    parser.add_argument("--timeline", metavar="FILE", help="plot each tracked face's probabilities over time (.png)")
 
 
 def match_tracks(tracks, boxes, ids=None):

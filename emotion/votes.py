@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from emotion.files import UserError
+from emotion.data import folder_files
+from emotion.files import UserError, write_file
 
 VOTES_FILE = "votes.csv"  # beside train/, val/, test/: one row of votes per face, keyed by its path under the data set
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown",
@@ -74,7 +75,6 @@ def plurality(votes, classes):
 
 def write_votes(path, entries):
     """VOTES_FILE: `entries` are (path under the data set, votes in FERPLUS_COLUMNS order)."""
-    from emotion.files import write_file
     lines = [",".join(("path", *VOTE_NAMES))]
     lines += [",".join((rel.replace(os.sep, "/"), *map(str, map(int, votes)))) for rel, votes in entries]
     write_file(path, "\n".join(lines) + "\n")
@@ -114,3 +114,26 @@ def annotator_agreement(votes, predictions, classes):
     people call neutral and half sad, either answer scores 0.5."""
     shares, has_votes = vote_shares(votes, classes)
     return float(shares[np.arange(len(predictions)), predictions][has_votes].mean()) if has_votes.any() else None
+
+
+def vote_targets(data_dir, splits, class_names):
+    """{split: each face's share of the annotators' votes among class_names} for train and val, when the data set
+    has a votes file (prepare --votes); else None. A face with no vote among the classes keeps its folder's class."""
+    path = find_votes_file(data_dir)
+    if path is None:
+        return None
+    if not set(class_names) <= set(VOTE_NAMES):
+        print(f"Targets: class folders ({path} has no votes for {sorted(set(class_names) - set(VOTE_NAMES))})")
+        return None
+    targets = {}
+    for split in ("train", "val"):
+        _, labels, skipped = splits[split]
+        files = [f for f in folder_files(os.path.join(data_dir, split), class_names)[0] if f not in set(skipped)]
+        shares, has_votes = vote_shares(votes_for(files, path), class_names)
+        shares[~has_votes] = np.eye(len(class_names), dtype=np.float32)[labels[~has_votes]]
+        if not has_votes.all():
+            print(f"Warning: {(~has_votes).sum()} {split} face(s) have no votes among {','.join(class_names)} in "
+                  f"{path}; each learns its folder's class")
+        targets[split] = shares
+    print(f"Targets: each face's share of the annotators' votes in {path} (--targets folders: the class folders)")
+    return targets

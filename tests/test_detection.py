@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.faces import FACE_CROP_MAX_SIDE, annotate, crop_face, detect_faces, layout_labels, load_face_detector
+from emotion.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, load_face_detector
+from emotion.drawing import annotate, layout_labels
 from conftest import RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, real_photo, run_cli, run_main
 
 CLASSES = RANDOM_MODEL_CLASSES
@@ -124,7 +125,7 @@ def test_haar_stays_available(model_path, tmp_path):
 
 
 def test_mtcnn_is_imported_only_when_used():
-    code = ("import sys; from emotion.faces import load_face_detector; load_face_detector('haar'); "
+    code = ("import sys; from emotion.detection import load_face_detector; load_face_detector('haar'); "
             "print('mtcnn' in sys.modules); load_face_detector('mtcnn'); print('mtcnn' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.stdout.split() == ["False", "True"], result.stderr
@@ -189,11 +190,11 @@ def test_with_two_faces_each_label_carries_its_number_beside_its_box():
 @pytest.mark.parametrize("command", ["predict", "serve"])
 def test_predict_save_and_the_web_page_number_the_faces(command, tmp_path, capsys, monkeypatch):
     """The annotated image numbers the faces as predict's JSON and the page's "Face 1", "Face 2" cards order them."""
-    from emotion import faces as faces_module
+    from emotion import drawing, predict
     drawn = []
-    real = faces_module.layout_labels
-    monkeypatch.setattr(faces_module, "layout_labels", lambda *a: drawn.append(real(*a)) or drawn[-1])
-    monkeypatch.setattr(faces_module, "detect_faces", lambda detector, image, max_side=None: [
+    real = drawing.layout_labels
+    monkeypatch.setattr(drawing, "layout_labels", lambda *a: drawn.append(real(*a)) or drawn[-1])
+    monkeypatch.setattr(predict, "detect_faces", lambda detector, image, max_side=None: [
         {"box": face["box"], "eyes": None} for face in TWO_FACES])
     photo = tmp_path / "two.png"
     cv2.imwrite(str(photo), np.full((480, 640, 3), 90, np.uint8))

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
+from emotion.model_checks import METADATA_KEY
 import emotion_recognition as er
 from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset, run_main, write_video
 from emotion.files import UserError
@@ -94,14 +95,14 @@ def test_a_fifo_named_like_an_image_is_skipped_in_every_command(tmp_path, capsys
 def test_predict_decodes_a_bounded_number_of_pixels_at_once(tmp_path, capsys, monkeypatch):
     for i in range(5):
         cv2.imwrite(str(tmp_path / f"{i}.png"), draw_face("happy"))
-    monkeypatch.setattr("emotion.faces.PREDICT_BATCH_PIXELS", 2 * 48 * 48, raising=False)
+    monkeypatch.setattr("emotion.predict.PREDICT_BATCH_PIXELS", 2 * 48 * 48, raising=False)
     held = []
-    predict_images = __import__("emotion.faces", fromlist=["x"]).predict_images
+    predict_images = __import__("emotion.predict", fromlist=["x"]).predict_images
 
     def recording(model, metadata, images, *args):
         held.append(sum(im.shape[0] * im.shape[1] for im in images))
         return predict_images(model, metadata, images, *args)
-    monkeypatch.setattr("emotion.faces.predict_images", recording)
+    monkeypatch.setattr("emotion.predict.predict_images", recording)
     code, out, _ = run_main(capsys, "predict", tmp_path, "--no-detect", "--json", "--model-path", SHIPPED_MODEL)
     assert code == 0 and len(out.splitlines()) == 5
     assert held == [2 * 48 * 48, 2 * 48 * 48, 48 * 48]
@@ -117,7 +118,7 @@ def small_model():
 
 
 def test_model_files_nested_too_deep_are_refused_unparsed(small_model, tmp_path):
-    for key in (er.METADATA_KEY, "model_config"):
+    for key in (METADATA_KEY, "model_config"):
         path = save_with(small_model, tmp_path / f"{key}.h5", GOOD)
         with h5py.File(path, "a") as f:
             f.attrs[key] = "[" * 200_000 + "]" * 200_000
@@ -267,7 +268,7 @@ def test_prepare_says_when_a_class_is_named_twice(tmp_path, capsys):
 
 def test_serve_names_too_many_parts_and_an_unreadable_form(tmp_path):
     pytest.importorskip("flask")
-    from web.server import create_app
+    from emotion.web.server import create_app
     client = create_app(lambda data, name: pytest.fail("reached"), {}, 10).test_client()
     png = cv2.imencode(".png", draw_face("happy"))[1].tobytes()
     response = client.post("/api/predict", data={**{f"f{i}": "x" for i in range(5000)},

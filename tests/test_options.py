@@ -6,6 +6,8 @@ import os
 import cv2
 import pytest
 
+from emotion.detection import DETECTOR
+from emotion.model_files import INFERENCE_BATCH_SIZE
 import emotion_recognition as er
 from conftest import SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_main, write_video
 
@@ -34,9 +36,9 @@ def command_line(command, inputs, tmp_path):
 
 def run_command(capsys, monkeypatch, command, args, photo):
     """run_main; serve's app is not put on a port but asked once, through Flask's test client, about `photo`."""
-    import web.server
+    import emotion.web.server
     apps = []
-    monkeypatch.setattr(web.server, "serve_app", lambda app, *rest: apps.append(app))
+    monkeypatch.setattr(emotion.web.server, "serve_app", lambda app, *rest: apps.append(app))
     code, out, error = run_main(capsys, *args)
     if command == "serve" and code == 0:
         with open(photo, "rb") as f:
@@ -49,7 +51,7 @@ def run_command(capsys, monkeypatch, command, args, photo):
 def one_face_everywhere(monkeypatch):
     """Every detector call finds one face at the top left: each command gets a face to classify, at no CPU cost."""
     found = lambda detector, image, max_side=None: [{"box": [0, 0, 40, 40], "eyes": None}]
-    monkeypatch.setattr("emotion.faces.detect_faces", found)
+    monkeypatch.setattr("emotion.predict.detect_faces", found)
     monkeypatch.setattr("emotion.video.detect_faces", found)
 
 
@@ -67,10 +69,10 @@ def test_tta_batch_size_and_no_show_reach_each_command(command, inputs, tmp_path
                                                        one_face_everywhere):
     calls = []
     real = er.predict_probabilities
-    spy = lambda model, images, tta=er.TTA, batch_size=er.INFERENCE_BATCH_SIZE: calls.append(
+    spy = lambda model, images, tta=er.TTA, batch_size=INFERENCE_BATCH_SIZE: calls.append(
         (tta, batch_size)) or real(model, images, tta, batch_size)
     monkeypatch.setattr(er, "predict_probabilities", spy)  # train's and evaluate's evaluate_model
-    monkeypatch.setattr("emotion.faces.predict_probabilities", spy)  # predict, webcam, serve: classify_crops
+    monkeypatch.setattr("emotion.predict.predict_probabilities", spy)  # predict, webcam, serve: classify_crops
     import matplotlib.pyplot
     shown = []
     monkeypatch.setattr(er, "display_available", lambda: True)  # a screen: only --no-show keeps plots off it
@@ -86,11 +88,11 @@ def test_tta_batch_size_and_no_show_reach_each_command(command, inputs, tmp_path
 
 @pytest.mark.parametrize("command", ["predict", "webcam", "serve", "prepare"])
 def test_detector_reaches_each_command(command, inputs, tmp_path, capsys, monkeypatch):
-    import emotion.faces
+    import emotion.detection
     asked = []
-    real = emotion.faces.load_face_detector
-    spy = lambda name=er.DETECTOR: asked.append(name) or real(name)
-    for module in ("faces", "video", "serve", "prepare"):  # each imports it by name
+    real = emotion.detection.load_face_detector
+    spy = lambda name=DETECTOR: asked.append(name) or real(name)
+    for module in ("predict", "video", "serve", "prepare"):  # each imports it by name
         monkeypatch.setattr(f"emotion.{module}.load_face_detector", spy)
     args = (["prepare", "--source", os.path.join(inputs["data"], "train"), "--out", tmp_path / "prepared",
              "--crop-faces"] if command == "prepare" else command_line(command, inputs, tmp_path))

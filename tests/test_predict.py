@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.faces import predict_images
+from emotion.predict import predict_images
 from emotion.video import match_tracks, smooth_faces
 import emotion_recognition as er
 from conftest import (RANDOM_MODEL_CLASSES, ROOT, SHARED_DATA, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from emotion.data import prepare_image
 import emotion_recognition as er
 from conftest import ROOT, draw_face, run_cli
 
@@ -22,14 +23,14 @@ def flat_copy(face):
 
 def test_equalize_makes_a_dull_face_look_like_the_sharp_one():
     face = cv2.cvtColor(draw_face("happy", 96, np.random.default_rng(3)), cv2.COLOR_GRAY2RGB)
-    sharp = er.prepare_image(face, 48, "grayscale", "equalize").astype(np.float32)
-    dull = er.prepare_image(flat_copy(face), 48, "grayscale", "equalize").astype(np.float32)
+    sharp = prepare_image(face, 48, "grayscale", "equalize").astype(np.float32)
+    dull = prepare_image(flat_copy(face), 48, "grayscale", "equalize").astype(np.float32)
     assert np.abs(sharp - dull).mean() < 10  # near the same input (the dull copy lost grey levels)
-    raw_sharp = er.prepare_image(face, 48, "grayscale", "none").astype(np.float32)
-    raw_dull = er.prepare_image(flat_copy(face), 48, "grayscale", "none").astype(np.float32)
+    raw_sharp = prepare_image(face, 48, "grayscale", "none").astype(np.float32)
+    raw_dull = prepare_image(flat_copy(face), 48, "grayscale", "none").astype(np.float32)
     assert np.abs(raw_sharp - raw_dull).mean() > 30  # without it they differ a lot
     assert dull.std() > 2 * raw_dull.std()
-    rgb = er.prepare_image(flat_copy(face), 48, "rgb", "equalize")
+    rgb = prepare_image(flat_copy(face), 48, "rgb", "equalize")
     assert rgb.shape == (48, 48, 3) and rgb.std() > 2 * flat_copy(face).std()
 
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from emotion.files import UserError
 from emotion.images import read_image
 from emotion.recovery import backup_path_for, checkpoint_path_for
+from emotion.data import prepare_image
 import emotion_recognition as er
 from conftest import SCRIPT, make_dataset, run_cli
 
@@ -129,7 +130,7 @@ def test_fuzz_image_loader_never_crashes(tmp_path, case):
     image = read_image(str(path))
     if image is not None:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-        prepared = er.prepare_image(image, 48, "grayscale", "equalize")
+        prepared = prepare_image(image, 48, "grayscale", "equalize")
         assert prepared.shape == (48, 48, 1)
 
 

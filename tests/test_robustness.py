@@ -16,6 +16,7 @@ from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image
 from emotion.prepare import read_fer2013_csv
 from emotion.recovery import check_free_space
 from emotion.serve import make_serve_app
+from emotion.model_checks import METADATA_KEY
 import emotion_recognition as er
 
 FUZZ_CASES = int(os.environ.get("FUZZ_CASES", 20_000))  # about 1 s; docs/robustness.md gives a 100,000-case run
@@ -211,7 +212,7 @@ def test_metadata_that_is_not_an_object_and_nan_weights_are_refused(tiny_model, 
     import h5py
     import json
     with h5py.File(path, "a") as f:
-        f.attrs[er.METADATA_KEY] = json.dumps(5)
+        f.attrs[METADATA_KEY] = json.dumps(5)
     with pytest.raises(UserError, match="is not a JSON object"):
         er.load_trained_model(path)
     broken = er.build_model("compact", (48, 48, 1), 3, 1e-3)
@@ -226,7 +227,7 @@ def test_a_good_model_still_loads(tiny_model, tmp_path):
 
 
 # -----------------------------------------------------------------------------
-# serve: JSON for every error, bombs refused undecoded, web/ independent of the script
+# serve: JSON for every error, bombs refused undecoded, emotion/web/ independent of the script (tests/test_layers.py)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +257,7 @@ def test_serve_errors_are_json(serve_client, method, url, status):
 
 
 def test_serve_internal_error_is_json_and_one_log_line(tmp_path, capsys):
-    from web.server import create_app
+    from emotion.web.server import create_app
 
     def broken(data, name):
         raise RuntimeError("boom")
@@ -264,14 +265,6 @@ def test_serve_internal_error_is_json_and_one_log_line(tmp_path, capsys):
     response = post_image(client, b"data")
     assert response.status_code == 500 and "internal error" in response.get_json()["error"]
     assert capsys.readouterr().err == "error: POST /api/predict: RuntimeError: boom\n"
-
-
-def test_web_does_not_import_the_script():
-    import subprocess
-    import sys
-    from conftest import ROOT
-    code = "import sys, web.server; assert 'emotion_recognition' not in sys.modules, 'cycle'"
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 # -----------------------------------------------------------------------------

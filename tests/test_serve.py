@@ -13,8 +13,8 @@ pytest.importorskip("flask", reason="flask is not installed (pip install -r requ
 
 from conftest import ROOT, real_photo
 
-sys.path.insert(0, ROOT)  # web/ is a package at the repository root
-from emotion.faces import MESSAGES  # noqa: E402
+sys.path.insert(0, ROOT)  # emotion/ is a package at the repository root
+from emotion.drawing import MESSAGES  # noqa: E402
 from emotion.files import UserError  # noqa: E402
 from emotion.serve import make_serve_app  # noqa: E402
 import emotion_recognition as er  # noqa: E402
@@ -243,7 +243,7 @@ def start_bare_server(connection_limit, header_deadline, request_deadline):
     """serve_app on a free port with a health-only app (no model: starts in about a second); returns process, port."""
     import re
     import subprocess
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from web.server import create_app, serve_app\n"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from emotion.web.server import create_app, serve_app\n"
             "serve_app(create_app(None, {'status': 'ok'}, 1), '127.0.0.1', 0, 2, 30, 2**20, int(sys.argv[2]), 'test',"
             " float(sys.argv[3]), float(sys.argv[4]))")
     process = subprocess.Popen([sys.executable, "-c", code, ROOT, str(connection_limit), str(header_deadline),
@@ -296,7 +296,8 @@ def test_trickling_clients_are_closed_at_the_header_deadline_and_health_answers(
 
 def test_connection_limit_fits_the_open_file_limit():
     import subprocess
-    code = ("import resource, sys; sys.path.insert(0, sys.argv[1]); from web.server import fit_open_file_limit\n"
+    code = ("import resource, sys; sys.path.insert(0, sys.argv[1])\n"
+            "from emotion.web.server import fit_open_file_limit\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))\n"
             "print(fit_open_file_limit(50), fit_open_file_limit(4000))")
     result = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, timeout=60)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from emotion.calibration import calibration_bins, fit_temperature
-from emotion.faces import MESSAGES, layout_labels, message_for
+from emotion.drawing import MESSAGES, layout_labels, message_for
 from emotion.files import UserError
 from emotion.recovery import keras
 from emotion.serve import make_serve_app
-from emotion.transfer import start_from
+from emotion.training import start_from
 import emotion_recognition as er
 from conftest import ROOT, draw_face, make_dataset, run_cli
 

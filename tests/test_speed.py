@@ -9,8 +9,9 @@ import os
 import numpy as np
 import pytest
 
+from emotion.data import prepare_image
 import emotion_recognition as er
-from emotion import budget, precision
+from emotion import budget, model_files, precision
 from conftest import ROOT, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_cli, run_main, write_video
 
 
@@ -43,7 +44,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch, fresh_choice):
 def test_lower_precision_agrees_with_float32_and_saves_float32(name, tolerance, tmp_path):
     model, metadata = er.load_trained_model(SHIPPED_SEVEN)
     rng = np.random.default_rng(0)
-    faces = np.stack([er.prepare_image(np.repeat(draw_face(e, 48, rng)[..., None], 3, -1), 48, "grayscale",
+    faces = np.stack([prepare_image(np.repeat(draw_face(e, 48, rng)[..., None], 3, -1), 48, "grayscale",
                                        "equalize") for e in ("angry", "happy", "sad") * 20]).astype(np.float32)
     twin = precision.with_precision(model, name)
     assert {layer.dtype_policy.name for layer in twin.layers[1:-1]} == {precision.POLICIES[name]}
@@ -143,11 +144,11 @@ def test_training_curves_count_whole_epochs(tmp_path):
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "webcam", "serve", "train"])
 def test_each_command_that_answers_computes_in_the_precision_asked(command, tmp_path, capsys, monkeypatch):
-    import web.server
+    import emotion.web.server
     asked = []
-    real = er.with_precision
-    monkeypatch.setattr(er, "with_precision", lambda model, name: asked.append(name) or real(model, name))
-    monkeypatch.setattr(web.server, "serve_app", lambda *args, **kwargs: None)  # serve: built, never listening
+    real = model_files.with_precision
+    monkeypatch.setattr(model_files, "with_precision", lambda model, name: asked.append(name) or real(model, name))
+    monkeypatch.setattr(emotion.web.server, "serve_app", lambda *args, **kwargs: None)  # serve: never listening
     data = make_dataset(tmp_path / "data", per_class=(2, 2, 2))
     args = {"predict": ["predict", os.path.join(ROOT, "samples", "astronaut.jpg")],
             "evaluate": ["evaluate", os.path.join(data, "test"), "--output-dir", tmp_path / "out"],

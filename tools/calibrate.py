@@ -12,6 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from emotion.model_files import class_names_of
 import emotion_recognition as er  # noqa: E402  (the script sits one folder up)
 from emotion.calibration import calibrate_model  # noqa: E402
 
@@ -24,7 +25,7 @@ def main():
     try:
         model, metadata = er.load_trained_model(args.model)
         metadata.pop("temperature", None)  # fitted afresh on the model's own probabilities
-        class_names = er.class_names_of(model, metadata)
+        class_names = class_names_of(model, metadata)
         images, labels, _ = er.load_folder(args.data, class_names, metadata["image_size"], metadata["color"],
                                            metadata["normalize"])
         if len(labels) == 0:

@@ -1,0 +1,110 @@
+"""Faces in photos: detection (mtcnn, or OpenCV's Haar cascade as the original) and cropping, each face squared
+and turned so its eyes are level, as the training faces are; and the --detector option."""
+
+import math
+import os
+
+import cv2
+
+from emotion.files import UserError
+from emotion.lazy_import import LazyModule, import_quietly
+
+tf = LazyModule("tensorflow")
+
+DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
+DETECTORS = ("mtcnn", "haar")  # --detector's choices; "haar" is OpenCV's cascade, as the original used
+MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
+DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo: when it finds none, it looks again with this border
+FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
+SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
+MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
+DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
+MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo), for less CPU
+FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
+MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
+FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
+
+
+def add_detector_argument(parser):
+    """--detector, of every command that finds faces."""
+    parser.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
+                        help="face detector: a CNN whose weights come in its pip package, or OpenCV's Haar "
+                             "cascade, as the original")
+
+
+def load_face_detector(name=DETECTOR):
+    """("mtcnn", MTCNN) or ("haar", OpenCV's cascade); mtcnn is imported here, so other commands never load it."""
+    if name == "mtcnn":
+        try:  # quietly: in prepare, mtcnn is the first to import TensorFlow, whose start-up lines would show
+            MTCNN = import_quietly("mtcnn").MTCNN
+        except ImportError:
+            raise UserError("the mtcnn face detector is not installed; run 'pip install -r requirements.txt' "
+                            "or use --detector haar") from None
+        mtcnn = MTCNN()
+        # mtcnn 1.0 runs its three networks eagerly, op by op; as tf.functions (traced once per input shape,
+        # then generalised) they give the same boxes for less CPU (docs/performance.md).
+        for stage in mtcnn.stages:
+            stage._model = tf.function(stage._model, reduce_retracing=True)
+        return name, mtcnn
+    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+        raise UserError(f"this OpenCV ({cv2.__version__}) has no Haar face detector; install "
+                        "'opencv-python>=4.8,<5' (see requirements.txt)")
+    detector = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, FACE_CASCADE))
+    if detector.empty():
+        raise UserError(f"could not load {FACE_CASCADE} from {cv2.data.haarcascades}")
+    return name, detector
+
+
+def run_mtcnn(mtcnn, image, pad=0):
+    """mtcnn's faces in an RGB image surrounded by a `pad`-pixel border: [(box, [left eye, right eye])]."""
+    if min(image.shape[:2]) < 12:  # below PNet's 12 px window there is nothing to find
+        return []
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    faces = []
+    for face in mtcnn.detect_faces(image, threshold_onet=MTCNN_MIN_CONFIDENCE):
+        x, y, w, h = face["box"]
+        eyes = [[v - pad for v in face["keypoints"][eye]] for eye in ("left_eye", "right_eye")]
+        faces.append(([x - pad, y - pad, w, h], eyes))
+    return faces
+
+
+def detect_faces(detector, image, max_side=None):
+    """Faces in `image` (RGB), found on a copy scaled down to at most `max_side` (default: the detector's
+    *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar)}], in the image's pixels."""
+    name, model = detector
+    max_side = max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE)
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))  # a 5000x3 strip too
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    if name == "mtcnn":
+        # Not mtcnn 1.0's min_face_size: above 20 it loses faces (a pyramid level under 12 px makes it
+        # return none); the photo is scaled down instead.
+        found = run_mtcnn(model, small) or run_mtcnn(model, small, int(DETECT_PAD * max(small.shape[:2])))
+    else:
+        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        found = [(box, None) for box in model.detectMultiScale(grey, scaleFactor=SCALE_FACTOR,
+                                                                minNeighbors=MIN_NEIGHBORS)]
+    faces = []
+    for box, eyes in found:  # boxes that reach past the edge (mtcnn's) are clipped to the image
+        x0, y0 = (max(0, int(round(v / scale))) for v in box[:2])
+        x1 = min(image.shape[1], int(round((box[0] + box[2]) / scale)))
+        y1 = min(image.shape[0], int(round((box[1] + box[3]) / scale)))
+        if x1 > x0 and y1 > y0:
+            eyes = None if eyes is None else [[round(float(v) / scale, 1) for v in eye] for eye in eyes]
+            faces.append({"box": [x0, y0, x1 - x0, y1 - y0], "eyes": eyes})
+    return faces
+
+
+def crop_face(image, face):
+    """The face framed as the training faces are: a square around its box, with the detector's margin,
+    rotated so the eyes are level when the detector gives them. At most FACE_CROP_MAX_SIDE pixels."""
+    x, y, w, h = face["box"]
+    eyes = face.get("eyes")
+    side = (w + h) / 2 * (1 + 2 * (FACE_MARGIN if eyes is None else MTCNN_FACE_MARGIN))
+    (lx, ly), (rx, ry) = eyes or ((0, 0), (1, 0))
+    angle = math.degrees(math.atan2(ry - ly, rx - lx))
+    size = max(1, min(FACE_CROP_MAX_SIDE, int(round(side))))
+    matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), angle, size / side)
+    matrix[:, 2] += (size / 2 - x - w / 2, size / 2 - y - h / 2)  # the box centre becomes the crop's centre
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -1,0 +1,76 @@
+"""The house's one direction (docs/design.md, "Layers"): emotion_recognition.py imports the package emotion/, no
+module of emotion/ imports the script, and no modules import each other in a circle; imports inside functions
+count as much as those at the top of a file."""
+
+import ast
+import os
+
+from conftest import ROOT
+
+PACKAGE = os.path.join(ROOT, "emotion")
+
+
+def import_graph(root=ROOT):
+    """{module: the project modules it imports anywhere in its file}, for the script and every module of emotion/."""
+    files = {"emotion_recognition": os.path.join(root, "emotion_recognition.py")}
+    for folder, _, names in os.walk(os.path.join(root, "emotion")):  # emotion/web/ too
+        package = os.path.relpath(folder, root).replace(os.sep, ".")
+        for name in names:
+            if name.endswith(".py"):
+                module = package if name == "__init__.py" else f"{package}.{name[:-3]}"
+                files[module] = os.path.join(folder, name)
+    graph = {}
+    for module, path in files.items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        named = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                named |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                named |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        graph[module] = {name for name in named if name in files and name != module}
+    return graph
+
+
+def circles(graph):
+    """Each import circle found by a depth-first walk, as [a, b, ..., a]."""
+    found, state, path = [], {}, []
+
+    def visit(module):
+        state[module] = "open"
+        path.append(module)
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                found.append(path[path.index(imported):] + [imported])
+            elif imported not in state:
+                visit(imported)
+        path.pop()
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    return found
+
+
+def test_no_module_of_the_package_imports_the_script():
+    graph = import_graph()
+    assert "emotion.data" in graph["emotion_recognition"] and "emotion.web.server" in graph["emotion.serve"]
+    assert [m for m, imported in graph.items() if "emotion_recognition" in imported] == []
+
+
+def test_no_import_circle_anywhere():
+    assert circles(import_graph()) == []
+
+
+def test_the_checks_see_a_lazy_import_inside_a_function(tmp_path):
+    """The graph counts an import inside a function, so a lazy circle is found too."""
+    (tmp_path / "emotion").mkdir()
+    (tmp_path / "emotion_recognition.py").write_text("import emotion.a\n")
+    (tmp_path / "emotion" / "a.py").write_text("from emotion.b import x\n")
+    (tmp_path / "emotion" / "b.py").write_text("def x():\n    from emotion.a import y\n"
+                                               "    import emotion_recognition\n")
+    graph = import_graph(str(tmp_path))
+    assert "emotion_recognition" in graph["emotion.b"]
+    assert ["emotion.a", "emotion.b", "emotion.a"] in circles(graph)
