@@ -26,8 +26,8 @@ import time
 import numpy as np
 
 from emotion import predict, prepare, serve, video
-from emotion.arguments import (SEED_ARG, HelpFormatter, check_utf8_options, float_in_range, image_size_arg,
-                               model_file_arg, positive_float, positive_int)
+from emotion.arguments import (SEED_ARG, check_utf8_options, float_in_range, image_size_arg, model_file_arg,
+                               positive_float, positive_int)
 from emotion.augmentation import AUGMENTATIONS, make_augmentation
 from emotion.calibration import calibrate_model, calibration_bins, plot_reliability
 from emotion.data import SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder, \
@@ -35,6 +35,7 @@ from emotion.data import SPLITS, check_dataset_layout, choose_image_settings, li
 from emotion.distributed import fit_multiworker, is_chief, make_strategy, send_worker_outputs_to_scratch
 from emotion.features import FEATURE_VIEWS, make_feature_data
 from emotion.files import UserError, check_output_dir, check_writable, write_file
+from emotion.internals import HelpFormatter
 from emotion.lazy_import import LazyModule
 from emotion.model_checks import check_model_matches
 from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,

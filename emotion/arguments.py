@@ -9,15 +9,6 @@ import socket
 from emotion.files import UserError
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help with each option's default, but none for flags and for options whose default is "not given"."""
-
-    def _get_help_string(self, action):
-        if action.default is None or (action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def int_in_range(low, high=math.inf):
     """An argparse type: a whole number from low to high (inclusive)."""
     def parse(text):

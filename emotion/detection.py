@@ -7,9 +7,8 @@ import os
 import cv2
 
 from emotion.files import UserError
-from emotion.lazy_import import LazyModule, import_quietly
-
-tf = LazyModule("tensorflow")
+from emotion.internals import compile_mtcnn
+from emotion.lazy_import import import_quietly
 
 DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
 DETECTORS = ("mtcnn", "haar")  # --detector's choices; "haar" is OpenCV's cascade, as the original used
@@ -40,12 +39,7 @@ def load_face_detector(name=DETECTOR):
         except ImportError:
             raise UserError("the mtcnn face detector is not installed; run 'pip install -r requirements.txt' "
                             "or use --detector haar") from None
-        mtcnn = MTCNN()
-        # mtcnn 1.0 runs its three networks eagerly, op by op; as tf.functions (traced once per input shape,
-        # then generalised) they give the same boxes for less CPU (docs/performance.md).
-        for stage in mtcnn.stages:
-            stage._model = tf.function(stage._model, reduce_retracing=True)
-        return name, mtcnn
+        return name, compile_mtcnn(MTCNN())
     if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
         raise UserError(f"this OpenCV ({cv2.__version__}) has no Haar face detector; install "
                         "'opencv-python>=4.8,<5' (see requirements.txt)")

@@ -9,9 +9,7 @@ import numpy as np
 
 from emotion.arguments import MAX_IMAGE_SIZE
 from emotion.files import UserError
-from emotion.lazy_import import LazyModule
-
-keras = LazyModule("keras")
+from emotion.internals import model_from_h5_config
 
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
 TEMPERATURE_RANGE = (0.05, 20.0)  # calibration temperatures searched (and accepted in a model file)
@@ -46,20 +44,11 @@ def check_model_file(path):
     input that the metadata describes (validate_model). For a model of the original script (no metadata),
     image_size and color are read from its input. OSError/ValueError/... when it is not a readable model."""
     import h5py
-    from keras.src.backend.common import global_state  # where Keras keeps variables it has not initialised
-    from keras.src.legacy.saving import saving_options, saving_utils  # what load_model does with an .h5 file
     with h5py.File(path, "r") as f:
         metadata, config = parse_attribute(f.attrs, METADATA_KEY, path), parse_attribute(f.attrs, "model_config", path)
     if not config:
         raise ValueError("no model config")
-    pending = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
-    known = len(pending)
-    try:
-        with keras.StatelessScope(initialize_variables=False), saving_options.keras_option_scope(
-                use_legacy_config=True):
-            model = saving_utils.model_from_config(config)
-    finally:
-        del pending[known:]  # never initialised later, by another scope: this model is only looked at
+    model = model_from_h5_config(config)
     if model.count_params() > MAX_MODEL_PARAMS:
         raise UserError(f"{path!r}: the model declares {model.count_params():,} parameters, above the limit of "
                         f"{MAX_MODEL_PARAMS:,} (MAX_MODEL_PARAMS); the file is damaged or was edited: retrain with "
