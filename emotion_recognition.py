@@ -30,8 +30,8 @@ from emotion.arguments import (SEED_ARG, check_utf8_options, float_in_range, ima
                                positive_float, positive_int)
 from emotion.augmentation import AUGMENTATIONS, make_augmentation
 from emotion.calibration import calibrate_model, calibration_bins, plot_reliability
-from emotion.data import SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder, \
-    load_splits, make_dataset
+from emotion.data import (SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder,
+                          load_splits, make_dataset)
 from emotion.distributed import fit_multiworker, is_chief, make_strategy, send_worker_outputs_to_scratch
 from emotion.features import FEATURE_VIEWS, make_feature_data
 from emotion.files import UserError, check_output_dir, check_writable, write_file
