@@ -650,6 +650,13 @@ def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tt
     }
 
 
+def agreement(folder, class_names, skipped, metrics):
+    """The mean share of annotators' votes the answers got, when the data set has votes (prepare --votes)."""
+    from emotion.votes import vote_agreement
+    files = [f for f in folder_files(folder, class_names)[0] if f not in set(skipped)]
+    return vote_agreement(folder, files, metrics["predictions"], class_names)
+
+
 def print_metrics(metrics):
     """The original's printout, plus macro F1, the majority-class baseline and the calibration error."""
     majority = max(metrics["support"], key=metrics["support"].get)
@@ -657,6 +664,8 @@ def print_metrics(metrics):
                       ("Test Macro F1-Score", "macro_f1"), (f"Majority-class accuracy (always '{majority}')",
                       "majority_class_accuracy"), ("Expected calibration error", "expected_calibration_error")):
         print(f"{name}: {metrics[key]:.4f}")
+    if metrics.get("annotator_agreement") is not None:
+        print(f"Annotator agreement (mean share of the votes the answers got): {metrics['annotator_agreement']:.4f}")
     print("Classification Report:\n" + metrics["classification_report"])
 
 
@@ -772,8 +781,9 @@ def run_train(args):
     if trained:
         model, history = train_new_model(args, strategy, splits, class_names, image)
     write_file(os.path.join(args.output_dir, "config.json"), json.dumps(settings, indent=2))
-    images, labels, _ = splits["test"]
+    images, labels, skipped = splits["test"]
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
+    metrics["annotator_agreement"] = agreement(os.path.join(args.data, "test"), class_names, skipped, metrics)
     report(metrics, labels, os.path.join(args.data, "test"), args.output_dir, args.show, history)
 
 
@@ -859,7 +869,7 @@ def train_new_model(args, strategy, splits, class_names, image):
     targets = {split: splits[split][1] for split in ("train", "val")}
     if args.targets == "votes":
         targets = vote_targets(args.data, splits, class_names) or targets
-        metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
+    metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
     start = time.perf_counter()
     if args.cache_features:
         from emotion.features import make_feature_data

@@ -3,8 +3,8 @@
 import os
 
 from emotion.files import UserError, check_output_dir
-from emotion_recognition import (answering_model, evaluate_model, list_class_names, load_folder, load_trained_model,
-                                 report)
+from emotion_recognition import (agreement, answering_model, evaluate_model, list_class_names, load_folder,
+                                 load_trained_model, report)
 
 
 def run_evaluate(args):
@@ -19,11 +19,12 @@ def run_evaluate(args):
         raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
                         f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
     check_output_dir(args.output_dir, args.folder)
-    images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
+    images, labels, skipped = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
                                     metadata["normalize"],
                                     os.path.join(args.output_dir, "cache"))
     if len(labels) == 0:
         raise UserError(f"no readable images under {args.folder!r}/<class>/")
     print(f"Evaluating {args.model_path} on {len(labels)} images from {args.folder}")
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
+    metrics["annotator_agreement"] = agreement(args.folder, class_names, skipped, metrics)
     report(metrics, labels, args.folder, args.output_dir, args.show)

@@ -114,3 +114,12 @@ def annotator_agreement(votes, predictions, classes):
     people call neutral and half sad, either answer scores 0.5."""
     shares, has_votes = vote_shares(votes, classes)
     return float(shares[np.arange(len(predictions)), predictions][has_votes].mean()) if has_votes.any() else None
+
+
+def vote_agreement(folder, files, predictions, class_names):
+    """annotator_agreement of the answers `predictions` for `files` (the faces read from `folder`), when the data set
+    of `folder` has a votes file; else None."""
+    path = find_votes_file(folder)
+    if path is None or not set(class_names) <= set(VOTE_NAMES):
+        return None
+    return annotator_agreement(votes_for(files, path), predictions, class_names)
