@@ -873,7 +873,7 @@ def train_new_model(args, strategy, splits, class_names, image):
     start = time.perf_counter()
     if args.cache_features:
         from emotion.features import make_feature_data
-        head, train_ds, val_ds = make_feature_data(model, strategy, splits, num_classes, augment, args)
+        head, train_ds, val_ds = make_feature_data(model, strategy, splits, targets, num_classes, augment, args)
         print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
     else:
         head = None

@@ -208,3 +208,24 @@ def test_train_and_evaluate_with_votes(voted_data, tmp_path, capsys):
                                    model, "--output-dir", tmp_path / "r", "--no-show", "--targets", "folders")
     assert code == 0 and "Targets: each face's share" not in stdout
     assert er.read_metadata(str(model))["targets"] == "folders"
+
+
+@pytest.mark.slow  # builds VGG16
+def test_votes_with_cached_features_class_weights_and_a_time_budget(voted_data, tmp_path, capsys):
+    import emotion_recognition as er
+    model = tmp_path / "v.h5"
+    code, stdout, error = run_main(capsys, "--data", voted_data, "--train-again", "--epochs", "1", "--model", "vgg16",
+                                   "--base-weights", "none", "--cache-features", "--class-weight", "balanced",
+                                   "--time-budget", "5", "--model-path", model, "--output-dir", tmp_path / "r",
+                                   "--no-show", "--precision", "float32")
+    assert code == 0, error
+    assert "Targets: each face's share of the annotators' votes" in stdout
+    assert er.read_metadata(str(model))["targets"] == "votes"
+
+
+def test_cached_features_take_vote_shares():
+    from emotion.features import make_feature_dataset
+    stored = np.zeros((1, 4, 2), np.float16)
+    shares = np.array([[0.7, 0.3], [0, 1], [1, 0], [0.5, 0.5]], np.float32)
+    _, targets = next(iter(make_feature_dataset(stored, shares, 2, 4)))
+    np.testing.assert_allclose(targets.numpy(), shares)
