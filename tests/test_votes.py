@@ -229,3 +229,22 @@ def test_cached_features_take_vote_shares():
     shares = np.array([[0.7, 0.3], [0, 1], [1, 0], [0.5, 0.5]], np.float32)
     _, targets = next(iter(make_feature_dataset(stored, shares, 2, 4)))
     np.testing.assert_allclose(targets.numpy(), shares)
+
+
+def test_a_face_with_no_vote_among_the_classes_learns_its_folder(tmp_path, capsys):
+    import emotion_recognition as er
+    data = make_dataset(tmp_path / "d", per_class=(2, 1, 1), classes=("happy", "sad"))
+    lines = ["path," + ",".join(FERPLUS_COLUMNS)]
+    for split in ("train", "val", "test"):
+        for name in ("happy", "sad"):
+            for f in sorted(os.listdir(os.path.join(data, split, name))):
+                votes = NEUTRAL if name == "sad" else (0, 10, 0, 0, 0, 0, 0, 0, 0, 0)
+                if split == "train" and name == "sad" and f.endswith("001.png"):
+                    votes = (10, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # only neutral: no vote for happy or sad
+                lines.append(f"{split}/{name}/{f}," + ",".join(map(str, votes)))
+    (tmp_path / "d" / VOTES_FILE).write_text("\n".join(lines) + "\n")
+    splits = {s: er.load_folder(os.path.join(data, s), ["happy", "sad"], 48, "grayscale", "none")
+              for s in ("train", "val")}
+    targets = er.vote_targets(data, splits, ["happy", "sad"])
+    np.testing.assert_allclose(targets["train"], [[1, 0], [1, 0], [0, 1], [0, 1]])
+    assert "Warning: 1 train face(s) have no votes among happy,sad" in capsys.readouterr().out
