@@ -46,7 +46,7 @@ from emotion.recovery import check_free_space, checkpoint_path_for, ctrl_c_betwe
 from emotion.reporting import add_results_arguments, data_label, display_available, save_metrics
 from emotion.training import (backup_callback, balanced_class_weights, check_converged, fit_failures_explained,
                               make_learning_rate, record_callbacks, start_from, time_budget_callbacks)
-from emotion.votes import vote_targets
+from emotion.votes import folder_agreement, vote_targets
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
@@ -224,11 +224,11 @@ def make_training_run(args, strategy, splits, class_names, image):
     targets = {split: splits[split][1] for split in ("train", "val")}
     if args.targets == "votes":
         targets = vote_targets(args.data, splits, class_names) or targets
-        metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
+    metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
     class_weight = balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None
     if args.cache_features:
         start = time.perf_counter()
-        head, train_ds, val_ds = make_feature_data(model, strategy, splits, num_classes, augment, args)
+        head, train_ds, val_ds = make_feature_data(model, strategy, splits, targets, num_classes, augment, args)
         print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
         return model, metadata, (train_ds, val_ds, head, steps_per_epoch, class_weight)
     train_ds = make_dataset(splits["train"][0], targets["train"], num_classes, args.batch_size, shuffle=True,
@@ -282,6 +282,8 @@ def print_metrics(metrics):
                       ("Test Macro F1-Score", "macro_f1"), (f"Majority-class accuracy (always '{majority}')",
                       "majority_class_accuracy"), ("Expected calibration error", "expected_calibration_error")):
         print(f"{name}: {metrics[key]:.4f}")
+    if metrics.get("annotator_agreement") is not None:
+        print(f"Annotator agreement (mean share of the votes the answers got): {metrics['annotator_agreement']:.4f}")
     print("Classification Report:\n" + metrics["classification_report"])
 
 
@@ -384,8 +386,10 @@ def run_train(args):
         metadata["temperature"] = calibrate_model(model, metadata, *splits["val"][:2], args.model_path)
         model = answering_model(model, metadata)[0]
     write_file(os.path.join(args.output_dir, "config.json"), json.dumps(settings, indent=2))
-    images, labels, _ = splits["test"]
+    images, labels, skipped = splits["test"]
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
+    metrics["annotator_agreement"] = folder_agreement(os.path.join(args.data, "test"), class_names, skipped,
+                                                      metrics["predictions"])  # with a votes file, else None
     report(metrics, labels, os.path.join(args.data, "test"), args.output_dir, args.show, history)
 
 
@@ -436,13 +440,13 @@ def run_evaluate(args):
         raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
                         f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
     check_output_dir(args.output_dir, args.folder)
-    images, labels, _ = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
-                                    metadata["normalize"],
-                                    os.path.join(args.output_dir, "cache"))
+    images, labels, skipped = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
+                                          metadata["normalize"], os.path.join(args.output_dir, "cache"))
     if len(labels) == 0:
         raise UserError(f"no readable images under {args.folder!r}/<class>/")
     print(f"Evaluating {args.model_path} on {len(labels)} images from {args.folder}")
     metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
+    metrics["annotator_agreement"] = folder_agreement(args.folder, class_names, skipped, metrics["predictions"])
     report(metrics, labels, args.folder, args.output_dir, args.show)
 
 

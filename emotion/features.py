@@ -53,7 +53,8 @@ def extract_features(features, images, labels, num_classes, batch_size, augment=
 
 
 def make_feature_dataset(stored, labels, num_classes, batch_size, shuffle=False, seed=None):
-    """Batches of (features, one-hot labels). Shuffled: endless, drawing image-views from the whole pool."""
+    """Batches of (features, targets): one-hot of integer labels, or rows of vote shares as they are. Shuffled:
+    endless, drawing image-views from the whole pool."""
     views, count = stored.shape[:2]
     ds = tf.data.Dataset.range(views * count)
     if shuffle:
@@ -63,21 +64,24 @@ def make_feature_dataset(stored, labels, num_classes, batch_size, shuffle=False,
 
     def take(index):
         batch = tf.numpy_function(lambda i: stored[i // count, i % count].astype(np.float32), [index], tf.float32)
-        return tf.ensure_shape(batch, (None, *feature_shape)), tf.one_hot(tf.gather(labels, index % count), num_classes)
+        targets = tf.gather(labels, index % count)
+        return (tf.ensure_shape(batch, (None, *feature_shape)),
+                targets if labels.ndim == 2 else tf.one_hot(targets, num_classes))
 
     return ds.map(take, num_parallel_calls=tf.data.AUTOTUNE).with_options(shard_by_data()).prefetch(tf.data.AUTOTUNE)
 
 
-def make_feature_data(model, strategy, splits, num_classes, augment, args):
-    """--cache-features: (head, train, val) where the data are the frozen base's outputs, computed once."""
+def make_feature_data(model, strategy, splits, targets, num_classes, augment, args):
+    """--cache-features: (head, train, val) where the data are the frozen base's outputs, computed once; `targets`:
+    {split: labels or vote shares}."""
     with strategy.scope():
         features, head = split_frozen_base(model)
         head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     cache_dir = os.path.join(args.output_dir, "cache")
     stored = extract_features(features, *splits["train"][:2], num_classes, INFERENCE_BATCH_SIZE, augment, FEATURE_VIEWS,
                               cache_dir, args.seed)
-    train_ds = make_feature_dataset(stored, splits["train"][1], num_classes, args.batch_size, shuffle=True,
+    train_ds = make_feature_dataset(stored, targets["train"], num_classes, args.batch_size, shuffle=True,
                                     seed=args.seed)
     val_ds = make_feature_dataset(extract_features(features, *splits["val"][:2], num_classes, INFERENCE_BATCH_SIZE),
-                                  splits["val"][1], num_classes, args.batch_size)
+                                  targets["val"], num_classes, args.batch_size)
     return head, train_ds, val_ds

@@ -137,3 +137,19 @@ def vote_targets(data_dir, splits, class_names):
         targets[split] = shares
     print(f"Targets: each face's share of the annotators' votes in {path} (--targets folders: the class folders)")
     return targets
+
+
+def vote_agreement(folder, files, predictions, class_names):
+    """annotator_agreement of the answers `predictions` for `files` (the faces read from `folder`), when the data set
+    of `folder` has a votes file; else None."""
+    path = find_votes_file(folder)
+    if path is None or not set(class_names) <= set(VOTE_NAMES):
+        return None
+    return annotator_agreement(votes_for(files, path), predictions, class_names)
+
+
+def folder_agreement(folder, class_names, skipped, predictions):
+    """The mean share of annotators' votes the answers got, when the data set has votes (prepare --votes); else None.
+    `predictions` are for the faces read from `folder`: its files but `skipped`, in load_folder's order."""
+    files = [f for f in folder_files(folder, class_names)[0] if f not in set(skipped)]
+    return vote_agreement(folder, files, predictions, class_names)

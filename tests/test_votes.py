@@ -1,0 +1,249 @@
+"""Annotators' votes (FER+): prepare --votes / --ferplus, training on each face's share of the votes, and
+evaluate's annotator agreement."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from emotion.files import UserError
+from emotion.model_files import read_metadata
+from emotion.prepare import prepare_dataset
+from emotion.votes import FERPLUS_COLUMNS, VOTES_FILE, annotator_agreement, plurality, vote_shares
+from conftest import make_dataset, run_main
+from test_prepare import write_fer_csv
+
+# FER+ columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
+SAD = (3, 0, 0, 7, 0, 0, 0, 0, 0, 0)
+NEUTRAL = (6, 0, 0, 4, 0, 0, 0, 0, 0, 0)  # FER2013 may call it sad; six of ten people say neutral
+HAPPY = (1, 9, 0, 0, 0, 0, 0, 0, 0, 0)
+ANGRY = (2, 0, 0, 1, 7, 0, 0, 0, 0, 0)
+TIE = (4, 0, 0, 4, 0, 0, 0, 0, 2, 0)
+NOT_A_FACE = (0, 0, 0, 0, 0, 0, 0, 0, 0, 10)
+UNKNOWN = (1, 0, 0, 0, 0, 0, 0, 0, 9, 0)
+CONTEMPT = (2, 0, 0, 0, 0, 0, 0, 8, 0, 0)
+
+
+def write_ferplus(path, rows, header=("Usage", "Image name", *FERPLUS_COLUMNS)):
+    lines = [",".join(header)] + [",".join((usage, f"fer{i:07d}.png", *map(str, votes)))
+                                  for i, (usage, votes) in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def csv_and_votes(tmp_path):
+    """A fer2013.csv and its FER+ votes, row for row: FER2013 calls the first three faces sad."""
+    faces = [(4, "Training", SAD), (4, "Training", NEUTRAL), (4, "Training", TIE), (3, "Training", HAPPY),
+             (0, "Training", ANGRY), (0, "Training", NOT_A_FACE), (3, "Training", UNKNOWN), (0, "Training", CONTEMPT),
+             (4, "PublicTest", NEUTRAL), (3, "PublicTest", HAPPY), (0, "PrivateTest", ANGRY),
+             (4, "PrivateTest", SAD)]
+    source = write_fer_csv(tmp_path / "fer2013.csv", [(code, usage) for code, usage, _ in faces])
+    votes = write_ferplus(tmp_path / "fer2013new.csv", [(usage, v) for _, usage, v in faces])
+    return source, votes
+
+
+def files_of(out):
+    return {(split, c): len(os.listdir(os.path.join(out, split, c)))
+            for split in ("train", "val", "test") for c in os.listdir(os.path.join(out, split))
+            if sum(1 for _ in os.scandir(os.path.join(out, split, c)))}
+
+
+def test_plurality_and_shares():
+    votes = np.array([SAD, NEUTRAL, TIE, NOT_A_FACE, UNKNOWN, CONTEMPT, HAPPY])
+    classes = ["happy", "neutral", "sad"]
+    assert plurality(votes, classes) == [(2, None), (1, None), (None, "tie"), (None, "not a face"),
+                                         (None, "unknown"), (None, "other class"), (0, None)]
+    shares, has_votes = vote_shares(votes, classes)
+    np.testing.assert_allclose(shares[1], [0, 0.6, 0.4])  # happy, neutral, sad
+    np.testing.assert_allclose(shares[6], [0.9, 0.1, 0])
+    assert has_votes.tolist() == [True, True, True, False, True, True, True]
+    # an ambiguous face: half the people say neutral, half sad; either answer is half right
+    half = np.array([(5, 0, 0, 5, 0, 0, 0, 0, 0, 0)] * 2)
+    assert annotator_agreement(half, np.array([1, 2]), classes) == pytest.approx(0.5)
+    assert annotator_agreement(half, np.array([0, 0]), classes) == pytest.approx(0.0)
+
+
+def test_prepare_fer2013_csv_with_ferplus_files_faces_by_their_votes(tmp_path, capsys):
+    source, votes = csv_and_votes(tmp_path)
+    out = tmp_path / "out"
+    code, stdout, error = run_main(capsys, "prepare", "--source", source, "--ferplus", votes, "--out", out,
+                                   "--classes", "angry,happy,neutral,sad")
+    assert code == 0, error
+    assert files_of(out) == {("train", "sad"): 1, ("train", "neutral"): 1, ("train", "happy"): 1,
+                             ("train", "angry"): 1, ("val", "neutral"): 1, ("val", "happy"): 1,
+                             ("test", "angry"): 1, ("test", "sad"): 1}
+    assert "Left out 4 face(s) by their votes: 1 not a face, 1 other class, 1 tie, 1 unknown" in stdout
+    with open(out / VOTES_FILE) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and all(os.path.isfile(out / row["path"]) for row in rows)
+    neutral = next(row for row in rows if row["path"].startswith("train/neutral/"))
+    assert (neutral["neutral"], neutral["sad"], neutral["happy"]) == ("6", "4", "0")  # this project's names
+    # contempt, FER+'s eighth emotion, when asked for
+    code, _, error = run_main(capsys, "prepare", "--source", source, "--ferplus", votes, "--out", tmp_path / "o8",
+                              "--classes", "angry,contempt,happy,neutral,sad")
+    assert code == 0 and files_of(tmp_path / "o8")[("train", "contempt")] == 1
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (lambda rows: rows[:-1], "11 rows of votes and"),
+    (lambda rows: [("PublicTest", rows[0][1])] + rows[1:], "line 2: Usage 'PublicTest'"),
+])
+def test_ferplus_rows_must_follow_fer2013_row_for_row(tmp_path, capsys, change, fragment):
+    source, _ = csv_and_votes(tmp_path)
+    rows = [(u, v) for u, v in [("Training", SAD), ("Training", NEUTRAL), ("Training", TIE), ("Training", HAPPY),
+                                ("Training", ANGRY), ("Training", NOT_A_FACE), ("Training", UNKNOWN),
+                                ("Training", CONTEMPT), ("PublicTest", NEUTRAL), ("PublicTest", HAPPY),
+                                ("PrivateTest", ANGRY), ("PrivateTest", SAD)]]
+    votes = write_ferplus(tmp_path / "bad.csv", change(rows))
+    code, _, error = run_main(capsys, "prepare", "--source", source, "--ferplus", votes, "--out", tmp_path / "out")
+    assert code == 1 and fragment in error
+    assert not os.path.exists(tmp_path / "out")
+
+
+def folder_with_votes(tmp_path, votes_of=lambda split, name, i: SAD if i % 2 else NEUTRAL):
+    """Drawn faces in train/val/test/<class>/ and a votes file keyed by path: every other face is neutral to the
+    annotators, whatever its folder says."""
+    source = make_dataset(tmp_path / "src", per_class=(6, 4, 4), classes=("angry", "happy", "sad"))
+    lines = ["path," + ",".join(FERPLUS_COLUMNS)]
+    for split in ("train", "val", "test"):
+        for name in ("angry", "happy", "sad"):
+            for i, f in enumerate(sorted(os.listdir(os.path.join(source, split, name)))):
+                lines.append(f"{split}/{name}/{f}," + ",".join(map(str, votes_of(split, name, i))))
+    path = tmp_path / "votes.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return source, path
+
+
+def test_prepare_folder_with_votes_keeps_its_splits_and_refiles_faces(tmp_path, capsys):
+    source, votes = folder_with_votes(tmp_path)
+    code, _, error = run_main(capsys, "prepare", "--source", source, "--votes", votes, "--out", tmp_path / "out")
+    assert code == 0, error
+    assert files_of(tmp_path / "out") == {("train", "neutral"): 9, ("train", "sad"): 9, ("val", "neutral"): 6,
+                                          ("val", "sad"): 6, ("test", "neutral"): 6, ("test", "sad"): 6}
+    assert sorted(os.listdir(tmp_path / "out" / "train")) == ["angry", "disgust", "fear", "happy", "neutral", "sad",
+                                                              "surprise"]  # the seven classes by default
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda lines: lines[:-1], "has no votes for 1 of 42 images"),
+    (lambda lines: lines + ["train/angry/elsewhere.png," + ",".join("1" * 10)], "1 row(s) for images that are not"),
+    (lambda lines: lines[:1] + [lines[1].rsplit(",", 1)[0] + ",x"] + lines[2:], "are not all numbers"),
+    (lambda lines: lines[:1] + [lines[1].rsplit(",", 1)[0] + ",1.5"] + lines[2:], "not whole counts"),
+    (lambda lines: ["file,neutral"] + lines[1:], "no column(s) path"),
+])
+def test_bad_votes_file_is_one_line_and_writes_nothing(tmp_path, capsys, edit, fragment):
+    source, votes = folder_with_votes(tmp_path)
+    votes.write_text("\n".join(edit(votes.read_text().splitlines())) + "\n")
+    out = tmp_path / "out"
+    os.makedirs(out / "train" / "mine")
+    (out / "train" / "mine" / "keep.png").write_bytes(b"already here")
+    code, _, error = run_main(capsys, "prepare", "--source", source, "--votes", votes, "--out", out, "--force")
+    assert code == 1 and fragment in error
+    assert (out / "train" / "mine" / "keep.png").read_bytes() == b"already here"  # nothing written over
+
+
+def test_votes_need_the_matching_source(tmp_path):
+    source, votes = folder_with_votes(tmp_path)
+    with pytest.raises(UserError, match="--ferplus goes with --source fer2013.csv"):
+        prepare_dataset(source, str(tmp_path / "out"), ferplus=str(votes))
+    with pytest.raises(UserError, match="no votes; the votes are for"):
+        prepare_dataset(source, str(tmp_path / "out"), votes=str(votes), classes=["calm"])
+
+
+@pytest.fixture(scope="module")
+def voted_data(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("voted")
+    # angry folder faces: 7 of 10 annotators angry, 3 neutral; happy: all happy
+    source, votes = folder_with_votes(tmp_path, lambda split, name, i: {"angry": (3, 0, 0, 0, 7, 0, 0, 0, 0, 0),
+                                                                        "happy": (0, 10, 0, 0, 0, 0, 0, 0, 0, 0),
+                                                                        "sad": (3, 0, 0, 7, 0, 0, 0, 0, 0, 0)}[name])
+    prepare_dataset(source, str(tmp_path / "data"), votes=str(votes), classes=["angry", "happy", "neutral", "sad"])
+    for split in ("train", "val", "test"):  # no face is neutral by plurality: keep the three classes of the faces
+        os.rmdir(tmp_path / "data" / split / "neutral")
+    return str(tmp_path / "data")
+
+
+def test_training_targets_are_the_vote_shares(voted_data):
+    import emotion_recognition as er
+    class_names = ["angry", "happy", "sad"]
+    splits = {split: er.load_folder(os.path.join(voted_data, split), class_names, 48, "grayscale", "none")
+              for split in ("train", "val")}
+    targets = er.vote_targets(voted_data, splits, class_names)
+    # neutral is not among the classes: each face's votes among angry, happy, sad, as shares
+    assert targets["train"].shape == (18, 3)
+    np.testing.assert_allclose(targets["train"][0], [1, 0, 0])
+    np.testing.assert_allclose(targets["val"][5], [0, 1, 0])
+    four = ["angry", "happy", "neutral", "sad"]
+    targets = er.vote_targets(voted_data, {s: er.load_folder(os.path.join(voted_data, s), four, 48, "grayscale",
+                                                             "none") for s in ("train", "val")}, four)
+    np.testing.assert_allclose(targets["train"][0], [0.7, 0, 0.3, 0])
+    _, batch = next(iter(er.make_dataset(splits["train"][0], targets["train"], 3, 4)))
+    np.testing.assert_allclose(batch.numpy()[0], targets["train"][0])
+
+
+@pytest.mark.slow  # trains twice
+def test_train_and_evaluate_with_votes(voted_data, tmp_path, capsys):
+    model = tmp_path / "m.h5"
+    code, stdout, error = run_main(capsys, "--data", voted_data, "--train-again", "--epochs", "1", "--model-path",
+                                   model, "--output-dir", tmp_path / "r", "--no-show", "--precision", "float32")
+    assert code == 0, error
+    assert "Targets: each face's share of the annotators' votes" in stdout
+    assert read_metadata(str(model))["targets"] == "votes"
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    predictions = np.array(metrics["confusion_matrix"])
+    # every test face's votes are 7 (or 10) of 10 for its folder's class among angry, happy, sad: agreement is
+    # the share of votes of each answer, computed here from the confusion matrix
+    share = {("angry", "angry"): 1.0, ("happy", "happy"): 1.0, ("sad", "sad"): 1.0}
+    names = metrics["class_names"]
+    expected = sum(predictions[i, j] * share.get((names[i], names[j]), 0.0) for i in range(3) for j in range(3))
+    assert metrics["annotator_agreement"] == pytest.approx(expected / predictions.sum())
+    code, stdout, error = run_main(capsys, "evaluate", os.path.join(voted_data, "test"), "--model-path", model,
+                                   "--output-dir", tmp_path / "e", "--no-show", "--classes", "angry,happy,sad")
+    assert code == 0, error
+    assert f"Annotator agreement (mean share of the votes the answers got): {expected / predictions.sum():.4f}" \
+        in stdout
+    code, stdout, error = run_main(capsys, "--data", voted_data, "--train-again", "--epochs", "1", "--model-path",
+                                   model, "--output-dir", tmp_path / "r", "--no-show", "--targets", "folders")
+    assert code == 0 and "Targets: each face's share" not in stdout
+    assert read_metadata(str(model))["targets"] == "folders"
+
+
+@pytest.mark.slow  # builds VGG16
+def test_votes_with_cached_features_class_weights_and_a_time_budget(voted_data, tmp_path, capsys):
+    model = tmp_path / "v.h5"
+    code, stdout, error = run_main(capsys, "--data", voted_data, "--train-again", "--epochs", "1", "--model", "vgg16",
+                                   "--base-weights", "none", "--cache-features", "--class-weight", "balanced",
+                                   "--time-budget", "5", "--model-path", model, "--output-dir", tmp_path / "r",
+                                   "--no-show", "--precision", "float32")
+    assert code == 0, error
+    assert "Targets: each face's share of the annotators' votes" in stdout
+    assert read_metadata(str(model))["targets"] == "votes"
+
+
+def test_cached_features_take_vote_shares():
+    from emotion.features import make_feature_dataset
+    stored = np.zeros((1, 4, 2), np.float16)
+    shares = np.array([[0.7, 0.3], [0, 1], [1, 0], [0.5, 0.5]], np.float32)
+    _, targets = next(iter(make_feature_dataset(stored, shares, 2, 4)))
+    np.testing.assert_allclose(targets.numpy(), shares)
+
+
+def test_a_face_with_no_vote_among_the_classes_learns_its_folder(tmp_path, capsys):
+    import emotion_recognition as er
+    data = make_dataset(tmp_path / "d", per_class=(2, 1, 1), classes=("happy", "sad"))
+    lines = ["path," + ",".join(FERPLUS_COLUMNS)]
+    for split in ("train", "val", "test"):
+        for name in ("happy", "sad"):
+            for f in sorted(os.listdir(os.path.join(data, split, name))):
+                votes = NEUTRAL if name == "sad" else (0, 10, 0, 0, 0, 0, 0, 0, 0, 0)
+                if split == "train" and name == "sad" and f.endswith("001.png"):
+                    votes = (10, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # only neutral: no vote for happy or sad
+                lines.append(f"{split}/{name}/{f}," + ",".join(map(str, votes)))
+    (tmp_path / "d" / VOTES_FILE).write_text("\n".join(lines) + "\n")
+    splits = {s: er.load_folder(os.path.join(data, s), ["happy", "sad"], 48, "grayscale", "none")
+              for s in ("train", "val")}
+    targets = er.vote_targets(data, splits, ["happy", "sad"])
+    np.testing.assert_allclose(targets["train"], [[1, 0], [1, 0], [0, 1], [0, 1]])
+    assert "Warning: 1 train face(s) have no votes among happy,sad" in capsys.readouterr().out
