@@ -460,7 +460,24 @@ def make_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",  # each with its defaults in --help
                                      parser_class=functools.partial(argparse.ArgumentParser,
                                                                     formatter_class=HelpFormatter))
-    train = commands.add_parser("train", help="train (or load) a model, then evaluate it on test/ (the default)")
+    add_train_arguments(commands.add_parser("train", help="train (or load) a model, then evaluate it on test/ "
+                                                          "(the default)"))
+    evaluate = commands.add_parser("evaluate", help="evaluate the saved model on a folder of <class>/ sub-folders")
+    add_model_arguments(evaluate, FACES_MODEL_PATH)
+    add_results_arguments(evaluate, OUTPUT_DIR, BATCH_SIZE)
+    add_classes_argument(evaluate)
+    evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
+    for name, job, summary in (
+            ("predict", predict, "label each face in image files or folders"),
+            ("webcam", video, "label faces live from a camera or a video file (q or Ctrl-C quits)"),
+            ("prepare", prepare, "build train/val/test folders from FER2013 or a folder of classes"),
+            ("serve", serve, "a web page to try the model in a browser, plus a JSON API")):
+        job.add_arguments(commands.add_parser(name, help=summary))  # each job declares its own options
+    return parser
+
+
+def add_train_arguments(train):
+    """train's options: each overrides one of the defaults at the top of this file."""
     add_model_arguments(train, MODEL_PATH)
     add_results_arguments(train, OUTPUT_DIR, BATCH_SIZE)
     train.add_argument("--data", default=DATA_DIR, help="data set folder with train/, val/, test/")
@@ -501,19 +518,6 @@ def make_parser():
     train.add_argument("--targets", default=TARGETS, choices=("votes", "folders"),
                        help="with a votes file beside the data (prepare --votes): learn each face's share of the "
                             "votes, or its class folder")
-
-    evaluate = commands.add_parser("evaluate", help="evaluate the saved model on a folder of <class>/ sub-folders")
-    add_model_arguments(evaluate, FACES_MODEL_PATH)
-    add_results_arguments(evaluate, OUTPUT_DIR, BATCH_SIZE)
-    add_classes_argument(evaluate)
-    evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
-    for name, job, summary in (
-            ("predict", predict, "label each face in image files or folders"),
-            ("webcam", video, "label faces live from a camera or a video file (q or Ctrl-C quits)"),
-            ("prepare", prepare, "build train/val/test folders from FER2013 or a folder of classes"),
-            ("serve", serve, "a web page to try the model in a browser, plus a JSON API")):
-        job.add_arguments(commands.add_parser(name, help=summary))  # each job declares its own options
-    return parser
 
 
 def main(argv=None):
