@@ -34,7 +34,8 @@ from emotion.data import (SPLITS, check_dataset_layout, choose_image_settings, l
                           load_splits, make_dataset)
 from emotion.distributed import fit_multiworker, is_chief, make_strategy, send_worker_outputs_to_scratch
 from emotion.features import FEATURE_VIEWS, make_feature_data
-from emotion.files import UserError, check_output_dir, check_writable, write_file
+from emotion.errors import UserError
+from emotion.files import check_output_dir, check_writable, write_file
 from emotion.internals import HelpFormatter
 from emotion.lazy_import import LazyModule
 from emotion.model_checks import check_model_matches

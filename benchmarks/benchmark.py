@@ -54,7 +54,7 @@ from emotion.arguments import positive_int  # noqa: E402
 from emotion.detection import detect_faces, load_face_detector  # noqa: E402
 from emotion.predict import classify_crops  # noqa: E402
 from emotion.features import extract_features, make_feature_dataset, split_frozen_base  # noqa: E402
-from emotion.files import UserError  # noqa: E402
+from emotion.errors import UserError  # noqa: E402
 from emotion.images import read_image  # noqa: E402
 from emotion.video import VIDEO_DETECT_WIDTH, run_video  # noqa: E402
 from emotion.data import ORIGINAL_IMAGE_SIZE, list_image_files, prepare_image

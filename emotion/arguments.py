@@ -6,7 +6,7 @@ import math
 import re
 import socket
 
-from emotion.files import UserError
+from emotion.errors import UserError
 
 
 def int_in_range(low, high=math.inf):

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 
 from emotion.distributed import shard_by_data
-from emotion.files import UserError, open_cache
+from emotion.errors import UserError
+from emotion.files import open_cache
 from emotion.images import ImageRefused, read_image
 from emotion.lazy_import import LazyModule
 

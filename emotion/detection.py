@@ -6,7 +6,7 @@ import os
 
 import cv2
 
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.internals import compile_mtcnn
 from emotion.lazy_import import import_quietly
 

@@ -8,7 +8,7 @@ import tempfile
 
 import numpy as np
 
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.lazy_import import LazyModule
 
 tf = LazyModule("tensorflow")

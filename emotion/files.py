@@ -1,5 +1,4 @@
-"""Failing safely on disk: the one error a user sees, the one atomic writer, the writable-folder check and
-the memory-mapped cache. Used by emotion_recognition.py and every module beside it; imports neither."""
+"""Failing safely on disk: the one atomic writer, the writable-folder check and the memory-mapped cache."""
 
 import contextlib
 import math
@@ -10,9 +9,7 @@ import uuid
 
 import numpy as np
 
-
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad option, mismatched model): printed as one line."""
+from emotion.errors import UserError
 
 
 def open_cache(cache_dir, name, dtype, shape):

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from emotion.files import UserError, write_file
+from emotion.errors import UserError
+from emotion.files import write_file
 
 Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from emotion.arguments import MAX_IMAGE_SIZE
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.internals import model_from_h5_config
 
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings

@@ -9,7 +9,8 @@ import os
 import numpy as np
 
 from emotion.arguments import class_list, model_file_arg
-from emotion.files import UserError, atomic_write
+from emotion.errors import UserError
+from emotion.files import atomic_write
 from emotion.lazy_import import LazyModule
 from emotion.model_checks import METADATA_KEY, check_model_file, check_weights, finite_probabilities
 from emotion.models import vgg16_preprocess_class

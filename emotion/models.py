@@ -5,7 +5,7 @@ loader and VGG16's own input conversion as a layer. Preprocessing lives inside e
 import functools
 import os
 
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.lazy_import import LazyModule
 
 keras = LazyModule("keras")

@@ -12,7 +12,8 @@ import numpy as np
 from emotion.arguments import SEED_ARG, class_list, regex_arg
 from emotion.data import SPLITS, list_class_names, list_image_files
 from emotion.detection import DETECTOR, add_detector_argument, crop_face, detect_faces, load_face_detector
-from emotion.files import UserError, write_file
+from emotion.errors import UserError
+from emotion.files import write_file
 from emotion.images import ImageRefused, open_regular_file, read_image, write_image
 from emotion.votes import VOTE_NAMES, VOTES_FILE, plurality, read_csv_rows, write_votes
 

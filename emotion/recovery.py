@@ -8,7 +8,7 @@ import shutil
 import signal
 import threading
 
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.lazy_import import LazyModule
 from emotion.model_files import read_metadata
 

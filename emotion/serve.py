@@ -9,7 +9,7 @@ import numpy as np
 from emotion.arguments import host_arg, int_in_range
 from emotion.detection import DETECTOR, add_detector_argument, load_face_detector
 from emotion.drawing import annotate, message_for
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
 from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
                                  load_trained_model)

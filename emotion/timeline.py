@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from emotion.files import UserError, atomic_write, check_writable
+from emotion.errors import UserError
+from emotion.files import atomic_write, check_writable
 
 TIMELINE_POINTS = 400  # each track's probability series keeps at most this many time bins (then halves its resolution)
 TIMELINE_BIN_SECONDS = 0.1  # width of a time bin until the series fills up

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.lazy_import import LazyModule
 from emotion.model_checks import weights_finite
 from emotion.model_files import load_trained_model, save_model

@@ -12,7 +12,7 @@ import numpy as np
 from emotion.arguments import positive_int
 from emotion.detection import DETECTOR, add_detector_argument, crop_face, detect_faces, load_face_detector
 from emotion.drawing import annotate
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
                                  load_trained_model)
 from emotion.predict import classify_crops

@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from emotion.data import folder_files
-from emotion.files import UserError, write_file
+from emotion.errors import UserError
+from emotion.files import write_file
 
 VOTES_FILE = "votes.csv"  # beside train/, val/, test/: one row of votes per face, keyed by its path under the data set
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown",

@@ -235,7 +235,7 @@ def test_help_points_to_each_commands_options(capsys):
 @pytest.mark.slow
 def test_a_job_modules_error_is_one_line_when_the_script_runs_as_main(tmp_path):
     """predict runs in emotion/predict.py: run as `python emotion_recognition.py`, its main() catches what the job
-    module raises (one UserError class, in emotion/files.py), and no module beneath loads a second copy of the
+    module raises (one UserError class, in emotion/errors.py), and no module beneath loads a second copy of the
     script by name."""
     photo = tmp_path / "face.png"
     cv2.imwrite(str(photo), cv2.resize(np.full((48, 48), 128, np.uint8), (64, 64)))

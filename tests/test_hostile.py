@@ -18,7 +18,7 @@ import pytest
 from emotion.model_checks import METADATA_KEY
 import emotion_recognition as er
 from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset, run_main, write_video
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.prepare import prepare_dataset, read_fer2013_csv
 from test_robustness import GOOD, PIXELS, fer_csv, png_declaring, post_image, save_with, tree
 

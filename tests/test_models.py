@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from emotion.augmentation import Augmentation, warp_images
-from emotion.files import UserError
+from emotion.errors import UserError
 import emotion_recognition as er
 from conftest import SHIPPED_MODEL, draw_face, run_cli
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.lazy_import import HIDDEN_LINES
 from emotion.prepare import FER2013_CODES, prepare_dataset
 from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.images import read_image
 from emotion.recovery import backup_path_for, checkpoint_path_for
 from emotion.data import prepare_image

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion.files import UserError, write_file
+from emotion.errors import UserError
+from emotion.files import write_file
 from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image
 from emotion.prepare import read_fer2013_csv
 from emotion.recovery import check_free_space

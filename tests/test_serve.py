@@ -15,7 +15,7 @@ from conftest import ROOT, real_photo
 
 sys.path.insert(0, ROOT)  # emotion/ is a package at the repository root
 from emotion.drawing import MESSAGES  # noqa: E402
-from emotion.files import UserError  # noqa: E402
+from emotion.errors import UserError  # noqa: E402
 from emotion.serve import make_serve_app  # noqa: E402
 import emotion_recognition as er  # noqa: E402
 

@@ -12,7 +12,7 @@ import pytest
 
 from emotion.calibration import calibration_bins, fit_temperature
 from emotion.drawing import MESSAGES, layout_labels, message_for
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.recovery import keras
 from emotion.serve import make_serve_app
 from emotion.training import start_from

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from emotion.files import UserError
+from emotion.errors import UserError
 from emotion.model_files import read_metadata
 from emotion.prepare import prepare_dataset
 from emotion.votes import FERPLUS_COLUMNS, VOTES_FILE, annotator_agreement, plurality, vote_shares
