@@ -75,6 +75,7 @@ def test_vgg16_trains_from_the_command_line_with_a_local_weights_file(synthetic_
         np.testing.assert_array_equal(saved, trained)  # the file's weights, and frozen through training
 
 
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined:UserWarning")  # mobilenet at 32 px, asked for
 @pytest.mark.parametrize("name", ["vgg16", "resnet", "mobilenet", "efficientnet"])
 def test_offline_imagenet_download_gives_a_sentence(monkeypatch, name):
     from keras.src.utils import file_utils  # where every Keras application fetches its weights

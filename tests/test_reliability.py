@@ -105,6 +105,7 @@ def test_same_seed_same_run(tmp_path):
     assert losses[0] == losses[1]
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow's complaints about the malformed headers fed
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.binary(max_size=2000),
                  st.tuples(st.sampled_from([".png", ".jpg", ".bmp", ".tiff", ".webp"]),
