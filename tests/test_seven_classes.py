@@ -107,7 +107,7 @@ def test_serve_classes_restricts_health_and_answers(seven_model):
 @pytest.mark.slow
 def test_evaluate_over_all_classes_or_the_chosen_ones(seven_model, three_class_data, tmp_path):
     folder = os.path.join(three_class_data, "test")
-    for classes, expected in ((None, SEVEN), ("angry,happy,sad", THREE)):
+    for classes, expected in ((",".join(SEVEN), SEVEN), ("angry,happy,sad", THREE)):
         out = tmp_path / (classes or "all")
         result = run_cli("evaluate", folder, "--model-path", seven_model, "--output-dir", out,
                          *(["--classes", classes] if classes else []))
@@ -117,6 +117,31 @@ def test_evaluate_over_all_classes_or_the_chosen_ones(seven_model, three_class_d
     result = run_cli("evaluate", folder, "--model-path", seven_model, "--classes", "happy,sad",
                      "--output-dir", tmp_path / "two")
     assert result.returncode == 1 and "['angry'] that the model's answers (happy,sad) lack" in result.stderr
+
+
+def test_evaluate_restricts_to_the_folders_classes_as_the_plain_run(seven_model, three_class_data, tmp_path,
+                                                                    capsys):
+    """A folder with fewer classes than the model: evaluate answers over the folder's classes, as a plain run
+    on the same faces does, and gives the same figures."""
+    from conftest import run_main
+    code, plain_out, error = run_main(capsys, "--data", three_class_data, "--model-path", seven_model,
+                                      "--output-dir", tmp_path / "plain", "--no-show")
+    assert code == 0, error
+    code, out, error = run_main(capsys, "evaluate", os.path.join(three_class_data, "test"), "--model-path",
+                                seven_model, "--output-dir", tmp_path / "evaluate", "--no-show")
+    assert code == 0, error
+    assert [line for line in out.splitlines() if "restricted" in line] == [
+        f"The model knows {','.join(SEVEN)}: its answers are restricted to the folder's classes angry,happy,sad "
+        "(--classes chooses others)"]
+    plain, evaluated = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("plain", "evaluate"))
+    assert evaluated["class_names"] == plain["class_names"] == THREE
+    for key in ("loss", "accuracy", "macro_f1", "weighted_f1", "confusion_matrix", "per_class",
+                "expected_calibration_error", "n_samples", "data"):
+        assert evaluated[key] == pytest.approx(plain[key]) if isinstance(plain[key], float) \
+            else evaluated[key] == plain[key], key
+    for name in ("Test Accuracy", "Test Macro F1-Score"):
+        assert [l for l in out.splitlines() if l.startswith(name)] == \
+            [l for l in plain_out.splitlines() if l.startswith(name)]
 
 
 def test_the_original_flow_evaluates_a_seven_class_model_on_three_class_data(seven_model, three_class_data,
