@@ -39,7 +39,9 @@ MESSAGES = {  # shown under each face, one per emotion; any other class gets the
     "sad": "It's okay to feel down. Take a breath; better moments are coming.",
     "surprise": "Something unexpected? Take it in at your own pace.",
     "unknown": "Whatever you feel, take good care of yourself.",
+    "unsure": "Hard to tell from this picture - the model is not sure.",
 }
+UNSURE_BELOW = 0.40  # a top probability below this gets the neutral "unsure" message, never consolation or praise
 
 
 def load_face_detector(name=DETECTOR):
@@ -159,8 +161,11 @@ def predict_images(model, metadata, images, detector=None, tta=TTA):
     return results
 
 
-def message_for(emotion):
-    """The short message shown under a face: its emotion's own, or the "unknown" line for other classes."""
+def message_for(emotion, confidence):
+    """The short message shown under a face: its emotion's own, the "unknown" line for other classes, or the
+    "unsure" line when the model's confidence is below UNSURE_BELOW (a guess that no message should build on)."""
+    if confidence < UNSURE_BELOW:
+        return MESSAGES["unsure"]
     return MESSAGES.get(emotion, MESSAGES["unknown"])
 
 
@@ -211,7 +216,7 @@ def layout_labels(faces, shape, numbered=False):
             label = f"{i + 1}: {label}"
         lh = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][1] + 8
         place(label, (0, 255, 0), font_scale, thickness, x, [y - lh, y + h + 2, y + 2], i)
-        message = message_for(face["emotion"])
+        message = message_for(face["emotion"], face["confidence"])
         place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1), x,
               [y + h + 2, y + h + lh, y + 2 + lh], i)
     return placed
