@@ -8,7 +8,7 @@ import numpy as np
 
 from emotion.faces import annotate, detection_of, load_face_detector, message_for, predict_images
 from emotion.files import UserError
-from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
+from emotion.images import ImageRefused, ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
 from emotion_recognition import DETECTOR, PRECISION, TTA, answering_model, load_trained_model
 
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
@@ -44,8 +44,10 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                 image = decode_image(array, name)
             except ImageTooLarge as error:
                 raise BadUpload(str(error), 413) from None
+            except ImageRefused as error:  # a format this installation cannot read (HEIC without pillow-heif)
+                raise BadUpload(str(error), 415) from None
             if image is None:
-                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF or WebP photo")
+                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF, WebP or AVIF photo")
             scale = min(1.0, SERVE_WORK_SIDE / max(image.shape[:2]))
             if scale < 1:
                 image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
