@@ -697,6 +697,8 @@ def plot_training_curves(history, path):
         ax.set_xlabel("Epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)  # epochs 1, 2, 3, not 0.25 steps
         ax.set_title(f"Training and validation {key}")
+        if key == "accuracy":
+            ax.set_ylim(0, 1)  # the whole scale: a change from 0.335 to 0.365 looks as small as it is
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -154,6 +154,14 @@ def test_the_timeline_has_one_panel_per_track_seen_long_enough(tmp_path):
     axes = plot_timeline(timeline, names, tmp_path / "t.png")
     assert [ax.get_title() for ax in axes] == ["track 1", "track 2"]  # tracks 3, 4, ...: one frame each
     assert cv2.imread(str(tmp_path / "t.png")) is not None
+    figure = axes[0].figure
+    figure.draw_without_rendering()  # the layout as saved
+    (legend,) = figure.legends + [ax.get_legend() for ax in axes if ax.get_legend()]
+    assert [text.get_text() for text in legend.get_texts()] == names
+    box = legend.get_window_extent()
+    for ax in axes:  # the legend lies beside the panels: it covers no curve
+        assert not box.overlaps(ax.get_window_extent()), ax.get_title()
+    assert figure.bbox.contains(box.x0, box.y0) and figure.bbox.contains(box.x1, box.y1)  # and in the picture
 
 
 def test_track_ids_stay_while_a_face_is_in_view_and_are_never_reused():
