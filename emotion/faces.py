@@ -254,8 +254,8 @@ def layout_labels(faces, shape, numbered=False):
 
 def annotate(image, faces, numbered=False):
     """A BGR copy of an RGB image with a box, label, confidence and message drawn for each face; numbered: see
-    layout_labels (predict's JSON and the web page's cards list the faces in that order), and each message
-    that found no place by its face is listed, numbered, in a strip added under the picture."""
+    layout_labels (predict's JSON and the web page's cards list the faces in that order), and with two faces or
+    more each message that found no place by its face is listed, numbered, in a strip added under the picture."""
     canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     thickness = max(1, round(max(image.shape[:2]) / 400))
     for face in faces:
@@ -267,7 +267,9 @@ def annotate(image, faces, numbered=False):
         cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, weight)
     shown = {text for text, *_ in placed}
     legend = [m for m in (face_message(i, f, faces, numbered) for i, f in enumerate(faces)) if m not in shown]
-    return add_legend(canvas, legend, max(0.4, max(image.shape[:2]) / 1000) * 0.7) if numbered else canvas
+    if not numbered or len(faces) < 2:  # one face: nobody to mistake it for; the video keeps its frame size
+        return canvas
+    return add_legend(canvas, legend, max(0.4, max(image.shape[:2]) / 1000) * 0.7)
 
 
 def add_legend(canvas, lines, scale):
