@@ -43,4 +43,5 @@ for max_side in (480, 640, 800, 1000):
             hits = {c for c in centres}
             expected += cols; found_total += len(hits & set(range(cols)))
             false += len(centres) - len(hits)  # more than one box in a tile
-    print(f"MTCNN_MAX_SIDE {max_side}: found {found_total}/{expected} faces, {false} extra boxes, {t / n * 1000:.0f} ms a photo ({n} photos)")
+    print(f"MTCNN_MAX_SIDE {max_side}: found {found_total}/{expected} faces, {false} extra boxes, "
+          f"{t / n * 1000:.0f} ms a photo ({n} photos)")

@@ -10,7 +10,6 @@ against pairs of different people; and each crop against itself shifted, scaled 
 frames of skimage's photos drifting, zooming and brightening against hard cuts between two of them.
 """
 
-import collections
 import itertools
 import os
 import sys

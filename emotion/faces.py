@@ -246,9 +246,9 @@ def layout_labels(faces, shape, numbered=False):
         scale, (mw, mh, base) = fit_text(message, font_scale * 0.7, max(1, thickness - 1), width - 2)
         # by its face: rows just below or above the box (and its label), within a box height of it
         near = (x - w, y - h - lh, x + 2 * w, y + 2 * h + lh)
-        place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1),
-              [x, x + (w - mw) // 2, x + w - mw], [y + h + 2, y + h + lh, y - lh - mh - base - 4, y + h - mh - base - 4],
-              i, near)
+        rows = [y + h + 2, y + h + lh, y - lh - mh - base - 4, y + h - mh - base - 4]  # below, under its label, above
+        place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1), [x, x + (w - mw) // 2, x + w - mw],
+              rows, i, near)
     return placed
 
 

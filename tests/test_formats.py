@@ -150,5 +150,6 @@ def test_serve_refuses_a_heic_upload_with_what_to_do(model_path):
     response = client.post("/api/predict", data={"image": (io.BytesIO(heic_header()), "IMG_0001.HEIC")},
                            content_type="multipart/form-data")
     assert response.status_code == 415
-    assert response.get_json()["error"] == ("IMG_0001.HEIC: a HEIC photo (Apple's HEIF format), which this installation "
-                                            "cannot read; convert it to JPEG or PNG (or pip install pillow-heif)")
+    assert response.get_json()["error"] == ("IMG_0001.HEIC: a HEIC photo (Apple's HEIF format), which this "
+                                            "installation cannot read; convert it to JPEG or PNG (or pip install "
+                                            "pillow-heif)")
