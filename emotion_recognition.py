@@ -28,8 +28,9 @@ import time
 import cv2
 import numpy as np
 
-from emotion.arguments import (SEED_ARG, HelpFormatter, check_utf8_options, class_list, float_in_range, host_arg,
-                               image_size_arg, int_in_range, model_file_arg, positive_float, positive_int, regex_arg)
+from emotion.arguments import (SEED_ARG, HelpFormatter, check_utf8_options, class_list, default_model_path,
+                               float_in_range, host_arg, image_size_arg, int_in_range, model_file_arg, positive_float,
+                               positive_int, regex_arg)
 from emotion.files import UserError, atomic_write, check_output_dir, check_writable, open_cache, write_file
 from emotion.images import ImageRefused, read_image
 from emotion.lazy_import import LazyModule
@@ -705,6 +706,8 @@ def plot_training_curves(history, path):
         ax.set_xlabel("Epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)  # epochs 1, 2, 3, not 0.25 steps
         ax.set_title(f"Training and validation {key}")
+        if key == "accuracy":
+            ax.set_ylim(0, 1)  # the whole scale: a change from 0.335 to 0.365 looks as small as it is
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -910,7 +913,13 @@ def make_parser():
     def model_options(model_path, results=True):
         """Options of every command that loads a model (serve too); `results`: it also writes results."""
         options = argparse.ArgumentParser(add_help=False)
-        options.add_argument("--model-path", type=model_file_arg, default=model_path, help="trained model file (.h5)")
+        if model_path == MODEL_PATH:  # train reads and writes it in the working folder, as the original
+            options.add_argument("--model-path", type=model_file_arg, default=model_path,
+                                 help="trained model file (.h5)")
+        else:  # None: main() takes the working folder's, else the shipped one beside this script
+            options.add_argument("--model-path", type=model_file_arg,
+                                 help=f"trained model file (.h5) (default: {model_path}, from the working folder "
+                                      "or else the one beside this script)")
         options.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
                              help="average predictions with the horizontally flipped image")
         options.add_argument("--precision", default=PRECISION, choices=PRECISIONS,
@@ -1030,6 +1039,8 @@ def main(argv=None):
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udcff, never a traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    if getattr(args, "model_path", "") is None:
+        args.model_path = default_model_path(FACES_MODEL_PATH, os.path.dirname(os.path.abspath(__file__)))
     if getattr(args, "show", False) and not display_available():
         args.show = False
     try:

@@ -7,12 +7,23 @@ from emotion_recognition import (agreement, answering_model, evaluate_model, lis
                                  load_trained_model, report)
 
 
+def folder_answers(model_classes, folder_classes):
+    """The folder's classes when it holds fewer than the model knows (the answers restricted to them, as a plain
+    run does), said in one line; None (all the model's classes) otherwise."""
+    if set(folder_classes) < set(model_classes):
+        print(f"The model knows {','.join(model_classes)}: its answers are restricted to the folder's classes "
+              f"{','.join(folder_classes)} (--classes chooses others)")
+        return folder_classes
+    return None
+
+
 def run_evaluate(args):
     """Evaluate the saved model on any folder of <class>/ sub-folders (a subset of the model's classes)."""
     model, metadata = load_trained_model(args.model_path)
     folder_classes = list_class_names(args.folder)
     metadata.setdefault("class_names", folder_classes)  # a model from the original script stores none
-    model, metadata = answering_model(model, metadata, args.classes, args.precision)
+    classes = args.classes or folder_answers(metadata["class_names"], folder_classes)
+    model, metadata = answering_model(model, metadata, classes, args.precision)
     class_names = metadata["class_names"]
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:

@@ -8,7 +8,7 @@ import numpy as np
 
 from emotion.faces import annotate, detection_of, load_face_detector, message_for, predict_images
 from emotion.files import UserError
-from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
+from emotion.images import ImageRefused, ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
 from emotion_recognition import DETECTOR, PRECISION, TTA, answering_model, load_trained_model
 
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
@@ -44,8 +44,10 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                 image = decode_image(array, name)
             except ImageTooLarge as error:
                 raise BadUpload(str(error), 413) from None
+            except ImageRefused as error:  # a format this installation cannot read (HEIC without pillow-heif)
+                raise BadUpload(str(error), 415) from None
             if image is None:
-                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF or WebP photo")
+                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF, WebP or AVIF photo")
             scale = min(1.0, SERVE_WORK_SIDE / max(image.shape[:2]))
             if scale < 1:
                 image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -56,7 +58,7 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                 raise BadUpload(str(error), 500) from None
             annotated = annotate(image, faces, numbered=True)  # 1, 2, ... as the page's "Face 1", "Face 2" cards
             for face in faces:
-                face["message"] = message_for(face["emotion"])
+                face["message"] = message_for(face["emotion"], face["confidence"])
                 face["box"] = [int(round(v / scale)) for v in face["box"]]  # in the uploaded photo's pixels
             return faces, detection_of(faces), annotated
         finally:

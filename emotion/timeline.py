@@ -171,7 +171,7 @@ def plot_timeline(timeline, class_names, path):
     from matplotlib.figure import Figure  # a bare Figure draws with Agg: no window, no pyplot state
     longest = sorted(summarize(timeline), key=lambda t: t["seconds"], reverse=True)[:TIMELINE_MAX_PANELS]
     tracks = sorted(t["track"] for t in longest)
-    figure = Figure(figsize=(10, 1 + 2.2 * max(1, len(tracks))))
+    figure = Figure(figsize=(10, 1 + 2.2 * max(1, len(tracks))), layout="constrained")  # room for the legend
     axes = figure.subplots(max(1, len(tracks)), 1, squeeze=False)[:, 0]
     for ax, track_id in zip(axes, tracks):
         seconds, probabilities = series_points(timeline[track_id]["series"])
@@ -180,12 +180,11 @@ def plot_timeline(timeline, class_names, path):
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
         ax.set_title(f"track {track_id}")
-    if tracks:
-        axes[0].legend(loc="upper right", ncol=len(class_names), fontsize="small")
+    if tracks:  # beside the panels, never over a curve
+        figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     else:
         axes[0].set_title(f"no face seen for {MIN_TRACK_SECONDS} s or more")
     axes[-1].set_xlabel("seconds")
-    figure.tight_layout()
     try:
         with atomic_write(path, suffix=".png") as tmp_path:
             figure.savefig(tmp_path, dpi=100, format="png")

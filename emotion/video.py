@@ -23,11 +23,36 @@ FPS_WINDOW = 30  # the FPS drawn on a frame is measured over this many frames
 PROGRESS_BAR_SECONDS = 0.5  # a file's progress bar on a terminal is redrawn this often
 PROGRESS_LOG_SECONDS = 30  # when stderr is not a terminal (a log file), one plain progress line this often
 ERASE_LINE_END = "\x1b[K"  # terminals only: clears what a longer previous bar left after the cursor
+SCENE_CUT_BELOW = 0.5  # consecutive frames' appearances correlated less than this: a cut, every track ends there
+SAME_FACE_FROM = 0.5  # a newly detected face whose crop correlates less than this with its track's last: a new track
+FACE_SIGNATURE_SIDE = 16  # a face crop's appearance: its grey picture at 16x16 pixels, brightness and contrast removed
+FRAME_SIGNATURE_SIZE = (32, 24)  # a frame's appearance, the same way (scene cuts)
 
 
-def match_tracks(tracks, boxes, ids=None):
-    """Pair each box with the previous frame's track it overlaps most (IoU > 0.3), else a new track, numbered
-    by `ids` (an itertools.count the caller keeps for the whole video, so a number is never given twice)."""
+def appearance(image, size):
+    """`image` (RGB) as a small grey picture of `size`, less its mean and scaled to length 1: two of them compare
+    by their dot product (a correlation, 1 for the same picture), whatever the brightness and contrast."""
+    grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    grey -= grey.mean()
+    return grey.ravel() / max(float(np.linalg.norm(grey)), 1e-6)
+
+
+def face_signature(crop):
+    return appearance(crop, (FACE_SIGNATURE_SIDE, FACE_SIGNATURE_SIDE))
+
+
+def frame_signature(rgb):
+    return appearance(rgb, FRAME_SIGNATURE_SIZE)
+
+
+def similarity(a, b):
+    return float(np.dot(a, b))
+
+
+def match_tracks(tracks, boxes, ids=None, signatures=None):
+    """Pair each box with the previous frame's track it overlaps most (IoU > 0.3) and, given the boxes' face
+    `signatures`, whose last face looks alike (SAME_FACE_FROM), else a new track, numbered by `ids` (an
+    itertools.count the caller keeps for the whole video, so a number is never given twice)."""
     def iou(a, b):
         ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
         iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
@@ -35,14 +60,16 @@ def match_tracks(tracks, boxes, ids=None):
         return inter / (a[2] * a[3] + b[2] * b[3] - inter)
     ids = ids or itertools.count(max((t["id"] for t in tracks), default=0) + 1)
     matched, free = [], list(tracks)
-    for box in boxes:
+    for box, signature in zip(boxes, signatures or [None] * len(boxes)):
         best = max(free, key=lambda t: iou(t["box"], box), default=None)
-        if best is not None and iou(best["box"], box) > 0.3:
+        alike = signature is None or best is None or best.get("signature") is None or \
+            similarity(best["signature"], signature) >= SAME_FACE_FROM
+        if best is not None and iou(best["box"], box) > 0.3 and alike:
             free.remove(best)
-            best["box"] = box
+            best.update(box=box, signature=signature)
             matched.append(best)
         else:
-            matched.append({"id": next(ids), "box": box, "history": []})
+            matched.append({"id": next(ids), "box": box, "history": [], "signature": signature})
     return matched
 
 
@@ -72,18 +99,24 @@ def label_frames(model, metadata, capture, detector, tta=TTA):
     """Yields (RGB frame, its faces) until the video ends. Each face: track (its id), box, detected, emotion,
     confidence and probabilities, smoothed over the track's last SMOOTH_FRAMES frames.
 
-    The detector runs on every VIDEO_DETECT_EVERY-th frame; in between, each face keeps its box and is
-    classified again, so the labels follow the face's expression at the camera's pace.
+    The detector runs on every VIDEO_DETECT_EVERY-th frame and at every scene cut (SCENE_CUT_BELOW), where all
+    tracks end; in between, each face keeps its box and is classified again, so the labels follow the face's
+    expression at the camera's pace. A detected face that no longer looks like its track's last starts a new one.
     """
-    tracks, ids = [], itertools.count(1)
+    tracks, ids, previous = [], itertools.count(1), None
     for index in itertools.count():
         ok, frame = capture.read()
         if not ok:
             return
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        if index % VIDEO_DETECT_EVERY == 0:
+        scene, previous = previous, frame_signature(rgb)
+        cut = scene is not None and similarity(scene, previous) < SCENE_CUT_BELOW
+        if cut:
+            tracks = []
+        if cut or index % VIDEO_DETECT_EVERY == 0:
             found = detect_faces(detector, rgb, max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
-            tracks = match_tracks(tracks, [f["box"] for f in found], ids)
+            tracks = match_tracks(tracks, [f["box"] for f in found], ids,
+                                  [face_signature(crop_face(rgb, f)) for f in found])
             for track, face in zip(tracks, found):
                 track["eyes"] = face["eyes"]
         faces = [{"track": t["id"], "box": t["box"], "detected": True, **f} for t, f in

@@ -141,6 +141,15 @@ def test_training_curves_count_whole_epochs(tmp_path):
         assert list(ax.lines[0].get_xdata()) == [1, 2, 3]
 
 
+def test_the_accuracy_curve_is_not_zoomed_into_a_small_change(tmp_path):
+    history = {"loss": [1.1, 1.09, 1.08], "val_loss": [1.1, 1.1, 1.09], "accuracy": [0.335, 0.35, 0.365],
+               "val_accuracy": [0.34, 0.345, 0.36]}
+    fig = er.plot_training_curves(history, str(tmp_path / "curves.png"))
+    accuracy = next(ax for ax in fig.axes if "accuracy" in ax.get_title())
+    low, high = accuracy.get_ylim()
+    assert low <= 0 and high >= 1  # three points of accuracy fill a tenth of the panel, not all of it
+
+
 @pytest.mark.parametrize("command", ["predict", "evaluate", "webcam", "serve", "train"])
 def test_each_command_that_answers_computes_in_the_precision_asked(command, tmp_path, capsys, monkeypatch):
     import web.server
