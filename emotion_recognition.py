@@ -566,7 +566,7 @@ def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, meta
     head: the part of `model` to fit on cached features (train_ds then yields features, endlessly)."""
     checkpoint_path = checkpoint_path_for(model_path)
     backup = backup_path_for(checkpoint_path)
-    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume)
+    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume, model_path)
     identity = run_identity(head or model, metadata)
     if resume:
         check_resume_matches(backup, identity)

@@ -29,9 +29,10 @@ def backup_path_for(checkpoint_path):
     return os.path.splitext(checkpoint_path)[0] + ".backup"
 
 
-def start_or_resume(checkpoint_path, history_path, resume):
+def start_or_resume(checkpoint_path, history_path, resume, model_path=None):
     """Clear what an earlier run left, or, with --resume, keep it: returns the best val_loss to beat (that of the
     interrupted run's checkpoint, else infinity)."""
+    import emotion_recognition
     backup = backup_path_for(checkpoint_path)
     if os.path.isdir(backup) and not resume:
         shutil.rmtree(backup)  # a stale backup would silently continue an old run
@@ -39,8 +40,10 @@ def start_or_resume(checkpoint_path, history_path, resume):
         print(f"Warning: --resume found no interrupted run ({backup} is missing); starting from epoch 1")
     elif resume:
         print(f"Resuming the interrupted run saved in {backup}")
+        if model_path and os.path.exists(model_path) and not os.path.exists(checkpoint_path) \
+                and "val_loss" in emotion_recognition.read_metadata(model_path):
+            shutil.copy2(model_path, checkpoint_path)  # Ctrl-C moved the run's best epoch there: again the one to beat
     if resume and os.path.exists(checkpoint_path):  # the interrupted run's best epoch stays unless this run beats it
-        import emotion_recognition
         return emotion_recognition.read_metadata(checkpoint_path).get("val_loss", math.inf)
     for path in (checkpoint_path, history_path):
         if not resume and os.path.exists(path):  # a killed run's checkpoint must never pass as this run's best

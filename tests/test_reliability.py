@@ -211,6 +211,14 @@ def same_weights(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
 
 
+def interrupted_at_epoch(last):
+    """A callback that stops training as Ctrl-C would once epoch `last` (from 1) and its backup are done."""
+    def stop(epoch, logs=None):
+        if epoch + 1 == last:
+            raise KeyboardInterrupt
+    return [keras.callbacks.LambdaCallback(on_epoch_end=stop)]
+
+
 def test_resume_ends_with_the_interrupted_runs_best_epoch_when_no_later_one_beats_it(tmp_path):
     model, ds, model_path, out = tiny_run(tmp_path)
     best = er.build_model("cnn", (48, 48, 1), 2, 1e-3)  # the interrupted run's best epoch: other weights
@@ -222,6 +230,23 @@ def test_resume_ends_with_the_interrupted_runs_best_epoch_when_no_later_one_beat
     assert not os.path.exists(checkpoint_path_for(model_path))
 
 
+def test_resume_after_ctrl_c_keeps_the_best_epoch_it_saved_until_beaten(tmp_path):
+    """Ctrl-C moves the best epoch so far into the model file (the checkpoint is gone): --resume must still beat it."""
+    import h5py
+    import json
+    model, ds, model_path, out = tiny_run(tmp_path)
+    with pytest.raises(UserError, match="best model so far"):
+        er.train_model(model, ds, ds, epochs=4, model_path=model_path, output_dir=out,
+                       metadata={"class_names": ["x", "y"]}, extra_callbacks=interrupted_at_epoch(1))
+    with h5py.File(model_path, "a") as f:  # that epoch made unbeatable
+        f.attrs[er.METADATA_KEY] = json.dumps({**json.loads(f.attrs[er.METADATA_KEY]), "val_loss": 1e-9})
+    interrupted = er.load_trained_model(model_path)[0]
+    resumed = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
+    er.train_model(resumed, ds, ds, epochs=3, model_path=model_path, output_dir=out,
+                   metadata={"class_names": ["x", "y"]}, resume=True)
+    assert same_weights(er.load_trained_model(model_path)[0], interrupted)
+
+
 def capture_callbacks(model):
     """model.fit, recording the callbacks it was given."""
     fit, seen = model.fit, []
@@ -231,14 +256,6 @@ def capture_callbacks(model):
         return fit(*args, callbacks=callbacks, **kwargs)
     model.fit = recording
     return seen
-
-
-def interrupted_at_epoch(last):
-    """A callback that stops training as Ctrl-C would once epoch `last` (from 1) and its backup are done."""
-    def stop(epoch, logs=None):
-        if epoch + 1 == last:
-            raise KeyboardInterrupt
-    return [keras.callbacks.LambdaCallback(on_epoch_end=stop)]
 
 
 def test_resume_continues_early_stopping_and_reduce_lr_where_they_were(tmp_path):
