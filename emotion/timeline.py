@@ -27,6 +27,9 @@ def check_outputs(source, outputs, model_path=None):
     check_not_inputs(outputs, {"the --source video": None if str(source).isdigit() else source,
                                "the --model-path model": model_path})
     named = {option: path for option, path in outputs.items() if path}
+    folder = next((option for option, path in named.items() if os.path.isdir(path)), None)
+    if folder:
+        raise UserError(f"{folder} {named[folder]!r} is a folder; give a file name")
     if named.get("--timeline") and not named["--timeline"].lower().endswith(".png"):
         raise UserError(f"--timeline {named['--timeline']!r} must be a .png file")
     for path in named.values():
@@ -36,14 +39,17 @@ def check_outputs(source, outputs, model_path=None):
 @contextlib.contextmanager
 def open_output(path, option):
     """--json or --csv, written through a hidden temporary file renamed over `path` when the video is done (or
-    stopped by Ctrl-C): `path` holds whole records, or after a failed write what it held before."""
+    stopped by Ctrl-C): `path` holds whole records, or after a failed write what it held before. What exists and is
+    not a regular file (/dev/stdout, a named pipe) is written directly."""
+    streamed = os.path.exists(path) and not os.path.isfile(path)  # /dev/stdout, a pipe: written as records come
     try:
-        with replace_when_done(path) as tmp_path:
-            f = open(tmp_path, "x", encoding="utf-8", newline="")
+        with contextlib.nullcontext(path) if streamed else replace_when_done(path) as tmp_path:
+            f = open(tmp_path, "w" if streamed else "x", encoding="utf-8", newline="")
             try:
                 yield f
                 f.flush()
-                os.fsync(f.fileno())
+                if not streamed:
+                    os.fsync(f.fileno())
             finally:
                 with contextlib.suppress(OSError):  # a write that failed is reported where it failed
                     f.close()
