@@ -133,14 +133,14 @@ cases += [
  ["--data", X, "--train-again", "--epochs", "1", "--initial-model", W + "/victim.h5", "--model-path", W + "/victim.h5", "--output-dir", W + "/out6"],
  ["evaluate", X + "/test", "--model-path", W + "/m2.h5", "--output-dir", W + "/R"],
  ["prepare", "--source", X + "/train", "--out", W + "/V/out", "--force", "--votes", W + "/V/out/votes.csv"],
- (["webcam", "--source", W + "/noise.avi", "--no-display", "--detector", "haar", "--output", W + "/full.mp4"], FULL["--output"]),
- (["webcam", "--source", W + "/a.avi", "--no-display", "--detector", "haar", "--json", W + "/full.json", "--csv", W + "/full.csv", "--timeline", W + "/full.png"], FULL["records"]),
+ (["webcam", "--source", W + "/noise.avi", "--no-display", "--detector", "haar", "--output", W + "/full.mp4", "--precision", "float32", "--model-path", M], FULL["--output"]),
+ (["webcam", "--source", W + "/a.avi", "--no-display", "--detector", "haar", "--json", W + "/full.json", "--csv", W + "/full.csv", "--timeline", W + "/full.png", "--precision", "float32", "--model-path", M], FULL["records"]),
  ["prepare", "--source", W + "/G", "--out", W + "/outg", "--group-pattern", "(a+)+b"],
- ["webcam", "--source", W + "/empty.avi", "--no-display", "--output", W + "/out7.mp4", "--csv", W + "/out7.csv"],
- ["webcam", "--source", W + "/huge.avi", "--no-display", "--output", W + "/out8.mp4", "--csv", W + "/out8.csv"],
+ ["webcam", "--source", W + "/empty.avi", "--no-display", "--output", W + "/out7.mp4", "--csv", W + "/out7.csv", "--model-path", M],
+ ["webcam", "--source", W + "/huge.avi", "--no-display", "--output", W + "/out8.mp4", "--csv", W + "/out8.csv", "--model-path", M],
  ["prepare", "--source", W + "/half.csv", "--out", W + "/outh", "--classes", "happy"],
  ["prepare", "--source", W + "/bare.csv", "--out", W + "/outc2", "--classes", "happy"],
- ["predict", W + "/broken.gif", "--no-detect"],
+ ["predict", W + "/broken.gif", "--no-detect", "--model-path", M],
  ["predict", W + "/face.png", "--no-detect", "--model-path", W + "/lambda.h5"],
 ]
 
@@ -219,7 +219,7 @@ def serve_case():
     import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0)); port = probe.getsockname()[1]
-    child = subprocess.Popen([sys.executable, S, "serve", "--port", str(port), "--detector", "haar"], stdout=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, S, "serve", "--port", str(port), "--detector", "haar", "--model-path", M], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, cwd=W)
     deadline = time.time() + 300
     while "Serving" not in (line := child.stdout.readline()):

@@ -115,7 +115,7 @@ def run_identity(fitted, metadata):
     optimizer = getattr(fitted.optimizer, "inner_optimizer", fitted.optimizer)  # float16 wraps it in loss scaling
     return {"--model": metadata.get("model"), "--image-size": metadata.get("image_size"),
             "--color": metadata.get("color"), "--normalize": metadata.get("normalize"),
-            "--data (its classes)": metadata.get("class_names"), "--targets": metadata.get("targets"),
+            "--data (its classes)": metadata.get("class_names"), "--targets": metadata.get("targets", "folders"),
             "--cache-features": fitted.name == "head", "--precision": fitted.dtype_policy.name,
             "--weight-decay": type(optimizer).__name__}
 
