@@ -170,8 +170,8 @@ for case in cases:
     r = subprocess.CompletedProcess(args, code)
     hangs += hung
     tb += "Traceback" in err; seg += r.returncode < 0
-    # stderr lines that are neither ours nor TensorFlow's start-up (OpenCV's and FFmpeg's own, say)
-    noise += any(not l.startswith(("error", "Warning", "WARNING", "I0000", "E0000", "W0000", "To ", "Please", "Cause", "[", "\r")) and l.strip() for l in err.splitlines()) or any(l.startswith(("[ERROR", "[ WARN", "[mov")) for l in err.splitlines())
+    # OpenCV's own log lines ("[ERROR:0@0.5] ...", "[ WARN:0@32] ...") and FFmpeg's ("[mov,mp4,... @ 0x...] ...")
+    noise += any(l.startswith(("[ERROR", "[ WARN", "[ INFO")) or " @ 0x" in l or "FFmpeg" in l for l in err.splitlines())
     lines = [l for l in err.splitlines() if l.startswith(("error", "Warning")) or "error:" in l] + [l for l in out.splitlines() if l.startswith("Warning")]
     print(r.returncode, f"{peak}MB", ("[full disk] " if file_limit else "") + ascii(" ".join(a if isinstance(a, str) else os.fsdecode(a) for a in args))[1:91], "|", (lines[-1] if lines else out.strip().splitlines()[-1:])[:200])
 left = sorted(f for f in os.listdir(W) if f.startswith((".full", "full", ".out7", "out7", ".out8", "out8")))  # temporary or half outputs
