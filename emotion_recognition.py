@@ -29,13 +29,14 @@ import cv2
 import numpy as np
 
 from emotion.arguments import (SEED_ARG, HelpFormatter, check_utf8_options, class_list, default_model_path,
-                               float_in_range, host_arg, image_size_arg, int_in_range, model_file_arg, positive_float,
-                               positive_int, regex_arg)
+                               float_in_range, host_arg, host_name_arg, image_size_arg, int_in_range, model_file_arg,
+                               positive_float, positive_int, regex_arg)
 from emotion.files import UserError, atomic_write, check_output_dir, check_writable, open_cache, write_file
 from emotion.images import ImageRefused, read_image
 from emotion.lazy_import import LazyModule
 from emotion.precision import PRECISIONS, choose_precision, float32_twin, set_precision, with_precision
-from emotion.recovery import (backup_path_for, check_free_space, checkpoint_path_for, ctrl_c_between_steps,
+from emotion.recovery import (backup_path_for, check_free_space, check_resume_matches, check_training_files,
+                              checkpoint_path_for, ctrl_c_between_steps, keep_best_epoch, resumable_state, run_identity,
                               start_or_resume)
 
 if __name__ == "__main__":  # emotion/'s modules import this file by name: they find this copy, never load a second
@@ -454,7 +455,7 @@ def load_trained_model(path):
     vgg16_preprocess_class()  # registered, so that a vgg16 model's own layer can be read back
     try:
         metadata = check_model_file(path)  # nesting, size, input and metadata checked before a weight is allocated
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, safe_mode=True)  # never runs code stored in the file
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
                         "delete it or retrain with --train-again") from None
@@ -565,12 +566,16 @@ def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, meta
     head: the part of `model` to fit on cached features (train_ds then yields features, endlessly)."""
     checkpoint_path = checkpoint_path_for(model_path)
     backup = backup_path_for(checkpoint_path)
-    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume)
+    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume, model_path)
+    identity = run_identity(head or model, metadata)
+    if resume:
+        check_resume_matches(backup, identity)
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     check_free_space(model, model_path)
     try:
         callbacks = make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
-                                   backup=not multiworker, best_val_loss=best_val_loss) + list(extra_callbacks)
+                                   backup=not multiworker, best_val_loss=best_val_loss)
+        callbacks += [resumable_state(backup, identity, callbacks, resume), *extra_callbacks]
         with ctrl_c_between_steps() as interrupt_point:  # last: it runs after the epoch-end saves
             if multiworker:
                 from emotion.distributed import fit_multiworker
@@ -602,6 +607,8 @@ def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, meta
             os.remove(checkpoint_path)
         raise UserError(f"training diverged (the loss became {diverged[0] if diverged else 'nan'}); nothing was saved "
                         f"and {model_path!r} is unchanged; try a lower --learning-rate")
+    if not multiworker:
+        keep_best_epoch(model, checkpoint_path)
     save_model(model, model_path, metadata)
     if os.path.exists(checkpoint_path):
         os.remove(checkpoint_path)
@@ -758,7 +765,7 @@ def run_train(args):
     strategy = make_strategy(args.distribute)
     if not is_chief(strategy):
         send_worker_outputs_to_scratch(args, strategy)
-    check_output_dir(args.output_dir, args.data)
+    check_output_dir(args.output_dir, args.data, check_training_files(args, trained))
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
     if trained:
@@ -1027,6 +1034,9 @@ def make_parser():
                                 help="a web page to try the model in a browser, plus a JSON API")
     serve.add_argument("--host", type=host_arg, default=SERVE_HOST, help="address to listen on (0.0.0.0: any network)")
     serve.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
+    serve.add_argument("--allowed-host", action="append", default=[], type=host_name_arg, metavar="NAME",
+                       help="also answer requests whose Host is NAME (a reverse proxy's public name); localhost and "
+                            "the --host address always are, no other (DNS rebinding). May be repeated")
     return parser
 
 

@@ -104,6 +104,13 @@ def host_arg(text):
                                      f"can resolve, got {text!r}")
 
 
+def host_name_arg(text):
+    """--allowed-host: a host name or IP address as a Host header carries it, without a port."""
+    if not re.fullmatch(r"[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?", text):
+        raise argparse.ArgumentTypeError(f"expected a host name or IP address without a port, got {text!r}")
+    return text.lower().strip("[]")
+
+
 def check_utf8_options(args):
     """Refuse option values that are not valid UTF-8 (undecodable bytes in a file name, kept by Python as
     surrogates): OpenCV's VideoCapture, VideoWriter and imwrite crash on them. predict's PATHs (and the

@@ -345,7 +345,7 @@ def run_predict(args):
     if args.save:
         check_writable(args.save)
     saved = set()  # names written to --save
-    inputs = {os.path.realpath(f) for f in files}  # --save never writes over one of them
+    inputs = {os.path.realpath(f) for f in [*files, args.model_path]}  # --save never writes over one of them
     for batch in read_batches(files, errors):
         paths, images = zip(*batch)
         for path, image, faces in zip(paths, images, predict_images(model, metadata, images, detector, args.tta)):

@@ -16,6 +16,9 @@ from PIL import Image
 from emotion.files import UserError, write_file
 
 Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
+# OpenCV's own log lines ("[ERROR:0@0.6] ... grfmt_gif.cpp", "[ WARN:0@32] ... Failed to write frame") are off: every
+# failure they describe is seen in what OpenCV returns and reported once, as one line of ours
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 MAX_IMAGE_PIXELS = 40_000_000  # images whose header declares more pixels (width x height) are refused undecoded
 MAX_IMAGE_BYTES = 256 * 2**20  # image files larger than this are refused unread (40 MP as uncompressed RGB: 120 MB)

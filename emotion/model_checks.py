@@ -43,15 +43,21 @@ def check_model_file(path):
     import h5py
     from keras.src.backend.common import global_state  # where Keras keeps variables it has not initialised
     from keras.src.legacy.saving import saving_options, saving_utils  # what load_model does with an .h5 file
+    from keras.src.saving import serialization_lib
     with h5py.File(path, "r") as f:
         metadata, config = parse_attribute(f.attrs, METADATA_KEY, path), parse_attribute(f.attrs, "model_config", path)
     if not config:
         raise ValueError("no model config")
+    lambdas = lambda_layers(config)
+    if lambdas:  # Keras refuses them too (safe_mode), with a sentence about a flag; this one says what to do
+        raise UserError(f"{path!r}: its layer {lambdas[0]!r} is a Lambda, Python code stored in the model file, which "
+                        "this script never runs (it could do anything); use a model made of Keras' own layers, or "
+                        "retrain with --train-again")
     pending = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
     known = len(pending)
     try:
         with keras.StatelessScope(initialize_variables=False), saving_options.keras_option_scope(
-                use_legacy_config=True):
+                use_legacy_config=True), serialization_lib.SafeModeScope(True):  # as load_model(safe_mode=True)
             model = saving_utils.model_from_config(config)
     finally:
         del pending[known:]  # never initialised later, by another scope: this model is only looked at
@@ -64,6 +70,21 @@ def check_model_file(path):
         metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb", **metadata}
     validate_model(model, metadata, path)
     return metadata
+
+
+def lambda_layers(config):
+    """The names of the Lambda layers anywhere in a model config (nested models included), in no set order."""
+    found, pending = [], [config]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "Lambda":
+                layer = item.get("config")
+                found.append(str(layer.get("name", "?")) if isinstance(layer, dict) else "?")
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
 
 
 def validate_model(model, metadata, path):

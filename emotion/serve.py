@@ -1,6 +1,7 @@
 """The `serve` command: the web page and JSON API of web/server.py, handed this project's prediction code (web/
 imports nothing from here), with its upload limits."""
 
+import os
 import threading
 
 import cv2
@@ -9,7 +10,7 @@ import numpy as np
 from emotion.faces import annotate, detection_of, load_face_detector, message_for, predict_images
 from emotion.files import UserError
 from emotion.images import ImageRefused, ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
-from emotion_recognition import DETECTOR, PRECISION, TTA, answering_model, load_trained_model
+from emotion_recognition import DETECTOR, PRECISION, SERVE_HOST, TTA, answering_model, load_trained_model
 
 MAX_UPLOAD_MB = 10  # serve: larger uploads are refused with HTTP 413
 SERVE_THREADS = 8  # serve: requests handled at once (they take turns with the one model)
@@ -23,9 +24,11 @@ SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large
 
 
 def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DETECTOR, classes=None,
-                   precision=PRECISION):
-    """The web app of web/server.py, handed this script's prediction code (web/ imports nothing from here)."""
-    from web.server import BadUpload, create_app  # Flask: only this command needs it
+                   precision=PRECISION, host=SERVE_HOST, allowed_hosts=()):
+    """The web app of web/server.py, handed this script's prediction code (web/ imports nothing from here). It
+    answers requests for localhost, for `host` (the address it listens on; bound to every interface, any address
+    of the machine) and for `allowed_hosts` (--allowed-host), no other Host header (DNS rebinding)."""
+    from web.server import LOCAL_HOSTS, BadUpload, create_app  # Flask: only this command needs it
     model, metadata = answering_model(*load_trained_model(model_path), classes, precision)
     class_names = metadata["class_names"]
     detector = load_face_detector(detector)
@@ -65,15 +68,18 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
             if large:
                 large_lock.release()
 
-    health = {"status": "ok", "model": model_path, "classes": class_names, "max_upload_mb": max_upload_mb}
-    return create_app(predict_upload, health, max_upload_mb)
+    # the file's name only: an answer never shows where files lie on the server
+    health = {"status": "ok", "model": os.path.basename(model_path), "classes": class_names,
+              "max_upload_mb": max_upload_mb}
+    return create_app(predict_upload, health, max_upload_mb, {*LOCAL_HOSTS, host, *allowed_hosts},
+                      any_address=host in ("0.0.0.0", "::"))  # --host values as host_arg writes them
 
 
 def run_serve(args):
     """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
     from web.server import serve_app
     app = make_serve_app(args.model_path, args.tta, detector=args.detector, classes=args.classes,
-                         precision=args.precision)
+                         precision=args.precision, host=args.host, allowed_hosts=args.allowed_host)
     try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON
         serve_app(app, args.host, args.port, SERVE_THREADS, SERVE_IDLE_TIMEOUT, (MAX_UPLOAD_MB + 1) * 2**20,
                   SERVE_CONNECTION_LIMIT, args.model_path, SERVE_HEADER_DEADLINE, SERVE_REQUEST_DEADLINE)

@@ -2,7 +2,9 @@
 smoothed over frames, the annotated video, records and timeline (emotion/timeline.py), and the `webcam` command."""
 
 import collections
+import contextlib
 import itertools
+import os
 import sys
 import time
 
@@ -10,7 +12,8 @@ import cv2
 import numpy as np
 
 from emotion.faces import annotate, classify_crops, crop_face, detect_faces, load_face_detector
-from emotion.files import UserError
+from emotion.files import UserError, replace_when_done
+from emotion.images import MAX_IMAGE_PIXELS
 from emotion.recovery import hold_ctrl_c
 from emotion.timeline import (check_outputs, describe_track, open_records, plot_timeline, progress_line, summarize,
                               update_timeline)
@@ -27,6 +30,9 @@ SCENE_CUT_BELOW = 0.5  # consecutive frames' appearances correlated less than th
 SAME_FACE_FROM = 0.5  # a newly detected face whose crop correlates less than this with its track's last: a new track
 FACE_SIGNATURE_SIDE = 16  # a face crop's appearance: its grey picture at 16x16 pixels, brightness and contrast removed
 FRAME_SIGNATURE_SIZE = (32, 24)  # a frame's appearance, the same way (scene cuts)
+# FFmpeg's own log lines ("moov atom not found" when a video is checked) are off, as OpenCV's (emotion/images.py):
+# what they describe is reported once, as one line of ours; read when OpenCV first opens a video
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
 def appearance(image, size):
@@ -90,6 +96,11 @@ def open_video(source):
     if not capture.isOpened():
         raise UserError(f"cannot open video source {source!r}: no camera with that index, or not a readable "
                         "video file")
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > MAX_IMAGE_PIXELS:  # as for images: each frame is decoded, copied and drawn on
+        capture.release()
+        raise UserError(f"{source}: frames of {width}x{height} pixels, above the limit of {MAX_IMAGE_PIXELS:,} pixels "
+                        "(MAX_IMAGE_PIXELS); scale the video down")
     if camera:
         return capture, 0, 0.0
     return capture, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -130,15 +141,43 @@ def show_frame(canvas):
     return cv2.waitKey(1) & 0xFF != ord("q")
 
 
-def write_frame(writer, output, canvas, fps):
-    """Append the annotated frame to --output, opening the writer at the first frame (its size is known then)."""
-    if output and writer is None:
-        writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, canvas.shape[1::-1])
-        if not writer.isOpened():
-            raise UserError(f"cannot write video {output!r}; use a .mp4 or .avi name in a writable folder")
-    if writer is not None:
-        writer.write(canvas)
-    return writer
+@contextlib.contextmanager
+def open_video_output(path, fps):
+    """Yields write(frame) for --output (a no-op without one). Frames go to a hidden file beside `path`, opened at
+    the first frame (its size is known then); when the block ends (also by Ctrl-C) the file is reopened, must hold
+    every frame written, and is renamed over `path`. A frame size the codec refuses or a failed write (a full disk:
+    OpenCV only logs it): a UserError, and `path` keeps what it held."""
+    if not path:
+        yield lambda frame: None
+        return
+    writer, written = None, 0
+    with replace_when_done(path, os.path.splitext(path)[1]) as tmp_path:  # OpenCV picks the container by extension
+        def write(frame):
+            nonlocal writer, written
+            if writer is None:
+                writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, frame.shape[1::-1])
+                if not writer.isOpened():
+                    raise UserError(f"cannot write video {path!r} with frames of {frame.shape[1]}x{frame.shape[0]}: "
+                                    "OpenCV's MPEG-4 writer refused it; use a .mp4 or .avi name in a writable folder, "
+                                    "or a smaller video")
+            writer.write(frame)
+            written += 1
+        try:
+            yield write
+        finally:
+            if writer is not None:
+                writer.release()
+        check_video_file(tmp_path, path, written)
+
+
+def check_video_file(tmp_path, path, written):
+    """The written video must open and hold `written` frames; else a UserError (a full disk, a failed write)."""
+    capture = cv2.VideoCapture(tmp_path)
+    found = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    if found != written:
+        raise UserError(f"writing the video {path!r} failed (it holds {found} of the {written} frames written; is the "
+                        f"disk full?); {path!r} is unchanged; free some space or choose another folder")
 
 
 def report_progress(done, total, elapsed, last):
@@ -164,10 +203,11 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
     """
     capture, expected, file_fps = open_video(source)
     class_names, detector = metadata["class_names"], load_face_detector(detector)
-    writer, timeline, done, frames, faces_seen, shown = None, {}, collections.deque(maxlen=FPS_WINDOW), 0, 0, 0.0
+    timeline, done, frames, faces_seen, shown = {}, collections.deque(maxlen=FPS_WINDOW), 0, 0, 0.0
     start = last = time.perf_counter()
     try:
-        with hold_ctrl_c() as pressed, open_records(json_path, csv_path, class_names) as write_record:
+        with hold_ctrl_c() as pressed, open_records(json_path, csv_path, class_names) as write_record, \
+                open_video_output(output, file_fps) as write_frame:
             stopped = "end of video"
             for frames, (rgb, faces) in enumerate(label_frames(model, metadata, capture, detector, tta), 1):
                 now = time.perf_counter()
@@ -177,7 +217,7 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                 fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else 0.0
                 canvas = annotate(rgb, faces)
                 cv2.putText(canvas, f"{fps:.0f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
-                writer = write_frame(writer, output, canvas, file_fps)
+                write_frame(canvas)
                 write_record({"frame": frames - 1, "time": round(at, 4), "faces": faces})
                 update_timeline(timeline, faces, at, duration, class_names)
                 shown = report_progress(frames, expected, now - start, shown)
@@ -193,6 +233,9 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                     stopped = "Ctrl-C" if pressed() else "--max-frames"
                     break
             else:
+                if frames == 0:
+                    raise UserError(f"{source}: no frame could be read (an empty or damaged video); nothing was "
+                                    "written")
                 if frames < expected:  # the file promised more: damaged or cut short
                     print(f"Warning: {source} ended after {frames} of its {expected} frames; the file may be damaged")
                     stopped = f"the file ended after frame {frames - 1} of its {expected}"
@@ -205,8 +248,6 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
             print("\r" + progress_line(frames, expected, time.perf_counter() - start, True) + ERASE_LINE_END,
                   file=sys.stderr)
         capture.release()
-        if writer is not None:
-            writer.release()
         if display:
             cv2.destroyAllWindows()
     if timeline_path:
@@ -216,7 +257,7 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
 
 def run_webcam(args):
     outputs = {"--output": args.output, "--json": args.json, "--csv": args.csv, "--timeline": args.timeline}
-    check_outputs(args.source, outputs)
+    check_outputs(args.source, outputs, args.model_path)
     model, metadata = answering_model(*load_trained_model(args.model_path), args.classes, args.precision)
     frames, faces, seconds, summary = run_video(model, metadata, args.source, args.display, args.output,
                                                 args.max_frames, args.tta, args.detector, args.json, args.csv,
