@@ -6,6 +6,7 @@ import json
 import math
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -170,11 +171,14 @@ def test_each_command_that_answers_computes_in_the_precision_asked(command, tmp_
     assert asked == ["bfloat16"]
 
 
-def test_predict_in_bfloat16_agrees_with_float32(capsys):
-    photo = os.path.join(ROOT, "samples", "astronaut.jpg")
+def test_predict_in_bfloat16_agrees_with_float32(capsys, tmp_path):
+    # a drawn face, whole: the shipped model is unsure of it, so its probabilities show bfloat16's rounding (on the
+    # astronaut it answers happy 0.9987 either way, equal to the 4 decimals of --json)
+    photo = str(tmp_path / "drawn.png")
+    cv2.imwrite(photo, draw_face("sad", 96, np.random.default_rng(0)))
     answers = {}
     for name in ("float32", "bfloat16"):
-        code, out, _ = run_main(capsys, "predict", photo, "--json", "--precision", name)
+        code, out, _ = run_main(capsys, "predict", photo, "--json", "--no-detect", "--precision", name)
         assert code == 0
         answers[name] = json.loads(out.splitlines()[0])["faces"][0]["probabilities"]
     differences = [abs(answers["float32"][c] - answers["bfloat16"][c]) for c in answers["float32"]]
