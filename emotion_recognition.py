@@ -26,8 +26,8 @@ import time
 import numpy as np
 
 from emotion import predict, prepare, serve, video
-from emotion.arguments import (SEED_ARG, check_utf8_options, float_in_range, image_size_arg, model_file_arg,
-                               positive_float, positive_int)
+from emotion.arguments import (SEED_ARG, check_utf8_options, default_model_path, float_in_range, image_size_arg,
+                               model_file_arg, positive_float, positive_int)
 from emotion.augmentation import AUGMENTATIONS, make_augmentation
 from emotion.calibration import calibrate_model, calibration_bins, plot_reliability
 from emotion.data import (SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder,
@@ -43,7 +43,9 @@ from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, ad
                                  load_trained_model, predict_probabilities, save_model)
 from emotion.models import BASES, build_application, build_compact, load_base, min_image_size, vgg16_preprocess_class
 from emotion.precision import choose_precision, set_precision
-from emotion.recovery import check_free_space, checkpoint_path_for, ctrl_c_between_steps, start_or_resume
+from emotion.recovery import (backup_path_for, check_free_space, check_resume_matches, check_training_files,
+                              checkpoint_path_for, ctrl_c_between_steps, keep_best_epoch, resumable_state, run_identity,
+                              start_or_resume)
 from emotion.reporting import add_results_arguments, data_label, display_available, save_metrics
 from emotion.training import (backup_callback, balanced_class_weights, check_converged, fit_failures_explained,
                               make_learning_rate, record_callbacks, start_from, time_budget_callbacks)
@@ -181,13 +183,17 @@ def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, meta
     """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far.
     head: the part of `model` to fit on cached features (train_ds then yields features, endlessly)."""
     checkpoint_path = checkpoint_path_for(model_path)
-    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume)
+    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume, model_path)
+    backup, identity = backup_path_for(checkpoint_path), run_identity(head or model, metadata)
+    if resume:
+        check_resume_matches(backup, identity)
     multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     check_free_space(model, model_path)
     with fit_failures_explained(model_path, checkpoint_path, resume), ctrl_c_between_steps() as interrupt_point:
-        callbacks = [*make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
-                                     backup=not multiworker, best_val_loss=best_val_loss),
-                     *extra_callbacks, interrupt_point]  # the interrupt point last: after the epoch-end saves
+        callbacks = make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
+                                   backup=not multiworker, best_val_loss=best_val_loss)
+        callbacks += [resumable_state(backup, identity, callbacks, resume), *extra_callbacks,
+                      interrupt_point]  # the interrupt point last: after the epoch-end saves
         if multiworker:
             history = fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight)
         else:
@@ -196,6 +202,8 @@ def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, meta
                                           verbose=1 if sys.stdout.isatty() else 2,  # a file: a line an epoch
                                           callbacks=callbacks)  # the data set shuffles
     check_converged(model, history.history, checkpoint_path, model_path)
+    if not multiworker:
+        keep_best_epoch(model, checkpoint_path)
     save_model(model, model_path, metadata)
     if os.path.exists(checkpoint_path):
         os.remove(checkpoint_path)
@@ -311,6 +319,8 @@ def plot_training_curves(history, path):
         ax.set_xlabel("Epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)  # epochs 1, 2, 3, not 0.25 steps
         ax.set_title(f"Training and validation {key}")
+        if key == "accuracy":
+            ax.set_ylim(0, 1)  # the whole scale: a change from 0.335 to 0.365 looks as small as it is
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -355,7 +365,7 @@ def run_train(args):
     strategy = make_strategy(args.distribute)
     if not is_chief(strategy):
         send_worker_outputs_to_scratch(args, strategy)
-    check_output_dir(args.output_dir, args.data)
+    check_output_dir(args.output_dir, args.data, check_training_files(args, trained))
     check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
     if trained:
@@ -429,18 +439,29 @@ def load_saved_model(args, class_names):
     return model, metadata
 
 
+def folder_answers(model_classes, folder_classes):
+    """The folder's classes when it holds fewer than the model knows (the answers restricted to them, as a plain
+    run does), said in one line; None (all the model's classes) otherwise."""
+    if set(folder_classes) < set(model_classes):
+        print(f"The model knows {','.join(model_classes)}: its answers are restricted to the folder's classes "
+              f"{','.join(folder_classes)} (--classes chooses others)")
+        return folder_classes
+    return None
+
+
 def run_evaluate(args):
     """Evaluate the saved model on any folder of <class>/ sub-folders (a subset of the model's classes)."""
     model, metadata = load_trained_model(args.model_path)
     folder_classes = list_class_names(args.folder)
     metadata.setdefault("class_names", folder_classes)  # a model from the original script stores none
-    model, metadata = answering_model(model, metadata, args.classes, args.precision)
+    classes = args.classes or folder_answers(metadata["class_names"], folder_classes)
+    model, metadata = answering_model(model, metadata, classes, args.precision)
     class_names = metadata["class_names"]
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:
         raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
                         f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
-    check_output_dir(args.output_dir, args.folder)
+    check_output_dir(args.output_dir, args.folder, {"the --model-path model": args.model_path})
     images, labels, skipped = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
                                           metadata["normalize"], os.path.join(args.output_dir, "cache"))
     if len(labels) == 0:
@@ -464,7 +485,7 @@ def make_parser():
     add_train_arguments(commands.add_parser("train", help="train (or load) a model, then evaluate it on test/ "
                                                           "(the default)"))
     evaluate = commands.add_parser("evaluate", help="evaluate the saved model on a folder of <class>/ sub-folders")
-    add_model_arguments(evaluate, FACES_MODEL_PATH)
+    add_model_arguments(evaluate)
     add_results_arguments(evaluate, OUTPUT_DIR, BATCH_SIZE)
     add_classes_argument(evaluate)
     evaluate.add_argument("folder", help="folder whose sub-folders are classes (e.g. HASsplittedDS/test)")
@@ -530,6 +551,8 @@ def main(argv=None):
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udcff, never a traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    if getattr(args, "model_path", "") is None:
+        args.model_path = default_model_path(FACES_MODEL_PATH, os.path.dirname(os.path.abspath(__file__)))
     if getattr(args, "show", False) and not display_available():
         args.show = False
     try:

@@ -1,7 +1,7 @@
-"""Issues 16's and 21's reproductions, rerun through the command line: counts tracebacks, segfaults, hangs and
-changed inputs, and gives each command's peak memory.
+"""Issues 16's, 21's and 31's reproductions, rerun through the command line: counts tracebacks, segfaults, hangs
+and changed inputs, and gives each command's peak memory.
 
-    python benchmarks/hostile_rerun.py          # about 13 minutes on 2 busy cores; works in a temporary folder
+    python benchmarks/hostile_rerun.py          # about 20 minutes on 2 busy cores; works in a temporary folder
 
 Each case prints its exit code, peak resident memory (MB), the command and its last error or warning line; the last
 line sums up. A case still running after 120 s is killed and counted as a hang.
@@ -100,10 +100,60 @@ cases = [
  ["prepare", "--source", W + "/blank.csv", "--out", W + "/outbl", "--classes", "happy"],
  ["prepare", "--source", X + "/train", "--out", W + "/outc", "--classes", "happy,Happy"],
 ]
-def run(args, limit=120):
-    """(exit code, stdout, stderr, peak resident MB, hung) of one command, killed after `limit` seconds."""
+# issue 31: outputs over inputs, a full disk (RLIMIT_FSIZE), --resume, a backtracking pattern, odd videos, serve
+import resource  # noqa: E402
+shutil.copy(M, W + "/victim.h5"); os.link(W + "/victim.h5", W + "/victim-link.h5"); shutil.copy(M, W + "/m.checkpoint.h5")
+shutil.copy(M, W + "/m2.h5"); os.makedirs(W + "/R"); os.symlink(W + "/m2.h5", W + "/R/confusion_matrix.png")
+os.makedirs(W + "/V/out"); open(W + "/V/out/votes.csv", "w").write("path,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n")
+wr = cv2.VideoWriter(W + "/noise.avi", cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240)); rng = np.random.default_rng(0)
+for i in range(40): wr.write(rng.integers(0, 255, (240, 320, 3), np.uint8))
+wr.release()
+cv2.VideoWriter(W + "/empty.avi", cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)).release()
+wr = cv2.VideoWriter(W + "/huge.avi", cv2.VideoWriter_fourcc(*"MJPG"), 10, (10000, 10000)); wr.write(np.zeros((10000, 10000, 3), np.uint8)); wr.release()
+for d in ("happy", "sad"):
+    os.makedirs(W + f"/G/{d}")
+    for i in range(10): cv2.imwrite(W + f"/G/{d}/S{i:03d}_{d}.png", draw_face(d))
+cv2.imwrite(W + "/G/happy/" + "a" * 30 + "!.png", draw_face("happy"))
+open(W + "/half.csv", "w").write("emotion,pixels,Usage\n" + "".join(f"3,{' '.join(['1.5'] * 2304)},{u}\n" for u in ["Training", "PublicTest", "PrivateTest"]))
+open(W + "/bare.csv", "w").write(f"3,{' '.join(['7'] * 2304)},Training\n")
+import io  # noqa: E402
+from PIL import Image  # noqa: E402
+b = io.BytesIO(); Image.fromarray(np.random.default_rng(0).integers(0, 255, (23, 31, 3), np.uint8)).save(b, "GIF"); g = bytearray(b.getvalue())
+g[g.index(b"\x2c\x00\x00\x00\x00\x1f\x00\x17\x00") + 5] = 0xFF; open(W + "/broken.gif", "wb").write(bytes(g))
+import keras  # noqa: E402
+li = keras.Input((48, 48, 1)); lo = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(keras.layers.Lambda(lambda t: (open(W + "/PWNED", "w").close(), t)[1])(li)))
+keras.Model(li, lo).save(W + "/lambda.h5"); os.remove(W + "/PWNED")
+with h5py.File(W + "/lambda.h5", "a") as f: f.attrs["emotion_recognition"] = json.dumps({"class_names": ["a", "b", "c"], "image_size": 48, "color": "grayscale"})
+FULL = {"--output": 60_000, "records": 1_000}  # file size limits (bytes) standing for a full disk
+cases += [
+ ["webcam", "--source", W + "/a.avi", "--no-display", "--csv", W + "/victim.h5", "--model-path", W + "/victim.h5"],
+ ["webcam", "--source", W + "/a.avi", "--no-display", "--json", W + "/victim-link.h5", "--model-path", W + "/victim.h5"],
+ ["webcam", "--source", W + "/a.avi", "--no-display", "--output", W + "/victim.h5", "--model-path", W + "/victim.h5"],
+ ["--data", X, "--train-again", "--epochs", "1", "--initial-model", W + "/m.checkpoint.h5", "--model-path", W + "/m.h5", "--output-dir", W + "/out6"],
+ ["--data", X, "--train-again", "--epochs", "1", "--initial-model", W + "/victim.h5", "--model-path", W + "/victim.h5", "--output-dir", W + "/out6"],
+ ["evaluate", X + "/test", "--model-path", W + "/m2.h5", "--output-dir", W + "/R"],
+ ["prepare", "--source", X + "/train", "--out", W + "/V/out", "--force", "--votes", W + "/V/out/votes.csv"],
+ (["webcam", "--source", W + "/noise.avi", "--no-display", "--detector", "haar", "--output", W + "/full.mp4", "--precision", "float32", "--model-path", M], FULL["--output"]),
+ (["webcam", "--source", W + "/a.avi", "--no-display", "--detector", "haar", "--json", W + "/full.json", "--csv", W + "/full.csv", "--timeline", W + "/full.png", "--precision", "float32", "--model-path", M], FULL["records"]),
+ ["prepare", "--source", W + "/G", "--out", W + "/outg", "--group-pattern", "(a+)+b"],
+ ["webcam", "--source", W + "/empty.avi", "--no-display", "--output", W + "/out7.mp4", "--csv", W + "/out7.csv", "--model-path", M],
+ ["webcam", "--source", W + "/huge.avi", "--no-display", "--output", W + "/out8.mp4", "--csv", W + "/out8.csv", "--model-path", M],
+ ["prepare", "--source", W + "/half.csv", "--out", W + "/outh", "--classes", "happy"],
+ ["prepare", "--source", W + "/bare.csv", "--out", W + "/outc2", "--classes", "happy"],
+ ["predict", W + "/broken.gif", "--no-detect", "--model-path", M],
+ ["predict", W + "/face.png", "--no-detect", "--model-path", W + "/lambda.h5"],
+]
+
+
+def run(args, limit=120, file_limit=None):
+    """(exit code, stdout, stderr, peak resident MB, hung) of one command, killed after `limit` seconds; with
+    `file_limit`, no file it writes may grow beyond that many bytes (a full disk)."""
+    def preexec():
+        os.setsid()
+        if file_limit:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
     with tempfile.TemporaryFile() as o, tempfile.TemporaryFile() as e:
-        child = subprocess.Popen([sys.executable, S, *args], stdout=o, stderr=e, cwd=W, start_new_session=True)
+        child = subprocess.Popen([sys.executable, S, *args], stdout=o, stderr=e, cwd=W, preexec_fn=preexec)
         deadline, hung = time.time() + limit, False
         while not (done := os.wait4(child.pid, os.WNOHANG))[0]:
             if time.time() > deadline and not hung:
@@ -113,15 +163,97 @@ def run(args, limit=120):
         o.seek(0); e.seek(0)
         return child.returncode, o.read().decode(errors="replace"), e.read().decode(errors="replace"), done[2].ru_maxrss // 1024, hung
 before = digest()
-tb = seg = hangs = 0
-for args in cases:
-    code, out, err, peak, hung = run(args)
+tb = seg = hangs = noise = 0
+for case in cases:
+    args, file_limit = case if isinstance(case, tuple) else (case, None)
+    code, out, err, peak, hung = run(args, file_limit=file_limit)
     r = subprocess.CompletedProcess(args, code)
     hangs += hung
     tb += "Traceback" in err; seg += r.returncode < 0
+    # OpenCV's own log lines ("[ERROR:0@0.5] ...", "[ WARN:0@32] ...") and FFmpeg's ("[mov,mp4,... @ 0x...] ...")
+    noise += any(l.startswith(("[ERROR", "[ WARN", "[ INFO")) or " @ 0x" in l or "FFmpeg" in l for l in err.splitlines())
     lines = [l for l in err.splitlines() if l.startswith(("error", "Warning")) or "error:" in l] + [l for l in out.splitlines() if l.startswith("Warning")]
-    print(r.returncode, f"{peak}MB", ascii(" ".join(a if isinstance(a, str) else os.fsdecode(a) for a in args))[1:91], "|", (lines[-1] if lines else out.strip().splitlines()[-1:])[:160])
+    print(r.returncode, f"{peak}MB", ("[full disk] " if file_limit else "") + ascii(" ".join(a if isinstance(a, str) else os.fsdecode(a) for a in args))[1:91], "|", (lines[-1] if lines else out.strip().splitlines()[-1:])[:200])
+left = sorted(f for f in os.listdir(W) if f.startswith((".full", "full", ".out7", "out7", ".out8", "out8")))  # temporary or half outputs
+
+
+def weights(path):
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
+def resume_case():
+    """A training run stopped by Ctrl-C after its third epoch, then --resume with another --image-size (refused) and
+    with the same options: the model must end with the best epoch of both parts (the checkpoint's, unless beaten)."""
+    model, out, common = W + "/r.h5", W + "/outr", ["--data", X, "--model", "compact", "--epochs", "8", "--patience", "8", "--no-show"]
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    child = subprocess.Popen([sys.executable, S, *common, "--train-again", "--model-path", model, "--output-dir", out],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=W, env=env)
+    deadline = time.time() + 600
+    while not (os.path.exists(out + "/history.csv") and len(open(out + "/history.csv").read().splitlines()) > 3):
+        if child.poll() is not None or time.time() > deadline:
+            child.kill(); return "the first run ended before its third epoch", 0, 0
+        time.sleep(0.2)
+    child.send_signal(2); _, err = child.communicate(timeout=300)
+    tracebacks = "Traceback" in err
+    checkpoint_copy = W + "/r-best.h5"
+    shutil.copy(model, checkpoint_copy)  # Ctrl-C put the best epoch so far in the model file
+    with h5py.File(model, "r") as f:
+        best = json.loads(f.attrs["emotion_recognition"])["val_loss"]
+    code, _, err, _, _ = run([*common, "--resume", "--image-size", "64", "--model-path", model, "--output-dir", out], limit=600)
+    tracebacks += "Traceback" in err
+    refused = code == 1 and "--image-size 48, this one with 64" in err
+    code, _, err, _, _ = run([*common, "--resume", "--model-path", model, "--output-dir", out], limit=900)
+    tracebacks += "Traceback" in err
+    columns = open(out + "/history.csv").readline().strip().split(",")
+    val = [float(line.split(",")[columns.index("val_loss")]) for line in open(out + "/history.csv").read().splitlines()[1:]]
+    kept = all(np.array_equal(a, b) for a, b in zip(weights(model), weights(checkpoint_copy)))
+    beaten = min(val) < best - 1e-9
+    ok = code == 0 and refused and (beaten or kept)
+    return (f"interrupted best val_loss {best:.4f}; --image-size 64 refused: {refused}; resumed run exit {code}, "
+            f"lowest val_loss over both parts {min(val):.4f}, the model {'is a later, better epoch' if beaten else 'holds the interrupted best' if kept else 'LOST the best epoch'}"), tracebacks, 0 if ok else 1
+
+
+def serve_case():
+    """serve on a free port: a foreign Host and a cross-origin POST refused, /api/health without a path."""
+    import http.client
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0)); port = probe.getsockname()[1]
+    child = subprocess.Popen([sys.executable, S, "serve", "--port", str(port), "--detector", "haar", "--model-path", M], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=W)
+    deadline = time.time() + 300
+    while "Serving" not in (line := child.stdout.readline()):
+        if child.poll() is not None or time.time() > deadline:
+            child.kill(); return "serve did not start", 0, 1
+
+    def ask(method, path, headers, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.putrequest(method, path, skip_host=True)
+        for k, v in headers.items(): c.putheader(k, v)
+        c.putheader("Content-Length", str(len(body or b""))); c.endheaders(body)
+        r = c.getresponse(); data = r.read(); c.close()
+        return r.status, data
+    png = open(W + "/face.png", "rb").read()
+    form = b'--B\r\nContent-Disposition: form-data; name="image"; filename="f.png"\r\nContent-Type: image/png\r\n\r\n' + png + b"\r\n--B--\r\n"
+    post = {"Content-Type": "multipart/form-data; boundary=B"}
+    answers = {"foreign Host": ask("GET", "/api/health", {"Host": "evil.example"})[0],
+               "foreign Host, POST": ask("POST", "/api/predict", {"Host": "evil.example", **post}, form)[0],
+               "cross-origin POST": ask("POST", "/api/predict", {"Host": f"127.0.0.1:{port}", "Origin": "http://evil.example", **post}, form)[0],
+               "same-origin POST": ask("POST", "/api/predict", {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}", **post}, form)[0]}
+    status, health = ask("GET", "/api/health", {"Host": f"localhost:{port}"})
+    child.send_signal(2); _, err = child.communicate(timeout=60)
+    path_shown = os.sep in json.loads(health)["model"]
+    ok = answers == {"foreign Host": 400, "foreign Host, POST": 400, "cross-origin POST": 403, "same-origin POST": 200} and not path_shown
+    return f"{answers}; /api/health {status}, model path shown: {path_shown}", "Traceback" in err, 0 if ok else 1
+
+
+failed = 0
+for name, check in (("--resume", resume_case), ("serve Host/Origin", serve_case)):
+    text, traceback, bad = check()
+    tb += bool(traceback); failed += bad
+    print("ok" if not bad else "FAILED", name, "|", text)
 after = digest()
 lost = [p for p in before if p not in after or before[p] != after[p]]
-print(f"{len(cases)} cases: {tb} tracebacks, {seg} segfaults or kills, {hangs} hangs, inputs changed or lost: {lost}")
+print(f"{len(cases) + 2} cases: {tb} tracebacks, {seg} segfaults or kills, {hangs} hangs, {noise} with OpenCV/FFmpeg log lines, "
+      f"{failed} checks failed, half or temporary outputs left: {left}, inputs changed or lost: {lost}")
 shutil.rmtree(W)

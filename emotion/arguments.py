@@ -3,6 +3,7 @@
 import argparse
 import ipaddress
 import math
+import os
 import re
 import socket
 
@@ -68,6 +69,13 @@ def model_file_arg(text):
     return text
 
 
+def default_model_path(name, script_folder):
+    """--model-path when not given: `name` in the working folder when it is there, else the shipped model of
+    that name beside the script, so that it is found from any folder."""
+    beside = os.path.join(script_folder, name)
+    return beside if not os.path.exists(name) and os.path.exists(beside) else name
+
+
 def image_size_arg(text):
     return text if text == "auto" else int_in_range(1, MAX_IMAGE_SIZE)(text)
 
@@ -85,6 +93,13 @@ def host_arg(text):
         pass
     raise argparse.ArgumentTypeError(f"expected an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name this machine "
                                      f"can resolve, got {text!r}")
+
+
+def host_name_arg(text):
+    """--allowed-host: a host name or IP address as a Host header carries it, without a port."""
+    if not re.fullmatch(r"[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?", text):
+        raise argparse.ArgumentTypeError(f"expected a host name or IP address without a port, got {text!r}")
+    return text.lower().strip("[]")
 
 
 def check_utf8_options(args):

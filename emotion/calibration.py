@@ -8,6 +8,8 @@ from emotion.model_files import answering_model, predict_probabilities, save_mod
 
 CALIBRATION_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
 
+MIN_CALIBRATION_FACES = 300  # fewer validation faces than this fit a temperature to noise: none is stored
+
 
 def calibration_bins(probabilities, labels, bins=CALIBRATION_BINS):
     """How far confidence is from accuracy: per equal-width bin of the top probability, its faces, mean
@@ -52,9 +54,14 @@ def plot_reliability(bins, ece, data_name, path):
     return fig
 
 
-def calibrate_model(model, metadata, images, labels, path):
+def calibrate_model(model, metadata, images, labels, path, min_faces=MIN_CALIBRATION_FACES):
     """Temperature scaling fitted on val, stored with the model (so every command's confidences use it) only
-    when it lowers val's expected calibration error; otherwise the file keeps temperature 1. Returns it."""
+    with at least `min_faces` faces (else the file is left as it is) and when it lowers val's expected calibration
+    error (else it stores temperature 1). Returns the temperature the answers use."""
+    if len(labels) < min_faces:
+        print(f"Calibration on val: {len(labels)} faces are too few to fit a temperature (at least {min_faces}); "
+              "none stored")
+        return 1.0
     probabilities = predict_probabilities(model, images)
     temperature = fit_temperature(probabilities, labels)
     calibrated = answering_model(model, {**metadata, "temperature": temperature})[0]

@@ -51,6 +51,27 @@ def atomic_write(path, suffix=".tmp"):
             os.remove(tmp_path)
 
 
+@contextlib.contextmanager
+def replace_when_done(path, suffix=".tmp"):
+    """atomic_write for outputs written as a run goes (a video's records and frames): a hidden temporary path beside
+    `path`, renamed over it when the block ends, also by Ctrl-C (KeyboardInterrupt: what was written up to the stop
+    is whole); after any other failure it is removed and `path` keeps what it held. Nothing written: no rename."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp_path = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}{suffix}")
+    try:
+        try:
+            yield tmp_path
+        except KeyboardInterrupt:
+            if os.path.exists(tmp_path):
+                os.replace(tmp_path, path)
+            raise
+        if os.path.exists(tmp_path):
+            os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
 def write_file(path, data):
     """Write bytes (or text, as UTF-8) atomically; a failed write (disk full, read-only) is a UserError."""
     try:
@@ -71,10 +92,39 @@ def check_writable(folder):
         raise UserError(f"cannot write to {folder!r} ({error.strerror}); choose another folder") from None
 
 
-def check_output_dir(output_dir, data_dir):
-    """check_writable, once --output-dir is known to lie outside the data folder: plots and a file cache written
-    inside it would be read as faces (or as a class) on the next run."""
+def check_output_dir(output_dir, data_dir, inputs=None):
+    """check_writable, once --output-dir is known to lie outside the data folder (plots and a file cache written
+    inside it would be read as faces, or as a class, on the next run) and none of its files is one of `inputs`
+    ({"the --model-path model": path, ...}: files the command reads, which a result of the same name would replace)."""
     if (os.path.realpath(output_dir) + os.sep).startswith(os.path.realpath(data_dir).rstrip(os.sep) + os.sep):
         raise UserError(f"--output-dir {output_dir!r} lies inside the data folder {data_dir!r}; its plots would be "
                         "read as images next time: choose a folder outside it")
+    if inputs and os.path.isdir(output_dir):
+        for name in os.listdir(output_dir):  # only a file already there can be an input
+            check_not_inputs({"--output-dir": os.path.join(output_dir, name)}, inputs)
     check_writable(output_dir)
+
+
+def same_file(a, b):
+    """True when paths `a` and `b` name one file: equal once symbolic links are resolved, or (both existing) one
+    file under two names (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def check_not_inputs(outputs, inputs):
+    """Refuse, before anything is written, an output that is a file the command reads, or two outputs that are one
+    file. outputs: {option: path or None}; inputs: {"the --model-path model" and the like: path or None}."""
+    named = [(option, path) for option, path in outputs.items() if path]
+    for i, (option, path) in enumerate(named):
+        read = next((what for what, source in inputs.items() if source and same_file(path, source)), None)
+        if read:
+            raise UserError(f"{option} {path!r} is {read}, which this command reads; writing it would destroy it: "
+                            "choose another name")
+        other = next((o for o, p in named[:i] if same_file(path, p)), None)
+        if other:
+            raise UserError(f"{option} and {other} are both {path!r}; give each output its own file")

@@ -2,10 +2,12 @@
 before the rest is read (a small file can declare a huge image), then OpenCV decodes them to RGB, with the pixel
 limit and the PNG-chunk check; and the atomic image writer."""
 
+import importlib.util
 import io
 import os
 import stat
 import struct
+import sys
 
 import cv2
 import numpy as np
@@ -15,11 +17,18 @@ from emotion.errors import UserError
 from emotion.files import write_file
 
 Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
+# OpenCV's own log lines ("[ERROR:0@0.6] ... grfmt_gif.cpp", "[ WARN:0@32] ... Failed to write frame") are off: every
+# failure they describe is seen in what OpenCV returns and reported once, as one line of ours
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 MAX_IMAGE_PIXELS = 40_000_000  # images whose header declares more pixels (width x height) are refused undecoded
 MAX_IMAGE_BYTES = 256 * 2**20  # image files larger than this are refused unread (40 MP as uncompressed RGB: 120 MB)
 HEADER_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow readers of faces.IMAGE_EXTENSIONS
 #                                         (JPEG opens MPO, PPM opens PGM; MPO itself cannot be asked for)
+
+
+HEIF_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", **{brand: "HEIC" for brand in (
+    b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")}}  # ISO BMFF 'ftyp'
 
 
 class ImageRefused(UserError):
@@ -109,6 +118,9 @@ def decode_image(data, name="the image"):
     """
     if data.size == 0:
         return None
+    container = HEIF_BRANDS.get(data[8:12].tobytes()) if data[4:8].tobytes() == b"ftyp" else None
+    if container:
+        return decode_heif(data, container, name)
     size = image_dimensions(data)
     if size is None or not png_chunks_fit(data):
         return None
@@ -119,7 +131,41 @@ def decode_image(data, name="the image"):
         return None
     if image is None or image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:  # a header Pillow read otherwise
         return None
+    if data[:4].tobytes() in (b"II*\0", b"MM\0*"):
+        warn_tiff_pages(data, name)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_heif(data, container, name):
+    """An AVIF (Pillow reads it) or HEIC photo (only with pillow-heif installed) as uint8 RGB; ImageRefused, naming
+    the format and what to do, when no reader is there; None when it is not a readable image."""
+    from PIL import features
+    readable = features.check("avif") if container == "AVIF" else importlib.util.find_spec("pillow_heif") is not None
+    if not readable:
+        what = "a HEIC photo (Apple's HEIF format)" if container == "HEIC" else "an AVIF photo"
+        raise ImageRefused(f"{printable(name)}: {what}, which this installation cannot read; convert it to JPEG or "
+                           f"PNG{' (or pip install pillow-heif)' if container == 'HEIC' else ''}")
+    if container == "HEIC":
+        import pillow_heif
+        pillow_heif.register_heif_opener()
+    try:
+        with Image.open(io.BytesIO(data.tobytes()), formats=(container.replace("HEIC", "HEIF"),)) as image:
+            check_pixels(image.size, name)
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, KeyError):
+        return None
+
+
+def warn_tiff_pages(data, name):
+    """A one-line warning for a TIFF of several pages: OpenCV decodes (and the model judges) the first alone."""
+    try:
+        with Image.open(io.BytesIO(data.tobytes()), formats=("TIFF",)) as image:
+            pages = image.n_frames
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError):
+        return
+    if pages > 1:
+        print(f"Warning: {printable(name)}: a TIFF of {pages} pages; only its first page is judged (save each page "
+              "as its own file to judge the others)", file=sys.stderr)
 
 
 def write_image(path, bgr):

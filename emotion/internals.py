@@ -18,14 +18,16 @@ tf = LazyModule("tensorflow")
 
 def model_from_h5_config(config):
     """The model an .h5 file's model_config describes, built as load_model builds it but with no weight allocated
-    (variables left uninitialised, and forgotten afterwards: this model is only looked at)."""
+    (variables left uninitialised, and forgotten afterwards: this model is only looked at), in safe mode: no code stored
+    in the file is run."""
     from keras.src.backend.common import global_state  # where Keras keeps variables it has not initialised
     from keras.src.legacy.saving import saving_options, saving_utils  # what load_model does with an .h5 file
+    from keras.src.saving import serialization_lib
     pending = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
     known = len(pending)
     try:
         with keras.StatelessScope(initialize_variables=False), saving_options.keras_option_scope(
-                use_legacy_config=True):
+                use_legacy_config=True), serialization_lib.SafeModeScope(True):  # as load_model(safe_mode=True)
             return saving_utils.model_from_config(config)
     finally:
         del pending[known:]  # never initialised later, by another scope

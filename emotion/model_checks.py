@@ -48,6 +48,11 @@ def check_model_file(path):
         metadata, config = parse_attribute(f.attrs, METADATA_KEY, path), parse_attribute(f.attrs, "model_config", path)
     if not config:
         raise ValueError("no model config")
+    lambdas = lambda_layers(config)
+    if lambdas:  # Keras refuses them too (safe_mode), with a sentence about a flag; this one says what to do
+        raise UserError(f"{path!r}: its layer {lambdas[0]!r} is a Lambda, Python code stored in the model file, which "
+                        "this script never runs (it could do anything); use a model made of Keras' own layers, or "
+                        "retrain with --train-again")
     model = model_from_h5_config(config)
     if model.count_params() > MAX_MODEL_PARAMS:
         raise UserError(f"{path!r}: the model declares {model.count_params():,} parameters, above the limit of "
@@ -58,6 +63,21 @@ def check_model_file(path):
         metadata = {"image_size": model.input_shape[1], "color": "grayscale" if channels == 1 else "rgb", **metadata}
     validate_model(model, metadata, path)
     return metadata
+
+
+def lambda_layers(config):
+    """The names of the Lambda layers anywhere in a model config (nested models included), in no set order."""
+    found, pending = [], [config]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "Lambda":
+                layer = item.get("config")
+                found.append(str(layer.get("name", "?")) if isinstance(layer, dict) else "?")
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
 
 
 def validate_model(model, metadata, path):

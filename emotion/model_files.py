@@ -23,9 +23,16 @@ TTA = False  # average each prediction with that of the horizontally flipped ima
 INFERENCE_BATCH_SIZE = 256  # faces per model call when predicting
 
 
-def add_model_arguments(parser, model_path):
-    """The options of every command that loads (or trains) a model: its file, TTA and precision."""
-    parser.add_argument("--model-path", type=model_file_arg, default=model_path, help="trained model file (.h5)")
+def add_model_arguments(parser, model_path=None):
+    """The options of every command that loads (or trains) a model: its file, TTA and precision. model_path: train's
+    file, in the working folder as the original; None: FACES_MODEL_PATH, from the working folder or else the one
+    beside the script (emotion_recognition.main resolves it)."""
+    if model_path:
+        parser.add_argument("--model-path", type=model_file_arg, default=model_path, help="trained model file (.h5)")
+    else:
+        parser.add_argument("--model-path", type=model_file_arg,
+                            help=f"trained model file (.h5) (default: {FACES_MODEL_PATH}, from the working folder "
+                                 "or else the one beside this script)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
                         help="average predictions with the horizontally flipped image")
     parser.add_argument("--precision", default=PRECISION, choices=PRECISIONS,
@@ -67,7 +74,7 @@ def load_trained_model(path):
     vgg16_preprocess_class()  # registered, so that a vgg16 model's own layer can be read back
     try:
         metadata = check_model_file(path)  # nesting, size, input and metadata checked before a weight is allocated
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, safe_mode=True)  # never runs code stored in the file
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
                         "delete it or retrain with --train-again") from None

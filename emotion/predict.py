@@ -12,10 +12,11 @@ from emotion.detection import add_detector_argument, crop_face, detect_faces, lo
 from emotion.drawing import annotate
 from emotion.files import check_writable
 from emotion.images import ImageRefused, printable, read_image, write_image
-from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
+from emotion.model_files import (TTA, add_classes_argument, add_model_arguments, answering_model,
                                  load_trained_model, predict_probabilities)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".avif",
+                    ".heic", ".heif")  # HEIC is read with pillow-heif installed, else refused with what to do
 PREDICT_BATCH_PIXELS = 40_000_000  # predict: images decoded and labelled together hold at most this many pixels
 PREDICT_BATCH_IMAGES = 64  # predict: and at most this many images (their face crops go to the model in one call)
 WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this range (px) is taken for a face crop
@@ -23,7 +24,7 @@ WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this rang
 
 
 def add_arguments(parser):
-    add_model_arguments(parser, FACES_MODEL_PATH)
+    add_model_arguments(parser)
     add_classes_argument(parser)
     add_detector_argument(parser)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
@@ -135,7 +136,7 @@ def run_predict(args):
     if args.save:
         check_writable(args.save)
     saved = set()  # names written to --save
-    inputs = {os.path.realpath(f) for f in files}  # --save never writes over one of them
+    inputs = {os.path.realpath(f) for f in [*files, args.model_path]}  # --save never writes over one of them
     for batch in read_batches(files, errors):
         paths, images = zip(*batch)
         for path, image, faces in zip(paths, images, predict_images(model, metadata, images, detector, args.tta)):

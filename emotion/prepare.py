@@ -2,9 +2,12 @@
 train/val/test (by groups of alike-named files, so one person never spans splits): the `prepare` command."""
 
 import csv
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -24,6 +27,10 @@ GROUP_PATTERN = r"^[A-Za-z]*\d+[_.-]"  # names starting alike (CK+'s "S010_") sh
 ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
 SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
 SEVEN_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # prepare's default with votes
+GROUP_PATTERN_SECONDS = 10  # --group-pattern: time allowed to match every file name (then it is refused)
+MATCH_STARTS = ("import json, re, sys\n"  # groups_of's child: [pattern, names] in, each name's matched start out
+                "pattern, names = json.load(sys.stdin)\n"
+                "json.dump([m.group(0) if (m := re.match(pattern, n)) else None for n in names], sys.stdout)")
 RELEASE_PADDING = r"\.jpg\d+\.jpg$"  # FER2013's image release pads disgust with augmented copies (NAME.jpgK.jpg)
 CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
                   "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
@@ -86,7 +93,9 @@ def read_fer2013_rows(path, classes):
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         if not {"emotion", "pixels", "Usage"} <= set(header):
-            raise UserError(f"{path}: expected FER2013's columns emotion,pixels,Usage; found {','.join(header)}")
+            shown = ",".join(h if len(h) <= 20 else h[:20] + "..." for h in header[:5])  # a row of pixels: 9 kB
+            raise UserError(f"{path}: expected FER2013's columns emotion,pixels,Usage on its first line; found "
+                            f"{shown}{f',... ({len(header)} columns)' if len(header) > 5 else ''}")
         col = {name: header.index(name) for name in ("emotion", "pixels", "Usage")}
         rows = []
         for line, row in enumerate(reader, start=2):
@@ -99,9 +108,11 @@ def read_fer2013_rows(path, classes):
                 raise UserError(f"{path}, line {line}: unreadable row (expected an emotion code, "
                                 "2304 pixel values and a Usage)") from None
             if not 0 <= code < len(FER2013_CODES) or usage not in FER2013_USAGE or image.size != 48 * 48 \
-                    or not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
+                    or not np.isfinite(image).all() or image.min() < 0 or image.max() > 255 \
+                    or (image != np.round(image)).any():  # 1.5 would be cut to 1 unseen
                 raise UserError(f"{path}, line {line}: emotion {code}, {image.size} pixels, Usage {usage!r}; "
-                                f"expected 0-6, 2304 values in 0-255, one of {', '.join(FER2013_USAGE)}")
+                                f"expected 0-6, 2304 values in 0-255 (whole numbers), one of "
+                                f"{', '.join(FER2013_USAGE)}")
             if classes is None or FER2013_CODES[code] in classes:
                 rows.append((FER2013_USAGE[usage], FER2013_CODES[code], image.reshape(48, 48).astype(np.uint8)))
     return rows
@@ -126,10 +137,25 @@ def split_files(files, ratios, rng):
     return np.split(np.array(files, dtype=object), bounds)
 
 
-def group_of(path, pattern):
-    """The group a file belongs to: the start of its name that `pattern` matches, else the file itself."""
-    match = re.match(pattern, os.path.basename(path)) if pattern != "none" else None
-    return match.group(0) if match else path
+def groups_of(paths, pattern, seconds=GROUP_PATTERN_SECONDS):
+    """The group each file belongs to: the start of its name that `pattern` matches, else the file itself.
+
+    The names are matched in a child process stopped after `seconds`: a pattern such as (a+)+b backtracks for
+    exponential time on a name like aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!.jpg, and Python's re cannot be interrupted.
+    """
+    if pattern == "none":
+        return list(paths)
+    names = [os.path.basename(path) for path in paths]
+    try:
+        child = subprocess.run([sys.executable, "-I", "-c", MATCH_STARTS], input=json.dumps([pattern, names]),
+                               capture_output=True, text=True, timeout=seconds, check=True)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"--group-pattern {pattern!r} took more than {seconds} s (GROUP_PATTERN_SECONDS) on the "
+                        f"names of {len(names):,} files: a nested repetition such as (a+)+ backtracks without end; "
+                        "simplify it, or pass --group-pattern none") from None
+    except (subprocess.CalledProcessError, OSError) as error:
+        raise UserError(f"--group-pattern {pattern!r} could not be matched against the file names ({error})") from None
+    return [start if start is not None else path for start, path in zip(json.loads(child.stdout), paths)]
 
 
 def split_by_group(files, labels, groups, seed):
@@ -150,7 +176,7 @@ def split_by_group(files, labels, groups, seed):
 
 def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
     """[(split, class, source file)] for an image-folder source, split by seed and stratified by class; files
-    of one group (group_of) stay in one split. FER2013's release: its padding copies of disgust are left out."""
+    of one group (groups_of) stay in one split. FER2013's release: its padding copies of disgust are left out."""
     rng = np.random.default_rng(seed)
     if all(os.path.isdir(os.path.join(source, split)) for split in SPLITS):  # already split: the splits stay
         parts = {split: class_folders(os.path.join(source, split)) for split in SPLITS}
@@ -173,7 +199,7 @@ def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
             plan += [("val", name, f) for f in val] + [("test", name, f) for f in test]
         return plan, classes
     files = [(name, f) for name in classes for f in list_image_files(parts[""][name])]
-    groups = [group_of(f, group_pattern) for _, f in files]
+    groups = groups_of([f for _, f in files], group_pattern)
     if len(set(groups)) == len(files):
         for name in classes:
             for split, part in zip(SPLITS, split_files(list_image_files(parts[""][name]), SPLIT_RATIOS, rng)):
@@ -265,6 +291,10 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError(f"the source {source!r} lies inside --out {out!r}; choose an --out folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out!r} is a file; give a folder")
+    for option, path in (("--votes", votes), ("--ferplus", ferplus)):  # out/votes.csv is written, --force clears out
+        if path and os.path.realpath(path).startswith(real_out.rstrip(os.sep) + os.sep):
+            raise UserError(f"{option} {path!r} lies inside --out {out!r}, which prepare writes; move it out or choose "
+                            "another --out")
     # the layout notes shipped in HASsplittedDS/ (README.md) and hidden files do not count as contents
     if os.path.isdir(out) and [n for n in os.listdir(out) if n != "README.md" and not n.startswith(".")] \
             and not force:

@@ -2,6 +2,7 @@
 Ctrl-C held to a step boundary (or a video's next frame), and the free-space check before training starts."""
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -9,10 +10,14 @@ import signal
 import threading
 
 from emotion.errors import UserError
+from emotion.files import check_not_inputs, write_file
 from emotion.lazy_import import LazyModule
 from emotion.model_files import read_metadata
 
 keras = LazyModule("keras")
+
+RUN_FILE = "run.json"  # in the backup folder: what defines the run's model and input, and its callbacks' state
+CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")  # EarlyStopping's, ReduceLROnPlateau's counters
 
 
 def checkpoint_path_for(model_path):
@@ -26,7 +31,7 @@ def backup_path_for(checkpoint_path):
     return os.path.splitext(checkpoint_path)[0] + ".backup"
 
 
-def start_or_resume(checkpoint_path, history_path, resume):
+def start_or_resume(checkpoint_path, history_path, resume, model_path=None):
     """Clear what an earlier run left, or, with --resume, keep it: returns the best val_loss to beat (that of the
     interrupted run's checkpoint, else infinity)."""
     backup = backup_path_for(checkpoint_path)
@@ -36,6 +41,9 @@ def start_or_resume(checkpoint_path, history_path, resume):
         print(f"Warning: --resume found no interrupted run ({backup} is missing); starting from epoch 1")
     elif resume:
         print(f"Resuming the interrupted run saved in {backup}")
+        if model_path and os.path.exists(model_path) and not os.path.exists(checkpoint_path) \
+                and "val_loss" in read_metadata(model_path):
+            shutil.copy2(model_path, checkpoint_path)  # Ctrl-C moved the run's best epoch there: again the one to beat
     if resume and os.path.exists(checkpoint_path):  # the interrupted run's best epoch stays unless this run beats it
         return read_metadata(checkpoint_path).get("val_loss", math.inf)
     for path in (checkpoint_path, history_path):
@@ -90,3 +98,74 @@ def check_free_space(model, model_path):
     if free < need:
         raise UserError(f"training needs about {need / 2**20:.0f} MB free in {folder!r} (backup, checkpoint, model) "
                         f"but {free / 2**20:.0f} MB are free; free some space or choose another --model-path")
+
+
+def check_training_files(args, trained):
+    """No file the run reads (--initial-model, a --base-weights file, the model it loads) may be one it writes: the
+    model, its checkpoint (a stale one is deleted at the start) or a file in --output-dir."""
+    inputs = {"the --initial-model model": args.initial_model,
+              "the --base-weights file": args.base_weights if os.path.isfile(args.base_weights) else None}
+    if trained:
+        check_not_inputs({"--model-path": args.model_path,
+                          "--model-path's checkpoint": checkpoint_path_for(args.model_path)}, inputs)
+    return {**inputs, "the --model-path model": args.model_path}
+
+
+def run_identity(fitted, metadata):
+    """What a --resume must not change, keyed by the option that sets it: the model, its input and its optimizer."""
+    optimizer = getattr(fitted.optimizer, "inner_optimizer", fitted.optimizer)  # float16 wraps it in loss scaling
+    return {"--model": metadata.get("model"), "--image-size": metadata.get("image_size"),
+            "--color": metadata.get("color"), "--normalize": metadata.get("normalize"),
+            "--data (its classes)": metadata.get("class_names"), "--targets": metadata.get("targets", "folders"),
+            "--cache-features": fitted.name == "head", "--precision": fitted.dtype_policy.name,
+            "--weight-decay": type(optimizer).__name__}
+
+
+def read_run_file(backup):
+    """What resumable_state stored in the backup folder, or None (none yet, or a backup of an older version)."""
+    try:
+        with open(os.path.join(backup, RUN_FILE), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def check_resume_matches(backup, identity):
+    """Refuse a --resume that would continue the interrupted run with another model or input, naming the option."""
+    def shown(value):
+        return ",".join(map(str, value)) if isinstance(value, list) else value
+    stored = (read_run_file(backup) or {}).get("identity", {})
+    for option, value in json.loads(json.dumps(identity)).items():
+        if option in stored and stored[option] != value:
+            raise UserError(f"--resume: the interrupted run in {backup} was trained with {option} "
+                            f"{shown(stored[option])}, this one with {shown(value)}; resume with the same options as "
+                            "that run, or train without --resume")
+
+
+def resumable_state(backup, identity, callbacks, resume):
+    """A callback that stores `identity` and the counters of the EarlyStopping and ReduceLROnPlateau among
+    `callbacks` in backup/RUN_FILE after each epoch (BackupAndRestore keeps only weights, optimizer and epoch), and
+    with `resume` sets those counters back when training starts. It must come after them in the callback list."""
+    kept = [c for c in callbacks if isinstance(c, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))]
+
+    def restore(logs=None):
+        saved = (read_run_file(backup) or {}).get("callbacks", []) if resume else []
+        for callback, state in zip(kept, saved):
+            if state.pop("class", None) == type(callback).__name__:
+                for name, value in state.items():
+                    setattr(callback, name, value)
+
+    def store(epoch, logs=None):
+        if os.path.isdir(backup):  # BackupAndRestore has written this epoch's backup there
+            state = [{"class": type(c).__name__, **{k: getattr(c, k) for k in CALLBACK_STATE if hasattr(c, k)}}
+                     for c in kept]
+            write_file(os.path.join(backup, RUN_FILE), json.dumps({"identity": identity, "callbacks": state},
+                                                                  default=float))
+    return keras.callbacks.LambdaCallback(on_train_begin=restore, on_epoch_end=store)
+
+
+def keep_best_epoch(model, checkpoint_path):
+    """Give `model` the checkpoint's weights: the epoch of lowest val_loss of the whole run, an interrupted part
+    before --resume included (EarlyStopping restores only its own fit's best, and only when it stops early)."""
+    if os.path.exists(checkpoint_path):
+        model.load_weights(checkpoint_path)

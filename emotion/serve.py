@@ -1,17 +1,18 @@
 """The `serve` command: the web page and JSON API of emotion/web/server.py, handed this project's prediction code
 (web/ imports nothing from here), with its upload limits."""
 
+import os
 import threading
 
 import cv2
 import numpy as np
 
-from emotion.arguments import host_arg, int_in_range
+from emotion.arguments import host_arg, host_name_arg, int_in_range
 from emotion.detection import DETECTOR, add_detector_argument, load_face_detector
 from emotion.drawing import annotate, message_for
 from emotion.errors import UserError
-from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
-from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
+from emotion.images import ImageRefused, ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
+from emotion.model_files import (TTA, add_classes_argument, add_model_arguments, answering_model,
                                  load_trained_model)
 from emotion.precision import PRECISION
 from emotion.predict import detection_of, predict_images
@@ -30,17 +31,22 @@ SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large
 
 
 def add_arguments(parser):
-    add_model_arguments(parser, FACES_MODEL_PATH)
+    add_model_arguments(parser)
     add_classes_argument(parser)
     add_detector_argument(parser)
     parser.add_argument("--host", type=host_arg, default=SERVE_HOST, help="address to listen on (0.0.0.0: any network)")
     parser.add_argument("--port", type=int_in_range(1, 65535), default=SERVE_PORT, help="TCP port to listen on")
+    parser.add_argument("--allowed-host", action="append", default=[], type=host_name_arg, metavar="NAME",
+                        help="also answer requests whose Host is NAME (a reverse proxy's public name); localhost and "
+                             "the --host address always are, no other (DNS rebinding). May be repeated")
 
 
 def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DETECTOR, classes=None,
-                   precision=PRECISION):
-    """The web app of web/server.py, handed this project's prediction code (web/ imports nothing from here)."""
-    from emotion.web.server import BadUpload, create_app  # Flask: only this command needs it
+                   precision=PRECISION, host=SERVE_HOST, allowed_hosts=()):
+    """The web app of web/server.py, handed this project's prediction code (web/ imports nothing from here). It
+    answers requests for localhost, for `host` (the address it listens on; bound to every interface, any address
+    of the machine) and for `allowed_hosts` (--allowed-host), no other Host header (DNS rebinding)."""
+    from emotion.web.server import LOCAL_HOSTS, BadUpload, create_app  # Flask: only this command needs it
     model, metadata = answering_model(*load_trained_model(model_path), classes, precision)
     class_names = metadata["class_names"]
     detector = load_face_detector(detector)
@@ -59,8 +65,10 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                 image = decode_image(array, name)
             except ImageTooLarge as error:
                 raise BadUpload(str(error), 413) from None
+            except ImageRefused as error:  # a format this installation cannot read (HEIC without pillow-heif)
+                raise BadUpload(str(error), 415) from None
             if image is None:
-                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF or WebP photo")
+                raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF, WebP or AVIF photo")
             scale = min(1.0, SERVE_WORK_SIDE / max(image.shape[:2]))
             if scale < 1:
                 image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -71,22 +79,25 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                 raise BadUpload(str(error), 500) from None
             annotated = annotate(image, faces, numbered=True)  # 1, 2, ... as the page's "Face 1", "Face 2" cards
             for face in faces:
-                face["message"] = message_for(face["emotion"])
+                face["message"] = message_for(face["emotion"], face["confidence"])
                 face["box"] = [int(round(v / scale)) for v in face["box"]]  # in the uploaded photo's pixels
             return faces, detection_of(faces), annotated
         finally:
             if large:
                 large_lock.release()
 
-    health = {"status": "ok", "model": model_path, "classes": class_names, "max_upload_mb": max_upload_mb}
-    return create_app(predict_upload, health, max_upload_mb)
+    # the file's name only: an answer never shows where files lie on the server
+    health = {"status": "ok", "model": os.path.basename(model_path), "classes": class_names,
+              "max_upload_mb": max_upload_mb}
+    return create_app(predict_upload, health, max_upload_mb, {*LOCAL_HOSTS, host, *allowed_hosts},
+                      any_address=host in ("0.0.0.0", "::"))  # --host values as host_arg writes them
 
 
 def run_serve(args):
     """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
     from emotion.web.server import serve_app
     app = make_serve_app(args.model_path, args.tta, detector=args.detector, classes=args.classes,
-                         precision=args.precision)
+                         precision=args.precision, host=args.host, allowed_hosts=args.allowed_host)
     try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON
         serve_app(app, args.host, args.port, SERVE_THREADS, SERVE_IDLE_TIMEOUT, (MAX_UPLOAD_MB + 1) * 2**20,
                   SERVE_CONNECTION_LIMIT, args.model_path, SERVE_HEADER_DEADLINE, SERVE_REQUEST_DEADLINE)

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from emotion.errors import UserError
-from emotion.files import atomic_write, check_writable
+from emotion.files import atomic_write, check_not_inputs, check_writable, replace_when_done
 
 TIMELINE_POINTS = 400  # each track's probability series keeps at most this many time bins (then halves its resolution)
 TIMELINE_BIN_SECONDS = 0.1  # width of a time bin until the series fills up
@@ -21,31 +21,42 @@ TIMELINE_MAX_PANELS = 12  # the timeline plots at most this many tracks, the lon
 PROGRESS_BAR_WIDTH = 30  # characters of the progress bar on a terminal
 
 
-def check_outputs(source, outputs):
-    """Refuse, before anything is written, an output that is the source or another output, a timeline that
-    is not a .png, and a folder that cannot be written. `outputs`: {option: path or None}."""
+def check_outputs(source, outputs, model_path=None):
+    """Refuse, before anything is written, an output that is a file the command reads (the source video, the
+    model) or another output, a timeline that is not a .png, and a folder that cannot be written.
+    `outputs`: {option: path or None}."""
+    check_not_inputs(outputs, {"the --source video": None if str(source).isdigit() else source,
+                               "the --model-path model": model_path})
     named = {option: path for option, path in outputs.items() if path}
-    seen = {} if str(source).isdigit() else {os.path.realpath(source): "--source"}
-    for option, path in named.items():
-        other = seen.get(os.path.realpath(path))
-        if other is None and os.path.exists(path):
-            other = next((o for p, o in seen.items() if os.path.exists(p) and os.path.samefile(p, path)), None)
-        if other == "--source":
-            raise UserError(f"{option} {path!r} is the --source video; choose another name")
-        if other:
-            raise UserError(f"{option} and {other} are both {path!r}; give each output its own file")
-        seen[os.path.realpath(path)] = option
+    folder = next((option for option, path in named.items() if os.path.isdir(path)), None)
+    if folder:
+        raise UserError(f"{folder} {named[folder]!r} is a folder; give a file name")
     if named.get("--timeline") and not named["--timeline"].lower().endswith(".png"):
         raise UserError(f"--timeline {named['--timeline']!r} must be a .png file")
     for path in named.values():
         check_writable(os.path.dirname(os.path.abspath(path)))
 
 
+@contextlib.contextmanager
 def open_output(path, option):
+    """--json or --csv, written through a hidden temporary file renamed over `path` when the video is done (or
+    stopped by Ctrl-C): `path` holds whole records, or after a failed write what it held before. What exists and is
+    not a regular file (/dev/stdout, a named pipe) is written directly."""
+    streamed = os.path.exists(path) and not os.path.isfile(path)  # /dev/stdout, a pipe: written as records come
     try:
-        return open(path, "w", encoding="utf-8", newline="")
+        with contextlib.nullcontext(path) if streamed else replace_when_done(path) as tmp_path:
+            f = open(tmp_path, "w" if streamed else "x", encoding="utf-8", newline="")
+            try:
+                yield f
+                f.flush()
+                if not streamed:
+                    os.fsync(f.fileno())
+            finally:
+                with contextlib.suppress(OSError):  # a write that failed is reported where it failed
+                    f.close()
     except OSError as error:
-        raise UserError(f"cannot write {option} {path!r} ({error.strerror}); choose another name") from None
+        raise UserError(f"cannot write {option} {path!r} ({error.strerror}); nothing was written there; free some "
+                        "space or choose another folder") from None
 
 
 def csv_columns(class_names):
@@ -55,8 +66,9 @@ def csv_columns(class_names):
 @contextlib.contextmanager
 def open_records(json_path, csv_path, class_names):
     """Yields write(record): one frame's record ({"frame", "time", "faces"}) or, last, {"summary": ...} (JSON
-    only), written to the --json and/or --csv file and flushed at once, so a stop at any point leaves whole
-    lines for every frame done. CSV: one row per face per frame; a frame without faces has no row."""
+    only), written to the --json and/or --csv file (through open_output) and flushed at once, so a stop (q,
+    --max-frames, Ctrl-C) leaves whole lines for every frame done. CSV: one row per face per frame; a frame
+    without faces has no row."""
     with contextlib.ExitStack() as files:
         json_file = files.enter_context(open_output(json_path, "--json")) if json_path else None
         csv_file = files.enter_context(open_output(csv_path, "--csv")) if csv_path else None
@@ -75,8 +87,8 @@ def open_records(json_path, csv_path, class_names):
                                    for face in record["faces"])
                     csv_file.flush()
             except OSError as error:
-                raise UserError(f"cannot write the records ({error.strerror}); they hold every frame before "
-                                f"frame {record.get('frame')}; free some space") from None
+                raise UserError(f"cannot write the records ({error.strerror}) at frame {record.get('frame')}; "
+                                "nothing was written to --json or --csv; free some space") from None
         yield write
 
 
@@ -172,7 +184,7 @@ def plot_timeline(timeline, class_names, path):
     from matplotlib.figure import Figure  # a bare Figure draws with Agg: no window, no pyplot state
     longest = sorted(summarize(timeline), key=lambda t: t["seconds"], reverse=True)[:TIMELINE_MAX_PANELS]
     tracks = sorted(t["track"] for t in longest)
-    figure = Figure(figsize=(10, 1 + 2.2 * max(1, len(tracks))))
+    figure = Figure(figsize=(10, 1 + 2.2 * max(1, len(tracks))), layout="constrained")  # room for the legend
     axes = figure.subplots(max(1, len(tracks)), 1, squeeze=False)[:, 0]
     for ax, track_id in zip(axes, tracks):
         seconds, probabilities = series_points(timeline[track_id]["series"])
@@ -181,12 +193,11 @@ def plot_timeline(timeline, class_names, path):
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
         ax.set_title(f"track {track_id}")
-    if tracks:
-        axes[0].legend(loc="upper right", ncol=len(class_names), fontsize="small")
+    if tracks:  # beside the panels, never over a curve
+        figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     else:
         axes[0].set_title(f"no face seen for {MIN_TRACK_SECONDS} s or more")
     axes[-1].set_xlabel("seconds")
-    figure.tight_layout()
     try:
         with atomic_write(path, suffix=".png") as tmp_path:
             figure.savefig(tmp_path, dpi=100, format="png")

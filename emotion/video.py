@@ -2,7 +2,9 @@
 smoothed over frames, the annotated video, records and timeline (emotion/timeline.py), and the `webcam` command."""
 
 import collections
+import contextlib
 import itertools
+import os
 import sys
 import time
 
@@ -13,7 +15,9 @@ from emotion.arguments import positive_int
 from emotion.detection import DETECTOR, add_detector_argument, crop_face, detect_faces, load_face_detector
 from emotion.drawing import annotate
 from emotion.errors import UserError
-from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
+from emotion.files import replace_when_done
+from emotion.images import MAX_IMAGE_PIXELS
+from emotion.model_files import (TTA, add_classes_argument, add_model_arguments, answering_model,
                                  load_trained_model)
 from emotion.predict import classify_crops
 from emotion.recovery import hold_ctrl_c
@@ -27,10 +31,17 @@ FPS_WINDOW = 30  # the FPS drawn on a frame is measured over this many frames
 PROGRESS_BAR_SECONDS = 0.5  # a file's progress bar on a terminal is redrawn this often
 PROGRESS_LOG_SECONDS = 30  # when stderr is not a terminal (a log file), one plain progress line this often
 ERASE_LINE_END = "\x1b[K"  # terminals only: clears what a longer previous bar left after the cursor
+SCENE_CUT_BELOW = 0.5  # consecutive frames' appearances correlated less than this: a cut, every track ends there
+SAME_FACE_FROM = 0.5  # a newly detected face whose crop correlates less than this with its track's last: a new track
+FACE_SIGNATURE_SIDE = 16  # a face crop's appearance: its grey picture at 16x16 pixels, brightness and contrast removed
+FRAME_SIGNATURE_SIZE = (32, 24)  # a frame's appearance, the same way (scene cuts)
+# FFmpeg's own log lines ("moov atom not found" when a video is checked) are off, as OpenCV's (emotion/images.py):
+# what they describe is reported once, as one line of ours; read when OpenCV first opens a video
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
 def add_arguments(parser):
-    add_model_arguments(parser, FACES_MODEL_PATH)
+    add_model_arguments(parser)
     add_classes_argument(parser)
     add_detector_argument(parser)
     parser.add_argument("--source", default="0", help="camera index or video file")
@@ -42,9 +53,30 @@ def add_arguments(parser):
     parser.add_argument("--timeline", metavar="FILE", help="plot each tracked face's probabilities over time (.png)")
 
 
-def match_tracks(tracks, boxes, ids=None):
-    """Pair each box with the previous frame's track it overlaps most (IoU > 0.3), else a new track, numbered
-    by `ids` (an itertools.count the caller keeps for the whole video, so a number is never given twice)."""
+def appearance(image, size):
+    """`image` (RGB) as a small grey picture of `size`, less its mean and scaled to length 1: two of them compare
+    by their dot product (a correlation, 1 for the same picture), whatever the brightness and contrast."""
+    grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    grey -= grey.mean()
+    return grey.ravel() / max(float(np.linalg.norm(grey)), 1e-6)
+
+
+def face_signature(crop):
+    return appearance(crop, (FACE_SIGNATURE_SIDE, FACE_SIGNATURE_SIDE))
+
+
+def frame_signature(rgb):
+    return appearance(rgb, FRAME_SIGNATURE_SIZE)
+
+
+def similarity(a, b):
+    return float(np.dot(a, b))
+
+
+def match_tracks(tracks, boxes, ids=None, signatures=None):
+    """Pair each box with the previous frame's track it overlaps most (IoU > 0.3) and, given the boxes' face
+    `signatures`, whose last face looks alike (SAME_FACE_FROM), else a new track, numbered by `ids` (an
+    itertools.count the caller keeps for the whole video, so a number is never given twice)."""
     def iou(a, b):
         ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
         iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
@@ -52,14 +84,16 @@ def match_tracks(tracks, boxes, ids=None):
         return inter / (a[2] * a[3] + b[2] * b[3] - inter)
     ids = ids or itertools.count(max((t["id"] for t in tracks), default=0) + 1)
     matched, free = [], list(tracks)
-    for box in boxes:
+    for box, signature in zip(boxes, signatures or [None] * len(boxes)):
         best = max(free, key=lambda t: iou(t["box"], box), default=None)
-        if best is not None and iou(best["box"], box) > 0.3:
+        alike = signature is None or best is None or best.get("signature") is None or \
+            similarity(best["signature"], signature) >= SAME_FACE_FROM
+        if best is not None and iou(best["box"], box) > 0.3 and alike:
             free.remove(best)
-            best["box"] = box
+            best.update(box=box, signature=signature)
             matched.append(best)
         else:
-            matched.append({"id": next(ids), "box": box, "history": []})
+            matched.append({"id": next(ids), "box": box, "history": [], "signature": signature})
     return matched
 
 
@@ -80,6 +114,11 @@ def open_video(source):
     if not capture.isOpened():
         raise UserError(f"cannot open video source {source!r}: no camera with that index, or not a readable "
                         "video file")
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > MAX_IMAGE_PIXELS:  # as for images: each frame is decoded, copied and drawn on
+        capture.release()
+        raise UserError(f"{source}: frames of {width}x{height} pixels, above the limit of {MAX_IMAGE_PIXELS:,} pixels "
+                        "(MAX_IMAGE_PIXELS); scale the video down")
     if camera:
         return capture, 0, 0.0
     return capture, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -89,18 +128,24 @@ def label_frames(model, metadata, capture, detector, tta=TTA):
     """Yields (RGB frame, its faces) until the video ends. Each face: track (its id), box, detected, emotion,
     confidence and probabilities, smoothed over the track's last SMOOTH_FRAMES frames.
 
-    The detector runs on every VIDEO_DETECT_EVERY-th frame; in between, each face keeps its box and is
-    classified again, so the labels follow the face's expression at the camera's pace.
+    The detector runs on every VIDEO_DETECT_EVERY-th frame and at every scene cut (SCENE_CUT_BELOW), where all
+    tracks end; in between, each face keeps its box and is classified again, so the labels follow the face's
+    expression at the camera's pace. A detected face that no longer looks like its track's last starts a new one.
     """
-    tracks, ids = [], itertools.count(1)
+    tracks, ids, previous = [], itertools.count(1), None
     for index in itertools.count():
         ok, frame = capture.read()
         if not ok:
             return
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        if index % VIDEO_DETECT_EVERY == 0:
+        scene, previous = previous, frame_signature(rgb)
+        cut = scene is not None and similarity(scene, previous) < SCENE_CUT_BELOW
+        if cut:
+            tracks = []
+        if cut or index % VIDEO_DETECT_EVERY == 0:
             found = detect_faces(detector, rgb, max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
-            tracks = match_tracks(tracks, [f["box"] for f in found], ids)
+            tracks = match_tracks(tracks, [f["box"] for f in found], ids,
+                                  [face_signature(crop_face(rgb, f)) for f in found])
             for track, face in zip(tracks, found):
                 track["eyes"] = face["eyes"]
         faces = [{"track": t["id"], "box": t["box"], "detected": True, **f} for t, f in
@@ -114,15 +159,43 @@ def show_frame(canvas):
     return cv2.waitKey(1) & 0xFF != ord("q")
 
 
-def write_frame(writer, output, canvas, fps):
-    """Append the annotated frame to --output, opening the writer at the first frame (its size is known then)."""
-    if output and writer is None:
-        writer = cv2.VideoWriter(output, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, canvas.shape[1::-1])
-        if not writer.isOpened():
-            raise UserError(f"cannot write video {output!r}; use a .mp4 or .avi name in a writable folder")
-    if writer is not None:
-        writer.write(canvas)
-    return writer
+@contextlib.contextmanager
+def open_video_output(path, fps):
+    """Yields write(frame) for --output (a no-op without one). Frames go to a hidden file beside `path`, opened at
+    the first frame (its size is known then); when the block ends (also by Ctrl-C) the file is reopened, must hold
+    every frame written, and is renamed over `path`. A frame size the codec refuses or a failed write (a full disk:
+    OpenCV only logs it): a UserError, and `path` keeps what it held."""
+    if not path:
+        yield lambda frame: None
+        return
+    writer, written = None, 0
+    with replace_when_done(path, os.path.splitext(path)[1]) as tmp_path:  # OpenCV picks the container by extension
+        def write(frame):
+            nonlocal writer, written
+            if writer is None:
+                writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, frame.shape[1::-1])
+                if not writer.isOpened():
+                    raise UserError(f"cannot write video {path!r} with frames of {frame.shape[1]}x{frame.shape[0]}: "
+                                    "OpenCV's MPEG-4 writer refused it; use a .mp4 or .avi name in a writable folder, "
+                                    "or a smaller video")
+            writer.write(frame)
+            written += 1
+        try:
+            yield write
+        finally:
+            if writer is not None:
+                writer.release()
+        check_video_file(tmp_path, path, written)
+
+
+def check_video_file(tmp_path, path, written):
+    """The written video must open and hold `written` frames; else a UserError (a full disk, a failed write)."""
+    capture = cv2.VideoCapture(tmp_path)
+    found = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    if found != written:
+        raise UserError(f"writing the video {path!r} failed (it holds {found} of the {written} frames written; is the "
+                        f"disk full?); {path!r} is unchanged; free some space or choose another folder")
 
 
 def report_progress(done, total, elapsed, last):
@@ -148,10 +221,11 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
     """
     capture, expected, file_fps = open_video(source)
     class_names, detector = metadata["class_names"], load_face_detector(detector)
-    writer, timeline, done, frames, faces_seen, shown = None, {}, collections.deque(maxlen=FPS_WINDOW), 0, 0, 0.0
+    timeline, done, frames, faces_seen, shown = {}, collections.deque(maxlen=FPS_WINDOW), 0, 0, 0.0
     start = last = time.perf_counter()
     try:
-        with hold_ctrl_c() as pressed, open_records(json_path, csv_path, class_names) as write_record:
+        with hold_ctrl_c() as pressed, open_records(json_path, csv_path, class_names) as write_record, \
+                open_video_output(output, file_fps) as write_frame:
             stopped = "end of video"
             for frames, (rgb, faces) in enumerate(label_frames(model, metadata, capture, detector, tta), 1):
                 now = time.perf_counter()
@@ -161,7 +235,7 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                 fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else 0.0
                 canvas = annotate(rgb, faces)
                 cv2.putText(canvas, f"{fps:.0f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
-                writer = write_frame(writer, output, canvas, file_fps)
+                write_frame(canvas)
                 write_record({"frame": frames - 1, "time": round(at, 4), "faces": faces})
                 update_timeline(timeline, faces, at, duration, class_names)
                 shown = report_progress(frames, expected, now - start, shown)
@@ -177,6 +251,9 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                     stopped = "Ctrl-C" if pressed() else "--max-frames"
                     break
             else:
+                if frames == 0:
+                    raise UserError(f"{source}: no frame could be read (an empty or damaged video); nothing was "
+                                    "written")
                 if frames < expected:  # the file promised more: damaged or cut short
                     print(f"Warning: {source} ended after {frames} of its {expected} frames; the file may be damaged")
                     stopped = f"the file ended after frame {frames - 1} of its {expected}"
@@ -189,8 +266,6 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
             print("\r" + progress_line(frames, expected, time.perf_counter() - start, True) + ERASE_LINE_END,
                   file=sys.stderr)
         capture.release()
-        if writer is not None:
-            writer.release()
         if display:
             cv2.destroyAllWindows()
     if timeline_path:
@@ -200,7 +275,7 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
 
 def run_webcam(args):
     outputs = {"--output": args.output, "--json": args.json, "--csv": args.csv, "--timeline": args.timeline}
-    check_outputs(args.source, outputs)
+    check_outputs(args.source, outputs, args.model_path)
     model, metadata = answering_model(*load_trained_model(args.model_path), args.classes, args.precision)
     frames, faces, seconds, summary = run_video(model, metadata, args.source, args.display, args.output,
                                                 args.max_frames, args.tta, args.detector, args.json, args.csv,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emotion.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, load_face_detector
-from emotion.drawing import annotate, layout_labels
+from emotion.drawing import annotate, face_message, layout_labels
 from conftest import RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, real_photo, run_cli, run_main
 
 CLASSES = RANDOM_MODEL_CLASSES
@@ -170,6 +170,41 @@ def test_labels_stay_inside_the_picture_and_apart(shape, boxes):
         assert 0 <= rect[0] < rect[2] <= shape[1] and 0 <= rect[1] < rect[3] <= shape[0], rect
         assert not any(overlaps(rect, other) for *_, other in placed[i + 1:])
     assert annotate(np.zeros((*shape, 3), np.uint8), faces).shape == (*shape, 3)
+
+
+def random_faces(rng, shape, count):
+    """`count` face boxes of 30-130 px that do not overlap, at random places in a picture of `shape`."""
+    boxes = []
+    while len(boxes) < count:
+        side = int(rng.integers(30, 130))
+        box = [int(rng.integers(0, shape[1] - side)), int(rng.integers(0, shape[0] - side)), side, side]
+        if not any(overlaps((box[0], box[1], box[0] + side, box[1] + side), (x, y, x + w, y + h))
+                   for x, y, w, h in boxes):
+            boxes.append(box)
+    emotions = ["sad", "happy", "angry", "surprise", "neutral", "fear", "disgust"]
+    return [{"box": b, "emotion": emotions[i % 7], "confidence": float(rng.uniform(0.2, 1))}
+            for i, b in enumerate(boxes)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_each_message_sits_by_its_face_never_over_another_or_in_the_numbered_list(seed):
+    rng = np.random.default_rng(seed)
+    shape = (480, 640)
+    faces = random_faces(rng, shape, int(rng.integers(2, 8)))
+    messages = {face_message(i, face, faces, True): i for i, face in enumerate(faces)}
+    assert all(text.startswith(f"{i + 1}: ") for text, i in messages.items())  # whose message it is
+    placed = {text: rect for text, *_, rect in layout_labels(faces, shape, numbered=True) if text in messages}
+    for text, rect in placed.items():
+        x, y, w, h = faces[messages[text]]["box"]
+        assert overlaps(rect, (x - w, y - h - 30, x + 2 * w, y + 2 * h + 30)), (text, rect)  # by its own face
+        for j, face in enumerate(faces):
+            fx, fy, fw, fh = face["box"]
+            assert j == messages[text] or not overlaps(rect, (fx, fy, fx + fw, fy + fh)), (text, face)
+    canvas = annotate(np.zeros((*shape, 3), np.uint8), faces, numbered=True)
+    assert canvas.shape[1:] == (640, 3) and (canvas.shape[0] > 480) == (len(placed) < len(faces))
+    strip = canvas[480:]
+    lines = np.flatnonzero(np.diff(np.r_[0, strip.max(axis=(1, 2)) > 0, 0]) == 1)  # rows of text under the photo
+    assert len(lines) == len(faces) - len(placed)  # every other message is listed there, one line each
 
 
 TWO_FACES = [{"box": [100, 200, 120, 120], "emotion": "sad", "confidence": 0.87},  # side by side in a 640x480 photo

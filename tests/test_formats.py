@@ -1,6 +1,7 @@
 """Every image format the docs name is read from a real photo, on every command path (predict, evaluate,
 training folders, prepare --crop-faces, serve); a tiled TIFF whose tile exceeds the pixel limit is refused."""
 
+import importlib.util
 import io
 import json
 import os
@@ -10,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion.images import ImageTooLarge, decode_image, image_dimensions
+from emotion.images import ImageRefused, ImageTooLarge, decode_image, image_dimensions, read_image
 from emotion.prepare import prepare_dataset
 from emotion.serve import make_serve_app
 import emotion_recognition as er
-from conftest import real_photo, run_cli
+from conftest import SHIPPED_SEVEN, real_photo, run_cli
 
 FORMATS = {"bmp": "BMP", "gif": "GIF", "tif": "TIFF", "webp": "WEBP", "ppm": "PPM", "jpg": "JPEG", "png": "PNG"}
 
@@ -96,3 +97,59 @@ def test_a_tiff_tile_bomb_is_refused_undecoded():
     with pytest.raises(ImageTooLarge, match="16368x16368"):
         decode_image(np.frombuffer(tiled_tiff(16, 16, 16368), np.uint8), "bomb.tif")
     assert image_dimensions(np.frombuffer(tiled_tiff(16, 16, 16), np.uint8)) == (16, 16)
+
+
+def heic_header():
+    """The start of an iPhone photo: an ISO BMFF 'ftyp' box with the HEIC brand, then a metadata box."""
+    return struct.pack(">I4s4sI8s", 24, b"ftyp", b"heic", 0, b"mif1heic") + struct.pack(">I4s", 16, b"meta") + bytes(8)
+
+
+def test_an_avif_photo_is_read():
+    from PIL import features
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    photo = real_photo("astronaut")
+    image = decode_image(np.frombuffer(encoded(photo, "AVIF"), np.uint8), "a.avif")
+    assert image is not None and image.shape == photo.shape
+    assert np.abs(image.astype(int) - photo).mean() < 8  # lossy, but the same photo
+
+
+def test_a_heic_photo_is_refused_with_what_to_do(tmp_path):
+    if importlib.util.find_spec("pillow_heif"):
+        pytest.skip("pillow-heif is installed: HEIC photos are read")
+    with pytest.raises(ImageRefused, match=r"^x\.heic: a HEIC photo \(Apple's HEIF format\), which this installation "
+                                           r"cannot read; convert it to JPEG or PNG \(or pip install pillow-heif\)$"):
+        decode_image(np.frombuffer(heic_header(), np.uint8), "x.heic")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "IMG_0001.HEIC").write_bytes(heic_header())
+    result = run_cli("predict", tmp_path / "photos", "--model-path", SHIPPED_SEVEN)  # a folder of iPhone photos
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: {tmp_path / 'photos' / 'IMG_0001.HEIC'}: a HEIC photo (Apple's HEIF format), which this "
+        "installation cannot read; convert it to JPEG or PNG (or pip install pillow-heif)"]
+
+
+def test_a_multi_page_tiff_is_judged_on_its_first_page_with_a_warning(tmp_path, capsys):
+    photo, other = real_photo("astronaut"), real_photo("camera")
+    path = tmp_path / "scan.tif"
+    Image.fromarray(photo).save(path, save_all=True, append_images=[Image.fromarray(other)])
+    image = read_image(str(path))
+    np.testing.assert_array_equal(image, photo)
+    assert capsys.readouterr().err.splitlines() == [
+        f"Warning: {path}: a TIFF of 2 pages; only its first page is judged (save each page as its own file to "
+        "judge the others)"]
+    Image.fromarray(photo).save(path)
+    read_image(str(path))
+    assert capsys.readouterr().err == ""  # one page: nothing to say
+
+
+def test_serve_refuses_a_heic_upload_with_what_to_do(model_path):
+    pytest.importorskip("flask")
+    if importlib.util.find_spec("pillow_heif"):
+        pytest.skip("pillow-heif is installed: HEIC photos are read")
+    client = make_serve_app(str(model_path), detector="haar").test_client()
+    response = client.post("/api/predict", data={"image": (io.BytesIO(heic_header()), "IMG_0001.HEIC")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 415
+    assert response.get_json()["error"] == ("IMG_0001.HEIC: a HEIC photo (Apple's HEIF format), which this "
+                                            "installation cannot read; convert it to JPEG or PNG (or pip install "
+                                            "pillow-heif)")

@@ -17,7 +17,7 @@ import pytest
 
 from emotion.model_checks import METADATA_KEY
 import emotion_recognition as er
-from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset, run_main, write_video
+from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset, run_cli, run_main, write_video
 from emotion.errors import UserError
 from emotion.prepare import prepare_dataset, read_fer2013_csv
 from test_robustness import GOOD, PIXELS, fer_csv, png_declaring, post_image, save_with, tree
@@ -278,3 +278,203 @@ def test_serve_names_too_many_parts_and_an_unreadable_form(tmp_path):
             b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--B--\r\n")
     response = client.post("/api/predict", data=body, content_type="multipart/form-data; boundary=B")
     assert response.status_code == 400 and "the multipart form cannot be read" in response.get_json()["error"]
+
+
+# -----------------------------------------------------------------------------
+# Issue 31: no output over an input, whole outputs or none on a full disk, --resume keeps the best and the model,
+# bounded --group-pattern, empty and huge videos, and the smaller things
+
+
+@pytest.mark.parametrize("option", ["--csv", "--json", "--output", "--timeline"])
+def test_webcam_never_writes_over_the_model_it_reads(tmp_path, capsys, option):
+    video = write_video(tmp_path / "ok.avi", frames=3)
+    victim = tmp_path / ("victim.png" if option == "--timeline" else "victim.h5")
+    victim.write_bytes(open(SHIPPED_MODEL, "rb").read())
+    os.link(victim, tmp_path / "also.h5")  # the same file under another name (a hard link)
+    before = victim.read_bytes()
+    for path in (victim, tmp_path / "also.h5"):
+        code, _, error = run_main(capsys, "webcam", "--source", video, "--no-display", option, path,
+                                  "--model-path", victim if option != "--timeline" else tmp_path / "also.h5")
+        assert code == 1 and "is the --model-path model, which this command reads" in error, error
+    assert victim.read_bytes() == before
+
+
+def test_training_never_deletes_or_replaces_the_model_it_starts_from(tmp_path, capsys):
+    data = make_dataset(tmp_path / "d", per_class=(2, 1, 1))
+    start = tmp_path / "m.checkpoint.h5"  # the name of m.h5's in-training checkpoint, which a new run deletes
+    start.write_bytes(open(SHIPPED_MODEL, "rb").read())
+    before = start.read_bytes()
+    for model_path in (tmp_path / "m.h5", start):
+        code, _, error = run_main(capsys, "--data", data, "--train-again", "--epochs", "1", "--initial-model", start,
+                                  "--model-path", model_path, "--output-dir", tmp_path / "out", "--no-show")
+        assert code == 1 and "is the --initial-model model, which this command reads" in error, error
+    assert start.read_bytes() == before
+
+
+def test_evaluate_never_writes_a_result_over_the_model_it_reads(tmp_path, capsys):
+    data = make_dataset(tmp_path / "d", per_class=(1, 1, 1))
+    model = tmp_path / "m.h5"
+    model.write_bytes(open(SHIPPED_MODEL, "rb").read())
+    (tmp_path / "out").mkdir()
+    os.symlink(model, tmp_path / "out" / "confusion_matrix.png")  # a plot written through it would replace the model
+    code, _, error = run_main(capsys, "evaluate", os.path.join(data, "test"), "--model-path", model,
+                              "--output-dir", tmp_path / "out", "--no-show")
+    assert code == 1 and "is the --model-path model" in error
+    assert model.read_bytes() == open(SHIPPED_MODEL, "rb").read()
+
+
+def run_limited(args, file_limit, timeout=300):
+    """The script in a child whose files may not grow beyond `file_limit` bytes (RLIMIT_FSIZE): a disk that fills
+    up, as OpenCV, Python and h5py each meet it (EFBIG, as ENOSPC)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("DISPLAY", None)
+    return subprocess.run([sys.executable, os.path.join(ROOT, "emotion_recognition.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, preexec_fn=limit, env=env)
+
+
+def noise_video(path, frames=40, size=(320, 240)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_webcam_is_one_line_and_leaves_the_old_outputs(tmp_path):
+    video = noise_video(tmp_path / "noise.avi")  # noise compresses badly: the annotated video outgrows the limit
+    for name in ("o.mp4", "o.json", "o.csv"):
+        (tmp_path / name).write_text("the previous run's\n")
+    result = run_limited(["webcam", "--source", video, "--no-display", "--detector", "haar", "--output",
+                          tmp_path / "o.mp4", "--precision", "float32", "--model-path", SHIPPED_MODEL], 60_000)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [f"error: writing the video '{tmp_path / 'o.mp4'}' failed (it holds 0 of the "
+                                          f"40 frames written; is the disk full?); '{tmp_path / 'o.mp4'}' is "
+                                          "unchanged; free some space or choose another folder"]
+    result = run_limited(["webcam", "--source", write_video(tmp_path / "a.avi", frames=60), "--no-display",
+                          "--detector", "haar", "--json", tmp_path / "o.json", "--csv", tmp_path / "o.csv",
+                          "--precision", "float32", "--model-path", SHIPPED_MODEL], 1_000)  # about 20 frames' records
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: cannot write the records")]
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert all((tmp_path / name).read_text() == "the previous run's\n" for name in ("o.mp4", "o.json", "o.csv"))
+    assert sorted(os.listdir(tmp_path)) == ["a.avi", "noise.avi", "o.csv", "o.json", "o.mp4"]  # no temporary file
+
+
+def test_an_empty_video_and_frames_above_the_pixel_limit_are_one_line_and_write_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    writer.release()
+    code, out, error = run_main(capsys, "webcam", "--source", empty, "--no-display", "--output", tmp_path / "o.mp4",
+                                "--csv", tmp_path / "o.csv", "--model-path", SHIPPED_MODEL)
+    assert (code, error) == (1, f"error: {empty}: no frame could be read (an empty or damaged video); nothing was "
+                                "written") and "Processed" not in out
+    huge = tmp_path / "huge.avi"
+    writer = cv2.VideoWriter(str(huge), cv2.VideoWriter_fourcc(*"MJPG"), 10, (8000, 6000))
+    writer.write(np.zeros((6000, 8000, 3), np.uint8))
+    writer.release()
+    code, _, error = run_main(capsys, "webcam", "--source", huge, "--no-display", "--output", tmp_path / "o.mp4",
+                              "--csv", tmp_path / "o.csv", "--model-path", SHIPPED_MODEL)
+    assert (code, error) == (1, f"error: {huge}: frames of 8000x6000 pixels, above the limit of 40,000,000 pixels "
+                                "(MAX_IMAGE_PIXELS); scale the video down")
+    assert sorted(os.listdir(tmp_path)) == ["empty.avi", "huge.avi"]
+
+
+def test_a_frame_size_the_writer_refuses_is_named(tmp_path, monkeypatch):
+    from emotion.video import open_video_output
+    refusing = type("Refusing", (), {"isOpened": lambda self: False, "release": lambda self: None})
+    monkeypatch.setattr(cv2, "VideoWriter", lambda *args: refusing())  # as for 10000x10000 frames, at the first
+    with pytest.raises(UserError, match="with frames of 64x48: OpenCV's MPEG-4 writer refused it"):
+        with open_video_output(str(tmp_path / "o.mp4"), 10) as write:
+            write(np.zeros((48, 64, 3), np.uint8))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_group_pattern_that_backtracks_for_ever_is_stopped(tmp_path):
+    for name in ("happy", "sad"):
+        os.makedirs(tmp_path / "src" / name)
+        for i in range(10):
+            cv2.imwrite(str(tmp_path / "src" / name / f"S{i:03d}_{name}.png"), draw_face(name))
+    cv2.imwrite(str(tmp_path / "src" / "happy" / "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!.png"), draw_face("happy"))
+    result = run_cli("prepare", "--source", tmp_path / "src", "--out", tmp_path / "out", "--group-pattern", "(a+)+b",
+                     timeout=90)  # before: still running after hours (2**30 ways to split 30 a's)
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        "error: --group-pattern '(a+)+b' took more than 10 s (GROUP_PATTERN_SECONDS) on the names of 21 files: a "
+        "nested repetition such as (a+)+ backtracks without end; simplify it, or pass --group-pattern none"]
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_group_names_are_matched_as_before(tmp_path):
+    from emotion.prepare import groups_of
+    paths = ["d/S010_001.png", "d/S010_002.png", "d/x.png", "d/caf\udcff1_a.png"]
+    assert groups_of(paths, r"^[A-Za-z]*\d+[_.-]") == ["S010_", "S010_", "d/x.png", "d/caf\udcff1_a.png"]
+    assert groups_of(paths, "none") == paths
+
+
+def test_a_csv_pixel_that_is_not_a_whole_number_is_refused_and_a_missing_header_is_short(tmp_path):
+    path = fer_csv(tmp_path / "f.csv", [(3, " ".join(["1.5"] * 2304), "Training")])
+    with pytest.raises(UserError, match=r"line 2: .*2304 values in 0-255 \(whole numbers\)"):
+        read_fer2013_csv(path, ["happy"])
+    (tmp_path / "bare.csv").write_text(f"3,{PIXELS},Training\n")  # no header line
+    with pytest.raises(UserError) as refused:
+        read_fer2013_csv(str(tmp_path / "bare.csv"), ["happy"])
+    assert len(str(refused.value)) < 200 and "expected FER2013's columns emotion,pixels,Usage" in str(refused.value)
+
+
+def test_opencv_prints_nothing_of_its_own_for_a_broken_gif(tmp_path):
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (23, 31, 3), np.uint8)).save(buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    descriptor = data.index(b"\x2c\x00\x00\x00\x00\x1f\x00\x17\x00")  # the image at 0,0, 31x23
+    data[descriptor + 5] = 0xFF  # wider than the canvas: OpenCV's GIF reader fails an assertion and logs it
+    (tmp_path / "broken.gif").write_bytes(bytes(data))
+    code = "import sys; from emotion.images import read_image; print(read_image(sys.argv[1]) is None)"
+    result = subprocess.run([sys.executable, "-c", code, tmp_path / "broken.gif"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.strip() in ("True", "False") and result.stderr == "", result.stderr
+
+
+def test_a_lambda_layer_is_refused_by_name_and_never_run(tmp_path, monkeypatch):
+    import keras
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("LAMBDA_MARKER", str(marker))
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Lambda(lambda t: (open(os.environ["LAMBDA_MARKER"], "w").close(), t)[1],  # leaves a trace
+                            name="payload")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    path = save_with(model, tmp_path / "lambda.h5", GOOD)
+    marker.unlink()  # building the model ran it once, here
+    with pytest.raises(UserError, match="its layer 'payload' is a Lambda, Python code stored in the model file"):
+        er.load_trained_model(path)
+    assert not marker.exists()
+
+
+def test_models_are_loaded_with_safe_mode_and_keras_that_honours_it(tmp_path, monkeypatch, small_model):
+    import keras
+    calls = []
+    load = keras.models.load_model
+    monkeypatch.setattr(keras.models, "load_model", lambda *args, **kwargs: calls.append(kwargs) or load(*args,
+                                                                                                         **kwargs))
+    er.load_trained_model(save_with(small_model, tmp_path / "m.h5", GOOD))
+    assert calls and calls[0].get("safe_mode") is True
+    requirement = next(line for line in open(os.path.join(ROOT, "requirements.txt")) if line.startswith("keras"))
+    minimum = tuple(int(n) for n in re.search(r">=\s*([\d.]+)", requirement).group(1).split("."))
+    assert minimum >= (3, 11, 3)  # the first Keras that refuses Lambda layers in .h5 files (CVE-2025-9905)
+
+
+def test_votes_inside_out_are_refused(tmp_path, capsys):
+    data = make_dataset(tmp_path / "src", per_class=(1, 1, 1))
+    (tmp_path / "out").mkdir()
+    votes = tmp_path / "out" / "votes.csv"
+    votes.write_text("path,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n")
+    code, _, error = run_main(capsys, "prepare", "--source", data, "--out", tmp_path / "out", "--force",
+                              "--votes", votes)
+    assert code == 1 and "--votes" in error and "lies inside --out" in error
+    assert votes.read_text().startswith("path,neutral")

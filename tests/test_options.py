@@ -131,3 +131,30 @@ def test_seed_reaches_train_as_it_reaches_prepare(inputs, tmp_path, capsys, monk
     code, _, error = run_main(capsys, *command_line("train", inputs, tmp_path), "--seed", 7)
     assert code == 0, error
     assert seeded == [7]
+
+
+@pytest.mark.parametrize("command", ANSWERING)
+def test_the_shipped_model_is_found_from_any_folder(command, inputs, tmp_path, capsys, monkeypatch):
+    """No --model-path: the working folder's EmotionRecognitionSystem7.h5 when there, else the one beside the
+    script; a path the user gives stays relative to the working folder."""
+    import emotion.web.server
+    monkeypatch.setattr(emotion.web.server, "serve_app", lambda *args, **kwargs: None)  # serve: never listening
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = {"evaluate": ["evaluate", os.path.join(inputs["data"], "test"), "--output-dir", tmp_path / "out",
+                         "--no-show"],
+            "predict": ["predict", inputs["photo"], "--json"],
+            "webcam": ["webcam", "--source", inputs["video"], "--no-display"],
+            "serve": ["serve"]}[command]
+    code, _, error = run_main(capsys, *args)
+    assert code == 0, error
+    code, _, error = run_main(capsys, *args, "--model-path", os.path.basename(SHIPPED_SEVEN))
+    assert code == 1 and "'EmotionRecognitionSystem7.h5' not found" in error
+
+
+def test_a_model_in_the_working_folder_comes_before_the_shipped_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert er.default_model_path(er.FACES_MODEL_PATH, os.path.dirname(SHIPPED_SEVEN)) == SHIPPED_SEVEN
+    (tmp_path / er.FACES_MODEL_PATH).write_bytes(b"")
+    assert er.default_model_path(er.FACES_MODEL_PATH, os.path.dirname(SHIPPED_SEVEN)) == er.FACES_MODEL_PATH

@@ -1,17 +1,20 @@
 """Interruption never loses a model: SIGKILL, Ctrl-C (SIGINT) and --resume; seeded runs repeat."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from emotion.errors import UserError
 from emotion.images import read_image
+from emotion.model_checks import METADATA_KEY
 from emotion.recovery import backup_path_for, checkpoint_path_for
 from emotion.data import prepare_image
 import emotion_recognition as er
@@ -205,3 +208,94 @@ def test_ctrl_c_outside_training_is_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(er.COMMANDS, "evaluate", decoding_interrupted)
     assert er.main(["evaluate", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C) during evaluate"
+
+
+def same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+def interrupted_at_epoch(last):
+    """A callback that stops training as Ctrl-C would once epoch `last` (from 1) and its backup are done."""
+    def stop(epoch, logs=None):
+        if epoch + 1 == last:
+            raise KeyboardInterrupt
+    return [keras.callbacks.LambdaCallback(on_epoch_end=stop)]
+
+
+def test_resume_ends_with_the_interrupted_runs_best_epoch_when_no_later_one_beats_it(tmp_path):
+    model, ds, model_path, out = tiny_run(tmp_path)
+    best = er.build_model("cnn", (48, 48, 1), 2, 1e-3)  # the interrupted run's best epoch: other weights
+    er.save_model(best, checkpoint_path_for(model_path), {"class_names": ["x", "y"], "epoch": 7, "val_loss": 1e-9})
+    er.train_model(model, ds, ds, epochs=2, model_path=model_path, output_dir=out,
+                   metadata={"class_names": ["x", "y"]}, resume=True)  # ends normally, its epochs all worse
+    assert same_weights(er.load_trained_model(model_path)[0], best)
+    assert same_weights(model, best)  # in memory too: the run's evaluation and calibration use it
+    assert not os.path.exists(checkpoint_path_for(model_path))
+
+
+def test_resume_after_ctrl_c_keeps_the_best_epoch_it_saved_until_beaten(tmp_path):
+    """Ctrl-C moves the best epoch so far into the model file (the checkpoint is gone): --resume must still beat it."""
+    import h5py
+    import json
+    model, ds, model_path, out = tiny_run(tmp_path)
+    with pytest.raises(UserError, match="best model so far"):
+        er.train_model(model, ds, ds, epochs=4, model_path=model_path, output_dir=out,
+                       metadata={"class_names": ["x", "y"]}, extra_callbacks=interrupted_at_epoch(1))
+    with h5py.File(model_path, "a") as f:  # that epoch made unbeatable
+        f.attrs[METADATA_KEY] = json.dumps({**json.loads(f.attrs[METADATA_KEY]), "val_loss": 1e-9})
+    interrupted = er.load_trained_model(model_path)[0]
+    resumed = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
+    er.train_model(resumed, ds, ds, epochs=3, model_path=model_path, output_dir=out,
+                   metadata={"class_names": ["x", "y"]}, resume=True)
+    assert same_weights(er.load_trained_model(model_path)[0], interrupted)
+
+
+def capture_callbacks(model):
+    """model.fit, recording the callbacks it was given."""
+    fit, seen = model.fit, []
+
+    def recording(*args, callbacks=(), **kwargs):
+        seen.extend(callbacks)
+        return fit(*args, callbacks=callbacks, **kwargs)
+    model.fit = recording
+    return seen
+
+
+def test_resume_continues_early_stopping_and_reduce_lr_where_they_were(tmp_path):
+    model, ds, model_path, out = tiny_run(tmp_path)
+    metadata = {"class_names": ["x", "y"], "image_size": 48, "color": "grayscale", "normalize": "none"}
+    first = capture_callbacks(model)
+    with pytest.raises(UserError, match="best model so far"):
+        er.train_model(model, ds, ds, epochs=6, model_path=model_path, output_dir=out, metadata=metadata, patience=9,
+                       extra_callbacks=interrupted_at_epoch(3))
+    kinds = (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau)
+    before = [{k: getattr(c, k) for k in ("wait", "best", "best_epoch", "cooldown_counter") if hasattr(c, k)}
+              for c in first if isinstance(c, kinds)]
+    assert len(before) == 2 and all(np.isfinite(state["best"]) for state in before)
+    resumed = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
+    second = capture_callbacks(resumed)
+    er.train_model(resumed, ds, ds, epochs=3, model_path=model_path, output_dir=out, metadata=metadata, patience=9,
+                   resume=True)  # 3 epochs are done: nothing to fit, the counters are only set back
+    assert [{k: getattr(c, k) for k in state} for c, state in zip([c for c in second if isinstance(c, kinds)],
+                                                                   before)] == before
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"image_size": 64}, "was trained with --image-size 48, this one with 64"),
+    ({"normalize": "equalize"}, "--normalize none, this one with equalize"),
+    ({"model": "compact"}, "--model cnn, this one with compact"),
+    ({"class_names": ["x", "z"]}, "--data (its classes) x,y, this one with x,z"),
+])
+def test_resume_with_another_model_or_input_is_refused_naming_the_option(tmp_path, change, said):
+    model, ds, model_path, out = tiny_run(tmp_path)
+    metadata = {"class_names": ["x", "y"], "image_size": 48, "color": "grayscale", "normalize": "none",
+                "model": "cnn"}
+    with pytest.raises(UserError, match="best model so far"):
+        er.train_model(model, ds, ds, epochs=4, model_path=model_path, output_dir=out, metadata=metadata,
+                       extra_callbacks=interrupted_at_epoch(1))
+    resumed = er.build_model("cnn", (48, 48, 1), 2, 1e-3)  # the same weights' shapes: Keras would load them
+    resumed.fit = lambda *args, **kwargs: pytest.fail("trained a different model")
+    with pytest.raises(UserError, match=re.escape(said)):
+        er.train_model(resumed, ds, ds, epochs=4, model_path=model_path, output_dir=out,
+                       metadata={**metadata, **change}, resume=True)
+    assert os.path.isdir(backup_path_for(checkpoint_path_for(model_path)))  # still there for a proper --resume

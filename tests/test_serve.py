@@ -14,7 +14,7 @@ pytest.importorskip("flask", reason="flask is not installed (pip install -r requ
 from conftest import ROOT, real_photo
 
 sys.path.insert(0, ROOT)  # emotion/ is a package at the repository root
-from emotion.drawing import MESSAGES  # noqa: E402
+from emotion.drawing import MESSAGES, UNSURE_BELOW  # noqa: E402
 from emotion.errors import UserError  # noqa: E402
 from emotion.serve import make_serve_app  # noqa: E402
 import emotion_recognition as er  # noqa: E402
@@ -61,14 +61,51 @@ def test_predict_returns_the_predict_json_structure(client, tmp_path):
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert face["confidence"] == max(face["probabilities"].values())
     assert face["probabilities"][face["emotion"]] == face["confidence"]  # the most probable class
-    assert face["message"] == MESSAGES["unknown"]  # these class names have no message of their own
+    # these class names have no message of their own; a guess below UNSURE_BELOW gets the neutral one
+    assert face["message"] == MESSAGES["unknown" if face["confidence"] >= UNSURE_BELOW else "unsure"]
     assert result["annotated"].startswith("data:image/png;base64,")
 
 
 def test_health(client, model_path):
     response = client.get("/api/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "model": model_path, "classes": CLASSES, "max_upload_mb": 10}
+    # the file's name, never where it lies on the server
+    assert response.get_json() == {"status": "ok", "model": os.path.basename(model_path), "classes": CLASSES,
+                                   "max_upload_mb": 10}
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "localhost.evil.example", "10.0.0.5",
+                                  "127.0.0.1.nip.io", "localhost@evil.example", ""])
+def test_requests_for_a_host_not_served_are_refused(client, host, tmp_path):
+    """DNS rebinding: a page of evil.example whose name was made to point at 127.0.0.1 sends Host: evil.example."""
+    for response in (client.get("/api/health", headers={"Host": host}),
+                     client.post("/api/predict", headers={"Host": host}, content_type="multipart/form-data",
+                                 data={"image": (io.BytesIO(face_photo(tmp_path).read_bytes()), "face.png")})):
+        assert response.status_code == 400
+        assert "does not answer to the host" in response.get_json()["error"]
+
+
+def test_localhost_the_bound_address_and_allowed_hosts_are_answered(model_path):
+    client = make_serve_app(model_path, host="192.168.1.20", allowed_hosts=["emotions.example.org"]).test_client()
+    for host in ("localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000", "192.168.1.20:8000",
+                 "emotions.example.org", "Emotions.Example.org:443"):
+        assert client.get("/api/health", headers={"Host": host}).status_code == 200, host
+    assert client.get("/api/health", headers={"Host": "10.0.0.5"}).status_code == 400
+    anywhere = make_serve_app(model_path, host="0.0.0.0").test_client()  # reached by any address of the machine
+    assert anywhere.get("/api/health", headers={"Host": "10.0.0.5:8000"}).status_code == 200
+    assert anywhere.get("/api/health", headers={"Host": "evil.example"}).status_code == 400
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://localhost:3000", "null",
+                                    "file://", "http://127.0.0.1:8000"])
+def test_a_post_from_a_page_of_another_origin_is_refused(client, origin, tmp_path):
+    photo = face_photo(tmp_path).read_bytes()
+    response = client.post("/api/predict", headers={"Host": "localhost:8000", "Origin": origin},
+                           data={"image": (io.BytesIO(photo), "face.png")}, content_type="multipart/form-data")
+    assert response.status_code == 403 and "another origin" in response.get_json()["error"]
+    same = client.post("/api/predict", headers={"Host": "localhost:8000", "Origin": "http://localhost:8000"},
+                       data={"image": (io.BytesIO(photo), "face.png")}, content_type="multipart/form-data")
+    assert same.status_code == 200  # the page itself, and clients that send no Origin (curl), are answered
 
 
 def test_page_is_served(client):
@@ -184,7 +221,7 @@ def test_page_labels_an_uploaded_photo(page, tmp_path):
     assert page.text_content("#status") == "holiday.png: 1 face found."
     assert page.get_attribute("#annotated", "src").startswith("data:image/png;base64,")
     assert len(page.query_selector_all("#faces .bar-row")) == len(CLASSES)
-    assert page.text_content("#faces .message") == MESSAGES["unknown"]
+    assert page.text_content("#faces .message") in (MESSAGES["unknown"], MESSAGES["unsure"])
 
 
 def test_page_shows_the_error_for_a_non_image(page, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emotion.calibration import calibration_bins, fit_temperature
-from emotion.drawing import MESSAGES, layout_labels, message_for
+from emotion.drawing import MESSAGES, UNSURE_BELOW, layout_labels, message_for
 from emotion.errors import UserError
 from emotion.recovery import keras
 from emotion.serve import make_serve_app
@@ -107,7 +107,7 @@ def test_serve_classes_restricts_health_and_answers(seven_model):
 @pytest.mark.slow
 def test_evaluate_over_all_classes_or_the_chosen_ones(seven_model, three_class_data, tmp_path):
     folder = os.path.join(three_class_data, "test")
-    for classes, expected in ((None, SEVEN), ("angry,happy,sad", THREE)):
+    for classes, expected in ((",".join(SEVEN), SEVEN), ("angry,happy,sad", THREE)):
         out = tmp_path / (classes or "all")
         result = run_cli("evaluate", folder, "--model-path", seven_model, "--output-dir", out,
                          *(["--classes", classes] if classes else []))
@@ -117,6 +117,31 @@ def test_evaluate_over_all_classes_or_the_chosen_ones(seven_model, three_class_d
     result = run_cli("evaluate", folder, "--model-path", seven_model, "--classes", "happy,sad",
                      "--output-dir", tmp_path / "two")
     assert result.returncode == 1 and "['angry'] that the model's answers (happy,sad) lack" in result.stderr
+
+
+def test_evaluate_restricts_to_the_folders_classes_as_the_plain_run(seven_model, three_class_data, tmp_path,
+                                                                    capsys):
+    """A folder with fewer classes than the model: evaluate answers over the folder's classes, as a plain run
+    on the same faces does, and gives the same figures."""
+    from conftest import run_main
+    code, plain_out, error = run_main(capsys, "--data", three_class_data, "--model-path", seven_model,
+                                      "--output-dir", tmp_path / "plain", "--no-show")
+    assert code == 0, error
+    code, out, error = run_main(capsys, "evaluate", os.path.join(three_class_data, "test"), "--model-path",
+                                seven_model, "--output-dir", tmp_path / "evaluate", "--no-show")
+    assert code == 0, error
+    assert [line for line in out.splitlines() if "restricted" in line] == [
+        f"The model knows {','.join(SEVEN)}: its answers are restricted to the folder's classes angry,happy,sad "
+        "(--classes chooses others)"]
+    plain, evaluated = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("plain", "evaluate"))
+    assert evaluated["class_names"] == plain["class_names"] == THREE
+    for key in ("loss", "accuracy", "macro_f1", "weighted_f1", "confusion_matrix", "per_class",
+                "expected_calibration_error", "n_samples", "data"):
+        assert evaluated[key] == pytest.approx(plain[key]) if isinstance(plain[key], float) \
+            else evaluated[key] == plain[key], key
+    for name in ("Test Accuracy", "Test Macro F1-Score"):
+        assert [l for l in out.splitlines() if l.startswith(name)] == \
+            [l for l in plain_out.splitlines() if l.startswith(name)]
 
 
 def test_the_original_flow_evaluates_a_seven_class_model_on_three_class_data(seven_model, three_class_data,
@@ -203,8 +228,9 @@ def test_evaluate_reports_calibration_and_draws_the_reliability_diagram(seven_mo
 
 
 @pytest.mark.slow
-def test_training_stores_a_temperature_fitted_on_val(three_class_data, tmp_path):
-    result = run_cli("--data", three_class_data, "--train-again", "--epochs", 2, "--model-path", tmp_path / "m.h5",
+def test_training_stores_a_temperature_fitted_on_val(tmp_path):
+    data = make_dataset(tmp_path / "three", per_class=(4, 100, 2))  # 300 val faces: enough to calibrate
+    result = run_cli("--data", data, "--train-again", "--epochs", 2, "--model-path", tmp_path / "m.h5",
                      "--output-dir", tmp_path / "out", "--no-show")
     assert result.returncode == 0, result.stderr
     _, metadata = er.load_trained_model(str(tmp_path / "m.h5"))
@@ -212,7 +238,7 @@ def test_training_stores_a_temperature_fitted_on_val(three_class_data, tmp_path)
         assert "none stored" in result.stdout
     else:
         assert f"Calibrated on val: temperature {metadata['temperature']} " in result.stdout
-    assert metadata["trained_on"] == os.path.basename(three_class_data)  # a name, not a path from this disk
+    assert metadata["trained_on"] == "three"  # a name, not a path from this disk
 
 
 @pytest.mark.parametrize("temperature", [0, -1, 1e6, "2", None])
@@ -225,19 +251,51 @@ def test_a_bad_stored_temperature_is_refused(tmp_path, temperature):
 
 
 def test_every_fer2013_emotion_has_its_own_message():
-    messages = [message_for(emotion) for emotion in SEVEN]
-    assert len(set(messages)) == 7 and MESSAGES["unknown"] not in messages
+    messages = [message_for(emotion, 0.9) for emotion in SEVEN]
+    assert len(set(messages)) == 7 and MESSAGES["unknown"] not in messages and MESSAGES["unsure"] not in messages
+
+
+@pytest.mark.parametrize("emotion", [*SEVEN, "calm"])
+def test_a_guess_gets_a_neutral_message_not_consolation(emotion):
+    """"sad" at 30 % is a guess: the message says the model is unsure instead of consoling (or celebrating)."""
+    assert message_for(emotion, UNSURE_BELOW - 0.1) == MESSAGES["unsure"]
+    assert message_for(emotion, UNSURE_BELOW) == MESSAGES.get(emotion, MESSAGES["unknown"])
+    sure, unsure = ({"box": [40, 60, 120, 120], "emotion": emotion, "confidence": c} for c in (0.9, 0.3))
+    assert [text for text, *_ in layout_labels([sure], (300, 320, 3))][1] == message_for(emotion, 0.9)
+    assert [text for text, *_ in layout_labels([unsure], (300, 320, 3))][1] == MESSAGES["unsure"]
 
 
 def test_labels_and_messages_never_cover_another_face():
     faces = [{"box": [40, 60, 120, 120], "emotion": "neutral", "confidence": 0.9},
              {"box": [180, 60, 120, 120], "emotion": "surprise", "confidence": 0.8}]
     placed = layout_labels(faces, (300, 320, 3))
-    assert len(placed) == 4  # both labels and both messages found a place
+    assert sum(colour == (0, 255, 0) for _, colour, *_ in placed) == 2  # both labels found a place
     for text, *_, (x0, y0, x1, y1) in placed:
         owner = next(i for i, f in enumerate(faces) if text in (f"{f['emotion']} {f['confidence']:.0%}",
-                                                                message_for(f["emotion"])))
+                                                                message_for(f["emotion"], f["confidence"])))
         for i, face in enumerate(faces):
             x, y, w, h = face["box"]
             if i != owner:
                 assert not (x0 < x + w and x < x1 and y0 < y + h and y < y1), (text, face)
+
+
+def test_calibration_needs_enough_validation_faces(tmp_path, capsys):
+    """A temperature fitted on a few faces is noise: below MIN_CALIBRATION_FACES none is stored, with the reason."""
+    from emotion.calibration import MIN_CALIBRATION_FACES, calibrate_model
+    keras.utils.set_random_seed(5)
+    model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    model.layers[-1].set_weights([w * 30 for w in model.layers[-1].get_weights()])  # overconfident: T > 1 helps
+    metadata = {"class_names": THREE, "image_size": 48, "color": "grayscale", "normalize": "equalize"}
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (MIN_CALIBRATION_FACES, 48, 48, 1)).astype(np.uint8)
+    labels = rng.integers(0, 3, MIN_CALIBRATION_FACES)
+    path = tmp_path / "m.h5"
+    few = 30
+    assert calibrate_model(model, metadata, images[:few], labels[:few], str(path)) == 1.0
+    assert capsys.readouterr().out.splitlines() == [
+        f"Calibration on val: {few} faces are too few to fit a temperature (at least {MIN_CALIBRATION_FACES}); "
+        "none stored"]
+    assert not path.exists()  # the file is left as it was
+    temperature = calibrate_model(model, metadata, images, labels, str(path))
+    assert temperature == fit_temperature(er.predict_probabilities(model, images), labels) > 1
+    assert er.load_trained_model(str(path))[1]["temperature"] == temperature

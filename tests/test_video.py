@@ -154,6 +154,14 @@ def test_the_timeline_has_one_panel_per_track_seen_long_enough(tmp_path):
     axes = plot_timeline(timeline, names, tmp_path / "t.png")
     assert [ax.get_title() for ax in axes] == ["track 1", "track 2"]  # tracks 3, 4, ...: one frame each
     assert cv2.imread(str(tmp_path / "t.png")) is not None
+    figure = axes[0].figure
+    figure.draw_without_rendering()  # the layout as saved
+    (legend,) = figure.legends + [ax.get_legend() for ax in axes if ax.get_legend()]
+    assert [text.get_text() for text in legend.get_texts()] == names
+    box = legend.get_window_extent()
+    for ax in axes:  # the legend lies beside the panels: it covers no curve
+        assert not box.overlaps(ax.get_window_extent()), ax.get_title()
+    assert figure.bbox.contains(box.x0, box.y0) and figure.bbox.contains(box.x1, box.y1)  # and in the picture
 
 
 def test_track_ids_stay_while_a_face_is_in_view_and_are_never_reused():
@@ -169,3 +177,51 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_text_in_a_log():
     assert progress_line(30, 300, 10.0, terminal=False) == "30/300 frames, 3.0 FPS, 0:01:30 left"
     bar = progress_line(150, 300, 10.0, terminal=True)
     assert bar.startswith("[" + "#" * 15 + "." * 15 + "] 150/300") and "\x1b" not in bar
+
+
+def portrait(name, crop):
+    """A real portrait from scikit-image, cut to `crop` (rows, columns) and sized 240x240, BGR."""
+    from conftest import real_photo
+    (top, bottom), (left, right) = crop
+    return cv2.resize(cv2.cvtColor(real_photo(name)[top:bottom, left:right], cv2.COLOR_RGB2BGR), (240, 240))
+
+
+def write_cut_clip(path, frames=12):
+    """The astronaut for `frames` frames, then a hard cut to the man with the camera, his face placed where hers
+    was (two people framed alike, as in an interview), each drifting a pixel a frame across a grey 320x240 frame."""
+    from emotion.detection import detect_faces, load_face_detector
+    detector = load_face_detector("mtcnn")
+    shots = [portrait("astronaut", ((0, 512), (0, 512))), portrait("camera", ((40, 340), (80, 380)))]
+    centres = []
+    for shot in shots:
+        (face,) = detect_faces(detector, cv2.cvtColor(shot, cv2.COLOR_BGR2RGB))
+        centres.append(np.array(face["box"][:2]) + np.array(face["box"][2:]) / 2)
+    dx, dy = np.round(centres[0] - centres[1]).astype(int)
+    shots[1] = cv2.warpAffine(shots[1], np.float32([[1, 0, dx], [0, 1, dy]]), (240, 240), borderValue=(90, 90, 90))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), CLIP_FPS, (320, 240))
+    for shot in shots:
+        for i in range(frames):
+            frame = np.full((240, 320, 3), 90, np.uint8)
+            frame[:, 20 + i:260 + i] = shot
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("guard", ["both", "scene cut alone", "appearance alone"])
+def test_a_hard_cut_to_another_person_starts_a_new_track(guard, tmp_path, capsys, monkeypatch):
+    """Two people framed alike, one after the other: their boxes overlap across the cut, yet each gets its own
+    track, by the frame's change (a scene cut) and by the face's own appearance, each enough alone."""
+    if guard == "scene cut alone":
+        monkeypatch.setattr(video, "SAME_FACE_FROM", -2.0)  # every face looks alike
+    if guard == "appearance alone":
+        monkeypatch.setattr(video, "SCENE_CUT_BELOW", -2.0)  # no frame is a cut
+    clip = write_cut_clip(tmp_path / "cut.avi")
+    code, out, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                            "--json", tmp_path / "r.jsonl")
+    assert code == 0
+    records, summary = read_records(tmp_path / "r.jsonl")
+    assert all(len(r["faces"]) == 1 for r in records)
+    tracks = [r["faces"][0]["track"] for r in records]
+    assert tracks == [tracks[0]] * 12 + [tracks[12]] * 12 and tracks[0] != tracks[12], tracks
+    assert len(summary["tracks"]) == 2

@@ -14,9 +14,12 @@ waitress' own 413 (a body above its limit) and 431 (headers too large) come befo
 
 import base64
 import functools
+import ipaddress
 import os
+import re
 import sys
 import time
+import urllib.parse
 
 import cv2
 from flask import Flask, Request, jsonify, request
@@ -25,6 +28,8 @@ from werkzeug.formparser import FormDataParser
 from waitress.channel import HTTPChannel
 
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy sent back is scaled down to this (the boxes in the JSON are not)
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")  # Host names every server answers to (besides its own address)
+HOST_HEADER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")  # host[:port], [IPv6][:port]
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # index.html, app.js, style.css
 
 
@@ -61,14 +66,56 @@ def error_answer(message, status=400):
     return jsonify(error=message), status
 
 
-def create_app(predict_upload, health, max_upload_mb):
+def split_host(authority):
+    """(host in lower case without brackets, port or None) of a Host header or an Origin's authority; None when it
+    is not a plain host[:port]."""
+    if not HOST_HEADER.fullmatch(authority or ""):
+        return None
+    parts = urllib.parse.urlsplit("//" + authority)
+    try:
+        return parts.hostname, parts.port
+    except ValueError:  # a port above 65535
+        return None
+
+
+def is_ip_address(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def check_host_and_origin(allowed_hosts, any_address):
+    """Refuse (400) a Host header naming a host not in `allowed_hosts` (an IP address too when `any_address`: a
+    server bound to all interfaces is reached by any of its addresses), so a page whose own name was made to point
+    here (DNS rebinding) gets no answer; and refuse (403) a request that changes something (not GET or HEAD) from
+    a page of another origin: its Origin header names another host or port than the Host header."""
+    host = split_host(request.host)
+    if host is None or not (host[0] in allowed_hosts or (any_address and is_ip_address(host[0]))):
+        return error_answer(f"this server does not answer to the host {request.host!r}; start serve with "
+                            "--allowed-host NAME to add a name it is reached by", 400)
+    origin = request.headers.get("Origin")
+    if origin is not None and request.method not in ("GET", "HEAD"):
+        url = urllib.parse.urlsplit(origin)
+        default = {"http": 80, "https": 443}.get(url.scheme)
+        seen = split_host(url.netloc) if url.scheme in ("http", "https") else None
+        if seen is None or (seen[0], None if seen[1] == default else seen[1]) != \
+                (host[0], None if host[1] in (80, 443) else host[1]):  # a default port, written or not
+            return error_answer(f"a page of another origin ({origin[:100]!r}) may not use this API", 403)
+    return None
+
+
+def create_app(predict_upload, health, max_upload_mb, allowed_hosts=LOCAL_HOSTS, any_address=False):
     """The Flask app. predict_upload(data: bytes, name: str) -> (faces, detection, annotated BGR image), raising
     BadUpload; detection: "detector" or "whole-image"; health: the JSON of /api/health; uploads above
-    max_upload_mb are answered 413 before they are read."""
+    max_upload_mb are answered 413 before they are read; allowed_hosts, any_address: see check_host_and_origin."""
     app = Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
     app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)  # Werkzeug answers 413 beyond it
     app.json.sort_keys = False  # keep predict --json's key order
+    allowed_hosts = {host.lower().strip("[]") for host in allowed_hosts}
+    app.before_request(functools.partial(check_host_and_origin, allowed_hosts, any_address))
 
     @app.get("/")
     def index():
