@@ -42,7 +42,7 @@ from emotion.model_checks import check_model_matches
 from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
                                  load_trained_model, predict_probabilities, save_model)
 from emotion.models import BASES, build_application, build_compact, load_base, min_image_size, vgg16_preprocess_class
-from emotion.precision import choose_precision, set_precision
+from emotion.precision import choose_precision, global_precision
 from emotion.recovery import (backup_path_for, check_free_space, check_resume_matches, check_training_files,
                               checkpoint_path_for, ctrl_c_between_steps, keep_best_epoch, resumable_state, run_identity,
                               start_or_resume)
@@ -213,9 +213,6 @@ def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, meta
 def make_training_run(args, strategy, splits, class_names, image):
     """Build the model (or start from --initial-model) and its data: (model, metadata, (train, val, head, steps
     per epoch of a head on cached features, class weights))."""
-    precision, why = choose_precision(args.precision, args.distribute == "multiworker")
-    print(f"Precision: {precision} ({why})")
-    set_precision(precision)
     num_classes, train_labels = len(class_names), splits["train"][1]
     steps_per_epoch = math.ceil(len(train_labels) / args.batch_size)
     # a time budget sets the rate itself (TimeBudget), as the run's length is known only once it runs
@@ -382,14 +379,17 @@ def run_train(args):
     history = None
     if trained:
         start = time.perf_counter()
-        model, metadata, (train_ds, val_ds, head, steps, class_weight) = make_training_run(
-            args, strategy, splits, class_names, image)
-        history = train_model(
-            model, train_ds, val_ds, epochs=args.epochs, model_path=args.model_path, output_dir=args.output_dir,
-            metadata=metadata, class_weight=class_weight, reduce_on_plateau=args.lr_schedule == "plateau",
-            resume=args.resume, patience=args.patience, head=head, steps_per_epoch=steps,
-            extra_callbacks=time_budget_callbacks(args.time_budget, args.learning_rate, args.epochs,
-                                                  args.lr_schedule == "cosine"))
+        precision, why = choose_precision(args.precision, args.distribute == "multiworker")
+        print(f"Precision: {precision} ({why})")
+        with global_precision(precision):  # for the models built to train; the process's own policy back after
+            model, metadata, (train_ds, val_ds, head, steps, class_weight) = make_training_run(
+                args, strategy, splits, class_names, image)
+            history = train_model(
+                model, train_ds, val_ds, epochs=args.epochs, model_path=args.model_path, output_dir=args.output_dir,
+                metadata=metadata, class_weight=class_weight, reduce_on_plateau=args.lr_schedule == "plateau",
+                resume=args.resume, patience=args.patience, head=head, steps_per_epoch=steps,
+                extra_callbacks=time_budget_callbacks(args.time_budget, args.learning_rate, args.epochs,
+                                                      args.lr_schedule == "cosine"))
         print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
               f"model saved to {args.model_path}")
         if args.distribute == "multiworker":  # a local copy: the distributed model needs every worker to predict

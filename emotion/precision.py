@@ -5,6 +5,7 @@ Saved models always hold a float32 network: a model trained in bfloat16 loads an
 `with_precision` turns a loaded one into a bfloat16 or float16 twin for inference.
 """
 
+import contextlib
 import functools
 import json
 import time
@@ -68,9 +69,16 @@ def choose_precision(requested, multiworker=False):
     return "float32", "bfloat16 measured no faster here"
 
 
-def set_precision(precision):
-    """Keras' global policy for the models built from now on."""
+@contextlib.contextmanager
+def global_precision(precision):
+    """Keras' global policy set to `precision` for the models built inside the block, and the caller's own
+    policy back after it (a training run in a longer process leaves the process's later models as they were)."""
+    before = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
 
 
 def with_precision(model, precision):

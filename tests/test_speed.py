@@ -125,6 +125,21 @@ def test_a_time_budgeted_run_in_a_log_file(tmp_path):
     assert result.stdout.count("val_loss:") == 1
 
 
+def test_a_training_run_leaves_the_process_precision_as_it_found_it(tmp_path, capsys):
+    """Training in bfloat16 inside a longer process (a notebook, these tests): the models the process builds
+    afterwards are float32 again, as before the run."""
+    data = make_dataset(tmp_path / "data", per_class=(4, 2, 2))
+    assert er.keras.mixed_precision.global_policy().name == "float32"
+    code, out, error = run_main(capsys, "--data", data, "--train-again", "--epochs", 1, "--batch-size", 8,
+                                "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out", "--no-show",
+                                "--precision", "bfloat16")
+    assert code == 0, error
+    assert "Precision: bfloat16 (as asked)" in out
+    assert er.keras.mixed_precision.global_policy().name == "float32"
+    model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+
+
 def test_help_shows_defaults_only_where_there_is_one():
     for command in ("train", "evaluate", "predict", "prepare"):
         result = run_cli(command, "--help")
