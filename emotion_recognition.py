@@ -234,7 +234,9 @@ def make_training_run(args, strategy, splits, class_names, image):
     class_weight = balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None
     if args.cache_features:
         start = time.perf_counter()
-        head, train_ds, val_ds = make_feature_data(model, strategy, splits, targets, num_classes, augment, args)
+        head, train_ds, val_ds = make_feature_data(model, strategy, splits, targets, num_classes, augment,
+                                                   cache_dir=os.path.join(args.output_dir, "cache"),
+                                                   batch_size=args.batch_size, seed=args.seed)
         print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
         return model, metadata, (train_ds, val_ds, head, steps_per_epoch, class_weight)
     train_ds = make_dataset(splits["train"][0], targets["train"], num_classes, args.batch_size, shuffle=True,

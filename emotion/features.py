@@ -2,7 +2,6 @@
 computed once per image (and augmented view) and only the head is trained on the stored features."""
 
 import math
-import os
 
 import numpy as np
 
@@ -71,17 +70,15 @@ def make_feature_dataset(stored, labels, num_classes, batch_size, shuffle=False,
     return ds.map(take, num_parallel_calls=tf.data.AUTOTUNE).with_options(shard_by_data()).prefetch(tf.data.AUTOTUNE)
 
 
-def make_feature_data(model, strategy, splits, targets, num_classes, augment, args):
-    """--cache-features: (head, train, val) where the data are the frozen base's outputs, computed once; `targets`:
-    {split: labels or vote shares}."""
+def make_feature_data(model, strategy, splits, targets, num_classes, augment, *, cache_dir, batch_size, seed):
+    """--cache-features: (head, train, val) where the data are the frozen base's outputs, computed once (the
+    augmented training views kept in `cache_dir`); `targets`: {split: labels or vote shares}."""
     with strategy.scope():
         features, head = split_frozen_base(model)
         head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
-    cache_dir = os.path.join(args.output_dir, "cache")
     stored = extract_features(features, *splits["train"][:2], num_classes, INFERENCE_BATCH_SIZE, augment, FEATURE_VIEWS,
-                              cache_dir, args.seed)
-    train_ds = make_feature_dataset(stored, targets["train"], num_classes, args.batch_size, shuffle=True,
-                                    seed=args.seed)
+                              cache_dir, seed)
+    train_ds = make_feature_dataset(stored, targets["train"], num_classes, batch_size, shuffle=True, seed=seed)
     val_ds = make_feature_dataset(extract_features(features, *splits["val"][:2], num_classes, INFERENCE_BATCH_SIZE),
-                                  targets["val"], num_classes, args.batch_size)
+                                  targets["val"], num_classes, batch_size)
     return head, train_ds, val_ds
