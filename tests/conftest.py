@@ -65,14 +65,26 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
                               cwd=cwd or scratch, env=env, timeout=timeout)
 
 
-def run_main(capsys, *args):
-    """er.main in this process (no TensorFlow start-up per test): (exit code, stdout, the stderr line "error: ...")."""
+def run_here(capsys, *args):
+    """er.main in this process (no interpreter or TensorFlow start-up per call), answered as run_cli answers: a
+    CompletedProcess with the exit code (argparse's 2 included), stdout and stderr."""
     import emotion_recognition as er
-    code = er.main([str(a) if not isinstance(a, (str, bytes)) else a for a in args])
+    args = [str(a) if not isinstance(a, (str, bytes)) else a for a in args]
+    try:
+        code = er.main(args)
+    except SystemExit as exit:
+        code = exit.code
     out, err = capsys.readouterr()
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert "Traceback" not in err and len(errors) <= 1, err
-    return code, out, errors[0] if errors else ""
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def run_main(capsys, *args):
+    """run_here as (exit code, stdout, the stderr line "error: ..."), checking that stderr has no traceback and at
+    most one error line."""
+    result = run_here(capsys, *args)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in result.stderr and len(errors) <= 1, result.stderr
+    return result.returncode, result.stdout, errors[0] if errors else ""
 
 
 def write_video(path, frames=30, fourcc="MJPG"):

@@ -9,7 +9,7 @@ import pytest
 from emotion.errors import UserError
 from emotion.lazy_import import HIDDEN_LINES
 from emotion.prepare import FER2013_CODES, prepare_dataset
-from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli
+from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli, run_here
 
 
 def write_fer_csv(path, rows):
@@ -27,11 +27,11 @@ def count(out):
             for split in ("train", "val", "test") for c in sorted(os.listdir(os.path.join(out, split)))}
 
 
-def test_fer2013_csv(tmp_path):
+def test_fer2013_csv(tmp_path, capsys):
     rows = [(0, "Training")] * 5 + [(3, "Training")] * 4 + [(4, "PublicTest")] * 3 + [(3, "PrivateTest")] * 2 \
         + [(6, "Training")] * 7 + [(2, "PrivateTest")]  # neutral and fear are left out by default
     source = write_fer_csv(tmp_path / "fer2013.csv", rows)
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert count(tmp_path / "out") == {
         ("train", "angry"): 5, ("train", "happy"): 4, ("train", "sad"): 0,
@@ -43,12 +43,12 @@ def test_fer2013_csv(tmp_path):
     assert "train" in result.stdout and "total" in result.stdout  # the counts table
 
 
-def test_fer2013_csv_other_classes_and_errors(tmp_path):
+def test_fer2013_csv_other_classes_and_errors(tmp_path, capsys):
     source = write_fer_csv(tmp_path / "fer.csv", [(2, "Training"), (5, "PublicTest"), (0, "Training")])
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out", "--classes", "fear,Surprised")
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "out", "--classes", "fear,Surprised")
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(tmp_path / "out" / "train")) == ["fear", "surprise"]
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "o2", "--classes", "contempt")
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "o2", "--classes", "contempt")
     assert result.returncode == 1 and "not in FER2013" in result.stderr
 
 
@@ -56,16 +56,16 @@ def test_fer2013_csv_other_classes_and_errors(tmp_path):
     ("3,1 2 3,Training", "line 3"), ("9," + " ".join(["1"] * 2304) + ",Training", "line 3"),
     ("x,1 2,Training", "line 3"), ("3," + " ".join(["1"] * 2304) + ",Elsewhere", "line 3"),
 ])
-def test_malformed_csv_row_reported_with_its_line_number(tmp_path, bad_line, fragment):
+def test_malformed_csv_row_reported_with_its_line_number(tmp_path, bad_line, fragment, capsys):
     source = write_fer_csv(tmp_path / "fer.csv", [(3, "Training")])
     source.write_text(source.read_text() + bad_line + "\n")
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "out")
     assert result.returncode == 1 and fragment in result.stderr and "Traceback" not in result.stderr
 
 
-def test_unknown_csv_layout(tmp_path):
+def test_unknown_csv_layout(tmp_path, capsys):
     (tmp_path / "x.csv").write_text("label,image\n1,2\n")
-    result = run_cli("prepare", "--source", tmp_path / "x.csv", "--out", tmp_path / "out")
+    result = run_here(capsys, "prepare", "--source", tmp_path / "x.csv", "--out", tmp_path / "out")
     assert result.returncode == 1 and "emotion,pixels,Usage" in result.stderr
 
 
@@ -74,13 +74,13 @@ def test_unknown_csv_layout(tmp_path):
     (b"emotion,pixels,Usage\n0,1\x002,Training\n", "line 2"),  # a NUL byte
     (None, "no rows of class(es) ['sad']"),  # a class asked for that the file does not hold
 ])
-def test_csv_that_cannot_be_used_is_one_line(tmp_path, content, fragment):
+def test_csv_that_cannot_be_used_is_one_line(tmp_path, content, fragment, capsys):
     source = tmp_path / "fer2013.csv"
     if content is None:
         write_fer_csv(source, [(0, "Training"), (3, "PublicTest")])
     else:
         source.write_bytes(content)
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "out")
     assert result.returncode == 1 and fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
@@ -110,42 +110,43 @@ def test_fer2013_image_release(tmp_path):
     assert sorted(os.walk(tmp_path / "src")) == before  # copied, never moved
 
 
-def test_unsplit_folder_with_synonyms_is_split_by_seed(tmp_path):
+def test_unsplit_folder_with_synonyms_is_split_by_seed(tmp_path, capsys):
     rng = np.random.default_rng(0)
     make_class_folders(tmp_path / "ck", {"Anger": 20, "Happiness": 10, "SADNESS": 30}, rng)
-    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "a", "--seed", 7)
+    result = run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "a", "--seed", 7)
     assert result.returncode == 0, result.stderr
     assert count(tmp_path / "a") == {
         ("train", "angry"): 16, ("train", "happy"): 8, ("train", "sad"): 24,
         ("val", "angry"): 2, ("val", "happy"): 1, ("val", "sad"): 3,
         ("test", "angry"): 2, ("test", "happy"): 1, ("test", "sad"): 3}
-    run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "b", "--seed", 7)
-    run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "c", "--seed", 8)
+    run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "b", "--seed", 7)
+    run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "c", "--seed", 8)
     listing = lambda out: sorted(os.path.relpath(os.path.join(r, f), out) for r, _, fs in os.walk(out) for f in fs)
     assert listing(tmp_path / "a") == listing(tmp_path / "b")  # same seed, same split
     assert listing(tmp_path / "a") != listing(tmp_path / "c")
-    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "d", "--classes", "happy,fear")
+    result = run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "d",
+                      "--classes", "happy,fear")
     assert result.returncode == 1 and "fear" in result.stderr
 
 
-def test_no_overwrite_without_force(tmp_path):
+def test_no_overwrite_without_force(tmp_path, capsys):
     source = write_fer_csv(tmp_path / "fer.csv", [(0, "Training"), (3, "Training"), (4, "PublicTest")])
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out")
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "out")
     assert result.returncode == 1 and "--force" in result.stderr
     assert os.listdir(tmp_path / "out") == ["keep.txt"]
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out", "--force")
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "out", "--force")
     assert result.returncode == 0 and (tmp_path / "out" / "keep.txt").exists()
     assert count(tmp_path / "out")[("train", "happy")] == 1
 
 
-def test_the_shipped_hassplittedds_folder_takes_prepare_without_force(tmp_path):
+def test_the_shipped_hassplittedds_folder_takes_prepare_without_force(tmp_path, capsys):
     """HASsplittedDS/ ships with only its README.md: the README's prepare command needs no --force."""
     source = write_fer_csv(tmp_path / "fer.csv", [(0, "Training"), (3, "PublicTest"), (4, "PrivateTest")])
     (tmp_path / "HASsplittedDS").mkdir()
     (tmp_path / "HASsplittedDS" / "README.md").write_text("where the data set goes")
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "HASsplittedDS")
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "HASsplittedDS")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "HASsplittedDS" / "README.md").read_text() == "where the data set goes"
     assert count(tmp_path / "HASsplittedDS")[("train", "angry")] == 1
@@ -192,10 +193,10 @@ def test_crop_faces_stores_the_face_of_each_photo(tmp_path):
             assert 100 <= h <= 300 and 100 <= w <= 300  # the face with a margin, not the 360x480 photo
 
 
-def test_all_seven_fer2013_classes_from_the_csv(tmp_path):
+def test_all_seven_fer2013_classes_from_the_csv(tmp_path, capsys):
     rows = [(code, usage) for code in range(7) for usage in ("Training", "PublicTest", "PrivateTest")]
     source = write_fer_csv(tmp_path / "fer2013.csv", rows)
-    result = run_cli("prepare", "--source", source, "--out", tmp_path / "out",
+    result = run_here(capsys, "prepare", "--source", source, "--out", tmp_path / "out",
                      "--classes", ",".join(FER2013_CODES))
     assert result.returncode == 0, result.stderr
     assert count(tmp_path / "out") == {(split, c): 1 for split in ("train", "val", "test") for c in FER2013_CODES}
@@ -228,24 +229,25 @@ def subjects_per_split(out):
             for split in ("train", "val", "test")}
 
 
-def test_an_unsplit_folder_keeps_each_person_in_one_split(tmp_path):
+def test_an_unsplit_folder_keeps_each_person_in_one_split(tmp_path, capsys):
     make_sequences(tmp_path / "ck")
-    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out")
+    result = run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "240 files in 30 groups" in result.stdout
     seen = subjects_per_split(tmp_path / "out")
     assert not (seen["train"] & seen["val"] or seen["train"] & seen["test"] or seen["val"] & seen["test"])
     assert len(seen["train"]) >= 20 and seen["val"] and seen["test"]
     assert sum(count(tmp_path / "out").values()) == 240
-    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "mixed", "--group-pattern", "none")
+    result = run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "mixed",
+                      "--group-pattern", "none")
     assert result.returncode == 0, result.stderr
     seen = subjects_per_split(tmp_path / "mixed")
     assert seen["train"] & seen["test"]  # frame by frame, the same people land in train and test
 
 
-def test_too_few_groups_and_a_bad_pattern_are_one_line_errors(tmp_path):
+def test_too_few_groups_and_a_bad_pattern_are_one_line_errors(tmp_path, capsys):
     make_sequences(tmp_path / "ck", subjects=5, frames=2)
-    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out")
+    result = run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out")
     assert result.returncode == 1 and "only 5 groups" in result.stderr and len(result.stderr.splitlines()) == 1
-    result = run_cli("prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out", "--group-pattern", "(")
+    result = run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out", "--group-pattern", "(")
     assert result.returncode == 2 and "not a regular expression" in result.stderr
