@@ -117,6 +117,7 @@ DETECTORS = {
     "dlib hog": lambda: dlib_hog(0),
     "dlib hog up1": lambda: dlib_hog(1),
     "dlib cnn": lambda: dlib_cnn(0),
+    "mtcnn+hog": lambda: project("mtcnn+hog"),  # the project's: HOG boxes outside mtcnn's added
     "blazeface short": lambda: blazeface("SHORT"),
     "blazeface full": lambda: blazeface("FULL"),
     "blazeface back": lambda: blazeface("BACK_CAMERA"),

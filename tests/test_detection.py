@@ -274,3 +274,37 @@ def test_prepare_crop_faces_stores_the_aligned_face(tmp_path):
     assert stored.name == "astronaut.png"
     h, w = cv2.imread(str(stored)).shape[:2]
     assert h == w and 80 < h < 130  # a square about the size of her face (box 85x112), not the 512 px photo
+
+
+def group_with_a_cut_tilted_face():
+    """The astronaut's head, large, tilted 25 degrees and 40 % outside the left edge (as the front faces of a group
+    selfie), and the cameraman at the right: two faces, of which mtcnn alone finds only the cameraman."""
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    head = cv2.resize(real_photo("astronaut")[40:220, 140:310], (300, 318))
+    head = cv2.warpAffine(head, cv2.getRotationMatrix2D((150, 159), 25, 1), (300, 318), borderMode=cv2.BORDER_REPLICATE)
+    canvas[100:418, :180] = head[:, 120:]
+    canvas[50:250, 400:600] = cv2.resize(real_photo("camera"), (200, 200))
+    return canvas
+
+
+def test_mtcnn_plus_hog_finds_the_cut_tilted_face():
+    group = group_with_a_cut_tilted_face()
+    assert len(detect_faces(load_face_detector("mtcnn"), group)) == 1  # the face the second pass is for
+    found = sorted(detect_faces(load_face_detector("mtcnn+hog"), group), key=lambda f: f["box"][0])
+    assert len(found) == 2, found
+    assert found[0]["box"][0] + found[0]["box"][2] / 2 < 180 and found[0]["eyes"] is None  # HOG's box: no eyes
+    assert found[1]["box"][0] >= 400 and found[1]["eyes"] is not None  # mtcnn's box, with eyes
+
+
+@pytest.mark.parametrize("name", NO_FACE_PHOTOS)
+def test_mtcnn_plus_hog_boxes_no_face_photos(name):
+    assert detect_faces(load_face_detector("mtcnn+hog"), real_photo(name)) == []
+
+
+def test_predict_with_mtcnn_plus_hog(model_path, tmp_path):
+    write_rgb(tmp_path / "group.png", group_with_a_cut_tilted_face())
+    result = run_cli("predict", tmp_path / "group.png", "--model-path", model_path, "--json", "--detector",
+                     "mtcnn+hog", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    faces = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
+    assert len(faces) == 2 and all(f["detected"] and f["emotion"] in CLASSES for f in faces), faces
