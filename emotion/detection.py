@@ -14,6 +14,7 @@ DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in
 DETECTORS = ("mtcnn", "mtcnn+hog", "haar")  # --detector's choices; "mtcnn+hog" adds the faces dlib's HOG detector
 # finds and mtcnn does not (tilted, large, cut by the edge in group photos; docs/detection.md); "haar" as the original
 MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
+HOG_MIN_SCORE = 0.3  # mtcnn+hog: HOG boxes scored below this are dropped (a false box at 0.16, docs/detection.md)
 DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo: when it finds none, it looks again with this border
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
@@ -87,7 +88,7 @@ def find_faces(name, model, image, max_side):
         # return none); the photo is scaled down instead.
         found = run_mtcnn(model, small) or run_mtcnn(model, small, int(DETECT_PAD * max(small.shape[:2])))
     elif name == "hog":
-        found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model(small, 0)]
+        found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model.run(small, 0, HOG_MIN_SCORE)[0]]
     else:
         grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         found = [(box, None) for box in model.detectMultiScale(grey, scaleFactor=SCALE_FACTOR,
