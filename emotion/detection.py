@@ -29,7 +29,8 @@ FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model see
 def add_detector_argument(parser):
     """--detector, of every command that finds faces."""
     parser.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
-                        help="face detector: a CNN whose weights come in its pip package, or OpenCV's Haar "
+                        help="face detector: a CNN whose weights come in its pip package, the same plus the faces "
+                             "dlib's HOG detector adds (more faces in group photos, slower), or OpenCV's Haar "
                              "cascade, as the original")
 
 

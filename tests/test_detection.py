@@ -308,10 +308,14 @@ def test_mtcnn_plus_hog_boxes_no_face_photos(name):
     assert detect_faces(load_face_detector("mtcnn+hog"), real_photo(name)) == []
 
 
-def test_predict_with_mtcnn_plus_hog(model_path, tmp_path):
+def test_predict_and_serve_with_mtcnn_plus_hog(model_path, tmp_path):
     write_rgb(tmp_path / "group.png", group_with_a_cut_tilted_face())
     result = run_cli("predict", tmp_path / "group.png", "--model-path", model_path, "--json", "--detector",
                      "mtcnn+hog", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     faces = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
     assert len(faces) == 2 and all(f["detected"] and f["emotion"] in CLASSES for f in faces), faces
+    from emotion.serve import make_serve_app
+    client = make_serve_app(str(model_path), detector="mtcnn+hog").test_client()
+    response = client.post("/api/predict", data={"image": (open(tmp_path / "group.png", "rb"), "group.png")})
+    assert response.status_code == 200 and len(response.get_json()["faces"]) == 2, response.get_json()
