@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 import emotion.detection as F
+from emotion.errors import UserError
 from emotion.images import read_image
 
 NO_FACE = ("coffee", "chelsea", "rocket", "horse", "coins", "clock", "page", "moon", "brick", "grass", "gravel",
@@ -300,7 +301,7 @@ def main():
     for name in args.only or DETECTORS:
         try:
             detect = DETECTORS[name]()
-        except ImportError as error:
+        except (ImportError, UserError) as error:  # a package not installed
             print(f"| {name} | skipped: {error} | | | | |", flush=True)
             continue
         row = measure(detect, *photos)
