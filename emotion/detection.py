@@ -1,5 +1,5 @@
-"""Faces in photos: detection (mtcnn, or OpenCV's Haar cascade as the original) and cropping, each face squared
-and turned so its eyes are level, as the training faces are; and the --detector option."""
+"""Faces in photos: detection (mtcnn, mtcnn with a second dlib HOG pass, or OpenCV's Haar cascade as the original) and
+cropping, each face squared and turned so its eyes are level, as the training faces are; and the --detector option."""
 
 import math
 import os
@@ -11,8 +11,10 @@ from emotion.internals import compile_mtcnn
 from emotion.lazy_import import import_quietly
 
 DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
-DETECTORS = ("mtcnn", "haar")  # --detector's choices; "haar" is OpenCV's cascade, as the original used
+DETECTORS = ("mtcnn", "mtcnn+hog", "haar")  # --detector's choices; "mtcnn+hog" adds the faces dlib's HOG detector
+# finds and mtcnn does not (tilted, large, cut by the edge in group photos; docs/detection.md); "haar" as the original
 MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
+HOG_MIN_SCORE = 0.3  # mtcnn+hog: HOG boxes scored below this are dropped (a false box at 0.16, docs/detection.md)
 DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo: when it finds none, it looks again with this border
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
@@ -27,12 +29,21 @@ FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model see
 def add_detector_argument(parser):
     """--detector, of every command that finds faces."""
     parser.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
-                        help="face detector: a CNN whose weights come in its pip package, or OpenCV's Haar "
+                        help="face detector: a CNN whose weights come in its pip package, the same plus the faces "
+                             "dlib's HOG detector adds (more faces in group photos, slower), or OpenCV's Haar "
                              "cascade, as the original")
 
 
 def load_face_detector(name=DETECTOR):
-    """("mtcnn", MTCNN) or ("haar", OpenCV's cascade); mtcnn is imported here, so other commands never load it."""
+    """("mtcnn", MTCNN), ("mtcnn+hog", (MTCNN, dlib's HOG detector)) or ("haar", OpenCV's cascade); mtcnn and dlib
+    are imported here, so other commands never load them."""
+    if name == "mtcnn+hog":
+        try:
+            import dlib
+        except ImportError:
+            raise UserError("dlib is not installed; run 'pip install -r requirements.txt' (dlib-bin) "
+                            "or use --detector mtcnn") from None
+        return name, (load_face_detector("mtcnn")[1], dlib.get_frontal_face_detector())
     if name == "mtcnn":
         try:  # quietly: in prepare, mtcnn is the first to import TensorFlow, whose start-up lines would show
             MTCNN = import_quietly("mtcnn").MTCNN
@@ -63,29 +74,48 @@ def run_mtcnn(mtcnn, image, pad=0):
     return faces
 
 
-def detect_faces(detector, image, max_side=None):
-    """Faces in `image` (RGB), found on a copy scaled down to at most `max_side` (default: the detector's
-    *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar)}], in the image's pixels."""
-    name, model = detector
-    max_side = max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE)
+def scale_down(image, max_side):
+    """A copy of `image` at most `max_side` pixels (the image itself when smaller), and the scale applied."""
     scale = min(1.0, max_side / max(image.shape[:2]))
     size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))  # a 5000x3 strip too
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image), scale
+
+
+def find_faces(name, model, image, max_side):
+    """The detector's [(box, eyes or None)] in `image`'s pixels, found on a copy at most `max_side` large."""
+    small, scale = scale_down(image, max_side)
     if name == "mtcnn":
         # Not mtcnn 1.0's min_face_size: above 20 it loses faces (a pyramid level under 12 px makes it
         # return none); the photo is scaled down instead.
         found = run_mtcnn(model, small) or run_mtcnn(model, small, int(DETECT_PAD * max(small.shape[:2])))
+    elif name == "hog":
+        found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model.run(small, 0, HOG_MIN_SCORE)[0]]
     else:
         grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         found = [(box, None) for box in model.detectMultiScale(grey, scaleFactor=SCALE_FACTOR,
                                                                 minNeighbors=MIN_NEIGHBORS)]
+    return [([v / scale for v in box], None if eyes is None else [[float(v) / scale for v in eye] for eye in eyes])
+            for box, eyes in found]
+
+
+def detect_faces(detector, image, max_side=None):
+    """Faces in `image` (RGB), found on a copy scaled down to at most `max_side` (default: the detector's
+    *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar, HOG)}], in the image's pixels."""
+    name, model = detector
+    if name == "mtcnn+hog":  # HOG's boxes whose centre lies in none of mtcnn's
+        found = find_faces("mtcnn", model[0], image, max_side or MTCNN_MAX_SIDE)
+        inside = lambda cx, cy: any(x <= cx <= x + w and y <= cy <= y + h for (x, y, w, h), _ in found)
+        found += [(box, eyes) for box, eyes in find_faces("hog", model[1], image, max_side or DETECT_MAX_SIDE)
+                  if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
+    else:
+        found = find_faces(name, model, image, max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE))
     faces = []
     for box, eyes in found:  # boxes that reach past the edge (mtcnn's) are clipped to the image
-        x0, y0 = (max(0, int(round(v / scale))) for v in box[:2])
-        x1 = min(image.shape[1], int(round((box[0] + box[2]) / scale)))
-        y1 = min(image.shape[0], int(round((box[1] + box[3]) / scale)))
+        x0, y0 = (max(0, int(round(v))) for v in box[:2])
+        x1 = min(image.shape[1], int(round(box[0] + box[2])))
+        y1 = min(image.shape[0], int(round(box[1] + box[3])))
         if x1 > x0 and y1 > y0:
-            eyes = None if eyes is None else [[round(float(v) / scale, 1) for v in eye] for eye in eyes]
+            eyes = None if eyes is None else [[round(v, 1) for v in eye] for eye in eyes]
             faces.append({"box": [x0, y0, x1 - x0, y1 - y0], "eyes": eyes})
     return faces
 

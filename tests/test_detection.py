@@ -274,3 +274,48 @@ def test_prepare_crop_faces_stores_the_aligned_face(tmp_path):
     assert stored.name == "astronaut.png"
     h, w = cv2.imread(str(stored)).shape[:2]
     assert h == w and 80 < h < 130  # a square about the size of her face (box 85x112), not the 512 px photo
+
+
+def group_with_a_cut_tilted_face():
+    """The astronaut's head, large, tilted 30 degrees and 35 % outside the left edge (as the front faces of a group
+    selfie), and the cameraman at the right: two faces, of which mtcnn alone finds only the cameraman."""
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    head = cv2.resize(real_photo("astronaut")[40:220, 140:310], (340, 360))
+    head = cv2.warpAffine(head, cv2.getRotationMatrix2D((170, 180), 30, 1), (340, 360), borderMode=cv2.BORDER_REPLICATE)
+    canvas[100:460, :222] = head[:, 118:]
+    canvas[50:250, 400:600] = cv2.resize(real_photo("camera"), (200, 200))
+    return canvas
+
+
+def test_mtcnn_plus_hog_finds_the_cut_tilted_face():
+    group = group_with_a_cut_tilted_face()
+    assert len(detect_faces(load_face_detector("mtcnn"), group)) == 1  # the face the second pass is for
+    found = sorted(detect_faces(load_face_detector("mtcnn+hog"), group), key=lambda f: f["box"][0])
+    assert len(found) == 2, found
+    assert found[0]["box"][0] + found[0]["box"][2] / 2 < 222 and found[0]["eyes"] is None  # HOG's box: no eyes
+    assert found[1]["box"][0] >= 400 and found[1]["eyes"] is not None  # mtcnn's box, with eyes
+
+
+def test_mtcnn_plus_hog_keeps_out_weak_hog_boxes():
+    """HOG scores a patch of the astronaut's suit 0.16 as a face once her photo is scaled into a 640x480 frame."""
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[:, 80:560] = cv2.resize(real_photo("astronaut"), (480, 480), interpolation=cv2.INTER_AREA)
+    assert len(detect_faces(load_face_detector("mtcnn+hog"), frame)) == 1
+
+
+@pytest.mark.parametrize("name", NO_FACE_PHOTOS)
+def test_mtcnn_plus_hog_boxes_no_face_photos(name):
+    assert detect_faces(load_face_detector("mtcnn+hog"), real_photo(name)) == []
+
+
+def test_predict_and_serve_with_mtcnn_plus_hog(model_path, tmp_path):
+    write_rgb(tmp_path / "group.png", group_with_a_cut_tilted_face())
+    result = run_cli("predict", tmp_path / "group.png", "--model-path", model_path, "--json", "--detector",
+                     "mtcnn+hog", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    faces = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
+    assert len(faces) == 2 and all(f["detected"] and f["emotion"] in CLASSES for f in faces), faces
+    from emotion.serve import make_serve_app
+    client = make_serve_app(str(model_path), detector="mtcnn+hog").test_client()
+    response = client.post("/api/predict", data={"image": (open(tmp_path / "group.png", "rb"), "group.png")})
+    assert response.status_code == 200 and len(response.get_json()["faces"]) == 2, response.get_json()
