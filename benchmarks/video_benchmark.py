@@ -7,7 +7,8 @@ stays flat however long the video (the per-frame records are streamed, the timel
 
 Each clip is 640x480 at 30 FPS: scikit-image's astronaut drifting across the frame, mirrored every
 CHANGE_SECONDS and gone for a second after every third change (so tracks end and new ones start).
-Each run is `webcam --no-display --json --timeline` in a child process of its own, so its peak RSS
+Each run is `webcam --no-display --output --json --csv --timeline` (every record it can write; `--detector` as
+given) in a child process of its own, so its peak RSS
 (ru_maxrss from wait4) is its own. FPS is the command's own figure (frames per wall-clock second of
 its whole loop, from the JSON summary); real-time factor = video seconds / loop seconds.
 """
@@ -22,6 +23,9 @@ import time
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from emotion.detection import DETECTOR, DETECTORS  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = (30, 300)  # clip lengths compared, seconds
@@ -45,11 +49,13 @@ def make_clip(path, seconds):
     return path
 
 
-def run_webcam(video, folder):
+def run_webcam(video, folder, detector):
     """Run webcam over `video` in a child process; its summary, wall seconds and peak RSS (MiB)."""
     records = os.path.join(folder, "records.jsonl")
     command = [sys.executable, os.path.join(ROOT, "emotion_recognition.py"), "webcam", "--source", video,
-               "--no-display", "--json", records, "--timeline", os.path.join(folder, "timeline.png")]
+               "--no-display", "--output", os.path.join(folder, "out.mp4"), "--json", records,
+               "--csv", os.path.join(folder, "records.csv"), "--timeline", os.path.join(folder, "timeline.png"),
+               "--detector", detector]
     start = time.perf_counter()
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -68,6 +74,7 @@ def main():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--seconds", type=int, nargs="+", default=list(SECONDS), help="clip lengths to make")
     parser.add_argument("--video", help="benchmark this video file instead of making clips")
+    parser.add_argument("--detector", default=DETECTOR, choices=DETECTORS, help="webcam's --detector")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="video-bench-") as folder:
         rows = []
@@ -76,9 +83,9 @@ def main():
             capture = cv2.VideoCapture(video)
             length = capture.get(cv2.CAP_PROP_FRAME_COUNT) / (capture.get(cv2.CAP_PROP_FPS) or FPS)
             capture.release()
-            summary, wall, rss = run_webcam(video, folder)
+            summary, wall, rss = run_webcam(video, folder, args.detector)
             rows.append((length, summary, wall, rss))
-            print(f"{length:.0f} s clip: {summary['frames']} frames, {summary['fps']:.1f} FPS, real-time factor "
+            print(f"{args.detector}, {length:.0f} s clip: {summary['frames']} frames, {summary['fps']:.1f} FPS, real-time factor "
                   f"{length / summary['seconds']:.2f}, {len(summary['tracks'])} tracks, peak RSS {rss:.0f} MiB, "
                   f"{wall:.0f} s wall with start-up", flush=True)
             if not args.video:

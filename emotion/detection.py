@@ -10,7 +10,8 @@ from emotion.errors import UserError
 from emotion.internals import compile_mtcnn
 from emotion.lazy_import import import_quietly
 
-DETECTOR = "mtcnn"  # face detector: "mtcnn" (CNN with eye landmarks, weights in its pip package) or "haar"
+DETECTOR = "mtcnn+hog"  # face detector: mtcnn (a CNN with eye landmarks, weights in its pip package), plus the faces
+# dlib's HOG detector finds and mtcnn misses (measured on group photos and portraits, docs/detection.md)
 DETECTORS = ("mtcnn", "mtcnn+hog", "haar")  # --detector's choices; "mtcnn+hog" adds the faces dlib's HOG detector
 # finds and mtcnn does not (tilted, large, cut by the edge in group photos; docs/detection.md); "haar" as the original
 MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
@@ -29,9 +30,9 @@ FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model see
 def add_detector_argument(parser):
     """--detector, of every command that finds faces."""
     parser.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
-                        help="face detector: a CNN whose weights come in its pip package, the same plus the faces "
-                             "dlib's HOG detector adds (more faces in group photos, slower), or OpenCV's Haar "
-                             "cascade, as the original")
+                        help="face detector: mtcnn, a CNN whose weights come in its pip package; mtcnn+hog, the "
+                             "same plus the faces dlib's HOG detector adds (more faces in group photos, a little "
+                             "slower); or haar, OpenCV's Haar cascade, as the original")
 
 
 def load_face_detector(name=DETECTOR):
