@@ -463,7 +463,7 @@ def run_evaluate(args):
     if unknown:
         raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
                         f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
-    check_output_dir(args.output_dir, args.folder, {"the --model-path model": args.model_path})
+    check_output_dir(args.output_dir, args.folder, {"the model (--model-path)": args.model_path})
     images, labels, skipped = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
                                           metadata["normalize"], os.path.join(args.output_dir, "cache"))
     if len(labels) == 0:

@@ -101,7 +101,8 @@ def find_faces(name, model, image, max_side):
 
 def detect_faces(detector, image, max_side=None):
     """Faces in `image` (RGB), found on a copy scaled down to at most `max_side` (default: the detector's
-    *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar, HOG)}], in the image's pixels."""
+    *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar, HOG)}], in the image's pixels, from
+    left to right."""
     name, model = detector
     if name == "mtcnn+hog":  # HOG's boxes whose centre lies in none of mtcnn's
         found = find_faces("mtcnn", model[0], image, max_side or MTCNN_MAX_SIDE)
@@ -118,7 +119,7 @@ def detect_faces(detector, image, max_side=None):
         if x1 > x0 and y1 > y0:
             eyes = None if eyes is None else [[round(v, 1) for v in eye] for eye in eyes]
             faces.append({"box": [x0, y0, x1 - x0, y1 - y0], "eyes": eyes})
-    return faces
+    return sorted(faces, key=lambda face: (face["box"][0], face["box"][1]))  # left to right, as they are numbered
 
 
 def crop_face(image, face):

@@ -1,5 +1,6 @@
 """Drawing on a photo: each face's box, its label and confidence, and a short message, laid out so that no label
-covers another label or another face (messages that find no place by their face are listed under the picture)."""
+covers another label or a face (with several faces, each box carries its number, and a label or message that finds no
+place by its face is listed under the picture)."""
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ MESSAGES = {  # shown under each face, one per emotion; any other class gets the
     "unknown": "Whatever you feel, take good care of yourself.",
     "unsure": "Hard to tell from this picture - the model is not sure.",
 }
+LEGEND_MIN_WIDTH = 100  # one face in a picture narrower than this (a face crop) gets no list under it: too narrow to read
 UNSURE_BELOW = 0.40  # a top probability below this gets the neutral "unsure" message, never consolation or praise
 
 
@@ -52,15 +54,23 @@ def face_message(i, face, faces, numbered):
     return f"{i + 1}: {message}" if numbered and len(faces) > 1 else message
 
 
+def face_label(i, face, faces, numbered):
+    """Face i's label ("happy 87%"), starting with its number when `numbered` (two faces or more)."""
+    label = f"{face['emotion']} {face['confidence']:.0%}"
+    return f"{i + 1}: {label}" if numbered and len(faces) > 1 else label
+
+
 def layout_labels(faces, shape, numbered=False):
     """Where each face's label and message go: [(text, colour, (x, y) origin, scale, thickness, (x0, y0, x1, y1))].
     numbered: with two faces or more, each label and message starts with the face's place in `faces` ("1: happy
     87%").
 
-    Every label lies inside the picture and covers no other label and no other face: it goes above its box,
-    else below, else is pushed down to the first free place. A message goes by its own face only (below or
-    above it, left-aligned, centred or right-aligned with it) and covers no other face, label, or other face's
-    person (body_of); with no legible free place there it is left out (annotate lists it under the picture).
+    Every label lies inside the picture and covers no other label and no face: it goes above its box, else below
+    (left-aligned, centred or right-aligned with it), else beside it. With no free place there, a numbered label is
+    left out (annotate lists it under the picture, and the box carries the number); an unnumbered one (one face, or
+    the video) goes inside its own box, else to the first free place further down. A message goes by its own face
+    only (below or above it, left-aligned, centred or right-aligned with it) and covers no face, label, or other
+    face's person (body_of); with no legible free place there it is left out (annotate lists it).
     """
     height, width = shape[:2]
     thickness = max(1, round(max(shape[:2]) / 400))
@@ -69,44 +79,53 @@ def layout_labels(faces, shape, numbered=False):
     boxes = [(x, y, x + w, y + h) for x, y, w, h in (face["box"] for face in faces)]
     bodies = [body_of(face["box"], shape) for face in faces]
 
-    def place(text, colour, scale, weight, xs, candidates, own, near=None):
+    def place(text, colour, scale, weight, xs, ys, own, near=None, cover_own=False):
+        """Put `text` at the first (x, y) of xs x ys (y: the top of its rectangle) that covers nothing it must not;
+        True when placed. xs, ys: numbers, or functions of the text's width (of its height for ys)."""
         scale, (w, h, base) = fit_text(text, scale, weight, width - 2)
         if h + base + 2 > height or scale < 0.25:
-            return
-        avoid = [r for *_, r in placed] + [b for i, b in enumerate(boxes) if i != own]  # no other face covered
+            return False
+        avoid = [r for *_, r in placed] + [b for i, b in enumerate(boxes) if i != own or not cover_own]
         if near is not None:  # a message: nor another face's person
             avoid += [b for i, b in enumerate(bodies) if i != own]
-        ys = candidates if near is not None else [*candidates, *range(0, height, max(2, h // 2))]
-        for y in ys:  # y: the top of the label's rectangle
-            y = min(max(0, y), height - h - base - 2)
+        for y in ys:
+            y = min(max(0, y(h + base + 2) if callable(y) else y), height - h - base - 2)
             for x in xs:
-                x = min(max(0, x), width - w - 1)
+                x = min(max(0, x(w + 1) if callable(x) else x), width - w - 1)
                 rect = (x, y, x + w + 1, y + h + base + 2)
                 if (near is None or overlaps(rect, near)) and not any(overlaps(rect, r) for r in avoid):
                     placed.append((text, colour, (x + 1, y + h + 1), scale, weight, rect))
-                    return
+                    return True
+        return False
 
     for i, face in enumerate(faces):
         x, y, w, h = face["box"]
-        label = f"{face['emotion']} {face['confidence']:.0%}"
-        if numbered and len(faces) > 1:
-            label = f"{i + 1}: {label}"
+        label = face_label(i, face, faces, numbered)
         lh = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][1] + 8
-        place(label, (0, 255, 0), font_scale, thickness, [x], [y - lh, y + h + 2, y + 2], i)
+        aligned = [x, lambda lw: x + (w - lw) // 2, lambda lw: x + w - lw]  # left-aligned, centred, right-aligned
+        beside = [lambda lw: x - lw - 2, x + w + 2]  # left or right of the box
+        found = place(label, (0, 255, 0), font_scale, thickness, aligned, [y - lh, y + h + 2], i) or \
+            place(label, (0, 255, 0), font_scale, thickness, beside, [y, lambda th: y + (h - th) // 2,
+                                                                      lambda th: y + h - th], i)
+        if not found and not (numbered and len(faces) > 1):  # inside its own box, else further down
+            place(label, (0, 255, 0), font_scale, thickness, [x], [y + 2, *range(0, height, max(2, lh // 2))], i,
+                  cover_own=True)
         message = face_message(i, face, faces, numbered)
         scale, (mw, mh, base) = fit_text(message, font_scale * 0.7, max(1, thickness - 1), width - 2)
         # by its face: rows just below or above the box (and its label), within a box height of it
         near = (x - w, y - h - lh, x + 2 * w, y + 2 * h + lh)
-        rows = [y + h + 2, y + h + lh, y - lh - mh - base - 4, y + h - mh - base - 4]  # below, under its label, above
+        rows = [y + h + 2, y + h + lh, y - lh - mh - base - 4]  # below, under its label, above
         place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1), [x, x + (w - mw) // 2, x + w - mw],
               rows, i, near)
     return placed
 
 
 def annotate(image, faces, numbered=False):
-    """A BGR copy of an RGB image with a box, label, confidence and message drawn for each face; numbered: see
-    layout_labels (predict's JSON and the web page's cards list the faces in that order), and with two faces or
-    more each message that found no place by its face is listed, numbered, in a strip added under the picture."""
+    """A BGR copy of an RGB image with a box, label, confidence and message drawn for each face. numbered (predict
+    and the web page, whose JSON and cards list the faces in that order): see layout_labels; with two faces or more
+    each box carries its number in its top-left corner, and whatever label or message found no place by its face is
+    listed under the picture, one line per face, after the face's number. The video (not numbered) keeps its frame
+    size and leaves out what found no place."""
     canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     thickness = max(1, round(max(image.shape[:2]) / 400))
     for face in faces:
@@ -116,18 +135,49 @@ def annotate(image, faces, numbered=False):
     for text, colour, origin, scale, weight, (x0, y0, x1, y1) in placed:
         cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), -1)  # a dark backing: legible on any photo
         cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, weight)
-    shown = {text for text, *_ in placed}
-    legend = [m for m in (face_message(i, f, faces, numbered) for i, f in enumerate(faces)) if m not in shown]
-    if not numbered or len(faces) < 2:  # one face: nobody to mistake it for; the video keeps its frame size
+    if not numbered or (len(faces) == 1 and image.shape[1] < LEGEND_MIN_WIDTH):
         return canvas
+    several = len(faces) > 1
+    if several:
+        for i, face in enumerate(faces):
+            number_box(canvas, face["box"], str(i + 1), thickness)
+    shown = {text for text, *_ in placed}
+    legend = []
+    for i, face in enumerate(faces):
+        missing = [text.split(": ", 1)[1] if several else text for text in
+                   (face_label(i, face, faces, numbered), face_message(i, face, faces, numbered)) if text not in shown]
+        if missing:
+            legend.append((f"{i + 1}: " if several else "") + " - ".join(missing))
     return add_legend(canvas, legend, max(0.4, max(image.shape[:2]) / 1000) * 0.7)
 
 
+def number_box(canvas, box, number, thickness):
+    """The face's number in a small dark tag inside the top-left corner of its box (drawn in place)."""
+    x, y, w, h = box
+    scale, (tw, th, base) = fit_text(number, max(0.35, min(w, h) / 90), thickness, max(8, w // 2))
+    cv2.rectangle(canvas, (x, y), (x + tw + 4, y + th + base + 4), (0, 0, 0), -1)
+    cv2.putText(canvas, number, (x + 2, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0), thickness)
+
+
+def wrap_text(text, scale, weight, max_width):
+    """`text` cut at spaces into lines at most `max_width` wide at `scale` (a word too long alone gets its own)."""
+    lines = []
+    for word in text.split(" "):
+        longer = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(longer, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)[0][0] <= max_width:
+            lines[-1] = longer
+        else:
+            lines.append(word)
+    return lines
+
+
 def add_legend(canvas, lines, scale):
-    """`canvas` with a dark strip under it listing `lines` (the messages that found no place by their face)."""
+    """`canvas` with a dark strip under it listing `lines` (what found no place by its face), each wrapped to the
+    picture's width."""
     if not lines:
         return canvas
     weight = max(1, round(scale))
+    lines = [part for line in lines for part in wrap_text(line, scale, weight, canvas.shape[1] - 12)]
     fitted = [(line, *fit_text(line, scale, weight, canvas.shape[1] - 12)) for line in lines]
     row = max(h + base for _, _, (_, h, base) in fitted) + 8
     strip = np.zeros((row * len(lines) + 8, canvas.shape[1], 3), np.uint8)

@@ -95,7 +95,7 @@ def check_writable(folder):
 def check_output_dir(output_dir, data_dir, inputs=None):
     """check_writable, once --output-dir is known to lie outside the data folder (plots and a file cache written
     inside it would be read as faces, or as a class, on the next run) and none of its files is one of `inputs`
-    ({"the --model-path model": path, ...}: files the command reads, which a result of the same name would replace)."""
+    ({"the model (--model-path)": path, ...}: files the command reads, which a result of the same name would replace)."""
     if (os.path.realpath(output_dir) + os.sep).startswith(os.path.realpath(data_dir).rstrip(os.sep) + os.sep):
         raise UserError(f"--output-dir {output_dir!r} lies inside the data folder {data_dir!r}; its plots would be "
                         "read as images next time: choose a folder outside it")
@@ -118,7 +118,7 @@ def same_file(a, b):
 
 def check_not_inputs(outputs, inputs):
     """Refuse, before anything is written, an output that is a file the command reads, or two outputs that are one
-    file. outputs: {option: path or None}; inputs: {"the --model-path model" and the like: path or None}."""
+    file. outputs: {option: path or None}; inputs: {"the model (--model-path)" and the like: path or None}."""
     named = [(option, path) for option, path in outputs.items() if path]
     for i, (option, path) in enumerate(named):
         read = next((what for what, source in inputs.items() if source and same_file(path, source)), None)

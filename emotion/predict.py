@@ -17,6 +17,8 @@ from emotion.model_files import (TTA, add_classes_argument, add_model_arguments,
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".avif",
                     ".heic", ".heif")  # HEIC is read with pillow-heif installed, else refused with what to do
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg", ".mpeg")  # predict points these
+# to webcam --source
 PREDICT_BATCH_PIXELS = 40_000_000  # predict: images decoded and labelled together hold at most this many pixels
 PREDICT_BATCH_IMAGES = 64  # predict: and at most this many images (their face crops go to the model in one call)
 WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this range (px) is taken for a face crop
@@ -106,7 +108,9 @@ def read_batches(files, errors):
             errors.append(str(error))
             continue
         if image is None:
-            errors.append(f"{printable(path)}: not a readable image")
+            video = os.path.splitext(path)[1].lower() in VIDEO_SUFFIXES
+            errors.append(f"{printable(path)}: " + (f"a video, not an image: use webcam --source {printable(path)}"
+                                                     if video else "not a readable image"))
             continue
         if batch and (pixels + image.shape[0] * image.shape[1] > PREDICT_BATCH_PIXELS
                       or len(batch) == PREDICT_BATCH_IMAGES):
@@ -122,8 +126,9 @@ def print_faces(path, faces):
     """predict's table: one line per face (or one saying there is none), control characters escaped."""
     if not faces:
         print(f"{printable(path)}: no face found, so no emotion")
-    for face in faces:
-        where = f"face at {face['box']}" if face["detected"] else "whole image (a face crop)"
+    for i, face in enumerate(faces, 1):  # numbered as on predict --save's picture when there are several
+        where = "whole image (a face crop)" if not face["detected"] else \
+            f"face {i} at {face['box']}" if len(faces) > 1 else f"face at {face['box']}"
         probs = " ".join(f"{printable(n)}={p:.2f}" for n, p in face["probabilities"].items())
         print(f"{printable(path)}: {where}: {printable(face['emotion'])} ({face['confidence']:.0%})  {probs}")
 

@@ -108,7 +108,7 @@ def check_training_files(args, trained):
     if trained:
         check_not_inputs({"--model-path": args.model_path,
                           "--model-path's checkpoint": checkpoint_path_for(args.model_path)}, inputs)
-    return {**inputs, "the --model-path model": args.model_path}
+    return {**inputs, "the model (--model-path)": args.model_path}
 
 
 def run_identity(fitted, metadata):

@@ -26,13 +26,15 @@ def check_outputs(source, outputs, model_path=None):
     model) or another output, a timeline that is not a .png, and a folder that cannot be written.
     `outputs`: {option: path or None}."""
     check_not_inputs(outputs, {"the --source video": None if str(source).isdigit() else source,
-                               "the --model-path model": model_path})
+                               "the model (--model-path)": model_path})
     named = {option: path for option, path in outputs.items() if path}
     folder = next((option for option, path in named.items() if os.path.isdir(path)), None)
     if folder:
         raise UserError(f"{folder} {named[folder]!r} is a folder; give a file name")
     if named.get("--timeline") and not named["--timeline"].lower().endswith(".png"):
         raise UserError(f"--timeline {named['--timeline']!r} must be a .png file")
+    if named.get("--output") and os.path.splitext(named["--output"])[1].lower() not in (".mp4", ".avi"):
+        raise UserError(f"--output {named['--output']!r} must be a .mp4 or .avi file")
     for path in named.values():
         check_writable(os.path.dirname(os.path.abspath(path)))
 
@@ -190,7 +192,7 @@ def plot_timeline(timeline, class_names, path):
         seconds, probabilities = series_points(timeline[track_id]["series"])
         for name, column in zip(class_names, probabilities.T):
             ax.plot(seconds, column, label=name)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(-0.03, 1.03)  # a probability of 0 or 1 stays visible off the frame's edge
         ax.set_ylabel("probability")
         ax.set_title(f"track {track_id}")
     if tracks:  # beside the panels, never over a curve

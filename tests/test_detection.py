@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emotion.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, load_face_detector
-from emotion.drawing import annotate, face_message, layout_labels
+from emotion.drawing import annotate, face_label, face_message, layout_labels
 from conftest import RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, real_photo, run_cli, run_main
 
 CLASSES = RANDOM_MODEL_CLASSES
@@ -187,24 +187,38 @@ def random_faces(rng, shape, count):
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_each_message_sits_by_its_face_never_over_another_or_in_the_numbered_list(seed):
+def test_each_label_and_message_sits_by_its_face_never_over_a_face_or_in_the_numbered_list(seed):
     rng = np.random.default_rng(seed)
     shape = (480, 640)
     faces = random_faces(rng, shape, int(rng.integers(2, 8)))
-    messages = {face_message(i, face, faces, True): i for i, face in enumerate(faces)}
-    assert all(text.startswith(f"{i + 1}: ") for text, i in messages.items())  # whose message it is
-    placed = {text: rect for text, *_, rect in layout_labels(faces, shape, numbered=True) if text in messages}
+    texts = {**{face_message(i, face, faces, True): i for i, face in enumerate(faces)},
+             **{face_label(i, face, faces, True): i for i, face in enumerate(faces)}}
+    assert all(text.startswith(f"{i + 1}: ") for text, i in texts.items())  # whose label or message it is
+    placed = {text: rect for text, *_, rect in layout_labels(faces, shape, numbered=True)}
+    assert set(placed) <= set(texts)
     for text, rect in placed.items():
-        x, y, w, h = faces[messages[text]]["box"]
+        x, y, w, h = faces[texts[text]]["box"]
         assert overlaps(rect, (x - w, y - h - 30, x + 2 * w, y + 2 * h + 30)), (text, rect)  # by its own face
-        for j, face in enumerate(faces):
+        for face in faces:  # over no face, its own included
             fx, fy, fw, fh = face["box"]
-            assert j == messages[text] or not overlaps(rect, (fx, fy, fx + fw, fy + fh)), (text, face)
+            assert not overlaps(rect, (fx, fy, fx + fw, fy + fh)), (text, face)
     canvas = annotate(np.zeros((*shape, 3), np.uint8), faces, numbered=True)
-    assert canvas.shape[1:] == (640, 3) and (canvas.shape[0] > 480) == (len(placed) < len(faces))
+    listed = sum(any(text not in placed for text, i in texts.items() if i == face) for face in range(len(faces)))
+    assert canvas.shape[1:] == (640, 3) and (canvas.shape[0] > 480) == (listed > 0)
     strip = canvas[480:]
     lines = np.flatnonzero(np.diff(np.r_[0, strip.max(axis=(1, 2)) > 0, 0]) == 1)  # rows of text under the photo
-    assert len(lines) == len(faces) - len(placed)  # every other message is listed there, one line each
+    assert len(lines) == listed  # what found no place by its face is listed there, one line per face
+    for i, face in enumerate(faces):  # each box carries its number in its top-left corner: a green tag on black
+        x, y = face["box"][:2]
+        assert canvas[y:y + 20, x:x + 20, 1].max() == 255, i  # the box is drawn at 200, labels never cover it
+
+
+def test_a_single_face_message_without_room_is_listed_under_the_photo():
+    """A face filling a small photo: no room for its message by the face, so predict's picture lists it."""
+    faces = [{"box": [2, 2, 126, 160], "emotion": "sad", "confidence": 0.31}]
+    canvas = annotate(np.zeros((167, 131, 3), np.uint8), faces, numbered=True)
+    assert canvas.shape[0] > 167 and canvas[167:].max() > 0
+    assert annotate(np.zeros((167, 131, 3), np.uint8), faces).shape == (167, 131, 3)  # the video keeps its size
 
 
 TWO_FACES = [{"box": [100, 200, 120, 120], "emotion": "sad", "confidence": 0.87},  # side by side in a 640x480 photo
@@ -330,6 +344,7 @@ def test_detectors_on_real_group_photos_and_portraits(name, wheel_photos):
         image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
         found = detect_faces(detector, image)
         assert len(found) == faces, (path, found)
+        assert found == sorted(found, key=lambda f: f["box"][0]), (path, found)  # left to right, as numbered
         short = min(image.shape[:2])
         assert all(f["box"][2] > short / 40 for f in found), (path, found)  # faces, not specks
 
@@ -342,3 +357,5 @@ def test_predict_on_the_real_group_photo(model_path, wheel_photos, tmp_path):
     faces = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
     assert len(faces) == 6 and all(f["detected"] for f in faces), faces
     assert len({tuple(f["box"]) for f in faces}) == 6
+    table = run_cli("predict", group, "--model-path", model_path, cwd=tmp_path).stdout.splitlines()
+    assert [line.split(": ", 1)[1].split(" at ")[0] for line in table] == [f"face {i}" for i in range(1, 7)], table

@@ -295,7 +295,7 @@ def test_webcam_never_writes_over_the_model_it_reads(tmp_path, capsys, option):
     for path in (victim, tmp_path / "also.h5"):
         code, _, error = run_main(capsys, "webcam", "--source", video, "--no-display", option, path,
                                   "--model-path", victim if option != "--timeline" else tmp_path / "also.h5")
-        assert code == 1 and "is the --model-path model, which this command reads" in error, error
+        assert code == 1 and "is the model (--model-path), which this command reads" in error, error
     assert victim.read_bytes() == before
 
 
@@ -319,7 +319,7 @@ def test_evaluate_never_writes_a_result_over_the_model_it_reads(tmp_path, capsys
     os.symlink(model, tmp_path / "out" / "confusion_matrix.png")  # a plot written through it would replace the model
     code, _, error = run_main(capsys, "evaluate", os.path.join(data, "test"), "--model-path", model,
                               "--output-dir", tmp_path / "out", "--no-show")
-    assert code == 1 and "is the --model-path model" in error
+    assert code == 1 and "is the model (--model-path)" in error
     assert model.read_bytes() == open(SHIPPED_MODEL, "rb").read()
 
 

@@ -62,13 +62,16 @@ def test_predict_bad_paths_are_reported_and_the_rest_processed(model_path, tmp_p
     cv2.imwrite(str(good), draw_face("sad"))
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.jpg").write_text("not an image")
-    result = run_cli("predict", good, tmp_path / "missing.jpg", tmp_path / "empty", tmp_path / "notes.jpg",
+    clip = tmp_path / "clip.avi"
+    write_video(clip, [np.full((48, 48, 3), 90, np.uint8)] * 3)
+    result = run_cli("predict", good, tmp_path / "missing.jpg", tmp_path / "empty", tmp_path / "notes.jpg", clip,
                      "--model-path", model_path, "--no-detect")
     assert result.returncode == 1
     assert "good.png" in result.stdout
     assert "missing.jpg: no such file or folder" in result.stderr
     assert "empty: folder holds no images" in result.stderr
     assert "notes.jpg: not a readable image" in result.stderr
+    assert f"clip.avi: a video, not an image: use webcam --source {clip}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -115,7 +118,8 @@ def test_webcam_on_a_video_file_headless(model_path, tmp_path):
 def test_webcam_that_cannot_be_opened(model_path, tmp_path):
     for source in ("97", tmp_path / "nope.mp4"):
         result = run_cli("webcam", "--source", source, "--no-display", "--model-path", model_path)
-        assert result.returncode == 1 and "cannot open video source" in result.stderr
+        assert result.returncode == 1 and ("cannot open camera 97: no camera" if source == "97" else
+                                           "not a readable video file") in result.stderr
         assert "Traceback" not in result.stderr
 
 

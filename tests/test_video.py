@@ -85,6 +85,18 @@ def test_ctrl_c_stops_after_the_frame_in_hand_with_every_output_whole(tmp_path, 
     assert "Processed 5 frames" in out
 
 
+@pytest.mark.parametrize("stated, warned", [(3, False), (8, True)])
+def test_a_file_a_few_frames_short_of_its_stated_count_is_not_called_damaged(stated, warned, tmp_path, capsys,
+                                                                             monkeypatch):
+    """An MP4 whose edit list skips its first frames states a few more than any decoder shows; many more: damaged."""
+    real = video.open_video
+    monkeypatch.setattr(video, "open_video", lambda source: (lambda c, n, fps: (c, n + stated, fps))(*real(source)))
+    clip = write_video(tmp_path / "a.avi")
+    code, out, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                            "--detector", "haar")
+    assert code == 0 and ("may be damaged" in out) == warned, out
+
+
 def test_a_clip_cut_short_keeps_every_record_up_to_where_it_stopped(tmp_path, capsys):
     clip = write_video(tmp_path / "a.avi")
     data = clip.read_bytes()
@@ -100,12 +112,13 @@ def test_a_clip_cut_short_keeps_every_record_up_to_where_it_stopped(tmp_path, ca
                                                    ("--csv", "--json", "--csv and --json are both"),
                                                    ("--timeline", "--output", "--timeline and --output are both"),
                                                    ("--timeline", None, "must be a .png file"),
+                                                   ("--output", None, "must be a .mp4 or .avi file"),
                                                    ("--csv", "file", "cannot write to")])
 def test_outputs_over_the_source_or_each_other_are_refused_before_anything_is_written(tmp_path, capsys, option,
                                                                                        other, fragment):
     clip = write_video(tmp_path / "a.avi", frames=3)
     (tmp_path / "file").write_text("mine")
-    paths = {"--source": clip, "--json": tmp_path / "r.jsonl", "--output": tmp_path / "t.png", "--csv": None,
+    paths = {"--source": clip, "--json": tmp_path / "r.jsonl", "--output": tmp_path / "o.avi", "--csv": None,
              "--timeline": None, "file": tmp_path / "file" / "r.csv"}
     paths[option] = paths[other] if other else tmp_path / "t.jpg"
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
