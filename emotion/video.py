@@ -39,6 +39,8 @@ SUDDEN_CHANGE_BELOW = 0.9  # consecutive frames correlated less than this (conti
 # above; a hard cut between two people framed alike: 0.70-0.79): the faces are detected again at once, and a face
 # keeps its track only if it looks very alike (SAME_FACE_AFTER_CHANGE)
 SAME_FACE_AFTER_CHANGE = 0.85  # same face 3 frames apart in real videos: 0.84 and above; different people: up to 0.81
+FLAT_BELOW = 2.0  # a frame whose small grey picture varies less than this (grey levels, standard deviation) is flat:
+# black, a fade, a covered camera; it holds no face, so the detector is not run on it (every track ends there)
 FACE_SIGNATURE_SIDE = 16  # a face crop's appearance: its grey picture at 16x16 pixels, brightness and contrast removed
 FRAME_SIGNATURE_SIZE = (32, 24)  # a frame's appearance, the same way (scene cuts)
 # FFmpeg's own log lines ("moov atom not found" when a video is checked) are off, as OpenCV's (emotion/images.py):
@@ -61,10 +63,13 @@ def add_arguments(parser):
 
 def appearance(image, size):
     """`image` (RGB) as a small grey picture of `size`, less its mean and scaled to length 1: two of them compare
-    by their dot product (a correlation, 1 for the same picture), whatever the brightness and contrast."""
+    by their dot product (a correlation, 1 for the same picture), whatever the brightness and contrast. A picture
+    without contrast (FLAT_BELOW: black, or one colour) gives zeros, alike to nothing."""
     grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA).astype(np.float32)
     grey -= grey.mean()
-    return grey.ravel() / max(float(np.linalg.norm(grey)), 1e-6)
+    if float(grey.std()) < FLAT_BELOW:
+        return np.zeros(grey.size, np.float32)
+    return grey.ravel() / float(np.linalg.norm(grey))
 
 
 def face_signature(crop):
@@ -151,7 +156,9 @@ def label_frames(model, metadata, capture, detector, tta=TTA):
         if change < SCENE_CUT_BELOW:
             tracks = []
         if change < SUDDEN_CHANGE_BELOW or index % VIDEO_DETECT_EVERY == 0:
-            found = detect_faces(detector, rgb, max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
+            flat = not previous.any()  # no contrast, no face: the detector is spared
+            found = [] if flat else detect_faces(detector, rgb,
+                                                 max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
             tracks = match_tracks(tracks, [f["box"] for f in found], ids,
                                   [face_signature(crop_face(rgb, f)) for f in found],
                                   SAME_FACE_AFTER_CHANGE if change < SUDDEN_CHANGE_BELOW else SAME_FACE_FROM)

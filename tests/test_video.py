@@ -268,3 +268,26 @@ def test_a_hard_cut_between_two_real_portraits_framed_alike_starts_a_new_track(w
         assert len(tracks) == 30 and all(len(t) == 1 for t in tracks), (first, second, tracks)
         assert len(set(tracks[:15])) == 1 and len(set(tracks[15:])) == 1 and tracks[0] != tracks[15], \
             (first, second, tracks)
+
+
+def test_flat_frames_end_every_track_without_running_the_detector(tmp_path, capsys, monkeypatch):
+    """A fade to black (or a covered camera): frames without contrast hold no face, so the detector is spared."""
+    calls = []
+    real = video.detect_faces
+    monkeypatch.setattr(video, "detect_faces", lambda detector, rgb, **kw: calls.append(rgb.std()) or
+                        real(detector, rgb, **kw))
+    clip = tmp_path / "fade.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), CLIP_FPS, (320, 240))
+    shot = portrait("astronaut", ((0, 512), (0, 512)))
+    for i in range(18):  # 6 frames of her, 6 black, 6 of her again
+        frame = np.zeros((240, 320, 3), np.uint8)
+        if not 6 <= i < 12:
+            frame[:, 40:280] = shot
+        writer.write(frame)
+    writer.release()
+    code, _, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                          "--json", tmp_path / "r.jsonl")
+    records, summary = read_records(tmp_path / "r.jsonl")
+    assert code == 0 and [len(r["faces"]) for r in records] == [1] * 6 + [0] * 6 + [1] * 6
+    assert len(calls) >= 3 and min(calls) > 10  # detected on frames of her only (every 3rd and after each cut)
+    assert len(summary["tracks"]) == 2
