@@ -101,10 +101,11 @@ def layout_labels(faces, shape, numbered=False):
     for i, face in enumerate(faces):
         x, y, w, h = face["box"]
         label = face_label(i, face, faces, numbered)
-        lh = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][1] + 8
+        (_, text_h), text_base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        lh = text_h + text_base + 2  # the height of a label's rectangle (place's)
         aligned = [x, lambda lw: x + (w - lw) // 2, lambda lw: x + w - lw]  # left-aligned, centred, right-aligned
         beside = [lambda lw: x - lw - 2, x + w + 2]  # left or right of the box
-        found = place(label, (0, 255, 0), font_scale, thickness, aligned, [y - lh, y + h + 2], i) or \
+        found = place(label, (0, 255, 0), font_scale, thickness, aligned, [lambda th: y - th, y + h + 1], i) or \
             place(label, (0, 255, 0), font_scale, thickness, beside, [y, lambda th: y + (h - th) // 2,
                                                                       lambda th: y + h - th], i)
         if not found and not (numbered and len(faces) > 1):  # inside its own box, else further down
@@ -114,7 +115,8 @@ def layout_labels(faces, shape, numbered=False):
         scale, (mw, mh, base) = fit_text(message, font_scale * 0.7, max(1, thickness - 1), width - 2)
         # by its face: rows just below or above the box (and its label), within a box height of it
         near = (x - w, y - h - lh, x + 2 * w, y + 2 * h + lh)
-        rows = [y + h + 2, y + h + lh, y - lh - mh - base - 4]  # below, under its label, above
+        # below the box, under a label below it, above a label above it, just above the box
+        rows = [y + h + 1, y + h + lh + 2, lambda th: y - lh - th - 1, lambda th: y - th]
         place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1), [x, x + (w - mw) // 2, x + w - mw],
               rows, i, near)
     return placed
@@ -154,7 +156,7 @@ def annotate(image, faces, numbered=False):
 def number_box(canvas, box, number, thickness):
     """The face's number in a small dark tag inside the top-left corner of its box (drawn in place)."""
     x, y, w, h = box
-    scale, (tw, th, base) = fit_text(number, max(0.35, min(w, h) / 90), thickness, max(8, w // 2))
+    scale, (tw, th, base) = fit_text(number, max(0.3, min(w, h) / 150), thickness, max(8, w // 3))
     cv2.rectangle(canvas, (x, y), (x + tw + 4, y + th + base + 4), (0, 0, 0), -1)
     cv2.putText(canvas, number, (x + 2, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0), thickness)
 

@@ -102,15 +102,16 @@ def read_batches(files, errors):
     are refused or unreadable add a line to `errors`."""
     batch, pixels = [], 0
     for path in files:
+        if os.path.splitext(path)[1].lower() in VIDEO_SUFFIXES:  # not read whole only to be refused
+            errors.append(f"{printable(path)}: a video, not an image: use webcam --source {printable(path)}")
+            continue
         try:
             image = read_image(path)
         except ImageRefused as error:
             errors.append(str(error))
             continue
         if image is None:
-            video = os.path.splitext(path)[1].lower() in VIDEO_SUFFIXES
-            errors.append(f"{printable(path)}: " + (f"a video, not an image: use webcam --source {printable(path)}"
-                                                     if video else "not a readable image"))
+            errors.append(f"{printable(path)}: not a readable image")
             continue
         if batch and (pixels + image.shape[0] * image.shape[1] > PREDICT_BATCH_PIXELS
                       or len(batch) == PREDICT_BATCH_IMAGES):

