@@ -24,10 +24,10 @@ import time
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 from emotion.detection import DETECTOR, DETECTORS  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = (30, 300)  # clip lengths compared, seconds
 FPS = 30  # frames per second of the made clips
 SIZE = (640, 480)  # width, height of the made clips
@@ -85,8 +85,8 @@ def main():
             capture.release()
             summary, wall, rss = run_webcam(video, folder, args.detector)
             rows.append((length, summary, wall, rss))
-            print(f"{args.detector}, {length:.0f} s clip: {summary['frames']} frames, {summary['fps']:.1f} FPS, real-time factor "
-                  f"{length / summary['seconds']:.2f}, {len(summary['tracks'])} tracks, peak RSS {rss:.0f} MiB, "
+            print(f"{args.detector}, {length:.0f} s clip: {summary['frames']} frames, {summary['fps']:.1f} FPS, "
+                  f"real-time factor {length / summary['seconds']:.2f}, {len(summary['tracks'])} tracks, peak RSS {rss:.0f} MiB, "
                   f"{wall:.0f} s wall with start-up", flush=True)
             if not args.video:
                 os.remove(video)

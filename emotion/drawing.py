@@ -112,13 +112,11 @@ def layout_labels(faces, shape, numbered=False):
             place(label, (0, 255, 0), font_scale, thickness, [x], [y + 2, *range(0, height, max(2, lh // 2))], i,
                   cover_own=True)
         message = face_message(i, face, faces, numbered)
-        scale, (mw, mh, base) = fit_text(message, font_scale * 0.7, max(1, thickness - 1), width - 2)
         # by its face: rows just below or above the box (and its label), within a box height of it
         near = (x - w, y - h - lh, x + 2 * w, y + 2 * h + lh)
         # below the box, under a label below it, above a label above it, just above the box
         rows = [y + h + 1, y + h + lh + 2, lambda th: y - lh - th - 1, lambda th: y - th]
-        place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1), [x, x + (w - mw) // 2, x + w - mw],
-              rows, i, near)
+        place(message, (255, 255, 255), font_scale * 0.7, max(1, thickness - 1), aligned, rows, i, near)
     return placed
 
 
@@ -145,9 +143,9 @@ def annotate(image, faces, numbered=False):
             number_box(canvas, face["box"], str(i + 1), thickness)
     shown = {text for text, *_ in placed}
     legend = []
-    for i, face in enumerate(faces):
-        missing = [text.split(": ", 1)[1] if several else text for text in
-                   (face_label(i, face, faces, numbered), face_message(i, face, faces, numbered)) if text not in shown]
+    for i, face in enumerate(faces):  # what is not shown, listed without the number its line starts with
+        missing = [make(i, face, faces, False) for make in (face_label, face_message)
+                   if make(i, face, faces, numbered) not in shown]
         if missing:
             legend.append((f"{i + 1}: " if several else "") + " - ".join(missing))
     return add_legend(canvas, legend, max(0.4, max(image.shape[:2]) / 1000) * 0.7)
