@@ -9,6 +9,7 @@ import logging
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -77,6 +78,7 @@ def test_every_picture_type_gives_the_same_faces(recognizer):
                "grey array": recognizer.analyze(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))}
     reference = answers["path"]
     assert len(reference) == 1
+    assert answers["BGR array"] == answers["RGB array"]  # the same pixels once the order is said
     for kind, faces in answers.items():
         assert len(faces) == 1, kind
         assert np.abs(np.subtract(faces[0].box, reference[0].box)).max() <= 2, kind
@@ -141,7 +143,8 @@ def hostile_model(folder):
     return path
 
 
-@pytest.mark.parametrize("case", ["not an image", "empty array", "4-channel float array", "truncated JPEG",
+@pytest.mark.parametrize("case", ["not an image", "empty array", "4-channel float array", "float RGB array",
+                                  "truncated JPEG",
                                   "no such path", "text file", "an int"])
 def test_bad_pictures_raise_an_image_error_in_one_line(case, recognizer, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -149,7 +152,8 @@ def test_bad_pictures_raise_an_image_error_in_one_line(case, recognizer, tmp_pat
         jpeg = f.read()
     (tmp_path / "notes.jpg").write_text("not a photo")
     picture = {"not an image": b"GIF89a but not really", "empty array": np.zeros((0, 0, 3), np.uint8),
-               "4-channel float array": np.zeros((48, 48, 4), np.float32), "truncated JPEG": jpeg[:len(jpeg) // 3],
+               "4-channel float array": np.zeros((48, 48, 4), np.float32),
+               "float RGB array": np.full((48, 48, 3), 0.5, np.float32), "truncated JPEG": jpeg[:len(jpeg) // 3],
                "no such path": "missing.jpg", "text file": "notes.jpg", "an int": 7}[case]
     kind = ArgumentError if case == "an int" else ImageError
     with pytest.raises(kind) as raised:
@@ -210,12 +214,15 @@ def test_the_readme_example_runs_as_written():
 def test_the_installed_package_runs_from_another_folder(tmp_path):
     """pip install --no-deps into a folder of its own; from an empty folder, the library and the console script
     find the shipped model inside the installed package."""
-    target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    target, elsewhere, source = tmp_path / "site", tmp_path / "elsewhere", tmp_path / "source"
     elsewhere.mkdir()
+    # a copy of the tree as a clone has it: pip builds in the source folder (build/, *.egg-info), never in this one
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "__pycache__", "results", "HASsplittedDS", "tests", "docs", "benchmarks"))
     # the build backend from this environment when it has one (no download), else pip's isolated build
     offline = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *offline, "--target",
-                              str(target), ROOT], capture_output=True, text=True, timeout=600)
+                              str(target), str(source)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr
     assert {"EmotionRecognitionSystem.h5", "EmotionRecognitionSystem7.h5"} <= set(os.listdir(target / "emotion" /
                                                                                              "shipped"))
