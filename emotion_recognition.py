@@ -26,31 +26,33 @@ import warnings
 
 import numpy as np
 
-from emotion import predict, prepare, serve, video
-from emotion.arguments import (SEED_ARG, check_utf8_options, default_model_path, float_in_range, image_size_arg,
-                               model_file_arg, positive_float, positive_int)
-from emotion.augmentation import AUGMENTATIONS, make_augmentation
-from emotion.calibration import calibrate_model, calibration_bins, plot_reliability
-from emotion.data import (SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder,
-                          load_splits, make_dataset)
-from emotion.distributed import fit_multiworker, is_chief, make_strategy, send_worker_outputs_to_scratch
-from emotion.features import FEATURE_VIEWS, make_feature_data
-from emotion.errors import EmotionError, UserError
-from emotion.files import check_output_dir, check_writable, write_file
-from emotion.internals import HelpFormatter
-from emotion.lazy_import import LazyModule
-from emotion.model_checks import check_model_matches
-from emotion.model_files import (FACES_MODEL_PATH, SHIPPED_DIR, TTA, add_classes_argument, add_model_arguments,
-                                 answering_model, load_trained_model, predict_probabilities, save_model)
-from emotion.models import BASES, build_application, build_compact, load_base, min_image_size, vgg16_preprocess_class
-from emotion.precision import choose_precision, global_precision
-from emotion.recovery import (backup_path_for, check_free_space, check_resume_matches, check_training_files,
-                              checkpoint_path_for, ctrl_c_between_steps, keep_best_epoch, resumable_state, run_identity,
-                              start_or_resume)
-from emotion.reporting import add_results_arguments, data_label, display_available, save_metrics
-from emotion.training import (backup_callback, balanced_class_weights, check_converged, fit_failures_explained,
-                              make_learning_rate, record_callbacks, start_from, time_budget_callbacks)
-from emotion.votes import folder_agreement, vote_targets
+from emotion.core.answers import TTA, answering_model, predict_probabilities
+from emotion.core.model_checks import check_model_matches
+from emotion.core.model_files import FACES_MODEL_PATH, SHIPPED_DIR, default_model_path, load_trained_model, save_model
+from emotion.core.models import (BASES, build_application, build_compact, load_base, min_image_size,
+                                 vgg16_preprocess_class)
+from emotion.core.precision import choose_precision, global_precision
+from emotion.io.arguments import (SEED_ARG, check_utf8_options, float_in_range, image_size_arg, model_file_arg,
+                                  positive_float, positive_int)
+from emotion.io.errors import EmotionError, UserError
+from emotion.io.files import check_output_dir, check_writable, write_file
+from emotion.io.internals import HelpFormatter
+from emotion.io.lazy_import import LazyModule
+from emotion.jobs import predict, prepare, serve, video
+from emotion.jobs.options import add_classes_argument, add_model_arguments, add_results_arguments
+from emotion.train.augmentation import AUGMENTATIONS, make_augmentation
+from emotion.train.calibration import calibrate_model, calibration_bins, plot_reliability
+from emotion.train.data import (SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder,
+                                load_splits, make_dataset)
+from emotion.train.distributed import fit_multiworker, is_chief, make_strategy, send_worker_outputs_to_scratch
+from emotion.train.features import FEATURE_VIEWS, make_feature_data
+from emotion.train.recovery import (backup_path_for, check_free_space, check_resume_matches, check_training_files,
+                                    checkpoint_path_for, ctrl_c_between_steps, keep_best_epoch, resumable_state,
+                                    run_identity, start_or_resume)
+from emotion.train.reporting import data_label, display_available, save_metrics
+from emotion.train.training import (backup_callback, balanced_class_weights, check_converged, fit_failures_explained,
+                                    make_learning_rate, record_callbacks, start_from, time_budget_callbacks)
+from emotion.train.votes import folder_agreement, vote_targets
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
@@ -64,7 +66,7 @@ keras = LazyModule("keras")
 train_again = False  # False: reuse MODEL_PATH when it exists; True: always train a new model
 DATA_DIR = "HASsplittedDS"  # folder with train/, val/, test/, each holding one sub-folder per class
 MODEL = "compact"  # "compact" (VGG-style, for 48 px faces; beats "cnn" on FER2013), "cnn" (the original's scratch CNN),
-#                    "vgg16" (the original's frozen VGG16 + head), or a Keras application of BASES (emotion/models.py)
+#                    "vgg16" (the original's frozen VGG16 + head), or a Keras application of BASES (emotion/core/models.py)
 MODELS = ("compact", "cnn", *BASES)  # --model's choices; vgg16's base stays frozen, the other bases are trained
 MODEL_PATH = "EmotionRecognitionSystem.h5"  # train: the model file (classes, image settings inside); shipped: 3 classes
 OUTPUT_DIR = "results"  # metrics.json, classification report, plots, history.csv, config.json
@@ -97,7 +99,7 @@ TIME_BUDGET = None  # minutes: training ends at the last epoch that fits, a cosi
 
 
 # -----------------------------------------------------------------------------
-# Models: the original's two (preprocessing inside each model); the others live in emotion/models.py
+# Models: the original's two (preprocessing inside each model); the others live in emotion/core/models.py
 
 
 def build_cnn(input_shape, num_classes):
@@ -158,7 +160,7 @@ def build_model(name, input_shape, num_classes, learning_rate, base_weights=BASE
 
 
 # -----------------------------------------------------------------------------
-# Training: the original's callbacks and model.fit (checkpoint, resume and failure handling: emotion/training.py)
+# Training: the original's callbacks and model.fit (checkpoint, resume and failure handling: emotion/train/training.py)
 
 
 def make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau=True,

@@ -50,14 +50,15 @@ import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-from emotion.arguments import positive_int  # noqa: E402
-from emotion.detection import detect_faces, load_face_detector  # noqa: E402
-from emotion.faces import classify_crops  # noqa: E402
-from emotion.features import extract_features, make_feature_dataset, split_frozen_base  # noqa: E402
-from emotion.errors import UserError  # noqa: E402
-from emotion.images import read_image  # noqa: E402
-from emotion.frames import VIDEO_DETECT_WIDTH, run_frames  # noqa: E402
-from emotion.data import ORIGINAL_IMAGE_SIZE, list_image_files, prepare_image
+from emotion.io.arguments import positive_int  # noqa: E402
+from emotion.core.detection import detect_faces, load_face_detector  # noqa: E402
+from emotion.core.faces import classify_crops  # noqa: E402
+from emotion.train.features import extract_features, make_feature_dataset, split_frozen_base  # noqa: E402
+from emotion.io.errors import UserError  # noqa: E402
+from emotion.io.images import read_image  # noqa: E402
+from emotion.core.frames import VIDEO_DETECT_WIDTH, run_frames  # noqa: E402
+from emotion.io.images import prepare_image  # noqa: E402
+from emotion.train.data import ORIGINAL_IMAGE_SIZE, list_image_files
 import emotion_recognition as er  # noqa: E402  (the code under test)
 import cv2  # noqa: E402
 import keras  # noqa: E402

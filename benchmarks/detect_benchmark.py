@@ -33,13 +33,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from emotion import detection  # noqa: E402  (detection.MTCNN_MIN_CONFIDENCE is set per threshold below)
-from emotion.detection import detect_faces, load_face_detector  # noqa: E402
-from emotion.predict import IMAGE_EXTENSIONS  # noqa: E402
+from emotion.core.detection import detect_faces, load_face_detector  # noqa: E402
+from emotion.jobs.predict import IMAGE_EXTENSIONS  # noqa: E402
 from emotion.recognizer import EmotionRecognizer  # noqa: E402
-from emotion.images import read_image  # noqa: E402
-from emotion.frames import VIDEO_DETECT_WIDTH  # noqa: E402
-from emotion.detection import DETECTORS
-import emotion_recognition as er  # noqa: E402
+from emotion.io.images import read_image  # noqa: E402
+from emotion.core.frames import VIDEO_DETECT_WIDTH  # noqa: E402
+from emotion.core.detection import DETECTORS
 from conftest import SHIPPED_MODEL, real_photo  # noqa: E402
 
 SIZES = ((640, 480), (1280, 720))

@@ -25,9 +25,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import cv2
 import numpy as np
 
-import emotion.detection as F
-from emotion.errors import UserError
-from emotion.images import read_image
+import emotion.core.detection as F
+from emotion.io.errors import UserError
+from emotion.io.images import read_image
 
 NO_FACE = ("coffee", "chelsea", "rocket", "horse", "coins", "clock", "page", "moon", "brick", "grass", "gravel",
            "hubble_deep_field", "immunohistochemistry", "retina", "logo", "text", "cell", "microaneurysms")

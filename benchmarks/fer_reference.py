@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from emotion.errors import UserError  # noqa: E402
+from emotion.io.errors import UserError  # noqa: E402
 import emotion_recognition as er  # noqa: E402  (reads images the same way as the project)
 import keras  # noqa: E402
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score  # noqa: E402

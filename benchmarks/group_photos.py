@@ -12,8 +12,8 @@ import sys
 import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import numpy as np, cv2
-import emotion.detection as F
-from emotion.images import read_image
+import emotion.core.detection as F
+from emotion.io.images import read_image
 rng = np.random.default_rng(0)
 folder = sys.argv[1] if len(sys.argv) > 1 else os.path.join("..", "shared", "datasets", "webfaces7-dev")
 files = sorted(glob.glob(os.path.join(folder, "*", "*.jpg")))

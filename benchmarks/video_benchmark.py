@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from emotion.detection import DETECTOR, DETECTORS  # noqa: E402
+from emotion.core.detection import DETECTOR, DETECTORS  # noqa: E402
 
 SECONDS = (30, 300)  # clip lengths compared, seconds
 FPS = 30  # frames per second of the made clips

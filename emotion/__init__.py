@@ -8,7 +8,7 @@ The names in __all__ are the public API; everything else may change. `import emo
 imported when a recognizer is built.
 """
 
-from emotion.errors import ArgumentError, EmotionError, ImageError, ModelError
+from emotion.io.errors import ArgumentError, EmotionError, ImageError, ModelError
 
 __all__ = ["EmotionRecognizer", "Face", "EmotionError", "ImageError", "ModelError", "ArgumentError"]
 

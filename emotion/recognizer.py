@@ -1,6 +1,6 @@
 """The library's public face: `EmotionRecognizer` holds a trained model (and a face detector) in memory and answers
 for photos, face crops and videos; `Face` is one answer. The command line's predict, webcam and serve are thin layers
-over it, so every front end runs one path (emotion/faces.py, emotion/frames.py) and gives one answer.
+over it, so every front end runs one path (emotion/core/faces.py, emotion/core/frames.py) and gives one answer.
 
     from emotion import EmotionRecognizer
     recognizer = EmotionRecognizer()                   # the shipped seven-class model; the detector on first use
@@ -16,13 +16,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from emotion.detection import DETECTOR, DETECTORS, detect_faces, load_face_detector
-from emotion.errors import ArgumentError, ImageError
-from emotion.faces import analyze_images, classify_crops
-from emotion.frames import run_frames
-from emotion.images import MAX_IMAGE_PIXELS, check_pixels, decode_image, printable, read_image
-from emotion.model_files import FACES_MODEL_PATH, SHIPPED_DIR, TTA, answering_model, load_trained_model
-from emotion.precision import PRECISION, PRECISIONS
+from emotion.core.answers import TTA, answering_model
+from emotion.core.detection import DETECTOR, DETECTORS, detect_faces, load_face_detector
+from emotion.core.faces import analyze_images, classify_crops
+from emotion.core.frames import run_frames
+from emotion.core.model_files import FACES_MODEL_PATH, SHIPPED_DIR, load_trained_model
+from emotion.core.precision import PRECISION, PRECISIONS
+from emotion.io.errors import ArgumentError, ImageError
+from emotion.io.images import MAX_IMAGE_PIXELS, check_pixels, decode_image, printable, read_image
 
 CHANNEL_ORDERS = ("rgb", "bgr")  # what a 3-channel array holds: RGB (PIL, matplotlib) or BGR (OpenCV's imread)
 

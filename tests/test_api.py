@@ -20,8 +20,9 @@ import pytest
 from PIL import Image
 
 import emotion
-from conftest import ROOT, SHIPPED_MODEL, SHIPPED_SEVEN, real_photo, run_here
 from emotion import ArgumentError, EmotionError, EmotionRecognizer, Face, ImageError, ModelError
+
+from conftest import ROOT, SHIPPED_MODEL, real_photo, run_here
 
 PHOTO = os.path.join(ROOT, "samples", "astronaut.jpg")
 

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, load_face_detector
-from emotion.drawing import annotate, face_label, face_message, layout_labels
+from emotion.core.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, load_face_detector
+from emotion.core.drawing import annotate, face_label, face_message, layout_labels
+
 from conftest import RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, real_photo, run_cli, run_main
 
 CLASSES = RANDOM_MODEL_CLASSES
@@ -125,7 +126,7 @@ def test_haar_stays_available(model_path, tmp_path):
 
 
 def test_mtcnn_is_imported_only_when_used():
-    code = ("import sys; from emotion.detection import load_face_detector; load_face_detector('haar'); "
+    code = ("import sys; from emotion.core.detection import load_face_detector; load_face_detector('haar'); "
             "print('mtcnn' in sys.modules); load_face_detector('mtcnn'); print('mtcnn' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.stdout.split() == ["False", "True"], result.stderr
@@ -239,7 +240,8 @@ def test_with_two_faces_each_label_carries_its_number_beside_its_box():
 @pytest.mark.parametrize("command", ["predict", "serve"])
 def test_predict_save_and_the_web_page_number_the_faces(command, tmp_path, capsys, monkeypatch):
     """The annotated image numbers the faces as predict's JSON and the page's "Face 1", "Face 2" cards order them."""
-    from emotion import drawing, recognizer
+    from emotion import recognizer
+    from emotion.core import drawing
     drawn = []
     real = drawing.layout_labels
     monkeypatch.setattr(drawing, "layout_labels", lambda *a: drawn.append(real(*a)) or drawn[-1])
@@ -253,7 +255,7 @@ def test_predict_save_and_the_web_page_number_the_faces(command, tmp_path, capsy
         assert code == 0, error
         answered = json.loads(out.strip().splitlines()[-1])["faces"]
     else:
-        from emotion.serve import make_serve_app
+        from emotion.jobs.serve import make_serve_app
         client = make_serve_app(SHIPPED_MODEL, detector="haar").test_client()
         response = client.post("/api/predict", data={"image": (open(photo, "rb"), "two.png")})
         assert response.status_code == 200, response.get_json()
@@ -329,7 +331,7 @@ def test_predict_and_serve_with_mtcnn_plus_hog(model_path, tmp_path):
     assert result.returncode == 0, result.stderr
     faces = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
     assert len(faces) == 2 and all(f["detected"] and f["emotion"] in CLASSES for f in faces), faces
-    from emotion.serve import make_serve_app
+    from emotion.jobs.serve import make_serve_app
     client = make_serve_app(str(model_path), detector="mtcnn+hog").test_client()
     response = client.post("/api/predict", data={"image": (open(tmp_path / "group.png", "rb"), "group.png")})
     assert response.status_code == 200 and len(response.get_json()["faces"]) == 2, response.get_json()

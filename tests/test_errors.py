@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.images import read_image
-from emotion.data import prepare_image
 import emotion_recognition as er
+from emotion.io.images import prepare_image, read_image
+
 from conftest import ROOT, SHIPPED_MODEL, make_dataset, run_cli, run_main
 
 
@@ -195,7 +195,7 @@ def test_palette_cmyk_and_huge_images_are_read(tmp_path):
 
 
 def test_large_splits_go_to_a_memory_mapped_file_cache(data, tmp_path, monkeypatch):
-    monkeypatch.setattr("emotion.data.MAX_IN_MEMORY_MB", 0)  # every split counts as "larger than memory"
+    monkeypatch.setattr("emotion.train.data.MAX_IN_MEMORY_MB", 0)  # every split counts as "larger than memory"
     write_messy_files(tmp_path / "data" / "train" / "happy")  # skipped files must not pull it into memory
     images, labels, _ = er.load_folder(os.path.join(data, "train"), ["angry", "happy", "sad"], 48, "grayscale",
                                        "none", cache_dir=str(tmp_path / "cache"))
@@ -234,8 +234,8 @@ def test_help_points_to_each_commands_options(capsys):
 
 @pytest.mark.slow
 def test_a_job_modules_error_is_one_line_when_the_script_runs_as_main(tmp_path):
-    """predict runs in emotion/predict.py: run as `python emotion_recognition.py`, its main() catches what the job
-    module raises (one UserError class, in emotion/errors.py), and no module beneath loads a second copy of the
+    """predict runs in emotion/jobs/predict.py: run as `python emotion_recognition.py`, its main() catches what the job
+    module raises (one UserError class, in emotion/io/errors.py), and no module beneath loads a second copy of the
     script by name."""
     photo = tmp_path / "face.png"
     cv2.imwrite(str(photo), cv2.resize(np.full((48, 48), 128, np.uint8), (64, 64)))

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion.images import ImageRefused, ImageTooLarge, decode_image, image_dimensions, read_image
-from emotion.prepare import prepare_dataset
-from emotion.serve import make_serve_app
 import emotion_recognition as er
+from emotion.io.images import ImageRefused, ImageTooLarge, decode_image, image_dimensions, read_image
+from emotion.jobs.prepare import prepare_dataset
+from emotion.jobs.serve import make_serve_app
+
 from conftest import SHIPPED_SEVEN, real_photo, run_cli
 
 FORMATS = {"bmp": "BMP", "gif": "GIF", "tif": "TIFF", "webp": "WEBP", "ppm": "PPM", "jpg": "JPEG", "png": "PNG"}

@@ -14,13 +14,14 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-
-from emotion.model_checks import METADATA_KEY
-import emotion_recognition as er
-from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset, run_cli, run_main, write_video
-from emotion.errors import UserError
-from emotion.prepare import prepare_dataset, read_fer2013_csv
 from test_robustness import GOOD, PIXELS, fer_csv, png_declaring, post_image, save_with, tree
+
+import emotion_recognition as er
+from emotion.core.model_checks import METADATA_KEY
+from emotion.io.errors import UserError
+from emotion.jobs.prepare import prepare_dataset, read_fer2013_csv
+
+from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset, run_cli, run_main, write_video
 
 
 def run_predict(capsys, *args):
@@ -58,7 +59,7 @@ def test_a_huge_file_is_refused_unread_and_a_bomb_header_before_its_bytes(tmp_pa
     with open(tmp_path / "bomb.png", "wb") as f:  # 200 MB (under the byte limit) declaring 50000x50000
         f.write(png_declaring(50_000, 50_000))
         f.truncate(200 << 20)
-    code = ("import resource, sys; from emotion.images import read_image\n"
+    code = ("import resource, sys; from emotion.io.images import read_image\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "for path in sys.argv[1:]:\n"
             "    try: print('read', read_image(path) is not None)\n"
@@ -95,7 +96,7 @@ def test_a_fifo_named_like_an_image_is_skipped_in_every_command(tmp_path, capsys
 def test_predict_decodes_a_bounded_number_of_pixels_at_once(tmp_path, capsys, monkeypatch):
     for i in range(5):
         cv2.imwrite(str(tmp_path / f"{i}.png"), draw_face("happy"))
-    monkeypatch.setattr("emotion.predict.PREDICT_BATCH_PIXELS", 2 * 48 * 48, raising=False)
+    monkeypatch.setattr("emotion.jobs.predict.PREDICT_BATCH_PIXELS", 2 * 48 * 48, raising=False)
     held = []
     analyze_images = __import__("emotion.recognizer", fromlist=["x"]).analyze_images
 
@@ -182,7 +183,7 @@ def test_no_command_answers_nan(overflowing_model, tmp_path, capsys, monkeypatch
 
 def test_serve_answers_an_overflowing_model_with_a_json_error(overflowing_model):
     pytest.importorskip("flask")
-    from emotion.serve import make_serve_app
+    from emotion.jobs.serve import make_serve_app
     client = make_serve_app(overflowing_model, detector="haar").test_client()
     response = post_image(client, cv2.imencode(".png", draw_face("happy"))[1].tobytes())
     assert response.status_code == 500
@@ -209,7 +210,7 @@ def test_host_and_image_size_are_checked_at_parse_time(capsys, monkeypatch, args
 
 
 def test_host_names_and_addresses_are_accepted():
-    from emotion.arguments import host_arg
+    from emotion.io.arguments import host_arg
     assert [host_arg(h) for h in ("127.0.0.1", "0.0.0.0", "::1", "localhost")] == ["127.0.0.1", "0.0.0.0", "::1",
                                                                                   "localhost"]
 
@@ -268,7 +269,7 @@ def test_prepare_says_when_a_class_is_named_twice(tmp_path, capsys):
 
 def test_serve_names_too_many_parts_and_an_unreadable_form(tmp_path):
     pytest.importorskip("flask")
-    from emotion.web.server import create_app
+    from emotion.jobs.web.server import create_app
     client = create_app(lambda data, name: pytest.fail("reached"), {}, 10).test_client()
     png = cv2.imencode(".png", draw_face("happy"))[1].tobytes()
     response = client.post("/api/predict", data={**{f"f{i}": "x" for i in range(5000)},
@@ -386,7 +387,7 @@ def test_an_empty_video_and_frames_above_the_pixel_limit_are_one_line_and_write_
 
 
 def test_a_frame_size_the_writer_refuses_is_named(tmp_path, monkeypatch):
-    from emotion.frames import open_video_output
+    from emotion.core.frames import open_video_output
     refusing = type("Refusing", (), {"isOpened": lambda self: False, "release": lambda self: None})
     monkeypatch.setattr(cv2, "VideoWriter", lambda *args: refusing())  # as for 10000x10000 frames, at the first
     with pytest.raises(UserError, match="with frames of 64x48: OpenCV's MPEG-4 writer refused it"):
@@ -410,7 +411,7 @@ def test_a_group_pattern_that_backtracks_for_ever_is_stopped(tmp_path):
 
 
 def test_group_names_are_matched_as_before(tmp_path):
-    from emotion.prepare import groups_of
+    from emotion.jobs.prepare import groups_of
     paths = ["d/S010_001.png", "d/S010_002.png", "d/x.png", "d/caf\udcff1_a.png"]
     assert groups_of(paths, r"^[A-Za-z]*\d+[_.-]") == ["S010_", "S010_", "d/x.png", "d/caf\udcff1_a.png"]
     assert groups_of(paths, "none") == paths
@@ -434,7 +435,7 @@ def test_opencv_prints_nothing_of_its_own_for_a_broken_gif(tmp_path):
     descriptor = data.index(b"\x2c\x00\x00\x00\x00\x1f\x00\x17\x00")  # the image at 0,0, 31x23
     data[descriptor + 5] = 0xFF  # wider than the canvas: OpenCV's GIF reader fails an assertion and logs it
     (tmp_path / "broken.gif").write_bytes(bytes(data))
-    code = "import sys; from emotion.images import read_image; print(read_image(sys.argv[1]) is None)"
+    code = "import sys; from emotion.io.images import read_image; print(read_image(sys.argv[1]) is None)"
     result = subprocess.run([sys.executable, "-c", code, tmp_path / "broken.gif"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.stdout.strip() in ("True", "False") and result.stderr == "", result.stderr

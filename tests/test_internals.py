@@ -1,4 +1,4 @@
-"""The libraries' private internals used by emotion/internals.py, checked one by one: a library update that moves
+"""The libraries' private internals used by emotion/io/internals.py, checked one by one: a library update that moves
 or changes one fails here, named, before it fails somewhere far from the cause."""
 
 import argparse
@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from emotion.internals import HelpFormatter, compile_mtcnn, model_from_h5_config
+from emotion.io.internals import HelpFormatter, compile_mtcnn, model_from_h5_config
 
 
 def test_keras_builds_a_model_config_without_allocating_a_weight(tmp_path):

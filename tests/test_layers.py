@@ -13,7 +13,7 @@ PACKAGE = os.path.join(ROOT, "emotion")
 def import_graph(root=ROOT):
     """{module: the project modules it imports anywhere in its file}, for the script and every module of emotion/."""
     files = {"emotion_recognition": os.path.join(root, "emotion_recognition.py")}
-    for folder, _, names in os.walk(os.path.join(root, "emotion")):  # emotion/web/ too
+    for folder, _, names in os.walk(os.path.join(root, "emotion")):  # emotion/jobs/web/ too
         package = os.path.relpath(folder, root).replace(os.sep, ".")
         for name in names:
             if name.endswith(".py"):
@@ -56,7 +56,7 @@ def circles(graph):
 
 def test_no_module_of_the_package_imports_the_script():
     graph = import_graph()
-    assert "emotion.data" in graph["emotion_recognition"] and "emotion.web.server" in graph["emotion.serve"]
+    assert "emotion.train.data" in graph["emotion_recognition"] and "emotion.jobs.web.server" in graph["emotion.jobs.serve"]
     assert [m for m, imported in graph.items() if "emotion_recognition" in imported] == []
 
 
@@ -74,3 +74,32 @@ def test_the_checks_see_a_lazy_import_inside_a_function(tmp_path):
     graph = import_graph(str(tmp_path))
     assert "emotion_recognition" in graph["emotion.b"]
     assert ["emotion.a", "emotion.b", "emotion.a"] in circles(graph)
+
+
+LAYERS = ("io", "core", "train", "jobs")  # docs/design.md, bottom up; emotion/recognizer.py (the public face) sits
+# above core beside train, below jobs; the script above them all
+
+
+def layer_of(module):
+    """The rank of a module of emotion/ in LAYERS (the recognizer: between core and jobs), None for others."""
+    parts = module.split(".")
+    if parts[0] != "emotion" or len(parts) < 2:
+        return None
+    if parts[1] == "recognizer":
+        return LAYERS.index("train")  # imports core and io; jobs import it
+    return LAYERS.index(parts[1]) if parts[1] in LAYERS else None
+
+
+def test_each_folder_imports_only_the_layers_beneath_it():
+    """io imports nothing of the package above it, core only io, train and the recognizer core and io, jobs all
+    of those; never a layer's own rank or above, except within the same folder."""
+    graph, upward = import_graph(), []
+    for module, imported in graph.items():
+        mine = layer_of(module)
+        for other in imported:
+            theirs = layer_of(other)
+            same_folder = module.split(".")[:2] == other.split(".")[:2]
+            if mine is not None and theirs is not None and not same_folder and theirs >= mine:
+                upward.append(f"{module} -> {other}")
+    assert upward == []
+    assert {layer_of(m) for m in graph if m.startswith("emotion.")} >= {0, 1, 2, 3}  # every folder is there

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emotion.augmentation import Augmentation, warp_images
-from emotion.errors import UserError
 import emotion_recognition as er
+from emotion.io.errors import UserError
+from emotion.train.augmentation import Augmentation, warp_images
+
 from conftest import SHIPPED_MODEL, draw_face, run_cli
 
 

@@ -6,9 +6,10 @@ import os
 import cv2
 import pytest
 
-from emotion.detection import DETECTOR
-from emotion.model_files import INFERENCE_BATCH_SIZE
 import emotion_recognition as er
+from emotion.core.answers import INFERENCE_BATCH_SIZE
+from emotion.core.detection import DETECTOR
+
 from conftest import SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_main, write_video
 
 ANSWERING = ("evaluate", "predict", "webcam", "serve")  # the commands that load a model and answer with it
@@ -36,9 +37,9 @@ def command_line(command, inputs, tmp_path):
 
 def run_command(capsys, monkeypatch, command, args, photo):
     """run_main; serve's app is not put on a port but asked once, through Flask's test client, about `photo`."""
-    import emotion.web.server
+    import emotion.jobs.web.server
     apps = []
-    monkeypatch.setattr(emotion.web.server, "serve_app", lambda app, *rest: apps.append(app))
+    monkeypatch.setattr(emotion.jobs.web.server, "serve_app", lambda app, *rest: apps.append(app))
     code, out, error = run_main(capsys, *args)
     if command == "serve" and code == 0:
         with open(photo, "rb") as f:
@@ -71,7 +72,7 @@ def test_tta_batch_size_and_no_show_reach_each_command(command, inputs, tmp_path
     spy = lambda model, images, tta=er.TTA, batch_size=INFERENCE_BATCH_SIZE: calls.append(
         (tta, batch_size)) or real(model, images, tta, batch_size)
     monkeypatch.setattr(er, "predict_probabilities", spy)  # train's and evaluate's evaluate_model
-    monkeypatch.setattr("emotion.faces.predict_probabilities", spy)  # predict, webcam, serve: classify_crops
+    monkeypatch.setattr("emotion.core.faces.predict_probabilities", spy)  # predict, webcam, serve: classify_crops
     import matplotlib.pyplot
     shown = []
     monkeypatch.setattr(er, "display_available", lambda: True)  # a screen: only --no-show keeps plots off it
@@ -87,9 +88,9 @@ def test_tta_batch_size_and_no_show_reach_each_command(command, inputs, tmp_path
 
 @pytest.mark.parametrize("command", ["predict", "webcam", "serve", "prepare"])
 def test_detector_reaches_each_command(command, inputs, tmp_path, capsys, monkeypatch):
-    import emotion.detection
+    import emotion.core.detection
     asked = []
-    real = emotion.detection.load_face_detector
+    real = emotion.core.detection.load_face_detector
     spy = lambda name=DETECTOR: asked.append(name) or real(name)
     for module in ("recognizer", "prepare"):  # each imports it by name (predict, webcam, serve: the recognizer)
         monkeypatch.setattr(f"emotion.{module}.load_face_detector", spy)
@@ -136,8 +137,8 @@ def test_seed_reaches_train_as_it_reaches_prepare(inputs, tmp_path, capsys, monk
 def test_the_shipped_model_is_found_from_any_folder(command, inputs, tmp_path, capsys, monkeypatch):
     """No --model-path: the working folder's EmotionRecognitionSystem7.h5 when there, else the one shipped in
     the package; a path the user gives stays relative to the working folder."""
-    import emotion.web.server
-    monkeypatch.setattr(emotion.web.server, "serve_app", lambda *args, **kwargs: None)  # serve: never listening
+    import emotion.jobs.web.server
+    monkeypatch.setattr(emotion.jobs.web.server, "serve_app", lambda *args, **kwargs: None)  # serve: never listening
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

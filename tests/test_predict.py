@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.frames import match_tracks, smooth_faces
+from emotion.core.frames import match_tracks, smooth_faces
 from emotion.recognizer import EmotionRecognizer
-import emotion_recognition as er
+
 from conftest import (RANDOM_MODEL_CLASSES, ROOT, SHARED_DATA, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face,
                       requires_shared_data, run_cli)
 

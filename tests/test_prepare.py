@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.errors import UserError
-from emotion.lazy_import import HIDDEN_LINES
-from emotion.prepare import FER2013_CODES, prepare_dataset
+from emotion.io.errors import UserError
+from emotion.io.lazy_import import HIDDEN_LINES
+from emotion.jobs.prepare import FER2013_CODES, prepare_dataset
+
 from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli, run_here
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emotion.data import prepare_image
 import emotion_recognition as er
+from emotion.io.images import prepare_image
+
 from conftest import ROOT, draw_face, run_cli
 
 

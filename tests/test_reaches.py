@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import emotion_recognition as er
+from emotion.core.model_files import save_model
+
 from conftest import draw_face, make_dataset, run_main
-from emotion.model_files import save_model
 
 CLASSES = ["angry", "happy", "sad"]
 

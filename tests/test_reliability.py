@@ -10,14 +10,15 @@ import time
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from emotion.errors import UserError
-from emotion.images import read_image
-from emotion.model_checks import METADATA_KEY
-from emotion.recovery import backup_path_for, checkpoint_path_for
-from emotion.data import prepare_image
 import emotion_recognition as er
+from emotion.core.model_checks import METADATA_KEY
+from emotion.io.errors import UserError
+from emotion.io.images import prepare_image, read_image
+from emotion.train.recovery import backup_path_for, checkpoint_path_for
+
 from conftest import SCRIPT, make_dataset, run_cli
 
 
@@ -235,8 +236,9 @@ def test_resume_ends_with_the_interrupted_runs_best_epoch_when_no_later_one_beat
 
 def test_resume_after_ctrl_c_keeps_the_best_epoch_it_saved_until_beaten(tmp_path):
     """Ctrl-C moves the best epoch so far into the model file (the checkpoint is gone): --resume must still beat it."""
-    import h5py
     import json
+
+    import h5py
     model, ds, model_path, out = tiny_run(tmp_path)
     with pytest.raises(UserError, match="best model so far"):
         er.train_model(model, ds, ds, epochs=4, model_path=model_path, output_dir=out,

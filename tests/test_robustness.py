@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion.errors import UserError
-from emotion.files import write_file
-from emotion.images import ImageTooLarge, MAX_IMAGE_PIXELS, decode_image
-from emotion.prepare import read_fer2013_csv
-from emotion.recovery import check_free_space
-from emotion.serve import make_serve_app
-from emotion.model_checks import METADATA_KEY
 import emotion_recognition as er
+from emotion.core.model_checks import METADATA_KEY
+from emotion.io.errors import UserError
+from emotion.io.files import write_file
+from emotion.io.images import MAX_IMAGE_PIXELS, ImageTooLarge, decode_image
+from emotion.jobs.prepare import read_fer2013_csv
+from emotion.jobs.serve import make_serve_app
+from emotion.train.recovery import check_free_space
 
 FUZZ_CASES = int(os.environ.get("FUZZ_CASES", 20_000))  # about 1 s; docs/robustness.md gives a 100,000-case run
 FUZZ_SEED = 16
@@ -97,14 +97,14 @@ def decode_outcome(data):
 
 def test_a_tiny_file_declaring_a_huge_image_is_refused_before_decoding(monkeypatch):
     decoded = []
-    monkeypatch.setattr("emotion.images.cv2.imdecode", lambda *a: decoded.append(a) or None)
+    monkeypatch.setattr("emotion.io.images.cv2.imdecode", lambda *a: decoded.append(a) or None)
     with pytest.raises(ImageTooLarge, match=r"bomb.png: declares 50000x50000 pixels, above the limit of "):
         decode_image(np.frombuffer(png_declaring(50_000, 50_000), np.uint8), "bomb.png")
     assert decoded == []
 
 
 def test_an_image_at_the_limit_is_decoded_and_one_above_is_not(monkeypatch):
-    monkeypatch.setattr("emotion.images.MAX_IMAGE_PIXELS", 30 * 40)
+    monkeypatch.setattr("emotion.io.images.MAX_IMAGE_PIXELS", 30 * 40)
     ok = cv2.imencode(".png", np.zeros((30, 40, 3), np.uint8))[1]
     assert decode_image(ok).shape == (30, 40, 3)
     with pytest.raises(ImageTooLarge, match="41x30"):
@@ -114,14 +114,14 @@ def test_an_image_at_the_limit_is_decoded_and_one_above_is_not(monkeypatch):
 def test_a_png_chunk_longer_than_the_file_is_not_handed_to_opencv(monkeypatch):
     data = bytearray(cv2.imencode(".png", np.zeros((23, 31, 3), np.uint8))[1].tobytes())
     data[33:37] = struct.pack(">I", 2**30)  # the IDAT chunk claims 1 GB: OpenCV 4.14 would allocate it
-    monkeypatch.setattr("emotion.images.cv2.imdecode", lambda *a: pytest.fail("handed to OpenCV"))
+    monkeypatch.setattr("emotion.io.images.cv2.imdecode", lambda *a: pytest.fail("handed to OpenCV"))
     assert decode_image(np.frombuffer(bytes(data), np.uint8)) is None
 
 
 def test_opencv_errors_never_escape(monkeypatch):
     def failing(*args):
         raise cv2.error("corrupt")
-    monkeypatch.setattr("emotion.images.cv2.imdecode", failing)
+    monkeypatch.setattr("emotion.io.images.cv2.imdecode", failing)
     assert decode_image(cv2.imencode(".png", np.zeros((3, 3, 3), np.uint8))[1]) is None
 
 
@@ -149,7 +149,8 @@ def test_fuzz_malformed_images_in_bounded_time():
 # The command line: each refusal one line, the run goes on for the other files, nothing lost
 
 
-from conftest import SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, real_photo, run_cli, run_here, run_main, write_video  # noqa: E402
+from conftest import (SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, real_photo, run_cli, run_here, run_main,  # noqa: E402
+                      write_video)
 
 
 def test_predict_refuses_a_bomb_and_labels_the_other_files(tmp_path):
@@ -212,8 +213,9 @@ def test_metadata_that_contradicts_the_model_is_refused(tiny_model, tmp_path, ch
 
 def test_metadata_that_is_not_an_object_and_nan_weights_are_refused(tiny_model, tmp_path):
     path = save_with(tiny_model, tmp_path / "m.h5", GOOD)
-    import h5py
     import json
+
+    import h5py
     with h5py.File(path, "a") as f:
         f.attrs[METADATA_KEY] = json.dumps(5)
     with pytest.raises(UserError, match="is not a JSON object"):
@@ -230,7 +232,7 @@ def test_a_good_model_still_loads(tiny_model, tmp_path):
 
 
 # -----------------------------------------------------------------------------
-# serve: JSON for every error, bombs refused undecoded, emotion/web/ independent of the script (tests/test_layers.py)
+# serve: JSON for every error, bombs refused undecoded, emotion/jobs/web/ independent of the script (tests/test_layers.py)
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +248,7 @@ def post_image(client, data, name="x.png"):
 
 
 def test_serve_answers_a_bomb_413_in_json_without_decoding(serve_client, monkeypatch):
-    monkeypatch.setattr("emotion.images.cv2.imdecode", lambda *a: pytest.fail("a bomb was decoded"))
+    monkeypatch.setattr("emotion.io.images.cv2.imdecode", lambda *a: pytest.fail("a bomb was decoded"))
     response = post_image(serve_client, png_declaring(50_000, 50_000), "bomb.png")
     assert response.status_code == 413
     assert response.get_json()["error"].startswith("bomb.png: declares 50000x50000 pixels, above the limit")
@@ -260,7 +262,7 @@ def test_serve_errors_are_json(serve_client, method, url, status):
 
 
 def test_serve_internal_error_is_json_and_one_log_line(tmp_path, capsys):
-    from emotion.web.server import create_app
+    from emotion.jobs.web.server import create_app
 
     def broken(data, name):
         raise RuntimeError("boom")
@@ -328,7 +330,7 @@ def test_a_failed_write_is_an_error_and_leaves_nothing(tmp_path, capsys, monkeyp
 
     def disk_full(*args):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr("emotion.files.os.replace", disk_full)
+    monkeypatch.setattr("emotion.io.files.os.replace", disk_full)
     with pytest.raises(UserError, match=r"cannot write .*metrics.json' \(No space left on device\)"):
         write_file(str(tmp_path / "out" / "metrics.json"), "{}")
     code, _, error = run_main(capsys, "predict", tmp_path / "me.png", "--save", tmp_path / "out", "--no-detect",
@@ -428,8 +430,8 @@ def test_serve_and_predict_give_one_answer_for_a_large_photo(tmp_path, capsys):
 
 def test_serve_handles_one_large_photo_at_a_time_and_answers_503_to_a_second(serve_client, monkeypatch):
     import threading
-    monkeypatch.setattr("emotion.serve.SERVE_LARGE_PIXELS", 100)
-    monkeypatch.setattr("emotion.serve.SERVE_LARGE_WAIT", 0.2)
+    monkeypatch.setattr("emotion.jobs.serve.SERVE_LARGE_PIXELS", 100)
+    monkeypatch.setattr("emotion.jobs.serve.SERVE_LARGE_WAIT", 0.2)
     decoding, release = threading.Event(), threading.Event()
     decode = decode_image
 
@@ -437,7 +439,7 @@ def test_serve_handles_one_large_photo_at_a_time_and_answers_503_to_a_second(ser
         decoding.set()
         release.wait(10)
         return decode(*args)
-    monkeypatch.setattr("emotion.serve.decode_image", slow_decode)
+    monkeypatch.setattr("emotion.jobs.serve.decode_image", slow_decode)
     photo = cv2.imencode(".png", np.full((30, 40), 90, np.uint8))[1].tobytes()
     first = []
     thread = threading.Thread(target=lambda: first.append(post_image(serve_client, photo, "first.png")))
@@ -453,6 +455,6 @@ def test_serve_handles_one_large_photo_at_a_time_and_answers_503_to_a_second(ser
 
 
 def test_training_stops_before_it_starts_when_the_disk_is_too_full(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr("emotion.recovery.shutil.disk_usage", lambda folder: type("Usage", (), {"free": 2**20})())
+    monkeypatch.setattr("emotion.train.recovery.shutil.disk_usage", lambda folder: type("Usage", (), {"free": 2**20})())
     with pytest.raises(UserError, match=r"training needs about \d+ MB free in .* but 1 MB are free"):
         check_free_space(tiny_model, str(tmp_path / "m.h5"))

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emotion.distributed import is_chief
-from emotion.features import extract_features, make_feature_dataset, split_frozen_base
 import emotion_recognition as er
+from emotion.train.distributed import is_chief
+from emotion.train.features import extract_features, make_feature_dataset, split_frozen_base
+
 from conftest import SCRIPT, run_cli
 
 
@@ -153,7 +154,7 @@ import json, os, sys
 import numpy as np, tensorflow as tf, keras
 sys.path.insert(0, {root!r})
 import emotion_recognition as er
-from emotion.distributed import fit_multiworker, shard_by_data
+from emotion.train.distributed import fit_multiworker, shard_by_data
 strategy = tf.distribute.MultiWorkerMirroredStrategy() if "TF_CONFIG" in os.environ else tf.distribute.get_strategy()
 rng = np.random.default_rng(0)
 x, y = rng.normal(size=(64, 8)).astype("float32"), np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]

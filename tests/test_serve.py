@@ -14,10 +14,10 @@ pytest.importorskip("flask", reason="flask is not installed (pip install -r requ
 from conftest import ROOT, real_photo
 
 sys.path.insert(0, ROOT)  # emotion/ is a package at the repository root
-from emotion.drawing import MESSAGES, UNSURE_BELOW  # noqa: E402
-from emotion.errors import UserError  # noqa: E402
-from emotion.serve import make_serve_app  # noqa: E402
 import emotion_recognition as er  # noqa: E402
+from emotion.core.drawing import MESSAGES, UNSURE_BELOW  # noqa: E402
+from emotion.io.errors import UserError  # noqa: E402
+from emotion.jobs.serve import make_serve_app  # noqa: E402
 
 CLASSES = ["calm", "joy", "rage"]  # not the default names: labels must come from the model file
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package
@@ -143,7 +143,7 @@ def test_too_large_upload_gets_413(model_path, tmp_path):
 def test_model_is_loaded_once(model_path, tmp_path, monkeypatch):
     calls = []
     load = er.load_trained_model
-    monkeypatch.setattr("emotion.serve.load_trained_model", lambda path: calls.append(path) or load(path))
+    monkeypatch.setattr("emotion.jobs.serve.load_trained_model", lambda path: calls.append(path) or load(path))
     client = make_serve_app(model_path).test_client()
     photo = face_photo(tmp_path).read_bytes()
     assert [upload(client, photo).status_code for _ in range(2)] == [200, 200]
@@ -247,6 +247,7 @@ def test_serve_command_answers_and_reports_a_bad_model_in_one_line(model_path, t
     import socket
     import subprocess
     import urllib.request
+
     from conftest import SCRIPT, run_cli
 
     with socket.socket() as probe:  # a free port
@@ -280,7 +281,7 @@ def start_bare_server(connection_limit, header_deadline, request_deadline):
     """serve_app on a free port with a health-only app (no model: starts in about a second); returns process, port."""
     import re
     import subprocess
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from emotion.web.server import create_app, serve_app\n"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from emotion.jobs.web.server import create_app, serve_app\n"
             "serve_app(create_app(None, {'status': 'ok'}, 1), '127.0.0.1', 0, 2, 30, 2**20, int(sys.argv[2]), 'test',"
             " float(sys.argv[3]), float(sys.argv[4]))")
     process = subprocess.Popen([sys.executable, "-c", code, ROOT, str(connection_limit), str(header_deadline),
@@ -334,7 +335,7 @@ def test_trickling_clients_are_closed_at_the_header_deadline_and_health_answers(
 def test_connection_limit_fits_the_open_file_limit():
     import subprocess
     code = ("import resource, sys; sys.path.insert(0, sys.argv[1])\n"
-            "from emotion.web.server import fit_open_file_limit\n"
+            "from emotion.jobs.web.server import fit_open_file_limit\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))\n"
             "print(fit_open_file_limit(50), fit_open_file_limit(4000))")
     result = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, timeout=60)

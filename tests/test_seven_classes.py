@@ -10,13 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.calibration import calibration_bins, fit_temperature
-from emotion.drawing import MESSAGES, UNSURE_BELOW, layout_labels, message_for
-from emotion.errors import UserError
-from emotion.recovery import keras
-from emotion.serve import make_serve_app
-from emotion.training import start_from
 import emotion_recognition as er
+from emotion.core.drawing import MESSAGES, UNSURE_BELOW, layout_labels, message_for
+from emotion.io.errors import UserError
+from emotion.jobs.serve import make_serve_app
+from emotion.train.calibration import calibration_bins, fit_temperature
+from emotion.train.recovery import keras
+from emotion.train.training import start_from
+
 from conftest import ROOT, draw_face, make_dataset, run_cli
 
 SEVEN = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -281,7 +282,7 @@ def test_labels_and_messages_never_cover_another_face():
 
 def test_calibration_needs_enough_validation_faces(tmp_path, capsys):
     """A temperature fitted on a few faces is noise: below MIN_CALIBRATION_FACES none is stored, with the reason."""
-    from emotion.calibration import MIN_CALIBRATION_FACES, calibrate_model
+    from emotion.train.calibration import MIN_CALIBRATION_FACES, calibrate_model
     keras.utils.set_random_seed(5)
     model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
     model.layers[-1].set_weights([w * 30 for w in model.layers[-1].get_weights()])  # overconfident: T > 1 helps

@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.data import prepare_image
 import emotion_recognition as er
-from emotion import budget, model_files, precision
+from emotion.core import model_files, precision
+from emotion.io.images import prepare_image
+from emotion.train import budget
+
 from conftest import ROOT, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_cli, run_main, write_video
 
 
@@ -170,11 +172,11 @@ def test_the_accuracy_curve_is_not_zoomed_into_a_small_change(tmp_path):
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "webcam", "serve", "train"])
 def test_each_command_that_answers_computes_in_the_precision_asked(command, tmp_path, capsys, monkeypatch):
-    import emotion.web.server
+    import emotion.jobs.web.server
     asked = []
     real = model_files.with_precision
     monkeypatch.setattr(model_files, "with_precision", lambda model, name: asked.append(name) or real(model, name))
-    monkeypatch.setattr(emotion.web.server, "serve_app", lambda *args, **kwargs: None)  # serve: never listening
+    monkeypatch.setattr(emotion.jobs.web.server, "serve_app", lambda *args, **kwargs: None)  # serve: never listening
     data = make_dataset(tmp_path / "data", per_class=(2, 2, 2))
     args = {"predict": ["predict", os.path.join(ROOT, "samples", "astronaut.jpg")],
             "evaluate": ["evaluate", os.path.join(data, "test"), "--output-dir", tmp_path / "out"],

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import emotion_recognition as er
+from emotion.train.calibration import fit_temperature
+
 from conftest import ROOT, draw_face, make_dataset
-from emotion.calibration import fit_temperature
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from emotion.recovery import checkpoint_path_for
 import emotion_recognition as er
+from emotion.train.recovery import checkpoint_path_for
+
 from conftest import make_dataset, run_cli
 
 

@@ -11,11 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
+from emotion import recognizer
+from emotion.core import frames
+from emotion.core.frames import match_tracks
+from emotion.core.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point, new_series, plot_timeline,
+                                   progress_line, series_points, summarize, update_timeline)
+
 from conftest import ROOT, SHIPPED_SEVEN, run_here, run_main, write_video
-from emotion import frames, recognizer, video
-from emotion.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point, new_series, plot_timeline,
-                              progress_line, series_points, summarize, update_timeline)
-from emotion.frames import match_tracks
 
 CLIP_FPS = 10
 
@@ -203,7 +205,7 @@ def portrait(name, crop):
 def write_cut_clip(path, frames=12):
     """The astronaut for `frames` frames, then a hard cut to the man with the camera, his face placed where hers
     was (two people framed alike, as in an interview), each drifting a pixel a frame across a grey 320x240 frame."""
-    from emotion.detection import detect_faces, load_face_detector
+    from emotion.core.detection import detect_faces, load_face_detector
     detector = load_face_detector("mtcnn")
     shots = [portrait("astronaut", ((0, 512), (0, 512))), portrait("camera", ((40, 340), (80, 380)))]
     centres = []

@@ -7,13 +7,14 @@ import os
 
 import numpy as np
 import pytest
-
-from emotion.errors import UserError
-from emotion.model_files import read_metadata
-from emotion.prepare import prepare_dataset
-from emotion.votes import FERPLUS_COLUMNS, VOTES_FILE, annotator_agreement, plurality, vote_shares
-from conftest import make_dataset, run_main
 from test_prepare import write_fer_csv
+
+from emotion.core.model_files import read_metadata
+from emotion.io.errors import UserError
+from emotion.jobs.prepare import prepare_dataset
+from emotion.train.votes import FERPLUS_COLUMNS, VOTES_FILE, annotator_agreement, plurality, vote_shares
+
+from conftest import make_dataset, run_main
 
 # FER+ columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
 SAD = (3, 0, 0, 7, 0, 0, 0, 0, 0, 0)
@@ -223,7 +224,7 @@ def test_votes_with_cached_features_class_weights_and_a_time_budget(voted_data, 
 
 
 def test_cached_features_take_vote_shares():
-    from emotion.features import make_feature_dataset
+    from emotion.train.features import make_feature_dataset
     stored = np.zeros((1, 4, 2), np.float16)
     shares = np.array([[0.7, 0.3], [0, 1], [1, 0], [0.5, 0.5]], np.float32)
     _, targets = next(iter(make_feature_dataset(stored, shares, 2, 4)))

@@ -12,9 +12,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from emotion.model_files import class_names_of
+from emotion.core.answers import class_names_of
 import emotion_recognition as er  # noqa: E402  (the script sits one folder up)
-from emotion.calibration import calibrate_model  # noqa: E402
+from emotion.train.calibration import calibrate_model  # noqa: E402
 
 
 def main():

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from emotion.errors import UserError  # noqa: E402
+from emotion.io.errors import UserError  # noqa: E402
 import emotion_recognition as er  # noqa: E402  (the script sits one folder up)
 
 

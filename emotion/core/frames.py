@@ -1,7 +1,7 @@
 """Labelling the frames of a video or camera: faces detected every few frames and at scene cuts, boxes tracked
 from frame to frame (each track numbered), probabilities smoothed over frames; the per-frame records, the annotated
-video and the timeline written as frames come (emotion/timeline.py). EmotionRecognizer.analyze_video and the
-`webcam` command (emotion/video.py) both run run_frames."""
+video and the timeline written as frames come (emotion/core/timeline.py). EmotionRecognizer.analyze_video and the
+`webcam` command (emotion/jobs/video.py) both run run_frames."""
 
 import collections
 import contextlib
@@ -13,12 +13,12 @@ import warnings
 import cv2
 import numpy as np
 
-from emotion.detection import crop_face
-from emotion.drawing import annotate
-from emotion.errors import UserError
-from emotion.files import replace_when_done
-from emotion.images import MAX_IMAGE_PIXELS
-from emotion.timeline import open_records, plot_timeline, summarize, update_timeline
+from emotion.core.detection import crop_face
+from emotion.core.drawing import annotate
+from emotion.core.timeline import open_records, plot_timeline, summarize, update_timeline
+from emotion.io.errors import UserError
+from emotion.io.files import replace_when_done
+from emotion.io.images import MAX_IMAGE_PIXELS
 
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
 VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (detection costs the most CPU); faces keep boxes between
@@ -36,7 +36,7 @@ FLAT_BELOW = 2.0  # a frame whose small grey picture varies less than this (grey
 # black, a fade, a covered camera; it holds no face, so the detector is not run on it (every track ends there)
 FACE_SIGNATURE_SIDE = 16  # a face crop's appearance: its grey picture at 16x16 pixels, brightness and contrast removed
 FRAME_SIGNATURE_SIZE = (32, 24)  # a frame's appearance, the same way (scene cuts)
-# FFmpeg's own log lines ("moov atom not found" when a video is checked) are off, as OpenCV's (emotion/images.py):
+# FFmpeg's own log lines ("moov atom not found" when a video is checked) are off, as OpenCV's (emotion/io/images.py):
 # what they describe is reported once, as one line of ours; read when OpenCV first opens a video
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 

@@ -12,13 +12,14 @@ import sys
 import cv2
 import numpy as np
 
-from emotion.arguments import SEED_ARG, class_list, regex_arg
-from emotion.data import SPLITS, list_class_names, list_image_files
-from emotion.detection import DETECTOR, add_detector_argument, crop_face, detect_faces, load_face_detector
-from emotion.errors import UserError
-from emotion.files import write_file
-from emotion.images import ImageRefused, open_regular_file, read_image, write_image
-from emotion.votes import VOTE_NAMES, VOTES_FILE, plurality, read_csv_rows, write_votes
+from emotion.core.detection import DETECTOR, crop_face, detect_faces, load_face_detector
+from emotion.io.arguments import SEED_ARG, class_list, regex_arg
+from emotion.io.errors import UserError
+from emotion.io.files import write_file
+from emotion.io.images import ImageRefused, open_regular_file, read_image, write_image
+from emotion.jobs.options import add_detector_argument
+from emotion.train.data import SPLITS, list_class_names, list_image_files
+from emotion.train.votes import VOTE_NAMES, VOTES_FILE, plurality, read_csv_rows, write_votes
 
 FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
 FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}

@@ -23,9 +23,9 @@ import urllib.parse
 
 import cv2
 from flask import Flask, Request, jsonify, request
+from waitress.channel import HTTPChannel
 from werkzeug.exceptions import HTTPException
 from werkzeug.formparser import FormDataParser
-from waitress.channel import HTTPChannel
 
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy sent back is scaled down to this (the boxes in the JSON are not)
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")  # Host names every server answers to (besides its own address)

@@ -1,4 +1,4 @@
-"""The `webcam` command: faces in live video or a video file labelled (emotion/frames.py, through
+"""The `webcam` command: faces in live video or a video file labelled (emotion/core/frames.py, through
 EmotionRecognizer.analyze_video's path), shown in a window, with a progress bar for files, and the annotated video,
 records and timeline written as asked."""
 
@@ -7,12 +7,11 @@ import time
 
 import cv2
 
-from emotion.arguments import positive_int
-from emotion.detection import add_detector_argument
-from emotion.model_files import add_classes_argument, add_model_arguments
+from emotion.core.timeline import check_outputs, describe_track, progress_line
+from emotion.io.arguments import positive_int
+from emotion.jobs.options import add_classes_argument, add_detector_argument, add_model_arguments
 from emotion.recognizer import EmotionRecognizer
-from emotion.recovery import hold_ctrl_c
-from emotion.timeline import check_outputs, describe_track, progress_line
+from emotion.train.recovery import hold_ctrl_c
 
 PROGRESS_BAR_SECONDS = 0.5  # a file's progress bar on a terminal is redrawn this often
 PROGRESS_LOG_SECONDS = 30  # when stderr is not a terminal (a log file), one plain progress line this often

@@ -10,7 +10,7 @@ moves or changes one of them.
 
 import argparse
 
-from emotion.lazy_import import LazyModule
+from emotion.io.lazy_import import LazyModule
 
 keras = LazyModule("keras")
 tf = LazyModule("tensorflow")

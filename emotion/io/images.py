@@ -1,6 +1,7 @@
 """Reading images safely: only regular files within a byte limit are opened, their header's size is checked
 before the rest is read (a small file can declare a huge image), then OpenCV decodes them to RGB, with the pixel
-limit and the PNG-chunk check; and the atomic image writer."""
+limit and the PNG-chunk check; the atomic image writer; and prepare_image, the one preprocessing path from a face
+to the model's input, in training and every command alike."""
 
 import importlib.util
 import io
@@ -13,8 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from emotion.errors import ImageError, UserError
-from emotion.files import write_file
+from emotion.io.errors import ImageError, UserError
+from emotion.io.files import write_file
 
 Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
 # OpenCV's own log lines ("[ERROR:0@0.6] ... grfmt_gif.cpp", "[ WARN:0@32] ... Failed to write frame") are off: every
@@ -177,3 +178,19 @@ def write_image(path, bgr):
     if not ok:
         raise UserError(f"cannot encode {path!r} as an image; use a .png or .jpg name")
     write_file(path, encoded.tobytes())
+
+
+def prepare_image(image, image_size, color, normalize):
+    """Resize an RGB uint8 image to the model's square input, colour and contrast: (S, S, 1 or 3) uint8. The one
+    preprocessing path of every command: "equalize" makes a flat webcam face look like the equalised training faces."""
+    h, w = image.shape[:2]
+    interpolation = cv2.INTER_AREA if h > image_size or w > image_size else cv2.INTER_LINEAR
+    image = cv2.resize(image, (image_size, image_size), interpolation=interpolation)
+    if color == "grayscale":
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return (cv2.equalizeHist(image) if normalize == "equalize" else image)[..., np.newaxis]
+    if normalize == "equalize":  # equalise the brightness, keep the colours
+        ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+        ycrcb[..., 0] = cv2.equalizeHist(ycrcb[..., 0])
+        image = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
+    return image

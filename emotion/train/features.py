@@ -5,11 +5,11 @@ import math
 
 import numpy as np
 
-from emotion.data import MAX_IN_MEMORY_MB, make_dataset
-from emotion.distributed import shard_by_data
-from emotion.files import open_cache
-from emotion.lazy_import import LazyModule
-from emotion.model_files import INFERENCE_BATCH_SIZE
+from emotion.core.answers import INFERENCE_BATCH_SIZE
+from emotion.io.files import open_cache
+from emotion.io.lazy_import import LazyModule
+from emotion.train.data import MAX_IN_MEMORY_MB, make_dataset
+from emotion.train.distributed import shard_by_data
 
 tf = LazyModule("tensorflow")
 keras = LazyModule("keras")

@@ -3,11 +3,10 @@
 import argparse
 import ipaddress
 import math
-import os
 import re
 import socket
 
-from emotion.errors import UserError
+from emotion.io.errors import UserError
 
 
 def int_in_range(low, high=math.inf):
@@ -67,13 +66,6 @@ def model_file_arg(text):
     if not text.endswith((".h5", ".hdf5")):  # as Keras' load_model: "M.H5" would be saved, then refused on load
         raise argparse.ArgumentTypeError(f"expected a .h5 file (Keras' HDF5 format, as the original), got {text!r}")
     return text
-
-
-def default_model_path(name, shipped_folder):
-    """--model-path when not given: `name` in the working folder when it is there, else the shipped model of
-    that name in `shipped_folder`, so that it is found from any folder."""
-    beside = os.path.join(shipped_folder, name)
-    return beside if not os.path.exists(name) and os.path.exists(beside) else name
 
 
 def image_size_arg(text):

@@ -3,8 +3,9 @@ calibration error and the reliability diagram of evaluate."""
 
 import numpy as np
 
-from emotion.model_checks import TEMPERATURE_RANGE
-from emotion.model_files import answering_model, predict_probabilities, save_model
+from emotion.core.answers import answering_model, predict_probabilities
+from emotion.core.model_checks import TEMPERATURE_RANGE
+from emotion.core.model_files import save_model
 
 CALIBRATION_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
 

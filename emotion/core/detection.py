@@ -6,9 +6,9 @@ import os
 
 import cv2
 
-from emotion.errors import UserError
-from emotion.internals import compile_mtcnn
-from emotion.lazy_import import import_quietly
+from emotion.io.errors import UserError
+from emotion.io.internals import compile_mtcnn
+from emotion.io.lazy_import import import_quietly
 
 DETECTOR = "mtcnn+hog"  # face detector: mtcnn (a CNN with eye landmarks, weights in its pip package), plus the faces
 # dlib's HOG detector finds and mtcnn misses (measured on group photos and portraits, docs/detection.md)
@@ -25,14 +25,6 @@ MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px 
 FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
 MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
 FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
-
-
-def add_detector_argument(parser):
-    """--detector, of every command that finds faces."""
-    parser.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
-                        help="face detector: mtcnn, a CNN whose weights come in its pip package; mtcnn+hog, the "
-                             "same plus the faces dlib's HOG detector adds (more faces in group photos, a little "
-                             "slower); or haar, OpenCV's Haar cascade, as the original")
 
 
 def load_face_detector(name=DETECTOR):

@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 
-from emotion.data import folder_files
-from emotion.errors import UserError
-from emotion.files import write_file
+from emotion.io.errors import UserError
+from emotion.io.files import write_file
+from emotion.train.data import folder_files
 
 VOTES_FILE = "votes.csv"  # beside train/, val/, test/: one row of votes per face, keyed by its path under the data set
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown",

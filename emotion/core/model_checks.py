@@ -7,9 +7,9 @@ import re
 
 import numpy as np
 
-from emotion.arguments import MAX_IMAGE_SIZE
-from emotion.errors import ModelError, UserError
-from emotion.internals import model_from_h5_config
+from emotion.io.arguments import MAX_IMAGE_SIZE
+from emotion.io.errors import ModelError, UserError
+from emotion.io.internals import model_from_h5_config
 
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
 TEMPERATURE_RANGE = (0.05, 20.0)  # calibration temperatures searched (and accepted in a model file)

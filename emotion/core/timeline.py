@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from emotion.errors import UserError
-from emotion.files import atomic_write, check_not_inputs, check_writable, replace_when_done
+from emotion.io.errors import UserError
+from emotion.io.files import atomic_write, check_not_inputs, check_writable, replace_when_done
 
 TIMELINE_POINTS = 400  # each track's probability series keeps at most this many time bins (then halves its resolution)
 TIMELINE_BIN_SECONDS = 0.1  # width of a time bin until the series fills up

@@ -1,4 +1,4 @@
-"""The `serve` command: the web page and JSON API of emotion/web/server.py, handed this project's prediction code
+"""The `serve` command: the web page and JSON API of emotion/jobs/web/server.py, handed this project's prediction code
 (web/ imports nothing from here), with its upload limits."""
 
 import os
@@ -6,14 +6,15 @@ import threading
 
 import numpy as np
 
-from emotion.arguments import host_arg, host_name_arg, int_in_range
-from emotion.detection import DETECTOR, add_detector_argument
-from emotion.drawing import annotate, message_for
-from emotion.errors import UserError
-from emotion.images import ImageRefused, ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
-from emotion.faces import detection_of
-from emotion.model_files import TTA, add_classes_argument, add_model_arguments
-from emotion.precision import PRECISION
+from emotion.core.answers import TTA
+from emotion.core.detection import DETECTOR
+from emotion.core.drawing import annotate, message_for
+from emotion.core.faces import detection_of
+from emotion.core.precision import PRECISION
+from emotion.io.arguments import host_arg, host_name_arg, int_in_range
+from emotion.io.errors import UserError
+from emotion.io.images import MAX_IMAGE_PIXELS, ImageRefused, ImageTooLarge, decode_image, image_dimensions
+from emotion.jobs.options import add_classes_argument, add_detector_argument, add_model_arguments
 from emotion.recognizer import EmotionRecognizer
 
 SERVE_HOST = "127.0.0.1"  # loopback only, unless --host says otherwise
@@ -44,7 +45,7 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
     """The web app of web/server.py, handed this project's prediction code (web/ imports nothing from here). It
     answers requests for localhost, for `host` (the address it listens on; bound to every interface, any address
     of the machine) and for `allowed_hosts` (--allowed-host), no other Host header (DNS rebinding)."""
-    from emotion.web.server import LOCAL_HOSTS, BadUpload, create_app  # Flask: only this command needs it
+    from emotion.jobs.web.server import LOCAL_HOSTS, BadUpload, create_app  # Flask: only this command needs it
     recognizer = EmotionRecognizer(model_path, classes, detector, tta, precision)
     recognizer.detect(np.zeros((1, 1, 3), np.uint8))  # the detector loaded now, not on the first upload
     # the server runs SERVE_THREADS threads and the recognizer answers one at a time; a large photo (decoded: 3
@@ -87,7 +88,7 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
 
 def run_serve(args):
     """The upload/camera web page and JSON API (web/server.py) on waitress, on the same code as `predict`."""
-    from emotion.web.server import serve_app
+    from emotion.jobs.web.server import serve_app
     app = make_serve_app(args.model_path, args.tta, detector=args.detector, classes=args.classes,
                          precision=args.precision, host=args.host, allowed_hosts=args.allowed_host)
     try:  # the request body limit sits above MAX_UPLOAD_MB so that Flask answers it, in JSON

@@ -5,12 +5,11 @@ import json
 import os
 import sys
 
-from emotion.detection import add_detector_argument
-from emotion.drawing import annotate
-from emotion.faces import detection_of
-from emotion.files import check_writable
-from emotion.images import ImageRefused, printable, read_image, write_image
-from emotion.model_files import add_classes_argument, add_model_arguments
+from emotion.core.drawing import annotate
+from emotion.core.faces import detection_of
+from emotion.io.files import check_writable
+from emotion.io.images import ImageRefused, printable, read_image, write_image
+from emotion.jobs.options import add_classes_argument, add_detector_argument, add_model_arguments
 from emotion.recognizer import EmotionRecognizer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".avif",

@@ -9,10 +9,10 @@ import shutil
 import signal
 import threading
 
-from emotion.errors import UserError
-from emotion.files import check_not_inputs, write_file
-from emotion.lazy_import import LazyModule
-from emotion.model_files import read_metadata
+from emotion.core.model_files import read_metadata
+from emotion.io.errors import UserError
+from emotion.io.files import check_not_inputs, write_file
+from emotion.io.lazy_import import LazyModule
 
 keras = LazyModule("keras")
 

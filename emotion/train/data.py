@@ -5,14 +5,13 @@ import concurrent.futures
 import math
 import os
 
-import cv2
 import numpy as np
 
-from emotion.distributed import shard_by_data
-from emotion.errors import UserError
-from emotion.files import open_cache
-from emotion.images import ImageRefused, read_image
-from emotion.lazy_import import LazyModule
+from emotion.io.errors import UserError
+from emotion.io.files import open_cache
+from emotion.io.images import ImageRefused, prepare_image, read_image
+from emotion.io.lazy_import import LazyModule
+from emotion.train.distributed import shard_by_data
 
 tf = LazyModule("tensorflow")
 
@@ -63,22 +62,6 @@ def list_image_files(folder):
     """Entries of `folder` that are not hidden or folders (non-images, FIFOs and such are refused when read)."""
     return sorted(os.path.join(folder, f) for f in os.listdir(folder)
                   if not f.startswith(".") and not os.path.isdir(os.path.join(folder, f)))
-
-
-def prepare_image(image, image_size, color, normalize):
-    """Resize an RGB uint8 image to the model's square input, colour and contrast: (S, S, 1 or 3) uint8. The one
-    preprocessing path of every command: "equalize" makes a flat webcam face look like the equalised training faces."""
-    h, w = image.shape[:2]
-    interpolation = cv2.INTER_AREA if h > image_size or w > image_size else cv2.INTER_LINEAR
-    image = cv2.resize(image, (image_size, image_size), interpolation=interpolation)
-    if color == "grayscale":
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return (cv2.equalizeHist(image) if normalize == "equalize" else image)[..., np.newaxis]
-    if normalize == "equalize":  # equalise the brightness, keep the colours
-        ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
-        ycrcb[..., 0] = cv2.equalizeHist(ycrcb[..., 0])
-        image = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
-    return image
 
 
 def choose_image_settings(data_dir, class_names, image_size, color, min_size):

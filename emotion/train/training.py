@@ -8,11 +8,11 @@ import os
 
 import numpy as np
 
-from emotion.errors import UserError
-from emotion.lazy_import import LazyModule
-from emotion.model_checks import weights_finite
-from emotion.model_files import load_trained_model, save_model
-from emotion.recovery import backup_path_for
+from emotion.core.model_checks import weights_finite
+from emotion.core.model_files import load_trained_model, save_model
+from emotion.io.errors import UserError
+from emotion.io.lazy_import import LazyModule
+from emotion.train.recovery import backup_path_for
 
 keras = LazyModule("keras")
 
@@ -67,7 +67,7 @@ def time_budget_callbacks(minutes, initial_rate, epochs, cosine):
     """[TimeBudget] for --time-budget (it sets a cosine rate itself; else it only stops), [] without a budget."""
     if not minutes:
         return []
-    from emotion.budget import TimeBudget  # a keras.callbacks.Callback: Keras is imported only when it is used
+    from emotion.train.budget import TimeBudget  # a keras.callbacks.Callback: Keras is imported only when it is used
     return [TimeBudget(minutes, initial_rate, epochs, cosine)]
 
 

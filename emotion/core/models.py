@@ -5,8 +5,8 @@ loader and VGG16's own input conversion as a layer. Preprocessing lives inside e
 import functools
 import os
 
-from emotion.errors import UserError
-from emotion.lazy_import import LazyModule
+from emotion.io.errors import UserError
+from emotion.io.lazy_import import LazyModule
 
 keras = LazyModule("keras")
 

@@ -10,7 +10,7 @@ import functools
 import json
 import time
 
-from emotion.lazy_import import LazyModule
+from emotion.io.lazy_import import LazyModule
 
 tf = LazyModule("tensorflow")  # --help and the option checks need PRECISIONS, never TensorFlow
 keras = LazyModule("keras")

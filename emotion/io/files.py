@@ -9,7 +9,7 @@ import uuid
 
 import numpy as np
 
-from emotion.errors import UserError
+from emotion.io.errors import UserError
 
 
 def open_cache(cache_dir, name, dtype, shape):

@@ -8,8 +8,8 @@ import tempfile
 
 import numpy as np
 
-from emotion.errors import UserError
-from emotion.lazy_import import LazyModule
+from emotion.io.errors import UserError
+from emotion.io.lazy_import import LazyModule
 
 tf = LazyModule("tensorflow")
 keras = LazyModule("keras")

@@ -1,13 +1,13 @@
 """The one path from a picture to its faces' emotions, for every front end (EmotionRecognizer, and through it
 predict, webcam, serve and batch jobs): detect -> align -> crop -> classify -> restrict -> calibrate. Detection and
 classification come in as two functions (the recognizer's, which hold its model, detector and lock); restriction to
-some classes and the stored temperature are part of the answering model (model_files.answering_model)."""
+some classes and the stored temperature are part of the answering model (answers.answering_model)."""
 
 import numpy as np
 
-from emotion.data import prepare_image
-from emotion.detection import crop_face
-from emotion.model_files import TTA, predict_probabilities
+from emotion.core.answers import TTA, predict_probabilities
+from emotion.core.detection import crop_face
+from emotion.io.images import prepare_image
 
 WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this range (px) is taken for a face crop
 #                                and classified whole; larger photos get no emotion, smaller ones are not faces

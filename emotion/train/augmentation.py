@@ -6,7 +6,7 @@ import math
 import cv2
 import numpy as np
 
-from emotion.lazy_import import LazyModule
+from emotion.io.lazy_import import LazyModule
 
 tf = LazyModule("tensorflow")
 
