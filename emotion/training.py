@@ -49,7 +49,8 @@ def safe_training(run, callbacks, model_path, output_dir, resume=False):
     if resume:
         check_resume_matches(backup, identity)
     check_free_space(run.model, model_path)
-    # Keras' BackupAndRestore cannot run under MultiWorkerMirroredStrategy's fit, nor the checkpoint be loaded there
+    # several workers (fit_multiworker): no per-epoch backup (--resume is for one machine), and the best epoch is
+    # EarlyStopping's restore, the checkpoint not loaded back
     multiworker = isinstance(run.model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     with fit_failures_explained(model_path, checkpoint_path, resume), ctrl_c_between_steps() as interrupt_point:
         yield [*([] if multiworker else [backup_callback(checkpoint_path)]),
