@@ -176,10 +176,11 @@ def make_callbacks(patience=EARLY_STOPPING_PATIENCE, reduce_on_plateau=True):
 
 def train_model(run, callbacks, epochs, model_path, output_dir, resume=False):
     """Fit `run` (a TrainingRun) with the callbacks, then save: `model_path` is replaced only when the run succeeds
-    (Ctrl-C: by the best epoch so far). The history, as fit returns it."""
+    (Ctrl-C: by the best epoch so far). Returns the per-epoch logs (fit's history.history)."""
     with safe_training(run, callbacks, model_path, output_dir, resume) as extras:
-        history = run.fit(run.train_ds, validation_data=run.val_ds, epochs=epochs, shuffle=False,  # the data set
-                          steps_per_epoch=run.steps_per_epoch, class_weight=run.class_weight,  # shuffles itself
+        history = run.fit(run.train_ds, validation_data=run.val_ds, epochs=epochs,
+                          shuffle=False,  # the data set shuffles itself
+                          steps_per_epoch=run.steps_per_epoch, class_weight=run.class_weight,
                           verbose=1 if sys.stdout.isatty() else 2,  # a file: a line an epoch
                           callbacks=[*callbacks, *extras])
         save_model(run.model, model_path, run.metadata)
