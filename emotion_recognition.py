@@ -44,14 +44,12 @@ from emotion.train.augmentation import AUGMENTATIONS, make_augmentation
 from emotion.train.calibration import calibrate_model, calibration_bins, plot_reliability
 from emotion.train.data import (SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder,
                                 load_splits, make_dataset)
-from emotion.train.distributed import fit_multiworker, is_chief, make_strategy, send_worker_outputs_to_scratch
+from emotion.train.distributed import fit_method, is_chief, make_strategy, send_worker_outputs_to_scratch
 from emotion.train.features import FEATURE_VIEWS, make_feature_data
-from emotion.train.recovery import (backup_path_for, check_free_space, check_resume_matches, check_training_files,
-                                    checkpoint_path_for, ctrl_c_between_steps, keep_best_epoch, resumable_state,
-                                    run_identity, start_or_resume)
+from emotion.train.recovery import check_training_files
 from emotion.train.reporting import data_label, display_available, save_metrics
-from emotion.train.training import (backup_callback, balanced_class_weights, check_converged, fit_failures_explained,
-                                    make_learning_rate, record_callbacks, start_from, time_budget_callbacks)
+from emotion.train.training import (TrainingRun, balanced_class_weights, make_learning_rate, progress_bar,
+                                    safe_training, start_from, time_budget_callbacks)
 from emotion.train.votes import folder_agreement, vote_targets
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
@@ -148,8 +146,10 @@ def build_model(name, input_shape, num_classes, learning_rate, base_weights=BASE
         model = build_application(name, input_shape, num_classes, base_weights)
     elif name == "compact":
         model = build_compact(input_shape, num_classes)
-    else:
+    elif name == "cnn":
         model = build_cnn(input_shape, num_classes)
+    else:
+        raise ValueError(f"unknown model {name!r}; build_model knows {', '.join(MODELS)}")
     if weight_decay:
         optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     else:
@@ -160,62 +160,38 @@ def build_model(name, input_shape, num_classes, learning_rate, base_weights=BASE
 
 
 # -----------------------------------------------------------------------------
-# Training: the original's callbacks and model.fit (checkpoint, resume and failure handling: emotion/train/training.py)
+# Training: the original's callbacks, model.fit and save (the extras that make a run safe, from the best-model
+# checkpoint to --resume and Ctrl-C, come as callbacks from emotion/train/training.py's safe_training)
 
 
-def make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau=True,
-                   patience=EARLY_STOPPING_PATIENCE, backup=True, best_val_loss=math.inf):
-    """The original's EarlyStopping and ReduceLROnPlateau, plus a best-model checkpoint, a CSV history,
-    and a per-epoch backup (weights, optimizer, epoch) that --resume continues from."""
+def make_callbacks(patience=EARLY_STOPPING_PATIENCE, reduce_on_plateau=True):
+    """The original's callbacks: Keras' progress bar, EarlyStopping (best weights restored) and ReduceLROnPlateau."""
     callbacks = [
+        progress_bar(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
-        *record_callbacks(model, checkpoint_path, output_dir, metadata, best_val_loss),
     ]
     if reduce_on_plateau:  # a cosine schedule sets the rate itself
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=REDUCE_LR_FACTOR,
                                                            patience=REDUCE_LR_PATIENCE, min_lr=MIN_LEARNING_RATE,
                                                            verbose=1))
-    if backup:
-        callbacks.insert(0, backup_callback(checkpoint_path))
     return callbacks
 
 
-def train_model(model, train_ds, val_ds, *, epochs, model_path, output_dir, metadata, class_weight=None,
-                reduce_on_plateau=True, resume=False, patience=EARLY_STOPPING_PATIENCE, head=None,
-                steps_per_epoch=None, extra_callbacks=()):
-    """Fit with the callbacks; on success the model replaces `model_path`. Ctrl-C keeps the best epoch so far.
-    head: the part of `model` to fit on cached features (train_ds then yields features, endlessly)."""
-    checkpoint_path = checkpoint_path_for(model_path)
-    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume, model_path)
-    backup, identity = backup_path_for(checkpoint_path), run_identity(head or model, metadata)
-    if resume:
-        check_resume_matches(backup, identity)
-    multiworker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    check_free_space(model, model_path)
-    with fit_failures_explained(model_path, checkpoint_path, resume), ctrl_c_between_steps() as interrupt_point:
-        callbacks = make_callbacks(model, checkpoint_path, output_dir, metadata, reduce_on_plateau, patience,
-                                   backup=not multiworker, best_val_loss=best_val_loss)
-        callbacks += [resumable_state(backup, identity, callbacks, resume), *extra_callbacks,
-                      interrupt_point]  # the interrupt point last: after the epoch-end saves
-        if multiworker:
-            history = fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight)
-        else:
-            history = (head or model).fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False,
-                                          steps_per_epoch=steps_per_epoch, class_weight=class_weight,
-                                          verbose=1 if sys.stdout.isatty() else 2,  # a file: a line an epoch
-                                          callbacks=callbacks)  # the data set shuffles
-    check_converged(model, history.history, checkpoint_path, model_path)
-    if not multiworker:
-        keep_best_epoch(model, checkpoint_path)
-    save_model(model, model_path, metadata)
-    if os.path.exists(checkpoint_path):
-        os.remove(checkpoint_path)
+def train_model(run, callbacks, epochs, model_path, output_dir, resume=False):
+    """Fit `run` (a TrainingRun) with the callbacks, then save: `model_path` is replaced only when the run succeeds
+    (Ctrl-C: by the best epoch so far). Returns the per-epoch logs (fit's history.history)."""
+    with safe_training(run, callbacks, model_path, output_dir, resume) as extras:
+        history = run.fit(run.train_ds, validation_data=run.val_ds, epochs=epochs,
+                          shuffle=False,  # the data set shuffles itself
+                          steps_per_epoch=run.steps_per_epoch, class_weight=run.class_weight,
+                          verbose=1 if sys.stdout.isatty() else 2,  # a file: a line an epoch
+                          callbacks=[*callbacks, *extras])
+        save_model(run.model, model_path, run.metadata)
     return history.history
 
 
 def make_training_run(args, strategy, splits, class_names, image):
-    """Build the model (or start from --initial-model) and its data: (model, metadata, (train, val, head, steps
-    per epoch of a head on cached features, class weights))."""
+    """Build the model (or start from --initial-model) and its data: a TrainingRun."""
     num_classes, train_labels = len(class_names), splits["train"][1]
     steps_per_epoch = math.ceil(len(train_labels) / args.batch_size)
     # a time budget sets the rate itself (TimeBudget), as the run's length is known only once it runs
@@ -241,12 +217,12 @@ def make_training_run(args, strategy, splits, class_names, image):
                                                    cache_dir=os.path.join(args.output_dir, "cache"),
                                                    batch_size=args.batch_size, seed=args.seed)
         print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
-        return model, metadata, (train_ds, val_ds, head, steps_per_epoch, class_weight)
+        return TrainingRun(model, metadata, head, head.fit, train_ds, val_ds, steps_per_epoch, class_weight)
     train_ds = make_dataset(splits["train"][0], targets["train"], num_classes, args.batch_size, shuffle=True,
                             augment=augment, seed=args.seed,
                             drop_remainder=args.distribute == "multiworker")  # no empty shares
     val_ds = make_dataset(splits["val"][0], targets["val"], num_classes, args.batch_size)
-    return model, metadata, (train_ds, val_ds, None, None, class_weight)
+    return TrainingRun(model, metadata, model, fit_method(model), train_ds, val_ds, class_weight=class_weight)
 
 
 # -----------------------------------------------------------------------------
@@ -284,6 +260,15 @@ def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tt
         "classification_report": report,
         "predictions": predictions,
     }
+
+
+def evaluate_folder(model, class_names, folder, split, batch_size=BATCH_SIZE, tta=TTA):
+    """evaluate_model on `split` (images, labels, skipped files: the faces load_folder read from `folder`), with the
+    annotators' agreement when the folder's data set has a votes file (prepare --votes; else None)."""
+    images, labels, skipped = split
+    metrics = evaluate_model(model, images, labels, class_names, batch_size, tta)
+    metrics["annotator_agreement"] = folder_agreement(folder, class_names, skipped, metrics["predictions"])
+    return metrics
 
 
 def print_metrics(metrics):
@@ -373,7 +358,9 @@ def run_train(args):
     if trained:
         image = choose_input(args, class_names)
     else:
-        model, metadata = load_saved_model(args, class_names)
+        model, metadata = load_saved_model(args.model_path, class_names, args.precision, class_names,
+                                           "the data's classes {}", args.image_size, args.color)
+        print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
         image = {key: metadata[key] for key in ("image_size", "color", "normalize")}
     settings = {**vars(args), **image, "class_names": class_names, "trained": trained}
     shown = settings if trained else {k: settings[k] for k in ("model_path", "data", "output_dir", "batch_size", "tta",
@@ -383,30 +370,31 @@ def run_train(args):
                          os.path.join(args.output_dir, "cache"))
     history = None
     if trained:
-        start = time.perf_counter()
-        precision, why = choose_precision(args.precision, args.distribute == "multiworker")
-        print(f"Precision: {precision} ({why})")
-        with global_precision(precision):  # for the models built to train; the process's own policy back after
-            model, metadata, (train_ds, val_ds, head, steps, class_weight) = make_training_run(
-                args, strategy, splits, class_names, image)
-            history = train_model(
-                model, train_ds, val_ds, epochs=args.epochs, model_path=args.model_path, output_dir=args.output_dir,
-                metadata=metadata, class_weight=class_weight, reduce_on_plateau=args.lr_schedule == "plateau",
-                resume=args.resume, patience=args.patience, head=head, steps_per_epoch=steps,
-                extra_callbacks=time_budget_callbacks(args.time_budget, args.learning_rate, args.epochs,
-                                                      args.lr_schedule == "cosine"))
-        print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
-              f"model saved to {args.model_path}")
-        if args.distribute == "multiworker":  # a local copy: the distributed model needs every worker to predict
-            model, _ = load_trained_model(args.model_path)
-        metadata["temperature"] = calibrate_model(model, metadata, *splits["val"][:2], args.model_path)
-        model = answering_model(model, metadata)[0]
+        model, history = train_new_model(args, strategy, splits, class_names, image)
     write_file(os.path.join(args.output_dir, "config.json"), json.dumps(settings, indent=2))
-    images, labels, skipped = splits["test"]
-    metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
-    metrics["annotator_agreement"] = folder_agreement(os.path.join(args.data, "test"), class_names, skipped,
-                                                      metrics["predictions"])  # with a votes file, else None
-    report(metrics, labels, os.path.join(args.data, "test"), args.output_dir, args.show, history)
+    test = os.path.join(args.data, "test")
+    metrics = evaluate_folder(model, class_names, test, splits["test"], args.batch_size, args.tta)
+    report(metrics, splits["test"][1], test, args.output_dir, args.show, history)
+
+
+def train_new_model(args, strategy, splits, class_names, image):
+    """Build, train, save and calibrate a new model: (the model as it answers, its training history)."""
+    start = time.perf_counter()
+    precision, why = choose_precision(args.precision, args.distribute == "multiworker")
+    print(f"Precision: {precision} ({why})")
+    with global_precision(precision):  # for the models built to train; the process's own policy back after
+        run = make_training_run(args, strategy, splits, class_names, image)
+        callbacks = make_callbacks(args.patience, reduce_on_plateau=args.lr_schedule == "plateau")
+        callbacks += time_budget_callbacks(args.time_budget, args.learning_rate, args.epochs,
+                                           args.lr_schedule == "cosine")
+        history = train_model(run, callbacks, args.epochs, args.model_path, args.output_dir, args.resume)
+    print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
+          f"model saved to {args.model_path}")
+    model, metadata = run.model, run.metadata
+    if args.distribute == "multiworker":  # a local copy: the distributed model needs every worker to predict
+        model, _ = load_trained_model(args.model_path)
+    metadata["temperature"] = calibrate_model(model, metadata, *splits["val"][:2], args.model_path)
+    return answering_model(model, metadata)[0], history
 
 
 def check_train_options(args, trained):
@@ -431,50 +419,45 @@ def choose_input(args, class_names):
     return {"image_size": image_size, "color": color, "normalize": args.normalize}
 
 
-def load_saved_model(args, class_names):
-    """train_again is False and the model file exists: the saved model, answering over the data's classes."""
-    model, metadata = load_trained_model(args.model_path)
-    check_model_matches(metadata, model, class_names, args.model_path, args.image_size, args.color)
-    metadata.setdefault("class_names", class_names)  # a model from the original script: the data's classes
-    if metadata["class_names"] != class_names:
-        print(f"The model knows {','.join(metadata['class_names'])}: its answers are restricted to the data's "
-              f"classes {','.join(class_names)}")
-    model, metadata = answering_model(model, metadata, class_names, args.precision)
-    print(f"Model loaded from {args.model_path} (train_again is False, so no training)")
-    return model, metadata
-
-
-def folder_answers(model_classes, folder_classes):
-    """The folder's classes when it holds fewer than the model knows (the answers restricted to them, as a plain
-    run does), said in one line; None (all the model's classes) otherwise."""
-    if set(folder_classes) < set(model_classes):
-        print(f"The model knows {','.join(model_classes)}: its answers are restricted to the folder's classes "
-              f"{','.join(folder_classes)} (--classes chooses others)")
-        return folder_classes
-    return None
+def load_saved_model(model_path, data_classes, precision, classes, restricted_to, image_size=None, color=None):
+    """The saved model and its metadata, answering over `classes`, else over the data's classes when they are fewer
+    than it knows (said in one line, ending with `restricted_to`), else over all it knows. A model from the original
+    script stores no class names: it knows `data_classes`. image_size, color: train's, which the model must take,
+    as it must know the data's classes (check_model_matches); None: evaluate, which names what the answers lack."""
+    model, metadata = load_trained_model(model_path)
+    if image_size is not None:
+        check_model_matches(metadata, model, data_classes, model_path, image_size, color)
+    known = metadata.setdefault("class_names", data_classes)
+    if classes is None and set(data_classes) < set(known):
+        classes = data_classes
+    if classes and classes != known and restricted_to:
+        print(f"The model knows {','.join(known)}: its answers are restricted to "
+              f"{restricted_to.format(','.join(classes))}")
+    return answering_model(model, metadata, classes, precision)
 
 
 def run_evaluate(args):
     """Evaluate the saved model on any folder of <class>/ sub-folders (a subset of the model's classes)."""
-    model, metadata = load_trained_model(args.model_path)
     folder_classes = list_class_names(args.folder)
-    metadata.setdefault("class_names", folder_classes)  # a model from the original script stores none
-    classes = args.classes or folder_answers(metadata["class_names"], folder_classes)
-    model, metadata = answering_model(model, metadata, classes, args.precision)
+    model, metadata = load_saved_model(args.model_path, folder_classes, args.precision, args.classes,
+                                       None if args.classes else "the folder's classes {} (--classes chooses others)")
     class_names = metadata["class_names"]
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:
         raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
                         f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
     check_output_dir(args.output_dir, args.folder, {"the model (--model-path)": args.model_path})
-    images, labels, skipped = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
-                                          metadata["normalize"], os.path.join(args.output_dir, "cache"))
-    if len(labels) == 0:
+    split = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"], metadata["normalize"],
+                        os.path.join(args.output_dir, "cache"))
+    if len(split[1]) == 0:
         raise UserError(f"no readable images under {args.folder!r}/<class>/")
-    print(f"Evaluating {args.model_path} on {len(labels)} images from {args.folder}")
-    metrics = evaluate_model(model, images, labels, class_names, args.batch_size, args.tta)
-    metrics["annotator_agreement"] = folder_agreement(args.folder, class_names, skipped, metrics["predictions"])
-    report(metrics, labels, args.folder, args.output_dir, args.show)
+    print(f"Evaluating {args.model_path} on {len(split[1])} images from {args.folder}")
+    metrics = evaluate_folder(model, class_names, args.folder, split, args.batch_size, args.tta)
+    report(metrics, split[1], args.folder, args.output_dir, args.show)
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": predict.run_predict, "webcam": video.run_webcam,
+            "prepare": prepare.run_prepare, "serve": serve.run_serve}
 
 
 def make_parser():
@@ -574,9 +557,6 @@ def main(argv=None):
         return 130
     return 0
 
-
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": predict.run_predict, "webcam": video.run_webcam,
-            "prepare": prepare.run_prepare, "serve": serve.run_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

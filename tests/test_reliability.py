@@ -18,6 +18,7 @@ from emotion.core.model_checks import METADATA_KEY
 from emotion.io.errors import UserError
 from emotion.io.images import prepare_image, read_image
 from emotion.train.recovery import backup_path_for, checkpoint_path_for
+from emotion.train.training import TrainingRun
 
 from conftest import SCRIPT, make_dataset, run_cli
 
@@ -140,12 +141,22 @@ def test_fuzz_image_loader_never_crashes(tmp_path, case):
 
 
 def tiny_run(tmp_path):
-    """A 2-class model and data small enough to fit in a second; train_model's arguments."""
+    """A 2-class model and data small enough to fit in a second, the model path and the output folder."""
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (16, 48, 48, 1), dtype=np.uint8), np.arange(16) % 2
     ds = er.make_dataset(images, labels, 2, 8)
     (tmp_path / "out").mkdir()
     return er.build_model("cnn", (48, 48, 1), 2, 1e-3), ds, str(tmp_path / "model.h5"), str(tmp_path / "out")
+
+
+def run_of(model, ds, metadata=None):
+    """train_model's TrainingRun for `model` on `ds` (its fit looked up now: a test may have replaced it)."""
+    return TrainingRun(model, metadata or {"class_names": ["x", "y"]}, model, model.fit, ds, ds)
+
+
+def train(model, ds, model_path, out, epochs, metadata=None, resume=False, patience=er.EARLY_STOPPING_PATIENCE):
+    """train_model with the original's callbacks, as the script calls it."""
+    return er.train_model(run_of(model, ds, metadata), er.make_callbacks(patience), epochs, model_path, out, resume)
 
 
 def interrupt_after_fit(model):
@@ -165,8 +176,7 @@ def test_ctrl_c_before_the_first_epoch_never_promotes_a_stale_checkpoint(tmp_pat
     er.save_model(er.build_model("cnn", (48, 48, 1), 4, 1e-3), stale, {"class_names": list("abcd")})
     model.fit = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
     with pytest.raises(UserError, match="before the first epoch"):
-        er.train_model(model, ds, ds, epochs=1, model_path=model_path, output_dir=out,
-                       metadata={"class_names": ["x", "y"]})
+        train(model, ds, model_path, out, epochs=1)
     assert previous.read_bytes() == before and not os.path.exists(stale)
 
 
@@ -176,8 +186,7 @@ def test_resume_keeps_the_interrupted_runs_best_model_until_beaten(tmp_path):
     er.save_model(model, checkpoint, {"class_names": ["x", "y"], "epoch": 7, "val_loss": 1e-9})  # unbeatable
     interrupt_after_fit(model)
     with pytest.raises(UserError, match="best model so far"):
-        er.train_model(model, ds, ds, epochs=1, model_path=model_path, output_dir=out,
-                       metadata={"class_names": ["x", "y"]}, resume=True)
+        train(model, ds, model_path, out, epochs=1, resume=True)
     assert er.load_trained_model(model_path)[1]["epoch"] == 7  # not this run's worse epoch 1
 
 
@@ -194,8 +203,7 @@ def test_ctrl_c_during_the_epoch_end_backup_leaves_a_backup_resume_can_load(tmp_
         return create_dataset(group, *args, **kwargs)
     monkeypatch.setattr(h5py.Group, "create_dataset", ctrl_c_mid_write)
     with pytest.raises(UserError, match="best model so far"):
-        er.train_model(model, ds, ds, epochs=3, model_path=model_path, output_dir=out,
-                       metadata={"class_names": ["x", "y"]})
+        train(model, ds, model_path, out, epochs=3)
     monkeypatch.undo()
     backup = backup_path_for(checkpoint_path_for(model_path))
     fresh = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
@@ -215,20 +223,25 @@ def same_weights(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
 
 
-def interrupted_at_epoch(last):
-    """A callback that stops training as Ctrl-C would once epoch `last` (from 1) and its backup are done."""
+def interrupted_at_epoch(model, last):
+    """model.fit, stopped as Ctrl-C would once epoch `last` (from 1) and its backup are done: the stop comes after
+    every callback fit is given."""
+    fit = model.fit
+
     def stop(epoch, logs=None):
         if epoch + 1 == last:
             raise KeyboardInterrupt
-    return [keras.callbacks.LambdaCallback(on_epoch_end=stop)]
+
+    def interrupted(*args, callbacks=(), **kwargs):
+        return fit(*args, callbacks=[*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=stop)], **kwargs)
+    model.fit = interrupted
 
 
 def test_resume_ends_with_the_interrupted_runs_best_epoch_when_no_later_one_beats_it(tmp_path):
     model, ds, model_path, out = tiny_run(tmp_path)
     best = er.build_model("cnn", (48, 48, 1), 2, 1e-3)  # the interrupted run's best epoch: other weights
     er.save_model(best, checkpoint_path_for(model_path), {"class_names": ["x", "y"], "epoch": 7, "val_loss": 1e-9})
-    er.train_model(model, ds, ds, epochs=2, model_path=model_path, output_dir=out,
-                   metadata={"class_names": ["x", "y"]}, resume=True)  # ends normally, its epochs all worse
+    train(model, ds, model_path, out, epochs=2, resume=True)  # ends normally, its epochs all worse
     assert same_weights(er.load_trained_model(model_path)[0], best)
     assert same_weights(model, best)  # in memory too: the run's evaluation and calibration use it
     assert not os.path.exists(checkpoint_path_for(model_path))
@@ -240,15 +253,14 @@ def test_resume_after_ctrl_c_keeps_the_best_epoch_it_saved_until_beaten(tmp_path
 
     import h5py
     model, ds, model_path, out = tiny_run(tmp_path)
+    interrupted_at_epoch(model, 1)
     with pytest.raises(UserError, match="best model so far"):
-        er.train_model(model, ds, ds, epochs=4, model_path=model_path, output_dir=out,
-                       metadata={"class_names": ["x", "y"]}, extra_callbacks=interrupted_at_epoch(1))
+        train(model, ds, model_path, out, epochs=4)
     with h5py.File(model_path, "a") as f:  # that epoch made unbeatable
         f.attrs[METADATA_KEY] = json.dumps({**json.loads(f.attrs[METADATA_KEY]), "val_loss": 1e-9})
     interrupted = er.load_trained_model(model_path)[0]
     resumed = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
-    er.train_model(resumed, ds, ds, epochs=3, model_path=model_path, output_dir=out,
-                   metadata={"class_names": ["x", "y"]}, resume=True)
+    train(resumed, ds, model_path, out, epochs=3, resume=True)
     assert same_weights(er.load_trained_model(model_path)[0], interrupted)
 
 
@@ -267,17 +279,17 @@ def test_resume_continues_early_stopping_and_reduce_lr_where_they_were(tmp_path)
     model, ds, model_path, out = tiny_run(tmp_path)
     metadata = {"class_names": ["x", "y"], "image_size": 48, "color": "grayscale", "normalize": "none"}
     first = capture_callbacks(model)
+    interrupted_at_epoch(model, 3)
     with pytest.raises(UserError, match="best model so far"):
-        er.train_model(model, ds, ds, epochs=6, model_path=model_path, output_dir=out, metadata=metadata, patience=9,
-                       extra_callbacks=interrupted_at_epoch(3))
+        train(model, ds, model_path, out, epochs=6, metadata=metadata, patience=9)
     kinds = (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau)
     before = [{k: getattr(c, k) for k in ("wait", "best", "best_epoch", "cooldown_counter") if hasattr(c, k)}
               for c in first if isinstance(c, kinds)]
     assert len(before) == 2 and all(np.isfinite(state["best"]) for state in before)
     resumed = er.build_model("cnn", (48, 48, 1), 2, 1e-3)
     second = capture_callbacks(resumed)
-    er.train_model(resumed, ds, ds, epochs=3, model_path=model_path, output_dir=out, metadata=metadata, patience=9,
-                   resume=True)  # 3 epochs are done: nothing to fit, the counters are only set back
+    train(resumed, ds, model_path, out, epochs=3, metadata=metadata, patience=9,
+          resume=True)  # 3 epochs are done: nothing to fit, the counters are only set back
     assert [{k: getattr(c, k) for k in state} for c, state in zip([c for c in second if isinstance(c, kinds)],
                                                                    before)] == before
 
@@ -292,12 +304,11 @@ def test_resume_with_another_model_or_input_is_refused_naming_the_option(tmp_pat
     model, ds, model_path, out = tiny_run(tmp_path)
     metadata = {"class_names": ["x", "y"], "image_size": 48, "color": "grayscale", "normalize": "none",
                 "model": "cnn"}
+    interrupted_at_epoch(model, 1)
     with pytest.raises(UserError, match="best model so far"):
-        er.train_model(model, ds, ds, epochs=4, model_path=model_path, output_dir=out, metadata=metadata,
-                       extra_callbacks=interrupted_at_epoch(1))
+        train(model, ds, model_path, out, epochs=4, metadata=metadata)
     resumed = er.build_model("cnn", (48, 48, 1), 2, 1e-3)  # the same weights' shapes: Keras would load them
     resumed.fit = lambda *args, **kwargs: pytest.fail("trained a different model")
     with pytest.raises(UserError, match=re.escape(said)):
-        er.train_model(resumed, ds, ds, epochs=4, model_path=model_path, output_dir=out,
-                       metadata={**metadata, **change}, resume=True)
+        train(resumed, ds, model_path, out, epochs=4, metadata={**metadata, **change}, resume=True)
     assert os.path.isdir(backup_path_for(checkpoint_path_for(model_path)))  # still there for a proper --resume

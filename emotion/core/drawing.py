@@ -28,6 +28,16 @@ def message_for(emotion, confidence):
     return MESSAGES.get(emotion, MESSAGES["unknown"])
 
 
+def line_thickness(shape):
+    """Boxes' and labels' line width in pixels for a picture of `shape`: 1 up to 600 px, one more per 400 px."""
+    return max(1, round(max(shape[:2]) / 400))
+
+
+def label_scale(shape):
+    """The labels' font scale for a picture of `shape` (messages and the list under it: 0.7 of it)."""
+    return max(0.4, max(shape[:2]) / 1000)
+
+
 def fit_text(text, scale, thickness, max_width):
     """The font scale at which `text` is at most `max_width` wide (never above `scale`), and its (w, h, baseline)."""
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
@@ -73,8 +83,8 @@ def layout_labels(faces, shape, numbered=False):
     face's person (body_of); with no legible free place there it is left out (annotate lists it).
     """
     height, width = shape[:2]
-    thickness = max(1, round(max(shape[:2]) / 400))
-    font_scale = max(0.4, max(shape[:2]) / 1000)
+    thickness = line_thickness(shape)
+    font_scale = label_scale(shape)
     placed = []
     boxes = [(x, y, x + w, y + h) for x, y, w, h in (face["box"] for face in faces)]
     bodies = [body_of(face["box"], shape) for face in faces]
@@ -127,7 +137,7 @@ def annotate(image, faces, numbered=False):
     listed under the picture, one line per face, after the face's number. The video (not numbered) keeps its frame
     size and leaves out what found no place."""
     canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    thickness = max(1, round(max(image.shape[:2]) / 400))
+    thickness = line_thickness(image.shape)
     for face in faces:
         x, y, w, h = face["box"]
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), thickness)
@@ -148,7 +158,7 @@ def annotate(image, faces, numbered=False):
                    if make(i, face, faces, numbered) not in shown]
         if missing:
             legend.append((f"{i + 1}: " if several else "") + " - ".join(missing))
-    return add_legend(canvas, legend, max(0.4, max(image.shape[:2]) / 1000) * 0.7)
+    return add_legend(canvas, legend, label_scale(image.shape) * 0.7)
 
 
 def number_box(canvas, box, number, thickness):

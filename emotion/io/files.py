@@ -35,41 +35,36 @@ def open_cache(cache_dir, name, dtype, shape):
 
 
 @contextlib.contextmanager
-def atomic_write(path, suffix=".tmp"):
+def atomic_write(path, suffix=".tmp", as_written=False):
     """A hidden temporary path beside `path` to write to; when the block succeeds the file is flushed to disk
     (fsync) and renamed over `path`, so a reader, or a power cut, finds the old file or the new one, never half
-    of one. On any failure the temporary file is removed and `path` stays as it was."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp_path = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}{suffix}")
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    of one. On any failure the temporary file is removed and `path` stays as it was.
 
-
-@contextlib.contextmanager
-def replace_when_done(path, suffix=".tmp"):
-    """atomic_write for outputs written as a run goes (a video's records and frames): a hidden temporary path beside
-    `path`, renamed over it when the block ends, also by Ctrl-C (KeyboardInterrupt: what was written up to the stop
-    is whole); after any other failure it is removed and `path` keeps what it held. Nothing written: no rename."""
+    as_written: for outputs written as a run goes (a video's records and frames), whose writer flushes them itself:
+    renamed over `path` also when Ctrl-C (KeyboardInterrupt) ends the block, what was written up to the stop being
+    whole, and not at all when nothing was written."""
     folder, name = os.path.split(os.path.abspath(path))
     tmp_path = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}{suffix}")
     try:
         try:
             yield tmp_path
         except KeyboardInterrupt:
-            if os.path.exists(tmp_path):
+            if as_written and os.path.exists(tmp_path):
                 os.replace(tmp_path, path)
             raise
+        if not as_written:
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
         if os.path.exists(tmp_path):
             os.replace(tmp_path, path)
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+
+
+def replace_when_done(path, suffix=".tmp"):
+    """atomic_write for outputs written as a run goes (as_written)."""
+    return atomic_write(path, suffix, as_written=True)
 
 
 def write_file(path, data):

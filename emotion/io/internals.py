@@ -4,6 +4,8 @@ moves or changes one of them.
 
 - Keras: building a model from an .h5 file's config without allocating a weight (load_model offers no way to look
   at a model file before its weights are read): keras.src's legacy saving and its record of uninitialised variables.
+- Keras: the counters of EarlyStopping and ReduceLROnPlateau (`wait`, `best`, `best_epoch`, `cooldown_counter`:
+  attributes their docs do not list), carried over by --resume (BackupAndRestore keeps only weights, optimizer, epoch).
 - mtcnn 1.0: its three networks (`stage._model`), run as tf.functions instead of op by op.
 - argparse: HelpFormatter._get_help_string, the documented way to change which defaults --help shows (the
   formatter classes' only API is their names, per the argparse docs)."""
@@ -14,6 +16,8 @@ from emotion.io.lazy_import import LazyModule
 
 keras = LazyModule("keras")
 tf = LazyModule("tensorflow")
+
+CALLBACK_COUNTERS = ("wait", "best", "best_epoch", "cooldown_counter")  # EarlyStopping's, ReduceLROnPlateau's
 
 
 def model_from_h5_config(config):
@@ -31,6 +35,17 @@ def model_from_h5_config(config):
             return saving_utils.model_from_config(config)
     finally:
         del pending[known:]  # never initialised later, by another scope
+
+
+def callback_counters(callback):
+    """{name: value} of the CALLBACK_COUNTERS an EarlyStopping or ReduceLROnPlateau has (each has its own few)."""
+    return {name: getattr(callback, name) for name in CALLBACK_COUNTERS if hasattr(callback, name)}
+
+
+def set_callback_counters(callback, counters):
+    """Set back what callback_counters returned; call it after the callback's on_train_begin, which resets them."""
+    for name, value in counters.items():
+        setattr(callback, name, value)
 
 
 def compile_mtcnn(mtcnn):

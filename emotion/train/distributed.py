@@ -2,6 +2,7 @@
 model.fit's replacement for MultiWorkerMirroredStrategy."""
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -15,13 +16,26 @@ tf = LazyModule("tensorflow")
 keras = LazyModule("keras")
 
 
-def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=None):
-    """model.fit for MultiWorkerMirroredStrategy, under which Keras 3's own fit fails (keras-team/keras#20585).
+def fit_method(model):
+    """model.fit, or where Keras 3's own fit fails (MultiWorkerMirroredStrategy: keras-team/keras#20585)
+    fit_multiworker, called as model.fit is."""
+    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return functools.partial(fit_multiworker, model)
+    return model.fit
+
+
+def fit_multiworker(model, train_ds, validation_data, epochs, callbacks, class_weight=None, steps_per_epoch=None,
+                    verbose=1, shuffle=False):
+    """model.fit for MultiWorkerMirroredStrategy, under which Keras 3's own fit fails (keras-team/keras#20585), with
+    fit's arguments: tf.data sets, which shuffle themselves (`shuffle` is ignored, as fit ignores it for them), each
+    epoch a whole pass (`steps_per_epoch` None).
 
     TensorFlow's custom-loop recipe: each worker runs every step through strategy.run on its share of the
     batch, the loss is averaged over the global batch and the optimizer all-reduces the gradients. Loss and
     accuracy are summed over all workers, so every worker's callbacks see the same logs and decide alike.
     """
+    if steps_per_epoch is not None:
+        raise ValueError("fit_multiworker runs whole passes over train_ds: steps_per_epoch must be None")
     strategy = model.distribute_strategy
     per_example_loss = type(model.loss).from_config({**model.loss.get_config(), "reduction": None})
     class_weights = tf.constant([class_weight[i] for i in sorted(class_weight)]) if class_weight else None
@@ -59,9 +73,9 @@ def fit_multiworker(model, train_ds, val_ds, epochs, callbacks, class_weight=Non
         return {f"{prefix}loss": sums[0] / sums[2] + penalty, f"{prefix}accuracy": sums[1] / sums[2]}
 
     train_batches = strategy.experimental_distribute_dataset(train_ds)
-    val_batches = strategy.experimental_distribute_dataset(val_ds)
+    val_batches = strategy.experimental_distribute_dataset(validation_data)
     callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=True, model=model,
-                                             verbose=1, epochs=epochs, steps=int(train_ds.cardinality()))
+                                             verbose=verbose, epochs=epochs, steps=int(train_ds.cardinality()))
     model.stop_training = False
     callbacks.on_train_begin()
     for epoch in range(epochs):

@@ -12,12 +12,12 @@ import threading
 from emotion.core.model_files import read_metadata
 from emotion.io.errors import UserError
 from emotion.io.files import check_not_inputs, write_file
+from emotion.io.internals import callback_counters, set_callback_counters
 from emotion.io.lazy_import import LazyModule
 
 keras = LazyModule("keras")
 
 RUN_FILE = "run.json"  # in the backup folder: what defines the run's model and input, and its callbacks' state
-CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")  # EarlyStopping's, ReduceLROnPlateau's counters
 
 
 def checkpoint_path_for(model_path):
@@ -152,13 +152,11 @@ def resumable_state(backup, identity, callbacks, resume):
         saved = (read_run_file(backup) or {}).get("callbacks", []) if resume else []
         for callback, state in zip(kept, saved):
             if state.pop("class", None) == type(callback).__name__:
-                for name, value in state.items():
-                    setattr(callback, name, value)
+                set_callback_counters(callback, state)
 
     def store(epoch, logs=None):
         if os.path.isdir(backup):  # BackupAndRestore has written this epoch's backup there
-            state = [{"class": type(c).__name__, **{k: getattr(c, k) for k in CALLBACK_STATE if hasattr(c, k)}}
-                     for c in kept]
+            state = [{"class": type(c).__name__, **callback_counters(c)} for c in kept]
             write_file(os.path.join(backup, RUN_FILE), json.dumps({"identity": identity, "callbacks": state},
                                                                   default=float))
     return keras.callbacks.LambdaCallback(on_train_begin=restore, on_epoch_end=store)
@@ -166,6 +164,6 @@ def resumable_state(backup, identity, callbacks, resume):
 
 def keep_best_epoch(model, checkpoint_path):
     """Give `model` the checkpoint's weights: the epoch of lowest val_loss of the whole run, an interrupted part
-    before --resume included (EarlyStopping restores only its own fit's best, and only when it stops early)."""
+    before --resume included (EarlyStopping restores only the best epoch of its own fit)."""
     if os.path.exists(checkpoint_path):
         model.load_weights(checkpoint_path)

@@ -1,10 +1,13 @@
-"""The training machinery around emotion_recognition.py's model.fit: the best-model checkpoint, the history and
-progress callbacks, the learning-rate schedule, class weights, fine-tuning from a saved model, and what a failed
-fit (Ctrl-C, a full disk, a diverged loss, another run's backup) leaves behind and says."""
+"""The training machinery around emotion_recognition.py's model.fit: what a run fits (TrainingRun), the extras that
+make a fit safe (safe_training: the best-model checkpoint and history.csv, --resume's backup, Ctrl-C at a step
+boundary, the free-space check, the run's best epoch given back), the progress bar, the learning-rate schedule, class
+weights, fine-tuning from a saved model, and what a failed fit (Ctrl-C, a full disk, a diverged loss, another run's
+backup) leaves behind and says."""
 
 import contextlib
 import math
 import os
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -12,9 +15,65 @@ from emotion.core.model_checks import weights_finite
 from emotion.core.model_files import load_trained_model, save_model
 from emotion.io.errors import UserError
 from emotion.io.lazy_import import LazyModule
-from emotion.train.recovery import backup_path_for
+from emotion.train.recovery import (backup_path_for, check_free_space, check_resume_matches, checkpoint_path_for,
+                                    ctrl_c_between_steps, keep_best_epoch, resumable_state, run_identity,
+                                    start_or_resume)
 
 keras = LazyModule("keras")
+tf = LazyModule("tensorflow")
+
+
+class TrainingRun(NamedTuple):
+    """What a training run fits and saves (emotion_recognition.make_training_run builds it)."""
+    model: Any  # the whole model: checkpointed, saved and evaluated
+    metadata: dict  # saved with it: classes, image settings, architecture, targets
+    fitted: Any  # the part of `model` that fit trains: a head on cached features, else `model` itself
+    fit: Callable  # fitted.fit, or distributed.fit_multiworker in its place under MultiWorkerMirroredStrategy
+    train_ds: Any
+    val_ds: Any
+    steps_per_epoch: Any = None  # a head on cached features: its data set repeats endlessly
+    class_weight: Any = None  # {class index: weight} for --class-weight balanced
+
+
+@contextlib.contextmanager
+def safe_training(run, callbacks, model_path, output_dir, resume=False):
+    """Around fit and save: yields the callbacks to add after `callbacks` (the run's own, with its EarlyStopping and
+    ReduceLROnPlateau, whose counters --resume carries over). Before: an earlier run's leftovers cleared (or, with
+    `resume`, checked to be this run's) and the free space checked. The callbacks: --resume's per-epoch backup, the
+    best-model checkpoint, history.csv, a stop at the first NaN, the counters' state, and at the end the check that
+    the run converged and the best epoch of the whole run given back to the model; Ctrl-C waits for a step boundary
+    (the last callback). A failure becomes one sentence and `model_path` keeps its old model or, after Ctrl-C, the
+    best epoch so far; on success the checkpoint goes once the block (the save) is done."""
+    checkpoint_path = checkpoint_path_for(model_path)
+    best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume, model_path)
+    backup, identity = backup_path_for(checkpoint_path), run_identity(run.fitted, run.metadata)
+    if resume:
+        check_resume_matches(backup, identity)
+    check_free_space(run.model, model_path)
+    # several workers (fit_multiworker): no per-epoch backup (--resume is for one machine), and the best epoch is
+    # EarlyStopping's restore, the checkpoint not loaded back
+    multiworker = isinstance(run.model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    with fit_failures_explained(model_path, checkpoint_path, resume), ctrl_c_between_steps() as interrupt_point:
+        yield [*([] if multiworker else [backup_callback(checkpoint_path)]),
+               *record_callbacks(run.model, checkpoint_path, output_dir, run.metadata, best_val_loss),
+               resumable_state(backup, identity, callbacks, resume),
+               best_epoch_kept(run.model, checkpoint_path, model_path, keep=not multiworker),
+               interrupt_point]  # last: after the epoch-end saves
+    if os.path.exists(checkpoint_path):
+        os.remove(checkpoint_path)
+
+
+def best_epoch_kept(model, checkpoint_path, model_path, keep=True):
+    """A callback that, as training ends, refuses a diverged run (check_converged) and, with `keep`, gives `model`
+    the checkpoint's weights (keep_best_epoch: the best epoch of the whole run, before a --resume included)."""
+    losses = []
+
+    def finish(logs=None):
+        check_converged(model, {"loss": losses}, checkpoint_path, model_path)
+        if keep:
+            keep_best_epoch(model, checkpoint_path)
+    return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append((logs or {}).get("loss", 0)),
+                                          on_train_end=finish)
 
 
 def best_model_checkpoint(model, path, metadata, best=math.inf):
@@ -30,23 +89,32 @@ def best_model_checkpoint(model, path, metadata, best=math.inf):
 
 
 def progress_bar():
-    """Keras' per-epoch progress bar, kept from counting past its total in a shorter last steps_per_execution."""
+    """Keras' per-epoch progress bar, kept from counting past its total in a shorter last steps_per_execution, with
+    the fitted optimizer's learning rate added to each epoch's logs (shown, and kept in history.csv)."""
     class EpochProgressBar(keras.callbacks.ProgbarLogger):
+        steps = None  # per epoch, from fit's params (the public Callback API)
+
+        def set_params(self, params):
+            super().set_params(params)
+            self.steps = params.get("steps")
+
         def on_train_batch_end(self, batch, logs=None):
-            super().on_train_batch_end(min(batch, (self.target or math.inf) - 1), logs)
+            super().on_train_batch_end(min(batch, (self.steps or math.inf) - 1), logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:  # ReduceLROnPlateau, later in the list, logs the same rate (before it reduces it)
+                logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+            super().on_epoch_end(epoch, logs)
     return EpochProgressBar()
 
 
 def record_callbacks(model, checkpoint_path, output_dir, metadata, best_val_loss=math.inf):
-    """What a fit leaves behind besides the weights: the best-model checkpoint, history.csv (with the fitted
-    optimizer's learning rate), a stop at the first NaN loss, and the progress bar."""
+    """What a fit leaves behind besides the weights: the best-model checkpoint, history.csv (with the learning rate
+    the progress bar logs), and a stop at the first NaN loss."""
     return [
         best_model_checkpoint(model, checkpoint_path, metadata, best_val_loss),
-        rate := keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.setdefault(  # history.csv's,
-            "learning_rate", float(keras.ops.convert_to_numpy(rate.model.optimizer.learning_rate)))),  # of the fit
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),  # a diverged run stops at once; check_converged keeps the old model file
-        progress_bar(),
     ]
 
 
