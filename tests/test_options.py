@@ -92,7 +92,7 @@ def test_detector_reaches_each_command(command, inputs, tmp_path, capsys, monkey
     asked = []
     real = emotion.core.detection.load_face_detector
     spy = lambda name=DETECTOR: asked.append(name) or real(name)
-    for module in ("recognizer", "prepare"):  # each imports it by name (predict, webcam, serve: the recognizer)
+    for module in ("recognizer", "jobs.prepare"):  # each imports it by name (predict, webcam, serve: the recognizer)
         monkeypatch.setattr(f"emotion.{module}.load_face_detector", spy)
     args = (["prepare", "--source", os.path.join(inputs["data"], "train"), "--out", tmp_path / "prepared",
              "--crop-faces"] if command == "prepare" else command_line(command, inputs, tmp_path))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import emotion_recognition as er
-from emotion.core import model_files, precision
+from emotion.core import answers, precision
 from emotion.io.images import prepare_image
 from emotion.train import budget
 
@@ -174,8 +174,8 @@ def test_the_accuracy_curve_is_not_zoomed_into_a_small_change(tmp_path):
 def test_each_command_that_answers_computes_in_the_precision_asked(command, tmp_path, capsys, monkeypatch):
     import emotion.jobs.web.server
     asked = []
-    real = model_files.with_precision
-    monkeypatch.setattr(model_files, "with_precision", lambda model, name: asked.append(name) or real(model, name))
+    real = answers.with_precision
+    monkeypatch.setattr(answers, "with_precision", lambda model, name: asked.append(name) or real(model, name))
     monkeypatch.setattr(emotion.jobs.web.server, "serve_app", lambda *args, **kwargs: None)  # serve: never listening
     data = make_dataset(tmp_path / "data", per_class=(2, 2, 2))
     args = {"predict": ["predict", os.path.join(ROOT, "samples", "astronaut.jpg")],
