@@ -23,14 +23,19 @@ from emotion.votes import VOTE_NAMES, VOTES_FILE, plurality, read_csv_rows, writ
 FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
 FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 SEED = 42  # seeds the stratified split
-GROUP_PATTERN = r"^[A-Za-z]*\d+[_.-]"  # names starting alike (CK+'s "S010_") share a split; "none": off
+# a person's id in a file name (its first captured group): CK+'s subject "S010" of S010_006_00000013.png, or the name
+# before a trailing number (LFW's "Al_Gore" of Al_Gore_0002.jpg, "Dwarakish" of Dwarakish_12.jpg); "none": off
+GROUP_PATTERN = r"^([A-Za-z]*\d+)[_.-]|^(.*?[A-Za-z])[ _.-]*\d+\.\w+$"
+NOT_PEOPLE = ("img", "image", "photo", "pic", "picture", "dsc", "dscn", "dscf", "pxl", "frame", "face", "screenshot",
+              "training", "publictest", "privatetest", "train", "val", "test")  # ids that name no person (FER2013's)
 ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
 SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
 SEVEN_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # prepare's default with votes
 GROUP_PATTERN_SECONDS = 10  # --group-pattern: time allowed to match every file name (then it is refused)
-MATCH_STARTS = ("import json, re, sys\n"  # groups_of's child: [pattern, names] in, each name's matched start out
-                "pattern, names = json.load(sys.stdin)\n"
-                "json.dump([m.group(0) if (m := re.match(pattern, n)) else None for n in names], sys.stdout)")
+MATCH_STARTS = ("import json, re, sys\n"  # groups_of's child: [pattern, names] in, each name's id out: the first
+                "pattern, names = json.load(sys.stdin)\n"  # group that matched, else the whole match
+                "first = lambda m: next((g for g in m.groups() if g is not None), m.group(0))\n"
+                "json.dump([first(m) if (m := re.match(pattern, n)) else None for n in names], sys.stdout)")
 RELEASE_PADDING = r"\.jpg\d+\.jpg$"  # FER2013's image release pads disgust with augmented copies (NAME.jpgK.jpg)
 CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
                   "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
@@ -137,8 +142,9 @@ def split_files(files, ratios, rng):
     return np.split(np.array(files, dtype=object), bounds)
 
 
-def groups_of(paths, pattern, seconds=GROUP_PATTERN_SECONDS):
-    """The group each file belongs to: the start of its name that `pattern` matches, else the file itself.
+def groups_of(paths, pattern, seconds=GROUP_PATTERN_SECONDS, not_people=()):
+    """The group each file belongs to: the id in its name that `pattern` matches (its first group that matched,
+    else the whole match; an id in `not_people`, case aside, is none), else the file itself.
 
     The names are matched in a child process stopped after `seconds`: a pattern such as (a+)+b backtracks for
     exponential time on a name like aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!.jpg, and Python's re cannot be interrupted.
@@ -155,7 +161,9 @@ def groups_of(paths, pattern, seconds=GROUP_PATTERN_SECONDS):
                         "simplify it, or pass --group-pattern none") from None
     except (subprocess.CalledProcessError, OSError) as error:
         raise UserError(f"--group-pattern {pattern!r} could not be matched against the file names ({error})") from None
-    return [start if start is not None else path for start, path in zip(json.loads(child.stdout), paths)]
+    not_people = {word.lower() for word in not_people}
+    return [start if start is not None and start.strip(" _.-").lower() not in not_people else path
+            for start, path in zip(json.loads(child.stdout), paths)]
 
 
 def split_by_group(files, labels, groups, seed):
@@ -199,17 +207,33 @@ def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
             plan += [("val", name, f) for f in val] + [("test", name, f) for f in test]
         return plan, classes
     files = [(name, f) for name in classes for f in list_image_files(parts[""][name])]
-    groups = groups_of([f for _, f in files], group_pattern)
+    people = [(name, f) for name in classes for f in person_folder_files(parts[""][name])]
+    # a file named for its class or a camera (happy_3.png, IMG_0001.jpg) is nobody in particular
+    groups = groups_of([f for _, f in files], group_pattern, not_people=NOT_PEOPLE + tuple(parts[""]) + tuple(
+        os.path.basename(folder) for folder in parts[""].values()))
+    if group_pattern != "none":  # a folder per person: the folder is the id
+        files, groups = files + people, groups + [os.path.basename(os.path.dirname(f)) + os.sep for _, f in people]
     if len(set(groups)) == len(files):
+        if len(files) > 1 and group_pattern != "none":
+            print(f"Warning: {len(files)} files in {len(files)} groups: no two file names share a person's id by "
+                  f"--group-pattern {group_pattern!r}, so photos of one person may land in train and test; name "
+                  "them PERSON_1.jpg, PERSON_2.jpg, or give each person a folder in the class folder")
         for name in classes:
-            for split, part in zip(SPLITS, split_files(list_image_files(parts[""][name]), SPLIT_RATIOS, rng)):
+            mine = [f for n, f in files if n == name]
+            for split, part in zip(SPLITS, split_files(mine, SPLIT_RATIOS, rng)):
                 plan += [(split, name, f) for f in part]
         return plan, classes
-    print(f"{len(files)} files in {len(set(groups))} groups by --group-pattern {group_pattern!r}: "
+    print(f"{len(files)} files in {len(set(groups))} groups by --group-pattern {group_pattern!r} and person folders: "
           "each group goes to one split")
     for split, part in zip(SPLITS, split_by_group(files, [name for name, _ in files], groups, seed)):
         plan += [(split, name, f) for name, f in part]
     return plan, classes
+
+
+def person_folder_files(folder):
+    """The images in the sub-folders of a class folder (one folder per person: happy/S010/001.png)."""
+    return [f for sub in sorted(os.listdir(folder)) if not sub.startswith(".")
+            and os.path.isdir(os.path.join(folder, sub)) for f in list_image_files(os.path.join(folder, sub))]
 
 
 def check_classes(source, parts, classes):
