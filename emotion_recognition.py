@@ -46,7 +46,7 @@ from emotion.precision import choose_precision, global_precision
 from emotion.recovery import (backup_path_for, check_free_space, check_resume_matches, check_training_files,
                               checkpoint_path_for, ctrl_c_between_steps, keep_best_epoch, resumable_state, run_identity,
                               start_or_resume)
-from emotion.reporting import add_results_arguments, data_label, display_available, save_metrics
+from emotion.reporting import add_results_arguments, data_label, display_available, learning_warnings, save_metrics
 from emotion.training import (backup_callback, balanced_class_weights, check_converged, fit_failures_explained,
                               make_learning_rate, record_callbacks, start_from, time_budget_callbacks)
 from emotion.votes import folder_agreement, vote_targets
@@ -280,6 +280,7 @@ def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tt
         "confusion_matrix": confusion_matrix(labels, predictions, labels=indices).tolist(),
         "classification_report": report,
         "predictions": predictions,
+        "warnings": learning_warnings(predictions, labels, class_names),
     }
 
 
@@ -293,6 +294,8 @@ def print_metrics(metrics):
     if metrics.get("annotator_agreement") is not None:
         print(f"Annotator agreement (mean share of the votes the answers got): {metrics['annotator_agreement']:.4f}")
     print("Classification Report:\n" + metrics["classification_report"])
+    for line in metrics["warnings"]:
+        print(line)
 
 
 def plot_confusion_matrix(labels, predictions, class_names, data_name, path):

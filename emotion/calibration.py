@@ -5,6 +5,7 @@ import numpy as np
 
 from emotion.model_checks import TEMPERATURE_RANGE
 from emotion.model_files import answering_model, predict_probabilities, save_model
+from emotion.reporting import learning_warnings
 
 CALIBRATION_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
 
@@ -63,6 +64,8 @@ def calibrate_model(model, metadata, images, labels, path, min_faces=MIN_CALIBRA
               "none stored")
         return 1.0
     probabilities = predict_probabilities(model, images)
+    for line in learning_warnings(probabilities.argmax(axis=1), labels, metadata["class_names"], "on val "):
+        print(line)  # a temperature makes such a model's confidence honest, not the model useful
     temperature = fit_temperature(probabilities, labels)
     calibrated = answering_model(model, {**metadata, "temperature": temperature})[0]
     before, after = (calibration_bins(p, labels)[1] for p in (probabilities, predict_probabilities(calibrated, images)))

@@ -299,3 +299,32 @@ def test_calibration_needs_enough_validation_faces(tmp_path, capsys):
     temperature = calibrate_model(model, metadata, images, labels, str(path))
     assert temperature == fit_temperature(er.predict_probabilities(model, images), labels) > 1
     assert er.load_trained_model(str(path))[1]["temperature"] == temperature
+
+
+def test_a_model_that_answers_one_class_is_named_so_in_calibration_and_evaluation(tmp_path, capsys):
+    """A short run that learned nothing answers one class for every face: calibration and the report say so."""
+    from emotion.calibration import MIN_CALIBRATION_FACES, calibrate_model
+    keras.utils.set_random_seed(5)
+    model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    weights, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([weights * 0, np.array([0.0, 3.0, 0.0], bias.dtype)])  # always 'happy'
+    metadata = {"class_names": THREE, "image_size": 48, "color": "grayscale", "normalize": "equalize"}
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (MIN_CALIBRATION_FACES, 48, 48, 1)).astype(np.uint8)
+    labels = rng.integers(0, 3, MIN_CALIBRATION_FACES)
+    calibrate_model(model, metadata, images, labels, str(tmp_path / "m.h5"))
+    out = capsys.readouterr().out
+    assert "Warning: on val the model answers 'happy' for 100% of 300 faces" in out
+    metrics = er.evaluate_model(model, images, labels, THREE)
+    er.print_metrics(metrics)
+    out = capsys.readouterr().out
+    assert "Warning: the model answers 'happy' for 100% of 300 faces" in out
+    assert "no better than always answering the most common class" in out
+    assert metrics["warnings"] and all(line.startswith("Warning: ") for line in metrics["warnings"])
+
+
+def test_a_model_that_learned_is_not_warned_about(capsys):
+    from emotion.reporting import learning_warnings
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    assert learning_warnings(labels, labels, THREE) == []
+    assert learning_warnings(np.zeros(100, int), labels, THREE)[0].startswith("Warning: the model answers 'angry'")
