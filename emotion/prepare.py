@@ -329,6 +329,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError(f"--classes names {', '.join(twice)} more than once (names are matched case-insensitively, "
                         "with synonyms: anger = angry); give each class once")
     by_votes = bool(votes or ferplus)
+    default_classes = classes is None
     if by_votes:
         classes = classes or list(SEVEN_CLASSES)
         unknown = [c for c in classes if c not in VOTE_NAMES[:-2]]
@@ -349,6 +350,14 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
     if by_votes:
         items, item_votes, left_out = file_by_votes(items, read_votes_for_items(items, source, votes, ferplus),
                                                     classes)
+        if not items:
+            raise UserError(f"{votes or ferplus}: the votes leave no face to write (left out: "
+                            f"{', '.join(f'{n} {why}' for why, n in sorted(left_out.items()))}); check that it holds "
+                            "the annotators' counts")
+        picked = {name for _, name, _ in items}
+        if default_classes and set(classes) - picked:  # an empty class folder: training would refuse the data set
+            print(f"Left out class(es) {', '.join(c for c in classes if c not in picked)}: no face's votes pick them")
+            classes = [c for c in classes if c in picked]
     try:
         for split in SPLITS:
             if os.path.isdir(os.path.join(out, split)):
@@ -440,5 +449,13 @@ def run_prepare(args):
         print(f"Skipped {len(skipped)} image(s) with no detectable face: " + ", ".join(skipped[:10])
               + (" ..." if len(skipped) > 10 else ""))
     print_counts(counts)
-    print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out} "
-          "--train-again)")
+    classes = sorted({c for _, c in counts})
+    empty = [f"{split}/{c}" for split in SPLITS for c in classes if not counts[split, c]]
+    if not empty:
+        print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out} "
+              "--train-again)")
+        return
+    full = ",".join(c for c in classes if not any(e.endswith("/" + c) for e in empty))
+    print(f"Data set written to {args.out}/")
+    print(f"Warning: class folder(s) {', '.join(empty)} hold no images; training refuses an empty class folder: add "
+          f"images of them" + (f", or prepare again with --classes {full}" if "," in full else ""))

@@ -55,14 +55,14 @@ def read_csv_rows(path, key_column):
 
 
 def plurality(votes, classes):
-    """Each face's class by most votes (an index into `classes`), or None with the reason: "not a face",
+    """Each face's class by most votes (an index into `classes`), or None with the reason: "no votes", "not a face",
     "unknown", "tie", or "other class" (its plurality is an emotion outside `classes`)."""
     top = votes.max(axis=1, keepdims=True)
     winners = votes == top
     result = []
     for row, won in zip(votes, winners):
         if row.sum() == 0 or won.sum() > 1:
-            result.append((None, "tie"))
+            result.append((None, "tie" if row.sum() else "no votes"))
             continue
         name = VOTE_NAMES[int(np.argmax(won))]
         if name in NOT_EMOTIONS:

@@ -122,8 +122,8 @@ def test_prepare_folder_with_votes_keeps_its_splits_and_refiles_faces(tmp_path, 
     assert code == 0, error
     assert files_of(tmp_path / "out") == {("train", "neutral"): 9, ("train", "sad"): 9, ("val", "neutral"): 6,
                                           ("val", "sad"): 6, ("test", "neutral"): 6, ("test", "sad"): 6}
-    assert sorted(os.listdir(tmp_path / "out" / "train")) == ["angry", "disgust", "fear", "happy", "neutral", "sad",
-                                                              "surprise"]  # the seven classes by default
+    # the seven classes by default, those that no face's votes pick left out (training refuses an empty folder)
+    assert sorted(os.listdir(tmp_path / "out" / "train")) == ["neutral", "sad"]
 
 
 @pytest.mark.parametrize("edit,fragment", [
@@ -247,3 +247,29 @@ def test_a_face_with_no_vote_among_the_classes_learns_its_folder(tmp_path, capsy
     targets = er.vote_targets(data, splits, ["happy", "sad"])
     np.testing.assert_allclose(targets["train"], [[1, 0], [1, 0], [0, 1], [0, 1]])
     assert "Warning: 1 train face(s) have no votes among happy,sad" in capsys.readouterr().out
+
+
+def test_votes_that_leave_nothing_are_refused_and_write_nothing(tmp_path, capsys):
+    source, _ = csv_and_votes(tmp_path)
+    rows = [(usage, (0,) * 10) for usage in ["Training"] * 8 + ["PublicTest"] * 2 + ["PrivateTest"] * 2]
+    votes = write_ferplus(tmp_path / "zero.csv", rows)
+    code, stdout, error = run_main(capsys, "prepare", "--source", source, "--ferplus", votes, "--out", tmp_path / "out")
+    assert code == 1 and "train with" not in stdout
+    assert error.splitlines()[-1] == (f"error: {votes}: the votes leave no face to write (left out: 12 no votes); "
+                                      "check that it holds the annotators' counts")
+    assert not os.path.exists(tmp_path / "out")
+    assert plurality(np.zeros((1, 10), int), ["sad"]) == [(None, "no votes")]
+
+
+def test_votes_that_empty_a_class_in_a_split_do_not_suggest_training(tmp_path, capsys):
+    # happy only in train (val and test faces are neutral or sad); the default seven: those without faces left out
+    source, votes = folder_with_votes(tmp_path, lambda split, name, i: HAPPY if split == "train" and i == 0
+                                      else SAD if i % 2 else NEUTRAL)
+    code, stdout, error = run_main(capsys, "prepare", "--source", source, "--votes", votes, "--out", tmp_path / "out")
+    assert code == 0, error
+    assert "Left out class(es) angry, disgust, fear, surprise: no face's votes pick them" in stdout
+    assert sorted(os.listdir(tmp_path / "out" / "train")) == ["happy", "neutral", "sad"]
+    assert "train with" not in stdout
+    assert stdout.splitlines()[-1] == (
+        f"Warning: class folder(s) val/happy, test/happy hold no images; training refuses an empty class folder: "
+        f"add images of them, or prepare again with --classes neutral,sad")
