@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from emotion.data import folder_files
+from emotion.data import SPLITS, folder_files
 from emotion.errors import UserError
 from emotion.files import write_file
 
@@ -82,8 +82,10 @@ def write_votes(path, entries):
 
 
 def find_votes_file(folder):
-    """VOTES_FILE of the data set `folder` belongs to (the folder itself or a split folder's parent), else None."""
-    for root in (folder, os.path.dirname(os.path.normpath(folder))):
+    """VOTES_FILE of the data set `folder` belongs to: the folder's own, or a split folder's (test/) parent's; a
+    votes file anywhere else (the working folder holding a folder 'faces') is not this data's."""
+    folder = os.path.normpath(folder)
+    for root in (folder, *([os.path.dirname(folder)] if os.path.basename(folder) in SPLITS else [])):
         if os.path.isfile(os.path.join(root, VOTES_FILE)):
             return os.path.join(root, VOTES_FILE)
     return None

@@ -273,3 +273,18 @@ def test_votes_that_empty_a_class_in_a_split_do_not_suggest_training(tmp_path, c
     assert stdout.splitlines()[-1] == (
         f"Warning: class folder(s) val/happy, test/happy hold no images; training refuses an empty class folder: "
         f"add images of them, or prepare again with --classes neutral,sad")
+
+
+def test_only_the_data_sets_own_votes_file_counts(tmp_path, monkeypatch):
+    """A votes.csv left in the working folder (prepare --votes votes.csv) is not the votes of a folder 'faces'."""
+    from emotion.votes import find_votes_file
+    for folder in ("faces/happy", "data/test/happy"):
+        os.makedirs(tmp_path / folder)
+    (tmp_path / VOTES_FILE).write_text("stray")
+    (tmp_path / "data" / VOTES_FILE).write_text("the data set's")
+    monkeypatch.chdir(tmp_path)
+    assert find_votes_file("faces") is None
+    assert find_votes_file(str(tmp_path / "faces")) is None
+    assert find_votes_file("data") == os.path.join("data", VOTES_FILE)
+    assert find_votes_file(os.path.join("data", "test")) == os.path.join("data", VOTES_FILE)  # a split's data set
+    assert find_votes_file(os.path.join("data", "test", "happy")) is None
