@@ -328,3 +328,14 @@ def test_a_model_that_learned_is_not_warned_about(capsys):
     labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
     assert learning_warnings(labels, labels, THREE) == []
     assert learning_warnings(np.zeros(100, int), labels, THREE)[0].startswith("Warning: the model answers 'angry'")
+
+
+def test_a_coin_toss_between_two_emotions_gets_the_unsure_message():
+    """sad 46 % against neutral 40 %: above UNSURE_BELOW, but no consolation on a margin of six points."""
+    from emotion.drawing import UNSURE_MARGIN
+    toss = {"sad": 0.46, "neutral": 0.40, "happy": 0.14}
+    assert message_for("sad", 0.46, toss) == MESSAGES["unsure"]
+    clear = {"sad": 0.46, "neutral": 0.45 - UNSURE_MARGIN, "happy": 0.15, "fear": 0.15}
+    assert message_for("sad", 0.46, clear) == MESSAGES["sad"]
+    face = {"box": [40, 60, 120, 120], "emotion": "sad", "confidence": 0.46, "probabilities": toss}
+    assert [text for text, *_ in layout_labels([face], (300, 320, 3))][1] == MESSAGES["unsure"]
