@@ -70,8 +70,9 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
             if image is None:
                 raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF, WebP or AVIF photo")
             scale = min(1.0, SERVE_WORK_SIDE / max(image.shape[:2]))
-            if scale < 1:
-                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            if scale < 1:  # each side at least 1 pixel: a 1x20000 strip's short side would round to 0
+                size = tuple(max(1, round(side * scale)) for side in image.shape[1::-1])
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             try:
                 with predict_lock:
                     (faces,) = predict_images(model, metadata, [image], detector, tta)

@@ -341,3 +341,12 @@ def test_connection_limit_fits_the_open_file_limit():
     assert result.stdout.splitlines() == [
         "Warning: the open-file limit (ulimit -n) is 300; serving at most 100 connections instead of 4,000",
         "50 100"]
+
+
+@pytest.mark.parametrize("shape", [(1, 20000), (20000, 1), (3, 9000)])
+def test_an_extreme_aspect_ratio_is_answered_not_a_500(client, shape):
+    """A 1x20000 PNG: scaled to the work size, a side rounded to 0 made OpenCV raise (HTTP 500)."""
+    ok, data = cv2.imencode(".png", np.full((*shape, 3), 128, np.uint8))
+    response = upload(client, data.tobytes(), "thin.png")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["image"] == "thin.png"
