@@ -248,18 +248,18 @@ def read_votes_for_items(items, source, votes_path=None, ferplus_path=None):
     """The votes (N, 10) of each planned item: from a votes file keyed by path under the source folder
     (--votes), or FER+'s fer2013new.csv, whose rows follow fer2013.csv row for row (--ferplus)."""
     if ferplus_path:
-        rows, votes = read_csv_rows(ferplus_path, "Usage")
+        rows, votes = read_csv_rows(ferplus_path, "Usage", len(items))
         if len(rows) != len(items):
             raise UserError(f"{ferplus_path} has {len(rows)} rows of votes and {source} {len(items)} faces; "
                             "FER+'s fer2013new.csv follows fer2013.csv row for row: give the pair that belong together")
         usage = {split: name for name, split in FER2013_USAGE.items()}
         for line, (row, (split, _, _)) in enumerate(zip(rows, items), start=2):
-            if row["Usage"].strip() != usage[split]:
-                raise UserError(f"{ferplus_path}, line {line}: Usage {row['Usage']!r} but {source}'s row {line} is "
+            if row.strip() != usage[split]:
+                raise UserError(f"{ferplus_path}, line {line}: Usage {row!r} but {source}'s row {line} is "
                                 f"{usage[split]}; the two files do not follow each other row for row")
         return votes
-    rows, votes = read_csv_rows(votes_path, "path")
-    index = {os.path.normpath(row["path"]): i for i, row in enumerate(rows)}
+    rows, votes = read_csv_rows(votes_path, "path", len(items))
+    index = {os.path.normpath(path): i for i, path in enumerate(rows)}
     if len(index) < len(rows):
         raise UserError(f"{votes_path}: some paths appear more than once; give each image one row of votes")
     keys = [os.path.normpath(os.path.relpath(f, source)) for _, _, f in items]
