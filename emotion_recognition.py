@@ -395,7 +395,11 @@ def run_train(args):
                 resume=args.resume, patience=args.patience, head=head, steps_per_epoch=steps,
                 extra_callbacks=time_budget_callbacks(args.time_budget, args.learning_rate, args.epochs,
                                                       args.lr_schedule == "cosine"))
-        print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
+        if not history.get("loss"):  # --resume: fit found every epoch done; the model file holds the run's best
+            print(f"Warning: --resume: the interrupted run had already trained its --epochs {args.epochs} (the total, "
+                  "not more epochs), so no epoch was trained; to train on, resume with a larger --epochs")
+            history = None
+        print(f"Trained {len(history['loss']) if history else 0} epochs in {time.perf_counter() - start:.0f} s; "
               f"model saved to {args.model_path}")
         if args.distribute == "multiworker":  # a local copy: the distributed model needs every worker to predict
             model, _ = load_trained_model(args.model_path)
