@@ -339,13 +339,14 @@ def report(metrics, labels, source, output_dir, show, history=None):
 
     print_metrics(metrics)
     save_metrics(metrics, output_dir)
-    try:
-        plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"], data_label(source),
-                              os.path.join(output_dir, "confusion_matrix.png"))
-        plot_reliability(metrics["calibration_bins"], metrics["expected_calibration_error"], data_label(source),
-                         os.path.join(output_dir, "reliability_diagram.png"))
-        if history:
-            plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
+    try:  # class names and folder names as written: "$\\happy$" is no math text to typeset (it raised)
+        with matplotlib.rc_context({"text.parse_math": False}):
+            plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"], data_label(source),
+                                  os.path.join(output_dir, "confusion_matrix.png"))
+            plot_reliability(metrics["calibration_bins"], metrics["expected_calibration_error"], data_label(source),
+                             os.path.join(output_dir, "reliability_diagram.png"))
+            if history:
+                plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
     except OSError as error:
         raise UserError(f"cannot write the plots to {output_dir!r} ({error.strerror}); free some space") from None
     print(f"Results written to {output_dir}/")

@@ -183,29 +183,31 @@ def describe_track(track):
 def plot_timeline(timeline, class_names, path):
     """Each track's probabilities against seconds, one panel per track (the TIMELINE_MAX_PANELS longest
     seen, in track order), saved as a PNG; returns the panels (axes)."""
+    import matplotlib
     from matplotlib.figure import Figure  # a bare Figure draws with Agg: no window, no pyplot state
-    longest = sorted(summarize(timeline), key=lambda t: t["seconds"], reverse=True)[:TIMELINE_MAX_PANELS]
-    tracks = sorted(t["track"] for t in longest)
-    figure = Figure(figsize=(10, 1 + 2.2 * max(1, len(tracks))), layout="constrained")  # room for the legend
-    axes = figure.subplots(max(1, len(tracks)), 1, squeeze=False)[:, 0]
-    for ax, track_id in zip(axes, tracks):
-        seconds, probabilities = series_points(timeline[track_id]["series"])
-        for name, column in zip(class_names, probabilities.T):
-            ax.plot(seconds, column, label=name)
-        ax.set_ylim(-0.03, 1.03)  # a probability of 0 or 1 stays visible off the frame's edge
-        ax.set_ylabel("probability")
-        ax.set_title(f"track {track_id}")
-    if tracks:  # beside the panels, never over a curve
-        figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
-    else:
-        axes[0].set_title(f"no face seen for {MIN_TRACK_SECONDS} s or more")
-    axes[-1].set_xlabel("seconds")
-    try:
-        with atomic_write(path, suffix=".png") as tmp_path:
-            figure.savefig(tmp_path, dpi=100, format="png")
-    except OSError as error:
-        raise UserError(f"cannot write --timeline {path!r} ({error.strerror}); free some space") from None
-    return list(axes) if tracks else []
+    with matplotlib.rc_context({"text.parse_math": False}):  # class names as written: "$\\happy$" is no math text
+        longest = sorted(summarize(timeline), key=lambda t: t["seconds"], reverse=True)[:TIMELINE_MAX_PANELS]
+        tracks = sorted(t["track"] for t in longest)
+        figure = Figure(figsize=(10, 1 + 2.2 * max(1, len(tracks))), layout="constrained")  # room for the legend
+        axes = figure.subplots(max(1, len(tracks)), 1, squeeze=False)[:, 0]
+        for ax, track_id in zip(axes, tracks):
+            seconds, probabilities = series_points(timeline[track_id]["series"])
+            for name, column in zip(class_names, probabilities.T):
+                ax.plot(seconds, column, label=name)
+            ax.set_ylim(-0.03, 1.03)  # a probability of 0 or 1 stays visible off the frame's edge
+            ax.set_ylabel("probability")
+            ax.set_title(f"track {track_id}")
+        if tracks:  # beside the panels, never over a curve
+            figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+        else:
+            axes[0].set_title(f"no face seen for {MIN_TRACK_SECONDS} s or more")
+        axes[-1].set_xlabel("seconds")
+        try:
+            with atomic_write(path, suffix=".png") as tmp_path:
+                figure.savefig(tmp_path, dpi=100, format="png")
+        except OSError as error:
+            raise UserError(f"cannot write --timeline {path!r} ({error.strerror}); free some space") from None
+        return list(axes) if tracks else []
 
 
 def progress_line(done, total, seconds, terminal):

@@ -339,3 +339,23 @@ def test_a_coin_toss_between_two_emotions_gets_the_unsure_message():
     assert message_for("sad", 0.46, clear) == MESSAGES["sad"]
     face = {"box": [40, 60, 120, 120], "emotion": "sad", "confidence": 0.46, "probabilities": toss}
     assert [text for text, *_ in layout_labels([face], (300, 320, 3))][1] == MESSAGES["unsure"]
+
+
+def test_class_names_with_math_text_are_plotted_as_written(tmp_path):
+    """'$\\happy$' in a model's class names: matplotlib's math text raised after 'model saved'; no plot came."""
+    from emotion.timeline import plot_timeline, update_timeline
+    names = ["$\\happy$", "a$b", "$x^$"]
+    keras.utils.set_random_seed(5)
+    model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (30, 48, 48, 1)).astype(np.uint8), np.arange(30) % 3
+    metrics = er.evaluate_model(model, images, labels, names)
+    er.report(metrics, labels, str(tmp_path / "test"), str(tmp_path), show=False,
+              history={"loss": [1.0, 0.9], "val_loss": [1.1, 1.0], "accuracy": [0.3, 0.4], "val_accuracy": [0.3, 0.3]})
+    assert {"confusion_matrix.png", "reliability_diagram.png", "training_curves.png"} <= set(os.listdir(tmp_path))
+    timeline = {}
+    for i in range(60):
+        update_timeline(timeline, [{"track": 1, "emotion": names[0], "probabilities": dict(zip(names, (0.5, 0.3, 0.2)))}],
+                        i / 10, 6.0, names)
+    plot_timeline(timeline, names, str(tmp_path / "timeline.png"))
+    assert os.path.getsize(tmp_path / "timeline.png") > 0
