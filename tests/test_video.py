@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ROOT, SHIPPED_SEVEN, run_main, write_video
 from emotion import video
+from emotion.errors import UserError
 from emotion.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point, new_series, plot_timeline,
                               progress_line, series_points, summarize, update_timeline)
 from emotion.video import match_tracks
@@ -306,3 +307,17 @@ def test_a_flat_face_crop_keeps_its_track_by_overlap():
     other = rng.normal(size=256).astype(np.float32)
     tracks = [{"id": 1, "box": [100, 100, 80, 80], "history": [], "signature": textured}]
     assert match_tracks(tracks, [[102, 101, 80, 80]], signatures=[other / np.linalg.norm(other)])[0]["id"] != 1
+
+
+@pytest.mark.parametrize("source", ["99999999999999999999", "2147483648", "-1"])
+def test_a_camera_index_out_of_range_is_one_line(source, capsys):
+    """webcam --source 99999999999999999999: OpenCV's overload traceback before."""
+    from emotion.video import open_video
+    with pytest.raises(UserError, match=r"cannot open (camera|video source)"):
+        open_video(source)
+
+
+def test_a_superscript_digit_source_is_a_file_name_not_a_camera():
+    from emotion.video import open_video
+    with pytest.raises(UserError, match="cannot open video source '²': not a readable video file"):
+        open_video("²")
