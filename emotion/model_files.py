@@ -12,7 +12,8 @@ from emotion.arguments import class_list, model_file_arg
 from emotion.errors import UserError
 from emotion.files import atomic_write
 from emotion.lazy_import import LazyModule
-from emotion.model_checks import METADATA_KEY, check_model_file, check_weights, finite_probabilities
+from emotion.model_checks import (METADATA_KEY, check_model_file, check_weights, finite_probabilities,
+                                  parse_attribute)
 from emotion.models import vgg16_preprocess_class
 from emotion.precision import PRECISION, PRECISIONS, choose_precision, float32_twin, with_precision
 
@@ -63,7 +64,7 @@ def read_metadata(path):
     """The class names and image settings save_model stored in the file ({} for a model from elsewhere)."""
     import h5py
     with h5py.File(path, "r") as f:
-        return json.loads(f.attrs.get(METADATA_KEY, "{}"))
+        return parse_attribute(f.attrs, METADATA_KEY, path)
 
 
 def load_trained_model(path):

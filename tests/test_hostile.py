@@ -121,9 +121,23 @@ def test_model_files_nested_too_deep_are_refused_unparsed(small_model, tmp_path)
     for key in (METADATA_KEY, "model_config"):
         path = save_with(small_model, tmp_path / f"{key}.h5", GOOD)
         with h5py.File(path, "a") as f:
-            f.attrs[key] = "[" * 200_000 + "]" * 200_000
+            f.attrs[key] = "[" * 20_000 + "]" * 20_000
         with pytest.raises(UserError, match=f"its stored {key} nests deeper than 100 levels"):
             er.load_trained_model(path)
+
+
+def test_model_file_metadata_of_megabytes_is_refused_unparsed(small_model, tmp_path):
+    """5 MB of junk metadata cost about 500 MB more memory (the nesting count, then json.loads)."""
+    from emotion.model_checks import MAX_ATTRIBUTE_CHARS
+    from emotion.model_files import read_metadata
+    for key in (METADATA_KEY, "model_config"):
+        path = save_with(small_model, tmp_path / f"{key}.h5", GOOD)
+        with h5py.File(path, "a") as f:
+            f.attrs[key] = json.dumps({**json.loads(f.attrs[key]), "junk": "x" * MAX_ATTRIBUTE_CHARS[key]})
+        with pytest.raises(UserError, match=f"its stored {key} is longer than {MAX_ATTRIBUTE_CHARS[key]:,} characters"):
+            er.load_trained_model(path)
+    with pytest.raises(UserError, match="is longer than"):
+        read_metadata(tmp_path / f"{METADATA_KEY}.h5")
 
 
 def test_a_model_declaring_too_many_parameters_is_refused_unbuilt(small_model, tmp_path):
