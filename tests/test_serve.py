@@ -97,7 +97,8 @@ def test_localhost_the_bound_address_and_allowed_hosts_are_answered(model_path):
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "http://localhost:3000", "null",
-                                    "file://", "http://127.0.0.1:8000"])
+                                    "file://", "http://127.0.0.1:8000", "https://localhost:8000",
+                                    "https://localhost"])  # another scheme is another origin (it was let through)
 def test_a_post_from_a_page_of_another_origin_is_refused(client, origin, tmp_path):
     photo = face_photo(tmp_path).read_bytes()
     response = client.post("/api/predict", headers={"Host": "localhost:8000", "Origin": origin},
@@ -106,6 +107,20 @@ def test_a_post_from_a_page_of_another_origin_is_refused(client, origin, tmp_pat
     same = client.post("/api/predict", headers={"Host": "localhost:8000", "Origin": "http://localhost:8000"},
                        data={"image": (io.BytesIO(photo), "face.png")}, content_type="multipart/form-data")
     assert same.status_code == 200  # the page itself, and clients that send no Origin (curl), are answered
+
+
+def test_the_same_origin_on_the_default_port_is_answered(client, tmp_path):
+    photo = face_photo(tmp_path).read_bytes()
+    # behind a TLS proxy waitress takes the scheme from its X-Forwarded-Proto: the page's https origin is the same
+    response = client.post("/api/predict", headers={"Host": "localhost", "Origin": "https://localhost"},
+                           base_url="https://localhost", data={"image": (io.BytesIO(photo), "face.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    for host, origin in (("localhost", "http://localhost"), ("localhost:80", "http://localhost"),
+                         ("localhost", "http://localhost:80")):
+        response = client.post("/api/predict", headers={"Host": host, "Origin": origin},
+                               data={"image": (io.BytesIO(photo), "face.png")}, content_type="multipart/form-data")
+        assert response.status_code == 200, (host, origin)
 
 
 def test_page_is_served(client):

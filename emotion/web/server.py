@@ -30,6 +30,7 @@ from waitress.channel import HTTPChannel
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy sent back is scaled down to this (the boxes in the JSON are not)
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")  # Host names every server answers to (besides its own address)
 HOST_HEADER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")  # host[:port], [IPv6][:port]
+DEFAULT_PORTS = {"http": 80, "https": 443}  # an origin's or a Host's port when none is written
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # index.html, app.js, style.css
 
 
@@ -98,10 +99,10 @@ def check_host_and_origin(allowed_hosts, any_address):
     origin = request.headers.get("Origin")
     if origin is not None and request.method not in ("GET", "HEAD"):
         url = urllib.parse.urlsplit(origin)
-        default = {"http": 80, "https": 443}.get(url.scheme)
-        seen = split_host(url.netloc) if url.scheme in ("http", "https") else None
-        if seen is None or (seen[0], None if seen[1] == default else seen[1]) != \
-                (host[0], None if host[1] in (80, 443) else host[1]):  # a default port, written or not
+        seen = split_host(url.netloc) if url.scheme in DEFAULT_PORTS else None
+        # an origin is scheme, host and port (RFC 6454): https://localhost:8000 is not this http server's page
+        if seen is None or (url.scheme, seen[0], seen[1] or DEFAULT_PORTS[url.scheme]) != \
+                (request.scheme, host[0], host[1] or DEFAULT_PORTS.get(request.scheme)):
             return error_answer(f"a page of another origin ({origin[:100]!r}) may not use this API", 403)
     return None
 
@@ -220,7 +221,9 @@ def serve_app(app, host, port, threads, idle_timeout, max_body_bytes, connection
                            cleanup_interval=max(1, idle_timeout // 3),  # how often silent connections are looked for
                            connection_limit=connection_limit, asyncore_use_poll=True,  # poll: no 1024-socket limit
                            max_request_body_size=max_body_bytes, max_request_header_size=64 * 1024,
-                           clear_untrusted_proxy_headers=True)
+                           clear_untrusted_proxy_headers=True,
+                           # a TLS proxy on this machine says the page's scheme (the Origin check compares it)
+                           trusted_proxy="127.0.0.1", trusted_proxy_headers={"x-forwarded-proto"})
     for listener in listeners.values():  # create_server takes no channel class; each listener accepts with its own
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = functools.partial(DeadlineChannel, header_deadline=header_deadline,
