@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from emotion.internals import HelpFormatter, compile_mtcnn, model_from_h5_config
+from emotion.internals import HelpFormatter, add_request_deadlines, compile_mtcnn, model_from_h5_config
 
 
 def test_keras_builds_a_model_config_without_allocating_a_weight(tmp_path):
@@ -43,3 +43,34 @@ def test_argparse_help_formatter_hook_shows_only_real_defaults():
     text = " ".join(parser.format_help().split())
     assert "maximum epochs (default: 30)" in text and "flip too (default: False)" in text
     assert "continue (default" not in text and "a file (default" not in text
+
+
+def test_waitress_channels_close_a_request_whose_headers_trickle_past_the_deadline():
+    import socket
+    import threading
+    import time
+    from waitress.server import create_server
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+    listeners = {}
+    server = create_server(app, map=listeners, host="127.0.0.1", port=0, asyncore_loop_timeout=0.2)
+    add_request_deadlines(listeners, header_deadline=1, request_deadline=5)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as slow:
+            start = time.monotonic()
+            slow.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+            for _ in range(20):  # a header line every 0.3 s: waitress' own timeout would never fire
+                time.sleep(0.3)
+                try:
+                    slow.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    break
+            assert slow.recv(100) == b"" and time.monotonic() - start < 4  # closed after the 1 s deadline
+        with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as quick:
+            quick.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert quick.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        server.close()
