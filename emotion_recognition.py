@@ -369,7 +369,8 @@ def run_train(args):
     if not is_chief(strategy):
         send_worker_outputs_to_scratch(args, strategy)
     check_output_dir(args.output_dir, args.data, check_training_files(args, trained))
-    check_writable(os.path.dirname(os.path.abspath(args.model_path)))
+    check_writable(os.path.dirname(os.path.abspath(args.model_path)), f"--model-path {args.model_path!r}",
+                   made=False)
     keras.utils.set_random_seed(args.seed)
     if trained:
         image = choose_input(args, class_names)

@@ -140,7 +140,7 @@ def run_predict(args):
     model, metadata = answering_model(*load_trained_model(args.model_path), args.classes, args.precision)
     detector = None if args.no_detect else load_face_detector(args.detector)
     if args.save:
-        check_writable(args.save)
+        check_writable(args.save, "--save")
     saved = set()  # names written to --save
     inputs = {os.path.realpath(f) for f in [*files, args.model_path]}  # --save never writes over one of them
     for batch in read_batches(files, errors):

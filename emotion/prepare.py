@@ -315,6 +315,9 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError(f"the source {source!r} lies inside --out {out!r}; choose an --out folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out!r} is a file; give a folder")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):  # a mistyped path makes no folders
+        raise UserError(f"--out: the folder {os.path.dirname(os.path.abspath(out))!r} does not exist; create it "
+                        "first or choose another")
     for option, path in (("--votes", votes), ("--ferplus", ferplus)):  # out/votes.csv is written, --force clears out
         if path and os.path.realpath(path).startswith(real_out.rstrip(os.sep) + os.sep):
             raise UserError(f"{option} {path!r} lies inside --out {out!r}, which prepare writes; move it out or choose "

@@ -35,8 +35,8 @@ def check_outputs(source, outputs, model_path=None):
         raise UserError(f"--timeline {named['--timeline']!r} must be a .png file")
     if named.get("--output") and os.path.splitext(named["--output"])[1].lower() not in (".mp4", ".avi"):
         raise UserError(f"--output {named['--output']!r} must be a .mp4 or .avi file")
-    for path in named.values():
-        check_writable(os.path.dirname(os.path.abspath(path)))
+    for option, path in named.items():
+        check_writable(os.path.dirname(os.path.abspath(path)), f"{option} {path!r}", made=False)
 
 
 @contextlib.contextmanager

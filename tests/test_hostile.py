@@ -492,3 +492,23 @@ def test_votes_inside_out_are_refused(tmp_path, capsys):
                               "--votes", votes)
     assert code == 1 and "--votes" in error and "lies inside --out" in error
     assert votes.read_text().startswith("path,neutral")
+
+
+@pytest.mark.parametrize("command", [
+    lambda t, clip, data: ["webcam", "--source", clip, "--no-display", "--csv", t / "no" / "dir" / "x.csv"],
+    lambda t, clip, data: ["webcam", "--source", clip, "--no-display", "--json", t / "no" / "dir" / "x.jsonl"],
+    lambda t, clip, data: ["webcam", "--source", clip, "--no-display", "--output", t / "no" / "dir" / "x.mp4"],
+    lambda t, clip, data: ["webcam", "--source", clip, "--no-display", "--timeline", t / "no" / "dir" / "x.png"],
+    lambda t, clip, data: ["predict", clip, "--save", t / "no" / "dir"],
+    lambda t, clip, data: ["evaluate", data + "/test", "--model-path", SHIPPED_MODEL, "--output-dir",
+                           t / "no" / "dir"],
+    lambda t, clip, data: ["prepare", "--source", data, "--out", t / "no" / "dir"],
+    lambda t, clip, data: ["--data", data, "--model-path", t / "no" / "m.h5", "--epochs", "1", "--no-show"],
+])
+def test_a_missing_parent_folder_of_an_output_is_refused_not_made(tmp_path, capsys, command):
+    """As root, webcam --csv /nonexistent/dir/x.csv made /nonexistent/dir."""
+    data = make_dataset(tmp_path / "data", per_class=(2, 2, 2))
+    clip = write_video(tmp_path / "clip.avi", frames=3)
+    code, _, error = run_main(capsys, *command(tmp_path, str(clip), data))
+    assert code == 1 and "does not exist; create it first or choose another" in error.splitlines()[-1], error
+    assert not os.path.exists(tmp_path / "no")
