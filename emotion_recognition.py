@@ -465,13 +465,20 @@ def run_evaluate(args):
     model, metadata = load_trained_model(args.model_path)
     folder_classes = list_class_names(args.folder)
     metadata.setdefault("class_names", folder_classes)  # a model from the original script stores none
-    classes = args.classes or folder_answers(metadata["class_names"], folder_classes)
+    known = metadata["class_names"]
+    classes = args.classes or folder_answers(known, folder_classes)
     model, metadata = answering_model(model, metadata, classes, args.precision)
     class_names = metadata["class_names"]
+    never = sorted(set(folder_classes) - set(known))
+    if never:  # --classes only chooses among the model's classes: it cannot add one
+        raise UserError(f"{args.folder!r} has classes {never} that the model {args.model_path!r} was never trained "
+                        f"for (it knows {','.join(known)}); evaluate a folder of only those classes, or a model "
+                        "trained for these (another --model-path)")
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:
         raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
-                        f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
+                        f"({','.join(class_names)}) lack; pass --classes {','.join(folder_classes)} to match the "
+                        "folder, or another folder")
     check_output_dir(args.output_dir, args.folder, {"the model (--model-path)": args.model_path})
     images, labels, skipped = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"],
                                           metadata["normalize"], os.path.join(args.output_dir, "cache"))

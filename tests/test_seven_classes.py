@@ -359,3 +359,19 @@ def test_class_names_with_math_text_are_plotted_as_written(tmp_path):
                         i / 10, 6.0, names)
     plot_timeline(timeline, names, str(tmp_path / "timeline.png"))
     assert os.path.getsize(tmp_path / "timeline.png") > 0
+
+
+def test_evaluate_on_classes_the_model_never_learned_gives_advice_that_works(tmp_path, capsys):
+    """A three-class model on a seven-class folder advised --classes, which cannot add classes."""
+    from conftest import SHIPPED_MODEL, run_main
+    folder = make_dataset(tmp_path / "seven", per_class=(0, 0, 2), classes=SEVEN) + "/test"
+    code, _, error = run_main(capsys, "evaluate", folder, "--model-path", SHIPPED_MODEL, "--output-dir", tmp_path / "o")
+    assert code == 1 and "--classes" not in error, error
+    assert (f"has classes ['disgust', 'fear', 'neutral', 'surprise'] that the model {SHIPPED_MODEL!r} was never "
+            "trained for (it knows angry,happy,sad); evaluate a folder of only those classes, or a model trained for "
+            "these (another --model-path)") in error
+    # a class the model knows, left out by --classes: --classes can bring it back, and says how
+    folder = make_dataset(tmp_path / "three", per_class=(0, 0, 2)) + "/test"
+    code, _, error = run_main(capsys, "evaluate", folder, "--model-path", SHIPPED_MODEL, "--classes", "happy,sad",
+                              "--output-dir", tmp_path / "o")
+    assert code == 1 and "pass --classes angry,happy,sad to match the folder" in error, error
