@@ -178,6 +178,21 @@ def show_frame(canvas):
     return cv2.waitKey(1) & 0xFF != ord("q")
 
 
+def measured_fps(done):
+    """Frames per second over the times of the last FPS_WINDOW frames, or None until there are that many (over
+    the first two frames, one of them without the detector, it read 42 FPS)."""
+    return (len(done) - 1) / (done[-1] - done[0]) if len(done) == done.maxlen and done[-1] > done[0] else None
+
+
+def draw_fps(canvas, fps):
+    """The FPS counter in the top-left corner of a BGR frame, yellow on a dark box (readable on a light frame); "-- FPS" while it
+    is measured."""
+    text = f"{fps:.0f} FPS" if fps is not None else "-- FPS"
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
+    cv2.rectangle(canvas, (4, 4), (12 + w, 12 + h + base), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (8, 8 + h), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)  # BGR yellow
+
+
 @contextlib.contextmanager
 def open_video_output(path, fps):
     """Yields write(frame) for --output (a no-op without one). Frames go to a hidden file beside `path`, opened at
@@ -251,9 +266,8 @@ def run_video(model, metadata, source, display=True, output=None, max_frames=Non
                 at, duration = ((frames - 1) / file_fps, 1 / file_fps) if file_fps else (now - start, now - last)
                 done.append(now)
                 last, faces_seen = now, faces_seen + len(faces)
-                fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else 0.0
                 canvas = annotate(rgb, faces)
-                cv2.putText(canvas, f"{fps:.0f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
+                draw_fps(canvas, measured_fps(done))
                 write_frame(canvas)
                 write_record({"frame": frames - 1, "time": round(at, 4), "faces": faces})
                 update_timeline(timeline, faces, at, duration, class_names)

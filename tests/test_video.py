@@ -337,3 +337,19 @@ def test_csv_cells_from_class_names_cannot_be_spreadsheet_formulas(tmp_path):
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
     assert header[-5:] == ["'" + n for n in names[:4]] + ["calm"] and row[7] == "'" + names[0]
     assert row[:7] == ["0", "0.0", "1", "1", "2", "3", "4"]
+
+
+def test_the_fps_counter_waits_for_a_full_window_and_reads_on_a_white_frame():
+    """'42 FPS' on the first frames (two frames 24 ms apart), in yellow on whatever the frame holds."""
+    import collections
+    from emotion.video import FPS_WINDOW, draw_fps, measured_fps
+    done = collections.deque([0.0, 0.024], maxlen=FPS_WINDOW)
+    assert measured_fps(done) is None
+    done.extend(i * 0.1 for i in range(1, FPS_WINDOW + 1))
+    assert measured_fps(done) == pytest.approx(10.0)
+    white = np.full((120, 160, 3), 255, np.uint8)
+    draw_fps(white, None)
+    draw_fps(white, 10.0)
+    corner = white[4:26, 4:70]
+    assert corner.mean() < 128  # the text sits on a dark box, so a light frame does not swallow it
+    assert ((corner[..., 0] < 100) & (corner[..., 1] > 200) & (corner[..., 2] > 200)).any()  # BGR yellow text
