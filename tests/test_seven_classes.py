@@ -375,3 +375,27 @@ def test_evaluate_on_classes_the_model_never_learned_gives_advice_that_works(tmp
     code, _, error = run_main(capsys, "evaluate", folder, "--model-path", SHIPPED_MODEL, "--classes", "happy,sad",
                               "--output-dir", tmp_path / "o")
     assert code == 1 and "pass --classes angry,happy,sad to match the folder" in error, error
+
+
+def test_the_reliability_diagram_keeps_its_legend_off_the_bars_and_shows_each_bins_faces(tmp_path):
+    """The legend covered the first bar; a bin of 3 faces was drawn as strongly as one of 500."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.patches import Rectangle
+    from emotion.calibration import plot_reliability
+    rng = np.random.default_rng(0)
+    confidence = np.concatenate([np.full(3, 0.55), rng.uniform(0.7, 1.0, 500)])  # 3 faces in the bin of 0.53-0.6
+    probabilities = np.stack([confidence, 1 - confidence], axis=1)
+    labels = np.concatenate([np.zeros(3, int), (rng.uniform(size=500) > confidence[3:]).astype(int)])
+    bins, ece = calibration_bins(probabilities, labels)
+    fig = plot_reliability(bins, ece, "faces", str(tmp_path / "r.png"))
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_height() > 0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not any(legend.overlaps(bar.get_window_extent(renderer)) for bar in bars)
+    alphas = {round(bar.get_x(), 4): bar.get_alpha() for bar in bars}
+    few, many = alphas[round(bins[8]["low"], 4)], max(alphas.values())
+    assert few < 0.5 * many  # the bin of 3 faces is pale
+    shown = {t.get_text() for t in ax.texts}
+    assert {str(b["count"]) for b in bins if b["count"]} <= shown  # each bin's faces written by its bar
