@@ -90,9 +90,9 @@ def open_records(json_path, csv_path, class_names):
                     json_file.write(json.dumps(record) + "\n")
                     json_file.flush()
                 if rows and "frame" in record:
-                    rows.writerows([record["frame"], record["time"], face["track"], *face["box"], csv_text(face["emotion"]),
-                                    face["confidence"], *(face["probabilities"][n] for n in class_names)]
-                                   for face in record["faces"])
+                    rows.writerows([record["frame"], record["time"], face["track"], *face["box"],
+                                    csv_text(face["emotion"]), face["confidence"],
+                                    *(face["probabilities"][n] for n in class_names)] for face in record["faces"])
                     csv_file.flush()
             except OSError as error:
                 raise UserError(f"cannot write the records ({error.strerror}) at frame {record.get('frame')}; "

@@ -185,8 +185,8 @@ def measured_fps(done):
 
 
 def draw_fps(canvas, fps):
-    """The FPS counter in the top-left corner of a BGR frame, yellow on a dark box (readable on a light frame); "-- FPS" while it
-    is measured."""
+    """The FPS counter in the top-left corner of a BGR frame, yellow on a dark box (readable on a light frame);
+    "-- FPS" while it is measured."""
     text = f"{fps:.0f} FPS" if fps is not None else "-- FPS"
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
     cv2.rectangle(canvas, (4, 4), (12 + w, 12 + h + base), (0, 0, 0), -1)

@@ -298,7 +298,8 @@ def test_every_file_its_own_group_is_a_warning(tmp_path, capsys):
     for emotion in ("happy", "sad"):
         os.makedirs(tmp_path / "web" / emotion)
         for i in range(10):
-            cv2.imwrite(str(tmp_path / "web" / emotion / f"{emotion}{'abcdefghij'[i]}.png"), draw_face("happy", 48, rng))
+            name = f"{emotion}{'abcdefghij'[i]}.png"
+            cv2.imwrite(str(tmp_path / "web" / emotion / name), draw_face("happy", 48, rng))
     result = run_here(capsys, "prepare", "--source", tmp_path / "web", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "Warning: 20 files in 20 groups: no two file names share a person's id by --group-pattern" in result.stdout

@@ -355,8 +355,8 @@ def test_class_names_with_math_text_are_plotted_as_written(tmp_path):
     assert {"confusion_matrix.png", "reliability_diagram.png", "training_curves.png"} <= set(os.listdir(tmp_path))
     timeline = {}
     for i in range(60):
-        update_timeline(timeline, [{"track": 1, "emotion": names[0], "probabilities": dict(zip(names, (0.5, 0.3, 0.2)))}],
-                        i / 10, 6.0, names)
+        face = {"track": 1, "emotion": names[0], "probabilities": dict(zip(names, (0.5, 0.3, 0.2)))}
+        update_timeline(timeline, [face], i / 10, 6.0, names)
     plot_timeline(timeline, names, str(tmp_path / "timeline.png"))
     assert os.path.getsize(tmp_path / "timeline.png") > 0
 
