@@ -365,3 +365,12 @@ def test_an_extreme_aspect_ratio_is_answered_not_a_500(client, shape):
     response = upload(client, data.tobytes(), "thin.png")
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["image"] == "thin.png"
+
+
+def test_the_preview_of_a_thin_image_keeps_each_side_at_least_one_pixel():
+    """png_data_url scales the annotated copy to ANNOTATED_MAX_SIDE: a 1x20000 strip's short side rounded to 0."""
+    import base64
+    from emotion.web.server import ANNOTATED_MAX_SIDE, png_data_url
+    url = png_data_url(np.full((1, 20000, 3), 128, np.uint8))
+    preview = cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert preview.shape[:2] == (1, ANNOTATED_MAX_SIDE)

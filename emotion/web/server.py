@@ -57,8 +57,9 @@ class UploadRequest(Request):
 def png_data_url(bgr):
     """A BGR image as a `data:image/png;base64,...` URL the page can show directly, at most ANNOTATED_MAX_SIDE."""
     scale = ANNOTATED_MAX_SIDE / max(bgr.shape[:2])
-    if scale < 1:
-        bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if scale < 1:  # each side at least 1 pixel: a 1x20000 strip's short side would round to 0 (HTTP 500)
+        size = tuple(max(1, round(side * scale)) for side in bgr.shape[1::-1])
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
     png = cv2.imencode(".png", bgr)[1]
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
 
