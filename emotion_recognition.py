@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -34,13 +35,13 @@ from emotion.data import (SPLITS, check_dataset_layout, choose_image_settings, l
                           load_splits, make_dataset)
 from emotion.distributed import fit_multiworker, is_chief, make_strategy, send_worker_outputs_to_scratch
 from emotion.features import FEATURE_VIEWS, make_feature_data
-from emotion.errors import UserError
+from emotion.errors import EmotionError, UserError
 from emotion.files import check_output_dir, check_writable, write_file
 from emotion.internals import HelpFormatter
 from emotion.lazy_import import LazyModule
 from emotion.model_checks import check_model_matches
-from emotion.model_files import (FACES_MODEL_PATH, TTA, add_classes_argument, add_model_arguments, answering_model,
-                                 load_trained_model, predict_probabilities, save_model)
+from emotion.model_files import (FACES_MODEL_PATH, SHIPPED_DIR, TTA, add_classes_argument, add_model_arguments,
+                                 answering_model, load_trained_model, predict_probabilities, save_model)
 from emotion.models import BASES, build_application, build_compact, load_base, min_image_size, vgg16_preprocess_class
 from emotion.precision import choose_precision, global_precision
 from emotion.recovery import (backup_path_for, check_free_space, check_resume_matches, check_training_files,
@@ -570,13 +571,16 @@ def main(argv=None):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     if getattr(args, "model_path", "") is None:
-        args.model_path = default_model_path(FACES_MODEL_PATH, os.path.dirname(os.path.abspath(__file__)))
+        args.model_path = default_model_path(FACES_MODEL_PATH, SHIPPED_DIR)
     if getattr(args, "show", False) and not display_available():
         args.show = False
     try:
-        check_utf8_options(args)
-        COMMANDS[args.command](args)
-    except UserError as error:
+        with warnings.catch_warnings():  # the library warns (warnings.warn); the command line prints them, one line each
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda message, *_, **__: print(f"Warning: {message}", file=sys.stderr)
+            check_utf8_options(args)
+            COMMANDS[args.command](args)
+    except EmotionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # training handles its own Ctrl-C (it keeps the best model); this is any other step

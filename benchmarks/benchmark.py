@@ -31,7 +31,7 @@ What is measured (every part runs in its own process, so its peak memory, ru_max
   train images; --quick: 1 epoch on 640, a smoke check only).
 - Inference with the default model (untrained weights: speed does not depend on them): face crops/s
   through classify_crops in one batch, per-frame latency of one crop per call, and the FPS of
-  run_video on a 640x480 video with one face (a FER2013 face enlarged to 200 px).
+  the webcam's frame loop (frames.run_frames) on a 640x480 video with one face (a FER2013 face enlarged to 200 px).
 """
 
 import argparse
@@ -52,11 +52,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 from emotion.arguments import positive_int  # noqa: E402
 from emotion.detection import detect_faces, load_face_detector  # noqa: E402
-from emotion.predict import classify_crops  # noqa: E402
+from emotion.faces import classify_crops  # noqa: E402
 from emotion.features import extract_features, make_feature_dataset, split_frozen_base  # noqa: E402
 from emotion.errors import UserError  # noqa: E402
 from emotion.images import read_image  # noqa: E402
-from emotion.video import VIDEO_DETECT_WIDTH, run_video  # noqa: E402
+from emotion.frames import VIDEO_DETECT_WIDTH, run_frames  # noqa: E402
 from emotion.data import ORIGINAL_IMAGE_SIZE, list_image_files, prepare_image
 import emotion_recognition as er  # noqa: E402  (the code under test)
 import cv2  # noqa: E402
@@ -412,7 +412,11 @@ def part_inference(plan):
     face_file = write_face_video(plan, detector, video)
     frame = cv2.cvtColor(cv2.VideoCapture(video).read()[1], cv2.COLOR_BGR2RGB)
     detect_seconds, _ = median_seconds(lambda: detect_faces(detector, frame, max_side=VIDEO_DETECT_WIDTH), 20)
-    frames, faces, seconds, _ = run_video(model, metadata, video, display=False, max_frames=plan["video_frames"])
+    records = [record for record, _ in run_frames(
+        video, lambda rgb, side: detect_faces(detector, rgb, max_side=side),
+        lambda crops: classify_crops(model, metadata, crops), metadata["class_names"], max_frames=plan["video_frames"])]
+    frames, seconds = records[-1]["summary"]["frames"], records[-1]["summary"]["seconds"]
+    faces = sum(len(record.get("faces", ())) for record in records)
     return {"model": er.MODEL, "input": [size, size, 1 if color == "grayscale" else 3],
             "batch": INFERENCE_BATCH, "crop_shape": list(crops[0].shape),
             "crops_per_s": INFERENCE_BATCH / batch_seconds,
@@ -601,7 +605,7 @@ def print_accuracy_and_inference(parts):
                   f"{result['latency_ms_median']:.1f} ms median, {result['latency_ms_p90']:.1f} ms p90 "
                   f"({result['latency_calls']} calls)")
             print(f"video {shape(result['video_size'])}, one {result['video_face_px']} px face: "
-                  f"{result['video_fps']:.1f} FPS over {result['video_frames']} frames through run_video "
+                  f"{result['video_fps']:.1f} FPS over {result['video_frames']} frames through the webcam's frame loop "
                   f"({result['video_faces']} faces found; detection alone {result['detect_ms_median']:.1f} ms/frame); "
                   f"peak {result['peak_memory_mb']:.0f} MB")
 

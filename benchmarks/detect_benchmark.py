@@ -7,7 +7,7 @@
 Speed: scikit-image's astronaut (one face) scaled into 640x480 and 1280x720 frames. "photo" times
 detect_faces as predict calls it (a copy at most MTCNN_MAX_SIDE / DETECT_MAX_SIDE px), "video" as webcam calls it
 (VIDEO_DETECT_WIDTH px wide); faces/s counts the faces found per second. The pipeline rows time the
-whole default path with the shipped model: predict_images on 640x480 photos (photos/s) and run_video
+whole default path with the shipped model: EmotionRecognizer.analyze_many on 640x480 photos (photos/s, as predict) and analyze_video
 on a 640x480 video with one face (frames/s, detection on every VIDEO_DETECT_EVERY-th frame).
 
 Quality: per photo, the boxes at least a tenth of the photo's shorter side (smaller ones are ignored,
@@ -34,9 +34,10 @@ import numpy as np  # noqa: E402
 
 from emotion import detection  # noqa: E402  (detection.MTCNN_MIN_CONFIDENCE is set per threshold below)
 from emotion.detection import detect_faces, load_face_detector  # noqa: E402
-from emotion.predict import IMAGE_EXTENSIONS, predict_images  # noqa: E402
+from emotion.predict import IMAGE_EXTENSIONS  # noqa: E402
+from emotion.recognizer import EmotionRecognizer  # noqa: E402
 from emotion.images import read_image  # noqa: E402
-from emotion.video import VIDEO_DETECT_WIDTH, run_video  # noqa: E402
+from emotion.frames import VIDEO_DETECT_WIDTH  # noqa: E402
 from emotion.detection import DETECTORS
 import emotion_recognition as er  # noqa: E402
 from conftest import SHIPPED_MODEL, real_photo  # noqa: E402
@@ -83,21 +84,22 @@ def measure_speed(detector_name, repeats):
 
 
 def measure_pipeline(detector_name, repeats):
-    model, metadata = er.load_trained_model(SHIPPED_MODEL)
-    detector = load_face_detector(detector_name)
+    recognizer = EmotionRecognizer(SHIPPED_MODEL, detector=detector_name)
     photos = [frame_with_face(640, 480, offset) for offset in range(-40, 40, 8)]  # 10 photos of 640x480
-    predict_images(model, metadata, photos[:2], detector)  # warm-up
-    seconds, results, cpu = median_seconds(lambda: predict_images(model, metadata, photos, detector), repeats)
+    recognizer.analyze_many(photos[:2])  # warm-up
+    seconds, results, cpu = median_seconds(lambda: recognizer.analyze_many(photos), repeats)
     with tempfile.TemporaryDirectory() as folder:
         video = os.path.join(folder, "one_face.avi")
         writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
         for i in range(150):
             writer.write(cv2.cvtColor(frame_with_face(640, 480, int(30 * np.sin(i / 15))), cv2.COLOR_RGB2BGR))
         writer.release()
-        run_video(model, metadata, video, display=False, max_frames=10, detector=detector_name)  # warm-up
+        list(recognizer.analyze_video(video, max_frames=10))  # warm-up
         video_cpu = time.process_time()
-        frames, faces, video_seconds, _ = run_video(model, metadata, video, display=False, detector=detector_name)
+        records = list(recognizer.analyze_video(video))
         video_cpu = time.process_time() - video_cpu
+        frames, video_seconds = records[-1]["summary"]["frames"], records[-1]["summary"]["seconds"]
+        faces = sum(len(record.get("faces", ())) for record in records)
     return {"detector": detector_name, "predict_photos_per_s": len(photos) / seconds,
             "predict_cpu_ms_per_photo": 1000 * cpu / len(photos), "webcam_cpu_ms_per_frame": 1000 * video_cpu / frames,
             "predict_faces": sum(len(r) for r in results), "predict_photos": len(photos),

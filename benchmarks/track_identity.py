@@ -1,6 +1,6 @@
 """How well a face crop's small appearance signature tells one person from another, and a frame's tells a scene cut
 from ordinary frame-to-frame change: the measurements behind SAME_FACE_FROM and SCENE_CUT_BELOW
-in emotion/video.py.
+in emotion/frames.py.
 
     python benchmarks/track_identity.py ../shared/datasets/webfaces7-dev
 
@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from emotion.detection import crop_face, detect_faces, load_face_detector  # noqa: E402
 from emotion.images import read_image  # noqa: E402
-from emotion.video import face_signature, frame_signature, similarity  # noqa: E402
+from emotion.frames import face_signature, frame_signature, similarity  # noqa: E402
 
 
 def face_crops(folder, limit=400):

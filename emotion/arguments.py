@@ -69,10 +69,10 @@ def model_file_arg(text):
     return text
 
 
-def default_model_path(name, script_folder):
+def default_model_path(name, shipped_folder):
     """--model-path when not given: `name` in the working folder when it is there, else the shipped model of
-    that name beside the script, so that it is found from any folder."""
-    beside = os.path.join(script_folder, name)
+    that name in `shipped_folder`, so that it is found from any folder."""
+    beside = os.path.join(shipped_folder, name)
     return beside if not os.path.exists(name) and os.path.exists(beside) else name
 
 

@@ -1,6 +1,22 @@
-"""The program's one exception: a problem the user can fix, which the command line prints as one line
-("error: ...") with a non-zero exit, never a traceback."""
+"""The program's exceptions: problems the user can fix. A program using the library catches `EmotionError` (or one
+of its kinds); the command line prints each as one line ("error: ...") with a non-zero exit, never a traceback."""
 
 
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad option, mismatched model): printed as one line."""
+class EmotionError(Exception):
+    """Every problem this package reports: the message is one line that says what to do."""
+
+
+class UserError(EmotionError):
+    """A problem the user can fix (a bad path or option, a full disk, a mismatched data set)."""
+
+
+class ImageError(UserError):
+    """An image refused: not an image, a truncated file, too large, an array of the wrong shape or type."""
+
+
+class ModelError(UserError):
+    """A model file refused: missing, damaged, hostile (code inside, absurd sizes) or not this program's."""
+
+
+class ArgumentError(UserError, ValueError):
+    """A bad argument to a call of the library (an unknown class, detector or channel order)."""

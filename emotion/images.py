@@ -7,13 +7,13 @@ import io
 import os
 import stat
 import struct
-import sys
+import warnings
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from emotion.errors import UserError
+from emotion.errors import ImageError, UserError
 from emotion.files import write_file
 
 Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; MAX_IMAGE_PIXELS below is the (lower) limit
@@ -31,7 +31,7 @@ HEIF_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", **{brand: "HEIC" for brand in (
     b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")}}  # ISO BMFF 'ftyp'
 
 
-class ImageRefused(UserError):
+class ImageRefused(ImageError):
     """An image file refused before it is decoded, or even read: one line naming the file and why."""
 
 
@@ -164,8 +164,8 @@ def warn_tiff_pages(data, name):
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError):
         return
     if pages > 1:
-        print(f"Warning: {printable(name)}: a TIFF of {pages} pages; only its first page is judged (save each page "
-              "as its own file to judge the others)", file=sys.stderr)
+        warnings.warn(f"{printable(name)}: a TIFF of {pages} pages; only its first page is judged (save each page "
+                      "as its own file to judge the others)", stacklevel=2)
 
 
 def write_image(path, bgr):

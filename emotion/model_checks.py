@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from emotion.arguments import MAX_IMAGE_SIZE
-from emotion.errors import UserError
+from emotion.errors import ModelError, UserError
 from emotion.internals import model_from_h5_config
 
 METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and image settings
@@ -38,7 +38,7 @@ def parse_attribute(attributes, key, path):
         raise UserError(f"{path!r}: its stored {key} is longer than {MAX_ATTRIBUTE_CHARS[key]:,} characters "
                         "(MAX_ATTRIBUTE_CHARS); the file is damaged or was edited: retrain with --train-again")
     if json_depth(text) > MAX_JSON_DEPTH:
-        raise UserError(f"{path!r}: its stored {key} nests deeper than {MAX_JSON_DEPTH} levels (MAX_JSON_DEPTH); "
+        raise ModelError(f"{path!r}: its stored {key} nests deeper than {MAX_JSON_DEPTH} levels (MAX_JSON_DEPTH); "
                         "the file is damaged or was made to crash a reader: retrain with --train-again")
     return json.loads(text)
 
@@ -55,12 +55,12 @@ def check_model_file(path):
         raise ValueError("no model config")
     lambdas = lambda_layers(config)
     if lambdas:  # Keras refuses them too (safe_mode), with a sentence about a flag; this one says what to do
-        raise UserError(f"{path!r}: its layer {lambdas[0]!r} is a Lambda, Python code stored in the model file, which "
+        raise ModelError(f"{path!r}: its layer {lambdas[0]!r} is a Lambda, Python code stored in the model file, which "
                         "this script never runs (it could do anything); use a model made of Keras' own layers, or "
                         "retrain with --train-again")
     model = model_from_h5_config(config)
     if model.count_params() > MAX_MODEL_PARAMS:
-        raise UserError(f"{path!r}: the model declares {model.count_params():,} parameters, above the limit of "
+        raise ModelError(f"{path!r}: the model declares {model.count_params():,} parameters, above the limit of "
                         f"{MAX_MODEL_PARAMS:,} (MAX_MODEL_PARAMS); the file is damaged or was edited: retrain with "
                         "--train-again")
     if isinstance(metadata, dict) and not {"image_size", "color"} <= set(metadata):  # a model from the original
@@ -89,7 +89,7 @@ def validate_model(model, metadata, path):
     """The stored metadata must describe the model it came with (a stored image_size of 30000 would decode
     every image at that size): one line naming the file when it does not, or when a weight is NaN."""
     def refuse(problem):
-        raise UserError(f"{path!r}: {problem}; the file is damaged or was edited: retrain with --train-again")
+        raise ModelError(f"{path!r}: {problem}; the file is damaged or was edited: retrain with --train-again")
     if not isinstance(metadata, dict):
         refuse(f"stored metadata {metadata!r} is not a JSON object")
     shape, outputs = model.input_shape, model.output_shape
@@ -121,7 +121,7 @@ def weights_finite(model):
 def check_weights(model, path):
     """The loaded weights must be numbers: a NaN weight makes every answer NaN."""
     if not weights_finite(model):
-        raise UserError(f"{path!r}: the model's weights hold NaN or infinite values (a diverged training run); the "
+        raise ModelError(f"{path!r}: the model's weights hold NaN or infinite values (a diverged training run); the "
                         "file is damaged or was edited: retrain with --train-again")
 
 

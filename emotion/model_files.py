@@ -5,11 +5,12 @@ calibration temperature, a subset of classes), its probabilities, and the option
 import argparse
 import json
 import os
+import warnings
 
 import numpy as np
 
 from emotion.arguments import class_list, model_file_arg
-from emotion.errors import UserError
+from emotion.errors import ArgumentError, ModelError, UserError
 from emotion.files import atomic_write
 from emotion.lazy_import import LazyModule
 from emotion.model_checks import (METADATA_KEY, check_model_file, check_weights, finite_probabilities,
@@ -20,20 +21,21 @@ from emotion.precision import PRECISION, PRECISIONS, choose_precision, float32_t
 keras = LazyModule("keras")
 
 FACES_MODEL_PATH = "EmotionRecognitionSystem7.h5"  # evaluate, predict, webcam, serve: the shipped seven-class model
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")  # the shipped models (package data)
 TTA = False  # average each prediction with that of the horizontally flipped image
 INFERENCE_BATCH_SIZE = 256  # faces per model call when predicting
 
 
 def add_model_arguments(parser, model_path=None):
     """The options of every command that loads (or trains) a model: its file, TTA and precision. model_path: train's
-    file, in the working folder as the original; None: FACES_MODEL_PATH, from the working folder or else the one
-    beside the script (emotion_recognition.main resolves it)."""
+    file, in the working folder as the original; None: FACES_MODEL_PATH, from the working folder or else the shipped
+    one (emotion_recognition.main resolves it)."""
     if model_path:
         parser.add_argument("--model-path", type=model_file_arg, default=model_path, help="trained model file (.h5)")
     else:
         parser.add_argument("--model-path", type=model_file_arg,
                             help=f"trained model file (.h5) (default: {FACES_MODEL_PATH}, from the working folder "
-                                 "or else the one beside this script)")
+                                 "or else the one shipped with the package)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA,
                         help="average predictions with the horizontally flipped image")
     parser.add_argument("--precision", default=PRECISION, choices=PRECISIONS,
@@ -70,14 +72,14 @@ def read_metadata(path):
 def load_trained_model(path):
     """Load a model saved by this program: returns (model, metadata). Clear errors for bad files."""
     if not os.path.isfile(path):
-        raise UserError(f"model file {path!r} not found; train one first (python emotion_recognition.py "
+        raise ModelError(f"model file {path!r} not found; train one first (python emotion_recognition.py "
                         "--train-again) or pass --model-path")
     vgg16_preprocess_class()  # registered, so that a vgg16 model's own layer can be read back
     try:
         metadata = check_model_file(path)  # nesting, size, input and metadata checked before a weight is allocated
         model = keras.models.load_model(path, compile=False, safe_mode=True)  # never runs code stored in the file
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise UserError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
+        raise ModelError(f"{path!r} is not a readable Keras model ({type(error).__name__}); "
                         "delete it or retrain with --train-again") from None
     check_weights(model, path)
     metadata.setdefault("normalize", "none")  # saved before --normalize existed: fed as it was trained
@@ -89,7 +91,8 @@ def class_names_of(model, metadata):
     """Class names saved with the model; a model from the original script has none, so say so."""
     if "class_names" not in metadata:
         metadata["class_names"] = [f"class_{i}" for i in range(model.output_shape[-1])]
-        print("Warning: the model file stores no class names; labels are shown as class_0, class_1, ...")
+        warnings.warn("the model file stores no class names; labels are shown as class_0, class_1, ...",
+                      stacklevel=2)
     return metadata["class_names"]
 
 
@@ -101,7 +104,7 @@ def answering_model(model, metadata, classes=None, precision="float32"):
     classes = list(classes or names)
     unknown = [c for c in classes if c not in names]
     if unknown:
-        raise UserError(f"the model has no class {unknown[0]!r}; its classes are {','.join(names)}")
+        raise ArgumentError(f"the model has no class {unknown[0]!r}; its classes are {','.join(names)}")
     temperature = metadata.get("temperature", 1.0)
     if classes == names and temperature == 1.0:
         return model, metadata

@@ -5,15 +5,13 @@ import json
 import os
 import sys
 
-import numpy as np
-
-from emotion.data import prepare_image
-from emotion.detection import add_detector_argument, crop_face, detect_faces, load_face_detector
+from emotion.detection import add_detector_argument
 from emotion.drawing import annotate
+from emotion.faces import detection_of
 from emotion.files import check_writable
 from emotion.images import ImageRefused, printable, read_image, write_image
-from emotion.model_files import (TTA, add_classes_argument, add_model_arguments, answering_model,
-                                 load_trained_model, predict_probabilities)
+from emotion.model_files import add_classes_argument, add_model_arguments
+from emotion.recognizer import EmotionRecognizer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".avif",
                     ".heic", ".heif")  # HEIC is read with pillow-heif installed, else refused with what to do
@@ -21,8 +19,6 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg
 # to webcam --source
 PREDICT_BATCH_PIXELS = 40_000_000  # predict: images decoded and labelled together hold at most this many pixels
 PREDICT_BATCH_IMAGES = 64  # predict: and at most this many images (their face crops go to the model in one call)
-WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this range (px) is taken for a face crop
-#                                and classified whole; larger photos get no emotion, smaller ones are not faces
 
 
 def add_arguments(parser):
@@ -33,50 +29,6 @@ def add_arguments(parser):
     parser.add_argument("--no-detect", action="store_true", help="classify each whole image; no face detection")
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
     parser.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
-
-
-def classify_crops(model, metadata, crops, tta=TTA):
-    """Emotion, confidence and every class's probability for each face crop: one model call for all of them."""
-    if not crops:
-        return []
-    class_names = metadata["class_names"]
-    batch = np.stack([prepare_image(c, metadata["image_size"], metadata["color"], metadata["normalize"])
-                      for c in crops])
-    probabilities = predict_probabilities(model, batch, tta)
-    return [{"emotion": class_names[p.argmax()], "confidence": round(float(p.max()), 4),
-             "probabilities": {n: round(float(v), 4) for n, v in zip(class_names, p)}} for p in probabilities]
-
-
-def looks_like_face_crop(image):
-    """An image the detector found no face in is classified whole only when it is crop-sized (see WHOLE_IMAGE_SIDES)."""
-    return WHOLE_IMAGE_SIDES[0] <= min(image.shape[:2]) and max(image.shape[:2]) <= WHOLE_IMAGE_SIDES[1]
-
-
-def predict_images(model, metadata, images, detector=None, tta=TTA):
-    """Faces of several RGB images, classified together. detector None: each whole image is one face.
-
-    Returns, per image, a list of {"box", "detected", "emotion", "confidence", "probabilities"}: a face the
-    detector found ("detected": True, aligned by its eyes), or the whole image ("detected": False) when there
-    is no detector, or when it found nothing in a crop-sized image. Other photos without a face get [].
-    """
-    found = [detect_faces(detector, im) if detector is not None else [] for im in images]
-    crops, owners = [], []
-    for i, (image, faces) in enumerate(zip(images, found)):
-        if not faces and (detector is None or looks_like_face_crop(image)):
-            found[i] = [{"box": [0, 0, image.shape[1], image.shape[0]], "whole": True}]
-            crops.append(image)
-        else:
-            crops += [crop_face(image, f) for f in faces]
-        owners += [i] * len(found[i])
-    results = [[] for _ in images]
-    for i, face, labels in zip(owners, [f for fs in found for f in fs], classify_crops(model, metadata, crops, tta)):
-        results[i].append({"box": face["box"], "detected": "whole" not in face, **labels})
-    return results
-
-
-def detection_of(faces):
-    """What predict's JSON reports under "detection": "whole-image" (a face crop classified whole) or "detector"."""
-    return "whole-image" if any(not f["detected"] for f in faces) else "detector"
 
 
 def expand_paths(paths):
@@ -137,15 +89,16 @@ def print_faces(path, faces):
 def run_predict(args):
     """Label every face in the given images/folders; table or JSON lines; annotated copies with --save."""
     files, errors = expand_paths(args.paths)
-    model, metadata = answering_model(*load_trained_model(args.model_path), args.classes, args.precision)
-    detector = None if args.no_detect else load_face_detector(args.detector)
+    recognizer = EmotionRecognizer(args.model_path, args.classes, args.detector, args.tta, args.precision)
+    analyze = recognizer.classify if args.no_detect else recognizer.analyze_many
     if args.save:
         check_writable(args.save, "--save")
     saved = set()  # names written to --save
     inputs = {os.path.realpath(f) for f in [*files, args.model_path]}  # --save never writes over one of them
     for batch in read_batches(files, errors):
         paths, images = zip(*batch)
-        for path, image, faces in zip(paths, images, predict_images(model, metadata, images, detector, args.tta)):
+        for path, image, faces in zip(paths, images, analyze(images)):
+            faces = [face.to_dict() for face in ([faces] if args.no_detect else faces)]
             if args.json:
                 print(json.dumps({"image": path, "detection": detection_of(faces), "faces": faces}))
             else:

@@ -4,18 +4,17 @@
 import os
 import threading
 
-import cv2
 import numpy as np
 
 from emotion.arguments import host_arg, host_name_arg, int_in_range
-from emotion.detection import DETECTOR, add_detector_argument, load_face_detector
+from emotion.detection import DETECTOR, add_detector_argument
 from emotion.drawing import annotate, message_for
 from emotion.errors import UserError
 from emotion.images import ImageRefused, ImageTooLarge, MAX_IMAGE_PIXELS, decode_image, image_dimensions
-from emotion.model_files import (TTA, add_classes_argument, add_model_arguments, answering_model,
-                                 load_trained_model)
+from emotion.faces import detection_of
+from emotion.model_files import TTA, add_classes_argument, add_model_arguments
 from emotion.precision import PRECISION
-from emotion.predict import detection_of, predict_images
+from emotion.recognizer import EmotionRecognizer
 
 SERVE_HOST = "127.0.0.1"  # loopback only, unless --host says otherwise
 SERVE_PORT = 8000  # TCP port of the page and the JSON API
@@ -27,7 +26,6 @@ SERVE_REQUEST_DEADLINE = 120  # serve: seconds for a whole request, headers and 
 SERVE_CONNECTION_LIMIT = 4000  # serve: open connections; more wait unanswered in the listen queue
 SERVE_LARGE_PIXELS = 4_000_000  # serve: uploads declaring more pixels are handled one at a time (memory)
 SERVE_LARGE_WAIT = 5  # serve: seconds a large upload waits for its turn before a 503 (keeps threads for the others)
-SERVE_WORK_SIDE = 2048  # serve: larger photos are labelled on a copy this large (boxes mapped back): less time locked
 
 
 def add_arguments(parser):
@@ -47,12 +45,11 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
     answers requests for localhost, for `host` (the address it listens on; bound to every interface, any address
     of the machine) and for `allowed_hosts` (--allowed-host), no other Host header (DNS rebinding)."""
     from emotion.web.server import LOCAL_HOSTS, BadUpload, create_app  # Flask: only this command needs it
-    model, metadata = answering_model(*load_trained_model(model_path), classes, precision)
-    class_names = metadata["class_names"]
-    detector = load_face_detector(detector)
-    # the server runs SERVE_THREADS threads; one Keras model and one face detector, so one prediction at a time,
-    # and a large photo (decoded: 3 bytes a pixel, plus copies) is handled whole before the next large one
-    predict_lock, large_lock = threading.Lock(), threading.Lock()
+    recognizer = EmotionRecognizer(model_path, classes, detector, tta, precision)
+    recognizer.detect(np.zeros((1, 1, 3), np.uint8))  # the detector loaded now, not on the first upload
+    # the server runs SERVE_THREADS threads and the recognizer answers one at a time; a large photo (decoded: 3
+    # bytes a pixel, plus copies) is handled whole before the next large one
+    large_lock = threading.Lock()
 
     def predict_upload(data, name):
         array = np.frombuffer(data, np.uint8)
@@ -69,26 +66,20 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                 raise BadUpload(str(error), 415) from None
             if image is None:
                 raise BadUpload(f"{name} is not a readable image; upload a JPEG, PNG, BMP, TIFF, WebP or AVIF photo")
-            scale = min(1.0, SERVE_WORK_SIDE / max(image.shape[:2]))
-            if scale < 1:  # each side at least 1 pixel: a 1x20000 strip's short side would round to 0
-                size = tuple(max(1, round(side * scale)) for side in image.shape[1::-1])
-                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            try:
-                with predict_lock:
-                    (faces,) = predict_images(model, metadata, [image], detector, tta)
+            try:  # the whole photo, as predict and EmotionRecognizer.analyze see it: one path, one answer
+                faces = [face.to_dict() for face in recognizer.analyze(image)]
             except UserError as error:  # the model answered NaN (finite_probabilities): never sent as JSON NaN
                 raise BadUpload(str(error), 500) from None
             annotated = annotate(image, faces, numbered=True)  # 1, 2, ... as the page's "Face 1", "Face 2" cards
             for face in faces:
                 face["message"] = message_for(face["emotion"], face["confidence"], face["probabilities"])
-                face["box"] = [int(round(v / scale)) for v in face["box"]]  # in the uploaded photo's pixels
             return faces, detection_of(faces), annotated
         finally:
             if large:
                 large_lock.release()
 
     # the file's name only: an answer never shows where files lie on the server
-    health = {"status": "ok", "model": os.path.basename(model_path), "classes": class_names,
+    health = {"status": "ok", "model": os.path.basename(recognizer.model_path), "classes": recognizer.class_names,
               "max_upload_mb": max_upload_mb}
     return create_app(predict_upload, health, max_upload_mb, {*LOCAL_HOSTS, host, *allowed_hosts},
                       any_address=host in ("0.0.0.0", "::"))  # --host values as host_arg writes them

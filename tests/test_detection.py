@@ -239,11 +239,11 @@ def test_with_two_faces_each_label_carries_its_number_beside_its_box():
 @pytest.mark.parametrize("command", ["predict", "serve"])
 def test_predict_save_and_the_web_page_number_the_faces(command, tmp_path, capsys, monkeypatch):
     """The annotated image numbers the faces as predict's JSON and the page's "Face 1", "Face 2" cards order them."""
-    from emotion import drawing, predict
+    from emotion import drawing, recognizer
     drawn = []
     real = drawing.layout_labels
     monkeypatch.setattr(drawing, "layout_labels", lambda *a: drawn.append(real(*a)) or drawn[-1])
-    monkeypatch.setattr(predict, "detect_faces", lambda detector, image, max_side=None: [
+    monkeypatch.setattr(recognizer, "detect_faces", lambda detector, image, max_side=None: [
         {"box": face["box"], "eyes": None} for face in TWO_FACES])
     photo = tmp_path / "two.png"
     cv2.imwrite(str(photo), np.full((480, 640, 3), 90, np.uint8))

@@ -97,12 +97,12 @@ def test_predict_decodes_a_bounded_number_of_pixels_at_once(tmp_path, capsys, mo
         cv2.imwrite(str(tmp_path / f"{i}.png"), draw_face("happy"))
     monkeypatch.setattr("emotion.predict.PREDICT_BATCH_PIXELS", 2 * 48 * 48, raising=False)
     held = []
-    predict_images = __import__("emotion.predict", fromlist=["x"]).predict_images
+    analyze_images = __import__("emotion.recognizer", fromlist=["x"]).analyze_images
 
-    def recording(model, metadata, images, *args):
+    def recording(images, *args):
         held.append(sum(im.shape[0] * im.shape[1] for im in images))
-        return predict_images(model, metadata, images, *args)
-    monkeypatch.setattr("emotion.predict.predict_images", recording)
+        return analyze_images(images, *args)
+    monkeypatch.setattr("emotion.recognizer.analyze_images", recording)
     code, out, _ = run_main(capsys, "predict", tmp_path, "--no-detect", "--json", "--model-path", SHIPPED_MODEL)
     assert code == 0 and len(out.splitlines()) == 5
     assert held == [2 * 48 * 48, 2 * 48 * 48, 48 * 48]
@@ -181,7 +181,7 @@ def overflowing_model(tmp_path_factory):
 
 def test_no_command_answers_nan(overflowing_model, tmp_path, capsys, monkeypatch):
     face = {"box": [0, 0, 40, 40], "eyes": None}
-    monkeypatch.setattr("emotion.video.detect_faces", lambda detector, image, max_side: [dict(face)])
+    monkeypatch.setattr("emotion.recognizer.detect_faces", lambda detector, image, max_side: [dict(face)])
     data = make_dataset(tmp_path / "d", per_class=(1, 1, 1))
     cv2.imwrite(str(tmp_path / "face.png"), draw_face("happy"))
     video = write_video(tmp_path / "a.avi", frames=3)  # frame 0 is black (a sum of 0), frame 1 is not
@@ -400,7 +400,7 @@ def test_an_empty_video_and_frames_above_the_pixel_limit_are_one_line_and_write_
 
 
 def test_a_frame_size_the_writer_refuses_is_named(tmp_path, monkeypatch):
-    from emotion.video import open_video_output
+    from emotion.frames import open_video_output
     refusing = type("Refusing", (), {"isOpened": lambda self: False, "release": lambda self: None})
     monkeypatch.setattr(cv2, "VideoWriter", lambda *args: refusing())  # as for 10000x10000 frames, at the first
     with pytest.raises(UserError, match="with frames of 64x48: OpenCV's MPEG-4 writer refused it"):
@@ -478,8 +478,8 @@ def test_models_are_loaded_with_safe_mode_and_keras_that_honours_it(tmp_path, mo
                                                                                                          **kwargs))
     er.load_trained_model(save_with(small_model, tmp_path / "m.h5", GOOD))
     assert calls and calls[0].get("safe_mode") is True
-    requirement = next(line for line in open(os.path.join(ROOT, "requirements.txt")) if line.startswith("keras"))
-    minimum = tuple(int(n) for n in re.search(r">=\s*([\d.]+)", requirement).group(1).split("."))
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:  # the project's dependencies
+        minimum = tuple(int(n) for n in re.search(r'"keras>=\s*([\d.]+)', f.read()).group(1).split("."))
     assert minimum >= (3, 11, 3)  # the first Keras that refuses Lambda layers in .h5 files (CVE-2025-9905)
 
 

@@ -51,8 +51,7 @@ def run_command(capsys, monkeypatch, command, args, photo):
 def one_face_everywhere(monkeypatch):
     """Every detector call finds one face at the top left: each command gets a face to classify, at no CPU cost."""
     found = lambda detector, image, max_side=None: [{"box": [0, 0, 40, 40], "eyes": None}]
-    monkeypatch.setattr("emotion.predict.detect_faces", found)
-    monkeypatch.setattr("emotion.video.detect_faces", found)
+    monkeypatch.setattr("emotion.recognizer.detect_faces", found)
 
 
 @pytest.mark.parametrize("command", ["predict", "webcam", "serve"])
@@ -72,7 +71,7 @@ def test_tta_batch_size_and_no_show_reach_each_command(command, inputs, tmp_path
     spy = lambda model, images, tta=er.TTA, batch_size=INFERENCE_BATCH_SIZE: calls.append(
         (tta, batch_size)) or real(model, images, tta, batch_size)
     monkeypatch.setattr(er, "predict_probabilities", spy)  # train's and evaluate's evaluate_model
-    monkeypatch.setattr("emotion.predict.predict_probabilities", spy)  # predict, webcam, serve: classify_crops
+    monkeypatch.setattr("emotion.faces.predict_probabilities", spy)  # predict, webcam, serve: classify_crops
     import matplotlib.pyplot
     shown = []
     monkeypatch.setattr(er, "display_available", lambda: True)  # a screen: only --no-show keeps plots off it
@@ -92,7 +91,7 @@ def test_detector_reaches_each_command(command, inputs, tmp_path, capsys, monkey
     asked = []
     real = emotion.detection.load_face_detector
     spy = lambda name=DETECTOR: asked.append(name) or real(name)
-    for module in ("predict", "video", "serve", "prepare"):  # each imports it by name
+    for module in ("recognizer", "prepare"):  # each imports it by name (predict, webcam, serve: the recognizer)
         monkeypatch.setattr(f"emotion.{module}.load_face_detector", spy)
     args = (["prepare", "--source", os.path.join(inputs["data"], "train"), "--out", tmp_path / "prepared",
              "--crop-faces"] if command == "prepare" else command_line(command, inputs, tmp_path))
@@ -135,8 +134,8 @@ def test_seed_reaches_train_as_it_reaches_prepare(inputs, tmp_path, capsys, monk
 
 @pytest.mark.parametrize("command", ANSWERING)
 def test_the_shipped_model_is_found_from_any_folder(command, inputs, tmp_path, capsys, monkeypatch):
-    """No --model-path: the working folder's EmotionRecognitionSystem7.h5 when there, else the one beside the
-    script; a path the user gives stays relative to the working folder."""
+    """No --model-path: the working folder's EmotionRecognitionSystem7.h5 when there, else the one shipped in
+    the package; a path the user gives stays relative to the working folder."""
     import emotion.web.server
     monkeypatch.setattr(emotion.web.server, "serve_app", lambda *args, **kwargs: None)  # serve: never listening
     elsewhere = tmp_path / "elsewhere"
@@ -155,9 +154,9 @@ def test_the_shipped_model_is_found_from_any_folder(command, inputs, tmp_path, c
 
 def test_a_model_in_the_working_folder_comes_before_the_shipped_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert er.default_model_path(er.FACES_MODEL_PATH, os.path.dirname(SHIPPED_SEVEN)) == SHIPPED_SEVEN
+    assert os.path.samefile(er.default_model_path(er.FACES_MODEL_PATH, er.SHIPPED_DIR), SHIPPED_SEVEN)
     (tmp_path / er.FACES_MODEL_PATH).write_bytes(b"")
-    assert er.default_model_path(er.FACES_MODEL_PATH, os.path.dirname(SHIPPED_SEVEN)) == er.FACES_MODEL_PATH
+    assert er.default_model_path(er.FACES_MODEL_PATH, er.SHIPPED_DIR) == er.FACES_MODEL_PATH
 
 
 def test_usage_names_the_default_detector_where_it_says_how_predict_finds_faces():

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.predict import predict_images
-from emotion.video import match_tracks, smooth_faces
+from emotion.frames import match_tracks, smooth_faces
+from emotion.recognizer import EmotionRecognizer
 import emotion_recognition as er
 from conftest import (RANDOM_MODEL_CLASSES, ROOT, SHARED_DATA, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face,
                       requires_shared_data, run_cli)
@@ -76,14 +76,14 @@ def test_predict_bad_paths_are_reported_and_the_rest_processed(model_path, tmp_p
 
 
 def test_predict_same_result_one_at_a_time_and_batched(model_path):
-    model, metadata = er.load_trained_model(str(model_path))
+    recognizer = EmotionRecognizer(model_path)
     rng = np.random.default_rng(1)
     images = [cv2.cvtColor(draw_face(e, 64, rng), cv2.COLOR_GRAY2RGB) for e in ("happy", "sad", "angry")]
-    together = predict_images(model, metadata, images)
-    alone = [predict_images(model, metadata, [im])[0] for im in images]
+    together = recognizer.classify(images)
+    alone = [recognizer.classify([im])[0] for im in images]
     for a, b in zip(together, alone):
-        assert a[0]["emotion"] == b[0]["emotion"]
-        assert a[0]["probabilities"] == pytest.approx(b[0]["probabilities"], abs=1e-4)
+        assert a.emotion == b.emotion
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
 
 
 def write_video(path, frames, fps=10):

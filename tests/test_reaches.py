@@ -131,7 +131,7 @@ def test_a_face_that_leaves_and_comes_back_gets_a_new_track_number(model_path, t
     def detect(detector, image, max_side):  # called on frames 0, 3, 6, 9, 12 and 15
         calls.append(1)
         return [] if len(calls) in (3, 4) else [{"box": [10, 8, 30, 30], "eyes": None}]
-    monkeypatch.setattr("emotion.video.detect_faces", detect)
+    monkeypatch.setattr("emotion.recognizer.detect_faces", detect)
     code, _, error = run_main(capsys, "webcam", "--source", clip, "--no-display", "--detector", "haar",
                               "--model-path", model_path, "--json", tmp_path / "r.jsonl")
     assert code == 0, error

@@ -1,6 +1,7 @@
 """Hostile and careless input: oversized and malformed images, in one decoding path (decode_image)."""
 
 import io
+import json
 import os
 import struct
 import time
@@ -148,7 +149,7 @@ def test_fuzz_malformed_images_in_bounded_time():
 # The command line: each refusal one line, the run goes on for the other files, nothing lost
 
 
-from conftest import SHIPPED_MODEL, draw_face, run_cli, run_main, write_video  # noqa: E402
+from conftest import SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, real_photo, run_cli, run_here, run_main, write_video  # noqa: E402
 
 
 def test_predict_refuses_a_bomb_and_labels_the_other_files(tmp_path):
@@ -306,8 +307,9 @@ def test_a_video_cut_short_gives_a_warning(tmp_path, capsys):
     video = write_video(tmp_path / "a.avi")
     data = video.read_bytes()
     video.write_bytes(data[:len(data) // 2])  # cut mid-file: OpenCV still opens it and reads a few frames
-    code, out, _ = run_main(capsys, "webcam", "--source", video, "--no-display", "--model-path", SHIPPED_MODEL)
-    assert code == 0 and f"Warning: {video} ended after " in out and "of its 30 frames" in out
+    result = run_here(capsys, "webcam", "--source", video, "--no-display", "--model-path", SHIPPED_MODEL)
+    assert result.returncode == 0 and f"Warning: {video} ended after " in result.stderr
+    assert "of its 30 frames" in result.stderr
 
 
 def test_predict_save_never_overwrites_an_input(tmp_path, capsys):
@@ -412,11 +414,16 @@ def test_non_utf8_paths_are_read_or_refused(tmp_path, capsys):
                                       "rename the file or folder"
 
 
-def test_serve_labels_a_large_photo_on_a_smaller_copy_with_boxes_in_its_pixels(serve_client, monkeypatch):
-    monkeypatch.setattr("emotion.serve.SERVE_WORK_SIDE", 100)
-    response = post_image(serve_client, cv2.imencode(".png", np.full((300, 400), 90, np.uint8))[1].tobytes())
-    (face,) = response.get_json()["faces"]
-    assert response.status_code == 200 and face["box"] == [0, 0, 400, 300]
+def test_serve_and_predict_give_one_answer_for_a_large_photo(tmp_path, capsys):
+    """serve labelled photos above 2048 px on a smaller copy: other boxes and emotions than predict, sometimes other
+    faces. Both now run EmotionRecognizer.analyze on the photo as it is."""
+    photo = tmp_path / "large.png"
+    cv2.imwrite(str(photo), cv2.resize(cv2.cvtColor(real_photo("astronaut"), cv2.COLOR_RGB2BGR), (2600, 2600)))
+    client = make_serve_app(SHIPPED_SEVEN).test_client()
+    served = post_image(client, photo.read_bytes()).get_json()["faces"]
+    result = run_here(capsys, "predict", photo, "--json", "--model-path", SHIPPED_SEVEN)
+    printed = json.loads(result.stdout)["faces"]
+    assert len(printed) == 1 and [{k: v for k, v in f.items() if k != "message"} for f in served] == printed
 
 
 def test_serve_handles_one_large_photo_at_a_time_and_answers_503_to_a_second(serve_client, monkeypatch):

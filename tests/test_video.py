@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHIPPED_SEVEN, run_main, write_video
-from emotion import video
+from conftest import ROOT, SHIPPED_SEVEN, run_here, run_main, write_video
+from emotion import frames, recognizer, video
 from emotion.errors import UserError
 from emotion.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point, new_series, plot_timeline,
                               progress_line, series_points, summarize, update_timeline)
-from emotion.video import match_tracks
+from emotion.frames import match_tracks
 
 CLIP_FPS = 10
 
@@ -72,7 +72,7 @@ def test_ctrl_c_stops_after_the_frame_in_hand_with_every_output_whole(tmp_path, 
             signal.raise_signal(signal.SIGINT)
         return np.ascontiguousarray(rgb[..., ::-1])
 
-    monkeypatch.setattr(video, "annotate", annotate_then_ctrl_c)
+    monkeypatch.setattr(frames, "annotate", annotate_then_ctrl_c)
     clip = write_video(tmp_path / "in.avi", frames=30)
     code, out, error = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
                                 "--detector", "haar", "--json", tmp_path / "r.jsonl", "--csv", tmp_path / "r.csv",
@@ -90,22 +90,22 @@ def test_ctrl_c_stops_after_the_frame_in_hand_with_every_output_whole(tmp_path, 
 def test_a_file_a_few_frames_short_of_its_stated_count_is_not_called_damaged(stated, warned, tmp_path, capsys,
                                                                              monkeypatch):
     """An MP4 whose edit list skips its first frames states a few more than any decoder shows; many more: damaged."""
-    real = video.open_video
-    monkeypatch.setattr(video, "open_video", lambda source: (lambda c, n, fps: (c, n + stated, fps))(*real(source)))
+    real = frames.open_video
+    monkeypatch.setattr(frames, "open_video", lambda source: (lambda c, n, fps: (c, n + stated, fps))(*real(source)))
     clip = write_video(tmp_path / "a.avi")
-    code, out, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
-                            "--detector", "haar")
-    assert code == 0 and ("may be damaged" in out) == warned, out
+    result = run_here(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                      "--detector", "haar")
+    assert result.returncode == 0 and ("may be damaged" in result.stderr) == warned, result.stderr
 
 
 def test_a_clip_cut_short_keeps_every_record_up_to_where_it_stopped(tmp_path, capsys):
     clip = write_video(tmp_path / "a.avi")
     data = clip.read_bytes()
     clip.write_bytes(data[:len(data) // 2])  # cut mid-file: OpenCV still opens it and reads a few frames
-    code, out, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
-                            "--detector", "haar", "--json", tmp_path / "r.jsonl")
+    result = run_here(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
+                      "--detector", "haar", "--json", tmp_path / "r.jsonl")
     records, summary = read_records(tmp_path / "r.jsonl")
-    assert code == 0 and f"Warning: {clip} ended after {len(records)} of its 30 frames" in out
+    assert result.returncode == 0 and f"Warning: {clip} ended after {len(records)} of its 30 frames" in result.stderr
     assert 0 < len(records) < 30 and summary["stopped"] == f"the file ended after frame {len(records) - 1} of its 30"
 
 
@@ -228,9 +228,9 @@ def test_a_hard_cut_to_another_person_starts_a_new_track(guard, tmp_path, capsys
     """Two people framed alike, one after the other: their boxes overlap across the cut, yet each gets its own
     track, by the frame's change (a scene cut) and by the face's own appearance, each enough alone."""
     if guard == "scene cut alone":
-        monkeypatch.setattr(video, "SAME_FACE_FROM", -2.0)  # every face looks alike
+        monkeypatch.setattr(frames, "SAME_FACE_FROM", -2.0)  # every face looks alike
     if guard == "appearance alone":
-        monkeypatch.setattr(video, "SCENE_CUT_BELOW", -2.0)  # no frame is a cut
+        monkeypatch.setattr(frames, "SCENE_CUT_BELOW", -2.0)  # no frame is a cut
     clip = write_cut_clip(tmp_path / "cut.avi")
     code, out, _ = run_main(capsys, "webcam", "--source", clip, "--no-display", "--model-path", SHIPPED_SEVEN,
                             "--json", tmp_path / "r.jsonl")
@@ -274,8 +274,8 @@ def test_a_hard_cut_between_two_real_portraits_framed_alike_starts_a_new_track(w
 def test_flat_frames_end_every_track_without_running_the_detector(tmp_path, capsys, monkeypatch):
     """A fade to black (or a covered camera): frames without contrast hold no face, so the detector is spared."""
     calls = []
-    real = video.detect_faces
-    monkeypatch.setattr(video, "detect_faces", lambda detector, rgb, **kw: calls.append(rgb.std()) or
+    real = recognizer.detect_faces
+    monkeypatch.setattr(recognizer, "detect_faces", lambda detector, rgb, **kw: calls.append(rgb.std()) or
                         real(detector, rgb, **kw))
     clip = tmp_path / "fade.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), CLIP_FPS, (320, 240))
@@ -312,13 +312,13 @@ def test_a_flat_face_crop_keeps_its_track_by_overlap():
 @pytest.mark.parametrize("source", ["99999999999999999999", "2147483648", "-1"])
 def test_a_camera_index_out_of_range_is_one_line(source, capsys):
     """webcam --source 99999999999999999999: OpenCV's overload traceback before."""
-    from emotion.video import open_video
+    from emotion.frames import open_video
     with pytest.raises(UserError, match=r"cannot open (camera|video source)"):
         open_video(source)
 
 
 def test_a_superscript_digit_source_is_a_file_name_not_a_camera():
-    from emotion.video import open_video
+    from emotion.frames import open_video
     with pytest.raises(UserError, match="cannot open video source '²': not a readable video file"):
         open_video("²")
 
@@ -342,7 +342,7 @@ def test_csv_cells_from_class_names_cannot_be_spreadsheet_formulas(tmp_path):
 def test_the_fps_counter_waits_for_a_full_window_and_reads_on_a_white_frame():
     """'42 FPS' on the first frames (two frames 24 ms apart), in yellow on whatever the frame holds."""
     import collections
-    from emotion.video import FPS_WINDOW, draw_fps, measured_fps
+    from emotion.frames import FPS_WINDOW, draw_fps, measured_fps
     done = collections.deque([0.0, 0.024], maxlen=FPS_WINDOW)
     assert measured_fps(done) is None
     done.extend(i * 0.1 for i in range(1, FPS_WINDOW + 1))
