@@ -57,7 +57,13 @@ def test_waitress_channels_close_a_request_whose_headers_trickle_past_the_deadli
     listeners = {}
     server = create_server(app, map=listeners, host="127.0.0.1", port=0, asyncore_loop_timeout=0.2)
     add_request_deadlines(listeners, header_deadline=1, request_deadline=5)
-    threading.Thread(target=server.run, daemon=True).start()
+    stop = threading.Event()
+
+    def serve():  # server.run()'s loop, one turn at a time, so that it ends before the sockets close
+        while not stop.is_set():
+            server.asyncore.loop(timeout=0.2, map=listeners, count=1)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
     try:
         with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as slow:
             start = time.monotonic()
@@ -73,4 +79,6 @@ def test_waitress_channels_close_a_request_whose_headers_trickle_past_the_deadli
             quick.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             assert quick.recv(100).startswith(b"HTTP/1.1 200")
     finally:
+        stop.set()
+        thread.join()
         server.close()
