@@ -86,10 +86,9 @@ def check_writable(folder, option, made=True):
     """Fail now, not after an hour of training, when results cannot be written to `folder` (given with `option`):
     an output folder (`made`: created when missing, if its parent exists) or the folder of an output file (it must
     exist). A missing parent is never created: a mistyped path makes no folders (as root, anywhere)."""
-    missing = next((f for f in ((os.path.dirname(os.path.abspath(folder)),) if made else (folder,))
-                    if not os.path.exists(f)), None)  # a file in its place: mkdir's "Not a directory" below
-    if missing is not None and not os.path.isdir(folder):
-        raise UserError(f"{option}: the folder {missing!r} does not exist; create it first or choose another")
+    must_exist = os.path.dirname(os.path.abspath(folder)) if made else folder
+    if not os.path.exists(must_exist):  # a file in its place: mkdir's "Not a directory" below
+        raise UserError(f"{option}: the folder {must_exist!r} does not exist; create it first or choose another")
     try:
         if not os.path.isdir(folder):
             os.mkdir(folder)

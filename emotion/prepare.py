@@ -211,8 +211,8 @@ def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
     # a file named for its class or a camera (happy_3.png, IMG_0001.jpg) is nobody in particular
     groups = groups_of([f for _, f in files], group_pattern, not_people=NOT_PEOPLE + tuple(parts[""]) + tuple(
         os.path.basename(folder) for folder in parts[""].values()))
-    if group_pattern != "none":  # a folder per person: the folder is the id
-        files, groups = files + people, groups + [os.path.basename(os.path.dirname(f)) + os.sep for _, f in people]
+    if group_pattern != "none":  # a folder per person: the folder's name is the id (Al_Gore/ and Al_Gore_0001.jpg)
+        files, groups = files + people, groups + [os.path.basename(os.path.dirname(f)) for _, f in people]
     if len(set(groups)) == len(files):
         if len(files) > 1 and group_pattern != "none":
             print(f"Warning: {len(files)} files in {len(files)} groups: no two file names share a person's id by "
