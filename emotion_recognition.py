@@ -369,9 +369,9 @@ def run_train(args):
     strategy = make_strategy(args.distribute)
     if not is_chief(strategy):
         send_worker_outputs_to_scratch(args, strategy)
-    check_output_dir(args.output_dir, args.data, check_training_files(args, trained))
     check_writable(os.path.dirname(os.path.abspath(args.model_path)), f"--model-path {args.model_path!r}",
-                   made=False)
+                   made=False)  # before --output-dir is made: a refused run makes no folder
+    check_output_dir(args.output_dir, args.data, check_training_files(args, trained))
     keras.utils.set_random_seed(args.seed)
     if trained:
         image = choose_input(args, class_names)

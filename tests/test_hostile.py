@@ -503,7 +503,8 @@ def test_votes_inside_out_are_refused(tmp_path, capsys):
     lambda t, clip, data: ["evaluate", data + "/test", "--model-path", SHIPPED_MODEL, "--output-dir",
                            t / "no" / "dir"],
     lambda t, clip, data: ["prepare", "--source", data, "--out", t / "no" / "dir"],
-    lambda t, clip, data: ["--data", data, "--model-path", t / "no" / "m.h5", "--epochs", "1", "--no-show"],
+    lambda t, clip, data: ["--data", data, "--model-path", t / "no" / "m.h5", "--epochs", "1", "--no-show",
+                           "--output-dir", t / "out"],
 ])
 def test_a_missing_parent_folder_of_an_output_is_refused_not_made(tmp_path, capsys, command):
     """As root, webcam --csv /nonexistent/dir/x.csv made /nonexistent/dir."""
@@ -511,4 +512,4 @@ def test_a_missing_parent_folder_of_an_output_is_refused_not_made(tmp_path, caps
     clip = write_video(tmp_path / "clip.avi", frames=3)
     code, _, error = run_main(capsys, *command(tmp_path, str(clip), data))
     assert code == 1 and "does not exist; create it first or choose another" in error.splitlines()[-1], error
-    assert not os.path.exists(tmp_path / "no")
+    assert not os.path.exists(tmp_path / "no") and not os.path.exists(tmp_path / "out")
