@@ -28,7 +28,8 @@ import numpy as np
 
 from emotion.core.answers import TTA, answering_model, predict_probabilities
 from emotion.core.model_checks import check_model_matches
-from emotion.core.model_files import FACES_MODEL_PATH, SHIPPED_DIR, default_model_path, load_trained_model, save_model
+from emotion.core.model_files import (FACES_MODEL_PATH, SHIPPED_DIR, default_model_path, load_trained_model,
+                                      read_metadata, save_model)
 from emotion.core.models import (BASES, build_application, build_compact, load_base, min_image_size,
                                  vgg16_preprocess_class)
 from emotion.core.precision import choose_precision, global_precision
@@ -47,7 +48,7 @@ from emotion.train.data import (SPLITS, check_dataset_layout, choose_image_setti
 from emotion.train.distributed import fit_method, is_chief, make_strategy, send_worker_outputs_to_scratch
 from emotion.train.features import FEATURE_VIEWS, make_feature_data
 from emotion.train.recovery import check_training_files
-from emotion.train.reporting import data_label, display_available, save_metrics
+from emotion.train.reporting import data_label, display_available, learning_warnings, save_metrics
 from emotion.train.training import (TrainingRun, balanced_class_weights, make_learning_rate, progress_bar,
                                     safe_training, start_from, time_budget_callbacks)
 from emotion.train.votes import folder_agreement, vote_targets
@@ -259,6 +260,7 @@ def evaluate_model(model, images, labels, class_names, batch_size=BATCH_SIZE, tt
         "confusion_matrix": confusion_matrix(labels, predictions, labels=indices).tolist(),
         "classification_report": report,
         "predictions": predictions,
+        "warnings": learning_warnings(predictions, labels, class_names),
     }
 
 
@@ -281,6 +283,8 @@ def print_metrics(metrics):
     if metrics.get("annotator_agreement") is not None:
         print(f"Annotator agreement (mean share of the votes the answers got): {metrics['annotator_agreement']:.4f}")
     print("Classification Report:\n" + metrics["classification_report"])
+    for line in metrics["warnings"]:
+        print(line)
 
 
 def plot_confusion_matrix(labels, predictions, class_names, data_name, path):
@@ -324,13 +328,14 @@ def report(metrics, labels, source, output_dir, show, history=None):
 
     print_metrics(metrics)
     save_metrics(metrics, output_dir)
-    try:
-        plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"], data_label(source),
-                              os.path.join(output_dir, "confusion_matrix.png"))
-        plot_reliability(metrics["calibration_bins"], metrics["expected_calibration_error"], data_label(source),
-                         os.path.join(output_dir, "reliability_diagram.png"))
-        if history:
-            plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
+    try:  # class names and folder names as written: "$\\happy$" is no math text to typeset (it raised)
+        with matplotlib.rc_context({"text.parse_math": False}):
+            plot_confusion_matrix(labels, metrics["predictions"], metrics["class_names"], data_label(source),
+                                  os.path.join(output_dir, "confusion_matrix.png"))
+            plot_reliability(metrics["calibration_bins"], metrics["expected_calibration_error"], data_label(source),
+                             os.path.join(output_dir, "reliability_diagram.png"))
+            if history:
+                plot_training_curves(history, os.path.join(output_dir, "training_curves.png"))
     except OSError as error:
         raise UserError(f"cannot write the plots to {output_dir!r} ({error.strerror}); free some space") from None
     print(f"Results written to {output_dir}/")
@@ -352,8 +357,9 @@ def run_train(args):
     strategy = make_strategy(args.distribute)
     if not is_chief(strategy):
         send_worker_outputs_to_scratch(args, strategy)
+    check_writable(os.path.dirname(os.path.abspath(args.model_path)), f"--model-path {args.model_path!r}",
+                   made=False)  # before --output-dir is made: a refused run makes no folder
     check_output_dir(args.output_dir, args.data, check_training_files(args, trained))
-    check_writable(os.path.dirname(os.path.abspath(args.model_path)))
     keras.utils.set_random_seed(args.seed)
     if trained:
         image = choose_input(args, class_names)
@@ -388,7 +394,11 @@ def train_new_model(args, strategy, splits, class_names, image):
         callbacks += time_budget_callbacks(args.time_budget, args.learning_rate, args.epochs,
                                            args.lr_schedule == "cosine")
         history = train_model(run, callbacks, args.epochs, args.model_path, args.output_dir, args.resume)
-    print(f"Trained {len(history['loss'])} epochs in {time.perf_counter() - start:.0f} s; "
+    if not history.get("loss"):  # --resume: fit found every epoch done; the model file holds the run's best
+        print(f"Warning: --resume: the interrupted run had already trained its --epochs {args.epochs} (the total, "
+              "not more epochs), so no epoch was trained; to train on, resume with a larger --epochs")
+        history = None
+    print(f"Trained {len(history['loss']) if history else 0} epochs in {time.perf_counter() - start:.0f} s; "
           f"model saved to {args.model_path}")
     model, metadata = run.model, run.metadata
     if args.distribute == "multiworker":  # a local copy: the distributed model needs every worker to predict
@@ -441,11 +451,18 @@ def run_evaluate(args):
     folder_classes = list_class_names(args.folder)
     model, metadata = load_saved_model(args.model_path, folder_classes, args.precision, args.classes,
                                        None if args.classes else "the folder's classes {} (--classes chooses others)")
+    known = read_metadata(args.model_path).get("class_names", folder_classes)  # all the model learned
     class_names = metadata["class_names"]
+    never = sorted(set(folder_classes) - set(known))
+    if never:  # --classes only chooses among the model's classes: it cannot add one
+        raise UserError(f"{args.folder!r} has classes {never} that the model {args.model_path!r} was never trained "
+                        f"for (it knows {','.join(known)}); evaluate a folder of only those classes, or a model "
+                        "trained for these (another --model-path)")
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:
         raise UserError(f"{args.folder!r} has classes {unknown} that the model's answers "
-                        f"({','.join(class_names)}) lack; pass --classes to match the folder, or another folder")
+                        f"({','.join(class_names)}) lack; pass --classes {','.join(folder_classes)} to match the "
+                        "folder, or another folder")
     check_output_dir(args.output_dir, args.folder, {"the model (--model-path)": args.model_path})
     split = load_folder(args.folder, class_names, metadata["image_size"], metadata["color"], metadata["normalize"],
                         os.path.join(args.output_dir, "cache"))

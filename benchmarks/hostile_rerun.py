@@ -1,7 +1,9 @@
-"""Issues 16's, 21's and 31's reproductions, rerun through the command line: counts tracebacks, segfaults, hangs
-and changed inputs, and gives each command's peak memory.
+"""Issues 16's, 21's, 31's and 39's reproductions, rerun through the command line: counts tracebacks, segfaults, hangs,
+changed inputs, false successes (exit 0 where the command must refuse, or a success that is not one) and HTTP 500s,
+and gives each command's peak memory.
 
-    python benchmarks/hostile_rerun.py          # about 20 minutes on 2 busy cores; works in a temporary folder
+    python benchmarks/hostile_rerun.py          # about 35 minutes on 2 busy cores; works in a temporary folder
+    python benchmarks/hostile_rerun.py issue39  # issue 39's cases only (and serve's), a few minutes
 
 Each case prints its exit code, peak resident memory (MB), the command and its last error or warning line; the last
 line sums up. A case still running after 120 s is killed and counted as a hang.
@@ -144,8 +146,64 @@ cases += [
  ["predict", W + "/face.png", "--no-detect", "--model-path", W + "/lambda.h5"],
 ]
 
+# issue 39: wrong answers a user would not notice, crashes, attacks; each case with the check it must pass
+import csv  # noqa: E402
+sys.path.insert(0, ROOT)
+from emotion.train.votes import FERPLUS_COLUMNS  # noqa: E402
+for person in range(30):  # web names (Al_Gore_0002.jpg), each person in two classes
+    name = "Ann" + chr(97 + person % 26) + chr(97 + person // 26) + ("_Lee" if person % 2 else "")
+    for k, d in enumerate((("happy", "sad"), ("sad", "angry"), ("angry", "happy"))[person % 3]):
+        os.makedirs(W + f"/N/{d}", exist_ok=True)
+        for i in range(3): cv2.imwrite(W + f"/N/{d}/{name}_{k * 3 + i + 1:04d}.jpg", draw_face(d))
+def people(out):
+    seen = {s: {f.rsplit("_", 1)[0] for c in os.listdir(f"{out}/{s}") for f in os.listdir(f"{out}/{s}/{c}")} for s in ("train", "val", "test")}
+    return not (seen["train"] & seen["test"] or seen["train"] & seen["val"] or seen["val"] & seen["test"])
+def votes_file(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f); w.writerow(["path", *FERPLUS_COLUMNS]); w.writerows(rows)
+keys = [os.path.relpath(os.path.join(r, f), X) for r, _, fs in os.walk(X) for f in fs]
+votes_file(W + "/zero.csv", [[k, *[0] * 10] for k in keys])
+one_split = lambda k: [0, 9, 0, 0, 0, 0, 0, 0, 0, 0] if k.startswith("train") and k.endswith("000.png") else [6, 0, 0, 4, 0, 0, 0, 0, 0, 0] if k.endswith("0.png") else [4, 0, 0, 6, 0, 0, 0, 0, 0, 0]
+votes_file(W + "/onesplit.csv", [[k, *one_split(k)] for k in keys])
+for bad_vote, name in (("inf", "inf"), ("9.3e18", "big"), ("1_0", "underscore")):
+    votes_file(W + f"/{name}.csv", [[k, bad_vote if i == 0 else 1, *[0] * 9] for i, k in enumerate(keys)])
+with open(W + "/huge-votes.csv", "w") as f:  # 200 MB of valid-looking rows for 30 images
+    f.write("path," + ",".join(FERPLUS_COLUMNS) + "\n"); row = "train/angry/elsewhere%09d.png,1,1,1,1,1,1,1,1,1,1\n"
+    for i in range(0, 4_500_000, 1000): f.write("".join(row % j for j in range(i, i + 1000)))
+shutil.copytree(X + "/test", W + "/cwd/faces")
+votes_file(W + "/cwd/votes.csv", [["train/angry/other.png", *[1] * 10]])  # a stray votes.csv left by prepare --votes
+def relabel(name, names):
+    shutil.copy(M, W + "/" + name)
+    with h5py.File(W + "/" + name, "a") as f:
+        f.attrs["emotion_recognition"] = json.dumps({**json.loads(f.attrs["emotion_recognition"]), "class_names": names})
+MATH = ["$\\happy$", "a$b", "$x^$"]; relabel("math.h5", MATH)
+FORMULA = ['=HYPERLINK("http://evil.example","x")', "+cmd", "@SUM(A1)"]; relabel("formula.h5", FORMULA)
+make_dataset(W + "/MT", per_class=(0, 0, 2), classes=MATH)
+Z = make_dataset(W + "/Z", per_class=(0, 0, 2), classes=("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"))
+hostile_model("junk.h5", lambda f: f.attrs.__setitem__("emotion_recognition", json.dumps({**json.loads(f.attrs["emotion_recognition"]), "junk": "x" * 5_000_000})))
+li = keras.Input((48, 48, 1)); lo = keras.layers.Dense(3, activation="softmax", kernel_initializer="zeros", bias_initializer=keras.initializers.Constant([0.0, 3.0, 0.0]))(keras.layers.Flatten()(li))
+keras.Model(li, lo).save(W + "/onecls.h5")
+with h5py.File(W + "/onecls.h5", "a") as f: f.attrs["emotion_recognition"] = json.dumps({"class_names": ["angry", "happy", "sad"], "image_size": 48, "color": "grayscale"})
+refused = lambda *said: lambda code, out, err: code == 1 and all(s in err for s in said)
+ISSUE39 = [
+ (["prepare", "--source", W + "/N", "--out", W + "/outN"], lambda code, out, err: code == 0 and "files in 30 groups" in out and people(W + "/outN")),
+ (["evaluate", X + "/test", "--model-path", W + "/onecls.h5", "--output-dir", W + "/out9"], lambda code, out, err: code == 0 and "Warning: the model answers 'happy'" in out),
+ (["prepare", "--source", X, "--votes", W + "/zero.csv", "--out", W + "/outz"], refused("the votes leave no face")),
+ (["prepare", "--source", X, "--votes", W + "/onesplit.csv", "--out", W + "/outo"], lambda code, out, err: "train with" not in out and "hold no images" in out),
+ (["evaluate", "faces", "--model-path", M, "--output-dir", W + "/out10"], lambda code, out, err: code == 0),
+ (["prepare", "--source", X, "--votes", W + "/inf.csv", "--out", W + "/outi"], refused("not whole counts")),
+ (["prepare", "--source", X, "--votes", W + "/big.csv", "--out", W + "/outi"], refused("not whole counts")),
+ (["prepare", "--source", X, "--votes", W + "/underscore.csv", "--out", W + "/outi"], refused("not whole counts")),
+ (["evaluate", W + "/MT/test", "--model-path", W + "/math.h5", "--output-dir", W + "/out11"], lambda code, out, err: code == 0 and os.path.exists(W + "/out11/reliability_diagram.png")),
+ (["webcam", "--source", "99999999999999999999", "--no-display", "--model-path", M], refused("no camera with that index")),
+ (["webcam", "--source", W + "/a.avi", "--no-display", "--csv", W + "/formula.csv", "--model-path", W + "/formula.h5"], lambda code, out, err: code == 0 and not any(c[:1] and c[:1] in "=+-@" for c in next(csv.reader(open(W + "/formula.csv"))))),
+ (["prepare", "--source", X, "--votes", W + "/huge-votes.csv", "--out", W + "/outhv"], refused("is larger than votes for")),
+ (["evaluate", X + "/test", "--model-path", W + "/junk.h5", "--output-dir", W + "/out12"], refused("is longer than 100,000 characters")),
+ (["webcam", "--source", W + "/a.avi", "--no-display", "--csv", W + "/nope/dir/x.csv", "--model-path", M], lambda code, out, err: code == 1 and not os.path.exists(W + "/nope")),
+ (["evaluate", Z + "/test", "--model-path", M, "--output-dir", W + "/out13"], lambda code, out, err: code == 1 and "--classes" not in err and "never trained for" in err),
+]
 
-def run(args, limit=120, file_limit=None):
+def run(args, limit=120, file_limit=None, cwd=W):
     """(exit code, stdout, stderr, peak resident MB, hung) of one command, killed after `limit` seconds; with
     `file_limit`, no file it writes may grow beyond that many bytes (a full disk)."""
     def preexec():
@@ -153,7 +211,7 @@ def run(args, limit=120, file_limit=None):
         if file_limit:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
     with tempfile.TemporaryFile() as o, tempfile.TemporaryFile() as e:
-        child = subprocess.Popen([sys.executable, S, *args], stdout=o, stderr=e, cwd=W, preexec_fn=preexec)
+        child = subprocess.Popen([sys.executable, S, *args], stdout=o, stderr=e, cwd=cwd, preexec_fn=preexec)
         deadline, hung = time.time() + limit, False
         while not (done := os.wait4(child.pid, os.WNOHANG))[0]:
             if time.time() > deadline and not hung:
@@ -162,11 +220,15 @@ def run(args, limit=120, file_limit=None):
         child.returncode = os.waitstatus_to_exitcode(done[1])  # reaped here, with its resource usage
         o.seek(0); e.seek(0)
         return child.returncode, o.read().decode(errors="replace"), e.read().decode(errors="replace"), done[2].ru_maxrss // 1024, hung
+ONLY_ISSUE39 = sys.argv[1:] == ["issue39"]
+cases = [(args, None, check) for args, check in ISSUE39] + ([] if ONLY_ISSUE39 else [
+    (*(case if isinstance(case, tuple) else (case, None)), None) for case in cases])
 before = digest()
-tb = seg = hangs = noise = 0
-for case in cases:
-    args, file_limit = case if isinstance(case, tuple) else (case, None)
-    code, out, err, peak, hung = run(args, file_limit=file_limit)
+tb = seg = hangs = noise = false_successes = 0
+for args, file_limit, check in cases:
+    code, out, err, peak, hung = run(args, file_limit=file_limit, cwd=W + "/cwd" if "faces" in args else W)
+    if check is not None and not hung and not check(code, out, err):
+        false_successes += 1; print("FALSE SUCCESS or failed check:", args[:4])
     r = subprocess.CompletedProcess(args, code)
     hangs += hung
     tb += "Traceback" in err; seg += r.returncode < 0
@@ -233,27 +295,36 @@ def serve_case():
         c.putheader("Content-Length", str(len(body or b""))); c.endheaders(body)
         r = c.getresponse(); data = r.read(); c.close()
         return r.status, data
-    png = open(W + "/face.png", "rb").read()
+    png, thin = open(W + "/face.png", "rb").read(), cv2.imencode(".png", np.full((1, 20000, 3), 128, np.uint8))[1].tobytes()
     form = b'--B\r\nContent-Disposition: form-data; name="image"; filename="f.png"\r\nContent-Type: image/png\r\n\r\n' + png + b"\r\n--B--\r\n"
     post = {"Content-Type": "multipart/form-data; boundary=B"}
     answers = {"foreign Host": ask("GET", "/api/health", {"Host": "evil.example"})[0],
                "foreign Host, POST": ask("POST", "/api/predict", {"Host": "evil.example", **post}, form)[0],
                "cross-origin POST": ask("POST", "/api/predict", {"Host": f"127.0.0.1:{port}", "Origin": "http://evil.example", **post}, form)[0],
-               "same-origin POST": ask("POST", "/api/predict", {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}", **post}, form)[0]}
+               "same-origin POST": ask("POST", "/api/predict", {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}", **post}, form)[0],
+               "https origin, same host and port": ask("POST", "/api/predict", {"Host": f"127.0.0.1:{port}", "Origin": f"https://127.0.0.1:{port}", **post}, form)[0],
+               "1x20000 PNG": ask("POST", "/api/predict", {"Host": f"127.0.0.1:{port}", **post}, form.replace(png, thin))[0]}
     status, health = ask("GET", "/api/health", {"Host": f"localhost:{port}"})
     child.send_signal(2); _, err = child.communicate(timeout=60)
     path_shown = os.sep in json.loads(health)["model"]
-    ok = answers == {"foreign Host": 400, "foreign Host, POST": 400, "cross-origin POST": 403, "same-origin POST": 200} and not path_shown
+    ok = answers == {"foreign Host": 400, "foreign Host, POST": 400, "cross-origin POST": 403, "same-origin POST": 200,
+                     "https origin, same host and port": 403, "1x20000 PNG": 200} and not path_shown
+    global http_500
+    http_500 = sum(status == 500 for status in answers.values())
     return f"{answers}; /api/health {status}, model path shown: {path_shown}", "Traceback" in err, 0 if ok else 1
 
 
+http_500 = 0
+
+
 failed = 0
-for name, check in (("--resume", resume_case), ("serve Host/Origin", serve_case)):
+for name, check in ((("--resume", resume_case),) if not ONLY_ISSUE39 else ()) + (("serve Host/Origin", serve_case),):
     text, traceback, bad = check()
     tb += bool(traceback); failed += bad
     print("ok" if not bad else "FAILED", name, "|", text)
 after = digest()
 lost = [p for p in before if p not in after or before[p] != after[p]]
-print(f"{len(cases) + 2} cases: {tb} tracebacks, {seg} segfaults or kills, {hangs} hangs, {noise} with OpenCV/FFmpeg log lines, "
-      f"{failed} checks failed, half or temporary outputs left: {left}, inputs changed or lost: {lost}")
+print(f"{len(cases) + (1 if ONLY_ISSUE39 else 2)} cases: {tb} tracebacks, {seg} segfaults or kills, {hangs} hangs, {noise} with OpenCV/FFmpeg log lines, "
+      f"{false_successes} false successes or failed checks, {failed} checks failed, {http_500} HTTP 500, half or temporary outputs left: {left}, "
+      f"inputs changed or lost: {lost}")
 shutil.rmtree(W)

@@ -122,9 +122,23 @@ def test_model_files_nested_too_deep_are_refused_unparsed(small_model, tmp_path)
     for key in (METADATA_KEY, "model_config"):
         path = save_with(small_model, tmp_path / f"{key}.h5", GOOD)
         with h5py.File(path, "a") as f:
-            f.attrs[key] = "[" * 200_000 + "]" * 200_000
+            f.attrs[key] = "[" * 20_000 + "]" * 20_000
         with pytest.raises(UserError, match=f"its stored {key} nests deeper than 100 levels"):
             er.load_trained_model(path)
+
+
+def test_model_file_metadata_of_megabytes_is_refused_unparsed(small_model, tmp_path):
+    """5 MB of junk metadata cost about 500 MB more memory (the nesting count, then json.loads)."""
+    from emotion.core.model_checks import MAX_ATTRIBUTE_CHARS
+    from emotion.core.model_files import read_metadata
+    for key in (METADATA_KEY, "model_config"):
+        path = save_with(small_model, tmp_path / f"{key}.h5", GOOD)
+        with h5py.File(path, "a") as f:
+            f.attrs[key] = json.dumps({**json.loads(f.attrs[key]), "junk": "x" * MAX_ATTRIBUTE_CHARS[key]})
+        with pytest.raises(UserError, match=f"its stored {key} is longer than {MAX_ATTRIBUTE_CHARS[key]:,} characters"):
+            er.load_trained_model(path)
+    with pytest.raises(UserError, match="is longer than"):
+        read_metadata(tmp_path / f"{METADATA_KEY}.h5")
 
 
 def test_a_model_declaring_too_many_parameters_is_refused_unbuilt(small_model, tmp_path):
@@ -479,3 +493,24 @@ def test_votes_inside_out_are_refused(tmp_path, capsys):
                               "--votes", votes)
     assert code == 1 and "--votes" in error and "lies inside --out" in error
     assert votes.read_text().startswith("path,neutral")
+
+
+@pytest.mark.parametrize("command", [
+    lambda t, clip, data: ["webcam", "--source", clip, "--no-display", "--csv", t / "no" / "dir" / "x.csv"],
+    lambda t, clip, data: ["webcam", "--source", clip, "--no-display", "--json", t / "no" / "dir" / "x.jsonl"],
+    lambda t, clip, data: ["webcam", "--source", clip, "--no-display", "--output", t / "no" / "dir" / "x.mp4"],
+    lambda t, clip, data: ["webcam", "--source", clip, "--no-display", "--timeline", t / "no" / "dir" / "x.png"],
+    lambda t, clip, data: ["predict", clip, "--save", t / "no" / "dir"],
+    lambda t, clip, data: ["evaluate", data + "/test", "--model-path", SHIPPED_MODEL, "--output-dir",
+                           t / "no" / "dir"],
+    lambda t, clip, data: ["prepare", "--source", data, "--out", t / "no" / "dir"],
+    lambda t, clip, data: ["--data", data, "--model-path", t / "no" / "m.h5", "--epochs", "1", "--no-show",
+                           "--output-dir", t / "out"],
+])
+def test_a_missing_parent_folder_of_an_output_is_refused_not_made(tmp_path, capsys, command):
+    """As root, webcam --csv /nonexistent/dir/x.csv made /nonexistent/dir."""
+    data = make_dataset(tmp_path / "data", per_class=(2, 2, 2))
+    clip = write_video(tmp_path / "clip.avi", frames=3)
+    code, _, error = run_main(capsys, *command(tmp_path, str(clip), data))
+    assert code == 1 and "does not exist; create it first or choose another" in error.splitlines()[-1], error
+    assert not os.path.exists(tmp_path / "no") and not os.path.exists(tmp_path / "out")

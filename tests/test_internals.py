@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from emotion.io.internals import (HelpFormatter, callback_counters, compile_mtcnn, model_from_h5_config,
-                                  set_callback_counters)
+from emotion.io.internals import (HelpFormatter, add_request_deadlines, callback_counters, compile_mtcnn,
+                                  model_from_h5_config, set_callback_counters)
 
 from conftest import ROOT
 
@@ -18,9 +18,7 @@ IMPORTERS = ("LazyModule", "import_module", "import_quietly", "__import__")  # c
 INTERNAL_MODULES = ("waitress.channel",)
 DOCUMENTED_INHERITED = ("model", "params")  # what a subclass of a library's class may read of it (keras.callbacks.
 #                                             Callback's documented attributes); anything else it sets itself  # modules a library documents as none of its API, though not underscored
-KNOWN_PRIVATE_USES = {  # known exceptions, each to be dropped when its file is cleaned up
-    "emotion/jobs/web/server.py",  # waitress.channel.HTTPChannel: the issue-39 branch removes it; the lead drops this then
-}
+KNOWN_PRIVATE_USES = {}  # known exceptions, each to be dropped when its file is cleaned up
 
 
 def test_keras_builds_a_model_config_without_allocating_a_weight(tmp_path):
@@ -170,3 +168,43 @@ def test_the_private_names_check_sees_each_kind_of_use(tmp_path):
         "keras.src.saving", "waitress.channel", "tensorflow._api", "'tensorflow.python.ops'", "Bar._update",
         "Bar._seen", "Bar.target", "getattr(..., '_secret')"]
     assert "emotion/io/internals.py" not in found
+
+
+def test_waitress_channels_close_a_request_whose_headers_trickle_past_the_deadline():
+    import socket
+    import threading
+    import time
+
+    from waitress.server import create_server
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+    listeners = {}
+    server = create_server(app, map=listeners, host="127.0.0.1", port=0, asyncore_loop_timeout=0.2)
+    add_request_deadlines(listeners, header_deadline=1, request_deadline=5)
+    stop = threading.Event()
+
+    def serve():  # server.run()'s loop, one turn at a time, so that it ends before the sockets close
+        while not stop.is_set():
+            server.asyncore.loop(timeout=0.2, map=listeners, count=1)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as slow:
+            start = time.monotonic()
+            slow.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+            for _ in range(20):  # a header line every 0.3 s: waitress' own timeout would never fire
+                time.sleep(0.3)
+                try:
+                    slow.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    break
+            assert slow.recv(100) == b"" and time.monotonic() - start < 4  # closed after the 1 s deadline
+        with socket.create_connection(("127.0.0.1", server.effective_port), timeout=10) as quick:
+            quick.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert quick.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        stop.set()
+        thread.join()
+        server.close()

@@ -133,4 +133,4 @@ def test_the_length_check_counts_every_module_of_the_package(tmp_path):
     (tmp_path / "emotion" / "web").mkdir(parents=True)
     (tmp_path / "emotion" / "short.py").write_text("x = 1\n" * MAX_MODULE_LINES)
     (tmp_path / "emotion" / "web" / "long.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
-    assert long_modules(str(tmp_path)) == {"emotion/web/long.py": MAX_MODULE_LINES + 1}
+    assert long_modules(str(tmp_path)) == {"emotion/jobs/web/long.py": MAX_MODULE_LINES + 1}

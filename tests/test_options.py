@@ -10,7 +10,7 @@ import emotion_recognition as er
 from emotion.core.answers import INFERENCE_BATCH_SIZE
 from emotion.core.detection import DETECTOR
 
-from conftest import SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_main, write_video
+from conftest import ROOT, SHIPPED_MODEL, SHIPPED_SEVEN, draw_face, make_dataset, run_main, write_video
 
 ANSWERING = ("evaluate", "predict", "webcam", "serve")  # the commands that load a model and answer with it
 
@@ -158,3 +158,12 @@ def test_a_model_in_the_working_folder_comes_before_the_shipped_one(tmp_path, mo
     assert os.path.samefile(er.default_model_path(er.FACES_MODEL_PATH, er.SHIPPED_DIR), SHIPPED_SEVEN)
     (tmp_path / er.FACES_MODEL_PATH).write_bytes(b"")
     assert er.default_model_path(er.FACES_MODEL_PATH, er.SHIPPED_DIR) == er.FACES_MODEL_PATH
+
+
+def test_usage_names_the_default_detector_where_it_says_how_predict_finds_faces():
+    """docs/usage.md said predict finds faces with `mtcnn` after the default became mtcnn+hog."""
+    import re
+    with open(os.path.join(ROOT, "docs", "usage.md"), encoding="utf-8") as f:
+        text = " ".join(f.read().split())
+    said = re.search(r"For each image it finds faces with `([^`]+)`", text)
+    assert said and said.group(1) == DETECTOR

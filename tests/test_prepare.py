@@ -252,3 +252,67 @@ def test_too_few_groups_and_a_bad_pattern_are_one_line_errors(tmp_path, capsys):
     assert result.returncode == 1 and "only 5 groups" in result.stderr and len(result.stderr.splitlines()) == 1
     result = run_here(capsys, "prepare", "--source", tmp_path / "ck", "--out", tmp_path / "out", "--group-pattern", "(")
     assert result.returncode == 2 and "not a regular expression" in result.stderr
+
+
+def make_web_photos(root):
+    """LFW-style names (Firstname_Lastname_0007.jpg, Name_12.jpg) of 40 people, each in two classes, files named
+    after their class (happy_3.png, which is no person), and a folder per person inside a class folder."""
+    rng = np.random.default_rng(2)
+    classes = ("happy", "sad", "surprise")
+    for p in range(40):
+        letters = chr(65 + p // 26) + chr(97 + p % 26)
+        name = f"An{letters}_Lee" if p % 2 else f"Bo{letters}"
+        for k, emotion in enumerate((classes[p % 3], classes[(p + 1) % 3])):
+            os.makedirs(root / emotion, exist_ok=True)
+            for i in range(3):
+                cv2.imwrite(str(root / emotion / f"{name}_{k * 3 + i + 1:04d}.png"), draw_face("happy", 48, rng))
+    for emotion in classes:
+        for i in range(4):
+            cv2.imwrite(str(root / emotion / f"{emotion}_{i}.png"), draw_face("happy", 48, rng))
+        for person in ("alice", "bob"):
+            os.makedirs(root / emotion / person, exist_ok=True)
+            for extension in ("png", "jpg"):  # no number: only their folder groups them
+                cv2.imwrite(str(root / emotion / person / f"{person}.{extension}"), draw_face("happy", 48, rng))
+
+
+def people_per_split(out):
+    import re
+    return {split: {re.sub(r"[_ .-]*\d*\.(png|jpg)$", "", name) for c in os.listdir(out / split)
+                    for name in os.listdir(out / split / c) if not name.startswith(c)}
+            for split in ("train", "val", "test")}
+
+
+def test_the_default_groups_web_names_and_person_folders_and_says_so(tmp_path, capsys):
+    make_web_photos(tmp_path / "web")
+    result = run_here(capsys, "prepare", "--source", tmp_path / "web", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    # 40 people, 12 class-named files (each its own group), alice and bob (their folders)
+    assert "264 files in 54 groups" in result.stdout
+    seen = people_per_split(tmp_path / "out")
+    assert not (seen["train"] & seen["val"] or seen["train"] & seen["test"] or seen["val"] & seen["test"])
+    assert len(seen["train"]) >= 20 and seen["val"] and seen["test"]
+    assert sum(count(tmp_path / "out").values()) == 264
+
+
+def test_every_file_its_own_group_is_a_warning(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    for emotion in ("happy", "sad"):
+        os.makedirs(tmp_path / "web" / emotion)
+        for i in range(10):
+            name = f"{emotion}{'abcdefghij'[i]}.png"
+            cv2.imwrite(str(tmp_path / "web" / emotion / name), draw_face("happy", 48, rng))
+    result = run_here(capsys, "prepare", "--source", tmp_path / "web", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "Warning: 20 files in 20 groups: no two file names share a person's id by --group-pattern" in result.stdout
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED_DATA, "..", "webfaces7-dev")), reason="webfaces7-dev absent")
+def test_webfaces7_dev_puts_no_person_in_two_splits(tmp_path, capsys):
+    import re
+    result = run_here(capsys, "prepare", "--source", os.path.join(SHARED_DATA, "..", "webfaces7-dev"),
+                      "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"1154 files in \d+ groups", result.stdout)
+    seen = people_per_split(tmp_path / "out")
+    assert not (seen["train"] & seen["val"] or seen["train"] & seen["test"] or seen["val"] & seen["test"])

@@ -312,3 +312,21 @@ def test_resume_with_another_model_or_input_is_refused_naming_the_option(tmp_pat
     with pytest.raises(UserError, match=re.escape(said)):
         train(resumed, ds, model_path, out, epochs=4, metadata={**metadata, **change}, resume=True)
     assert os.path.isdir(backup_path_for(checkpoint_path_for(model_path)))  # still there for a proper --resume
+
+
+def test_resume_with_fewer_epochs_than_were_done_ends_with_the_model_and_its_report(tmp_path, capsys, monkeypatch):
+    """--resume --epochs 1 after 2 finished epochs: KeyError 'loss' after the model was saved, and no report."""
+    from conftest import run_here
+    data = make_dataset(tmp_path / "data", per_class=(6, 3, 3))
+    model_path, out = tmp_path / "m.h5", tmp_path / "out"
+    common = ["--data", data, "--model", "compact", "--model-path", model_path, "--output-dir", out, "--no-show"]
+    with monkeypatch.context() as patch:  # a Ctrl-C once the second epoch and its backup are done
+        patch.setattr(er, "time_budget_callbacks", lambda *args: interrupted_at_epoch(2))
+        result = run_here(capsys, *common, "--train-again", "--epochs", "4")
+    assert result.returncode == 1 and "best model so far" in result.stderr
+    assert os.path.isdir(backup_path_for(checkpoint_path_for(str(model_path))))
+    result = run_here(capsys, *common, "--resume", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert ("Warning: --resume: the interrupted run had already trained its --epochs 1 (the total, not more epochs), "
+            "so no epoch was trained; to train on, resume with a larger --epochs") in result.stdout
+    assert os.path.isfile(out / "metrics.json") and er.load_trained_model(str(model_path))

@@ -97,7 +97,8 @@ def test_localhost_the_bound_address_and_allowed_hosts_are_answered(model_path):
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "http://localhost:3000", "null",
-                                    "file://", "http://127.0.0.1:8000"])
+                                    "file://", "http://127.0.0.1:8000", "https://localhost:8000",
+                                    "https://localhost"])  # another scheme is another origin (it was let through)
 def test_a_post_from_a_page_of_another_origin_is_refused(client, origin, tmp_path):
     photo = face_photo(tmp_path).read_bytes()
     response = client.post("/api/predict", headers={"Host": "localhost:8000", "Origin": origin},
@@ -106,6 +107,20 @@ def test_a_post_from_a_page_of_another_origin_is_refused(client, origin, tmp_pat
     same = client.post("/api/predict", headers={"Host": "localhost:8000", "Origin": "http://localhost:8000"},
                        data={"image": (io.BytesIO(photo), "face.png")}, content_type="multipart/form-data")
     assert same.status_code == 200  # the page itself, and clients that send no Origin (curl), are answered
+
+
+def test_the_same_origin_on_the_default_port_is_answered(client, tmp_path):
+    photo = face_photo(tmp_path).read_bytes()
+    # behind a TLS proxy waitress takes the scheme from its X-Forwarded-Proto: the page's https origin is the same
+    response = client.post("/api/predict", headers={"Host": "localhost", "Origin": "https://localhost"},
+                           base_url="https://localhost", data={"image": (io.BytesIO(photo), "face.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    for host, origin in (("localhost", "http://localhost"), ("localhost:80", "http://localhost"),
+                         ("localhost", "http://localhost:80")):
+        response = client.post("/api/predict", headers={"Host": host, "Origin": origin},
+                               data={"image": (io.BytesIO(photo), "face.png")}, content_type="multipart/form-data")
+        assert response.status_code == 200, (host, origin)
 
 
 def test_page_is_served(client):
@@ -342,3 +357,22 @@ def test_connection_limit_fits_the_open_file_limit():
     assert result.stdout.splitlines() == [
         "Warning: the open-file limit (ulimit -n) is 300; serving at most 100 connections instead of 4,000",
         "50 100"]
+
+
+@pytest.mark.parametrize("shape", [(1, 20000), (20000, 1), (3, 9000)])
+def test_an_extreme_aspect_ratio_is_answered_not_a_500(client, shape):
+    """A 1x20000 PNG: scaled to the work size, a side rounded to 0 made OpenCV raise (HTTP 500)."""
+    ok, data = cv2.imencode(".png", np.full((*shape, 3), 128, np.uint8))
+    response = upload(client, data.tobytes(), "thin.png")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["image"] == "thin.png"
+
+
+def test_the_preview_of_a_thin_image_keeps_each_side_at_least_one_pixel():
+    """png_data_url scales the annotated copy to ANNOTATED_MAX_SIDE: a 1x20000 strip's short side rounded to 0."""
+    import base64
+
+    from emotion.jobs.web.server import ANNOTATED_MAX_SIDE, png_data_url
+    url = png_data_url(np.full((1, 20000, 3), 128, np.uint8))
+    preview = cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert preview.shape[:2] == (1, ANNOTATED_MAX_SIDE)

@@ -300,3 +300,104 @@ def test_calibration_needs_enough_validation_faces(tmp_path, capsys):
     temperature = calibrate_model(model, metadata, images, labels, str(path))
     assert temperature == fit_temperature(er.predict_probabilities(model, images), labels) > 1
     assert er.load_trained_model(str(path))[1]["temperature"] == temperature
+
+
+def test_a_model_that_answers_one_class_is_named_so_in_calibration_and_evaluation(tmp_path, capsys):
+    """A short run that learned nothing answers one class for every face: calibration and the report say so."""
+    from emotion.train.calibration import MIN_CALIBRATION_FACES, calibrate_model
+    keras.utils.set_random_seed(5)
+    model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    weights, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([weights * 0, np.array([0.0, 3.0, 0.0], bias.dtype)])  # always 'happy'
+    metadata = {"class_names": THREE, "image_size": 48, "color": "grayscale", "normalize": "equalize"}
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (MIN_CALIBRATION_FACES, 48, 48, 1)).astype(np.uint8)
+    labels = rng.integers(0, 3, MIN_CALIBRATION_FACES)
+    calibrate_model(model, metadata, images, labels, str(tmp_path / "m.h5"))
+    out = capsys.readouterr().out
+    assert "Warning: on val the model answers 'happy' for 100% of 300 faces" in out
+    metrics = er.evaluate_model(model, images, labels, THREE)
+    er.print_metrics(metrics)
+    out = capsys.readouterr().out
+    assert "Warning: the model answers 'happy' for 100% of 300 faces" in out
+    assert "no better than always answering the most common class" in out
+    assert metrics["warnings"] and all(line.startswith("Warning: ") for line in metrics["warnings"])
+
+
+def test_a_model_that_learned_is_not_warned_about(capsys):
+    from emotion.train.reporting import learning_warnings
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    assert learning_warnings(labels, labels, THREE) == []
+    assert learning_warnings(np.zeros(100, int), labels, THREE)[0].startswith("Warning: the model answers 'angry'")
+
+
+def test_a_coin_toss_between_two_emotions_gets_the_unsure_message():
+    """sad 46 % against neutral 40 %: above UNSURE_BELOW, but no consolation on a margin of six points."""
+    from emotion.core.drawing import UNSURE_MARGIN
+    toss = {"sad": 0.46, "neutral": 0.40, "happy": 0.14}
+    assert message_for("sad", 0.46, toss) == MESSAGES["unsure"]
+    clear = {"sad": 0.46, "neutral": 0.45 - UNSURE_MARGIN, "happy": 0.15, "fear": 0.15}
+    assert message_for("sad", 0.46, clear) == MESSAGES["sad"]
+    face = {"box": [40, 60, 120, 120], "emotion": "sad", "confidence": 0.46, "probabilities": toss}
+    assert [text for text, *_ in layout_labels([face], (300, 320, 3))][1] == MESSAGES["unsure"]
+
+
+def test_class_names_with_math_text_are_plotted_as_written(tmp_path):
+    """'$\\happy$' in a model's class names: matplotlib's math text raised after 'model saved'; no plot came."""
+    from emotion.core.timeline import plot_timeline, update_timeline
+    names = ["$\\happy$", "a$b", "$x^$"]
+    keras.utils.set_random_seed(5)
+    model = er.build_model("compact", (48, 48, 1), 3, 1e-3)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (30, 48, 48, 1)).astype(np.uint8), np.arange(30) % 3
+    metrics = er.evaluate_model(model, images, labels, names)
+    er.report(metrics, labels, str(tmp_path / "test"), str(tmp_path), show=False,
+              history={"loss": [1.0, 0.9], "val_loss": [1.1, 1.0], "accuracy": [0.3, 0.4], "val_accuracy": [0.3, 0.3]})
+    assert {"confusion_matrix.png", "reliability_diagram.png", "training_curves.png"} <= set(os.listdir(tmp_path))
+    timeline = {}
+    for i in range(60):
+        face = {"track": 1, "emotion": names[0], "probabilities": dict(zip(names, (0.5, 0.3, 0.2)))}
+        update_timeline(timeline, [face], i / 10, 6.0, names)
+    plot_timeline(timeline, names, str(tmp_path / "timeline.png"))
+    assert os.path.getsize(tmp_path / "timeline.png") > 0
+
+
+def test_evaluate_on_classes_the_model_never_learned_gives_advice_that_works(tmp_path, capsys):
+    """A three-class model on a seven-class folder advised --classes, which cannot add classes."""
+    from conftest import SHIPPED_MODEL, run_main
+    folder = make_dataset(tmp_path / "seven", per_class=(0, 0, 2), classes=SEVEN) + "/test"
+    code, _, error = run_main(capsys, "evaluate", folder, "--model-path", SHIPPED_MODEL, "--output-dir", tmp_path / "o")
+    assert code == 1 and "--classes" not in error, error
+    assert (f"has classes ['disgust', 'fear', 'neutral', 'surprise'] that the model {SHIPPED_MODEL!r} was never "
+            "trained for (it knows angry,happy,sad); evaluate a folder of only those classes, or a model trained for "
+            "these (another --model-path)") in error
+    # a class the model knows, left out by --classes: --classes can bring it back, and says how
+    folder = make_dataset(tmp_path / "three", per_class=(0, 0, 2)) + "/test"
+    code, _, error = run_main(capsys, "evaluate", folder, "--model-path", SHIPPED_MODEL, "--classes", "happy,sad",
+                              "--output-dir", tmp_path / "o")
+    assert code == 1 and "pass --classes angry,happy,sad to match the folder" in error, error
+
+
+def test_the_reliability_diagram_keeps_its_legend_off_the_bars_and_shows_each_bins_faces(tmp_path):
+    """The legend covered the first bar; a bin of 3 faces was drawn as strongly as one of 500."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.patches import Rectangle
+
+    from emotion.train.calibration import plot_reliability
+    rng = np.random.default_rng(0)
+    confidence = np.concatenate([np.full(3, 0.55), rng.uniform(0.7, 1.0, 500)])  # 3 faces in the bin of 0.53-0.6
+    probabilities = np.stack([confidence, 1 - confidence], axis=1)
+    labels = np.concatenate([np.zeros(3, int), (rng.uniform(size=500) > confidence[3:]).astype(int)])
+    bins, ece = calibration_bins(probabilities, labels)
+    fig = plot_reliability(bins, ece, "faces", str(tmp_path / "r.png"))
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_height() > 0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not any(legend.overlaps(bar.get_window_extent(renderer)) for bar in bars)
+    alphas = {round(bar.get_x(), 4): bar.get_alpha() for bar in bars}
+    few, many = alphas[round(bins[8]["low"], 4)], max(alphas.values())
+    assert few < 0.5 * many  # the bin of 3 faces is pale
+    shown = {t.get_text() for t in ax.texts}
+    assert {str(b["count"]) for b in bins if b["count"]} <= shown  # each bin's faces written by its bar

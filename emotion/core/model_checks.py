@@ -15,6 +15,8 @@ METADATA_KEY = "emotion_recognition"  # HDF5 attribute holding class names and i
 TEMPERATURE_RANGE = (0.05, 20.0)  # calibration temperatures searched (and accepted in a model file)
 
 MAX_JSON_DEPTH = 100  # model config and metadata nested deeper are refused unparsed (the shipped models: 10)
+MAX_ATTRIBUTE_CHARS = {"emotion_recognition": 100_000,  # metadata and model config longer are refused unparsed
+                       "model_config": 5_000_000}  # (the shipped models: 400 and 28,600 characters)
 MAX_MODEL_PARAMS = 100_000_000  # models declaring more parameters (400 MB of float32) are refused unbuilt
 #                                 (the largest architecture here, ResNet50V2 at 256 px, has 24 M)
 
@@ -32,6 +34,9 @@ def parse_attribute(attributes, key, path):
     """The JSON object in one attribute of the .h5 file (text, never deeper than MAX_JSON_DEPTH)."""
     text = attributes.get(key, "{}")
     text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+    if len(text) > MAX_ATTRIBUTE_CHARS[key]:  # parsing takes about 100 times the text's size
+        raise UserError(f"{path!r}: its stored {key} is longer than {MAX_ATTRIBUTE_CHARS[key]:,} characters "
+                        "(MAX_ATTRIBUTE_CHARS); the file is damaged or was edited: retrain with --train-again")
     if json_depth(text) > MAX_JSON_DEPTH:
         raise ModelError(f"{path!r}: its stored {key} nests deeper than {MAX_JSON_DEPTH} levels (MAX_JSON_DEPTH); "
                         "the file is damaged or was made to crash a reader: retrain with --train-again")

@@ -5,7 +5,7 @@ emotion/core/answers.py."""
 import json
 import os
 
-from emotion.core.model_checks import METADATA_KEY, check_model_file, check_weights
+from emotion.core.model_checks import METADATA_KEY, check_model_file, check_weights, parse_attribute
 from emotion.core.models import vgg16_preprocess_class
 from emotion.core.precision import float32_twin
 from emotion.io.errors import ModelError, UserError
@@ -35,7 +35,7 @@ def read_metadata(path):
     """The class names and image settings save_model stored in the file ({} for a model from elsewhere)."""
     import h5py
     with h5py.File(path, "r") as f:
-        return json.loads(f.attrs.get(METADATA_KEY, "{}"))
+        return parse_attribute(f.attrs, METADATA_KEY, path)
 
 
 def load_trained_model(path):

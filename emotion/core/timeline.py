@@ -35,8 +35,8 @@ def check_outputs(source, outputs, model_path=None):
         raise UserError(f"--timeline {named['--timeline']!r} must be a .png file")
     if named.get("--output") and os.path.splitext(named["--output"])[1].lower() not in (".mp4", ".avi"):
         raise UserError(f"--output {named['--output']!r} must be a .mp4 or .avi file")
-    for path in named.values():
-        check_writable(os.path.dirname(os.path.abspath(path)))
+    for option, path in named.items():
+        check_writable(os.path.dirname(os.path.abspath(path)), f"{option} {path!r}", made=False)
 
 
 @contextlib.contextmanager
@@ -62,7 +62,13 @@ def open_output(path, option):
 
 
 def csv_columns(class_names):
-    return ["frame", "time", "track", "x", "y", "w", "h", "emotion", "confidence", *class_names]
+    return ["frame", "time", "track", "x", "y", "w", "h", "emotion", "confidence", *map(csv_text, class_names)]
+
+
+def csv_text(text):
+    """A text cell a spreadsheet shows as text: one that starts as a formula would (=, +, -, @, a tab or a carriage
+    return) gets a leading apostrophe (OWASP's advice on CSV injection); class names come from the model file."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @contextlib.contextmanager
@@ -84,9 +90,9 @@ def open_records(json_path, csv_path, class_names):
                     json_file.write(json.dumps(record) + "\n")
                     json_file.flush()
                 if rows and "frame" in record:
-                    rows.writerows([record["frame"], record["time"], face["track"], *face["box"], face["emotion"],
-                                    face["confidence"], *(face["probabilities"][n] for n in class_names)]
-                                   for face in record["faces"])
+                    rows.writerows([record["frame"], record["time"], face["track"], *face["box"],
+                                    csv_text(face["emotion"]), face["confidence"],
+                                    *(face["probabilities"][n] for n in class_names)] for face in record["faces"])
                     csv_file.flush()
             except OSError as error:
                 raise UserError(f"cannot write the records ({error.strerror}) at frame {record.get('frame')}; "
@@ -183,29 +189,31 @@ def describe_track(track):
 def plot_timeline(timeline, class_names, path):
     """Each track's probabilities against seconds, one panel per track (the TIMELINE_MAX_PANELS longest
     seen, in track order), saved as a PNG; returns the panels (axes)."""
+    import matplotlib
     from matplotlib.figure import Figure  # a bare Figure draws with Agg: no window, no pyplot state
-    longest = sorted(summarize(timeline), key=lambda t: t["seconds"], reverse=True)[:TIMELINE_MAX_PANELS]
-    tracks = sorted(t["track"] for t in longest)
-    figure = Figure(figsize=(10, 1 + 2.2 * max(1, len(tracks))), layout="constrained")  # room for the legend
-    axes = figure.subplots(max(1, len(tracks)), 1, squeeze=False)[:, 0]
-    for ax, track_id in zip(axes, tracks):
-        seconds, probabilities = series_points(timeline[track_id]["series"])
-        for name, column in zip(class_names, probabilities.T):
-            ax.plot(seconds, column, label=name)
-        ax.set_ylim(-0.03, 1.03)  # a probability of 0 or 1 stays visible off the frame's edge
-        ax.set_ylabel("probability")
-        ax.set_title(f"track {track_id}")
-    if tracks:  # beside the panels, never over a curve
-        figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
-    else:
-        axes[0].set_title(f"no face seen for {MIN_TRACK_SECONDS} s or more")
-    axes[-1].set_xlabel("seconds")
-    try:
-        with atomic_write(path, suffix=".png") as tmp_path:
-            figure.savefig(tmp_path, dpi=100, format="png")
-    except OSError as error:
-        raise UserError(f"cannot write --timeline {path!r} ({error.strerror}); free some space") from None
-    return list(axes) if tracks else []
+    with matplotlib.rc_context({"text.parse_math": False}):  # class names as written: "$\\happy$" is no math text
+        longest = sorted(summarize(timeline), key=lambda t: t["seconds"], reverse=True)[:TIMELINE_MAX_PANELS]
+        tracks = sorted(t["track"] for t in longest)
+        figure = Figure(figsize=(10, 1 + 2.2 * max(1, len(tracks))), layout="constrained")  # room for the legend
+        axes = figure.subplots(max(1, len(tracks)), 1, squeeze=False)[:, 0]
+        for ax, track_id in zip(axes, tracks):
+            seconds, probabilities = series_points(timeline[track_id]["series"])
+            for name, column in zip(class_names, probabilities.T):
+                ax.plot(seconds, column, label=name)
+            ax.set_ylim(-0.03, 1.03)  # a probability of 0 or 1 stays visible off the frame's edge
+            ax.set_ylabel("probability")
+            ax.set_title(f"track {track_id}")
+        if tracks:  # beside the panels, never over a curve
+            figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+        else:
+            axes[0].set_title(f"no face seen for {MIN_TRACK_SECONDS} s or more")
+        axes[-1].set_xlabel("seconds")
+        try:
+            with atomic_write(path, suffix=".png") as tmp_path:
+                figure.savefig(tmp_path, dpi=100, format="png")
+        except OSError as error:
+            raise UserError(f"cannot write --timeline {path!r} ({error.strerror}); free some space") from None
+        return list(axes) if tracks else []
 
 
 def progress_line(done, total, seconds, terminal):

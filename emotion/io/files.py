@@ -77,10 +77,16 @@ def write_file(path, data):
                         "folder") from None
 
 
-def check_writable(folder):
-    """Fail now, not after an hour of training, when results cannot be written."""
+def check_writable(folder, option, made=True):
+    """Fail now, not after an hour of training, when results cannot be written to `folder` (given with `option`):
+    an output folder (`made`: created when missing, if its parent exists) or the folder of an output file (it must
+    exist). A missing parent is never created: a mistyped path makes no folders (as root, anywhere)."""
+    must_exist = os.path.dirname(os.path.abspath(folder)) if made else folder
+    if not os.path.exists(must_exist):  # a file in its place: mkdir's "Not a directory" below
+        raise UserError(f"{option}: the folder {must_exist!r} does not exist; create it first or choose another")
     try:
-        os.makedirs(folder, exist_ok=True)
+        if not os.path.isdir(folder):
+            os.mkdir(folder)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
@@ -97,7 +103,7 @@ def check_output_dir(output_dir, data_dir, inputs=None):
     if inputs and os.path.isdir(output_dir):
         for name in os.listdir(output_dir):  # only a file already there can be an input
             check_not_inputs({"--output-dir": os.path.join(output_dir, name)}, inputs)
-    check_writable(output_dir)
+    check_writable(output_dir, "--output-dir")
 
 
 def same_file(a, b):

@@ -8,9 +8,12 @@ moves or changes one of them.
   attributes their docs do not list), carried over by --resume (BackupAndRestore keeps only weights, optimizer, epoch).
 - mtcnn 1.0: its three networks (`stage._model`), run as tf.functions instead of op by op.
 - argparse: HelpFormatter._get_help_string, the documented way to change which defaults --help shows (the
-  formatter classes' only API is their names, per the argparse docs)."""
+  formatter classes' only API is their names, per the argparse docs).
+- waitress: its connection class (waitress.channel.HTTPChannel: received, readable, request, requests,
+  will_close) and each listener's channel_class, for request deadlines (waitress has a timeout per silence only)."""
 
 import argparse
+import time
 
 from emotion.io.lazy_import import LazyModule
 
@@ -63,3 +66,33 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or (action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)):
             return action.help
         return super()._get_help_string(action)
+
+
+def add_request_deadlines(listeners, header_deadline, request_deadline):
+    """Make waitress' listeners (the socket map create_server was given) close a connection whose request's headers
+    are not all in `header_deadline` seconds after its first byte, or the whole request (headers and body) in
+    `request_deadline`. waitress' channel_timeout restarts with every byte, so without this a client trickling a
+    header line every few seconds (slowloris) keeps its connection for ever, and a thousand such clients fill the
+    connection limit. create_server takes no channel class; each listener accepts with its own."""
+    from waitress.channel import HTTPChannel
+    from waitress.server import BaseWSGIServer
+
+    class DeadlineChannel(HTTPChannel):
+        request_started = 0.0  # time.monotonic() of the first byte of the request being received
+
+        def received(self, data):
+            if self.request is None:
+                self.request_started = time.monotonic()
+            return super().received(data)
+
+        def readable(self):  # asked by waitress' loop on every turn, at least once a second (asyncore_loop_timeout)
+            request = self.request
+            if request is not None and not self.requests and not self.will_close:  # arriving, none being answered
+                waited = time.monotonic() - self.request_started
+                if waited > request_deadline or (waited > header_deadline and not request.headers_finished):
+                    self.will_close = True  # waitress closes it as it does an idle one: writable() turns true
+            return super().readable()
+
+    for listener in listeners.values():
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = DeadlineChannel

@@ -91,7 +91,7 @@ def run_predict(args):
     recognizer = EmotionRecognizer(args.model_path, args.classes, args.detector, args.tta, args.precision)
     analyze = recognizer.classify if args.no_detect else recognizer.analyze_many
     if args.save:
-        check_writable(args.save)
+        check_writable(args.save, "--save")
     saved = set()  # names written to --save
     inputs = {os.path.realpath(f) for f in [*files, args.model_path]}  # --save never writes over one of them
     for batch in read_batches(files, errors):

@@ -24,14 +24,19 @@ from emotion.train.votes import VOTE_NAMES, VOTES_FILE, plurality, read_csv_rows
 FER2013_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # emotion column 0-6
 FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 SEED = 42  # seeds the stratified split
-GROUP_PATTERN = r"^[A-Za-z]*\d+[_.-]"  # names starting alike (CK+'s "S010_") share a split; "none": off
+# a person's id in a file name (its first captured group): CK+'s subject "S010" of S010_006_00000013.png, or the name
+# before a trailing number (LFW's "Al_Gore" of Al_Gore_0002.jpg, "Dwarakish" of Dwarakish_12.jpg); "none": off
+GROUP_PATTERN = r"^([A-Za-z]*\d+)[_.-]|^(.*?[A-Za-z])[ _.-]*\d+\.\w+$"
+NOT_PEOPLE = ("img", "image", "photo", "pic", "picture", "dsc", "dscn", "dscf", "pxl", "frame", "face", "screenshot",
+              "training", "publictest", "privatetest", "train", "val", "test")  # ids that name no person (FER2013's)
 ORIGINAL_CLASSES = ("angry", "happy", "sad")  # prepare's default for FER2013 sources
 SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train/val/test for an unsplit folder, as the original
 SEVEN_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # prepare's default with votes
 GROUP_PATTERN_SECONDS = 10  # --group-pattern: time allowed to match every file name (then it is refused)
-MATCH_STARTS = ("import json, re, sys\n"  # groups_of's child: [pattern, names] in, each name's matched start out
-                "pattern, names = json.load(sys.stdin)\n"
-                "json.dump([m.group(0) if (m := re.match(pattern, n)) else None for n in names], sys.stdout)")
+MATCH_STARTS = ("import json, re, sys\n"  # groups_of's child: [pattern, names] in, each name's id out: the first
+                "pattern, names = json.load(sys.stdin)\n"  # group that matched, else the whole match
+                "first = lambda m: next((g for g in m.groups() if g is not None), m.group(0))\n"
+                "json.dump([first(m) if (m := re.match(pattern, n)) else None for n in names], sys.stdout)")
 RELEASE_PADDING = r"\.jpg\d+\.jpg$"  # FER2013's image release pads disgust with augmented copies (NAME.jpgK.jpg)
 CLASS_SYNONYMS = {"anger": "angry", "mad": "angry", "sadness": "sad", "unhappy": "sad", "happiness": "happy",
                   "joy": "happy", "fearful": "fear", "afraid": "fear", "disgusted": "disgust",
@@ -138,8 +143,9 @@ def split_files(files, ratios, rng):
     return np.split(np.array(files, dtype=object), bounds)
 
 
-def groups_of(paths, pattern, seconds=GROUP_PATTERN_SECONDS):
-    """The group each file belongs to: the start of its name that `pattern` matches, else the file itself.
+def groups_of(paths, pattern, seconds=GROUP_PATTERN_SECONDS, not_people=()):
+    """The group each file belongs to: the id in its name that `pattern` matches (its first group that matched,
+    else the whole match; an id in `not_people`, case aside, is none), else the file itself.
 
     The names are matched in a child process stopped after `seconds`: a pattern such as (a+)+b backtracks for
     exponential time on a name like aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!.jpg, and Python's re cannot be interrupted.
@@ -156,7 +162,9 @@ def groups_of(paths, pattern, seconds=GROUP_PATTERN_SECONDS):
                         "simplify it, or pass --group-pattern none") from None
     except (subprocess.CalledProcessError, OSError) as error:
         raise UserError(f"--group-pattern {pattern!r} could not be matched against the file names ({error})") from None
-    return [start if start is not None else path for start, path in zip(json.loads(child.stdout), paths)]
+    not_people = {word.lower() for word in not_people}
+    return [start if start is not None and start.strip(" _.-").lower() not in not_people else path
+            for start, path in zip(json.loads(child.stdout), paths)]
 
 
 def split_by_group(files, labels, groups, seed):
@@ -200,17 +208,33 @@ def plan_folder_copies(source, classes, seed, group_pattern=GROUP_PATTERN):
             plan += [("val", name, f) for f in val] + [("test", name, f) for f in test]
         return plan, classes
     files = [(name, f) for name in classes for f in list_image_files(parts[""][name])]
-    groups = groups_of([f for _, f in files], group_pattern)
+    people = [(name, f) for name in classes for f in person_folder_files(parts[""][name])]
+    # a file named for its class or a camera (happy_3.png, IMG_0001.jpg) is nobody in particular
+    groups = groups_of([f for _, f in files], group_pattern, not_people=NOT_PEOPLE + tuple(parts[""]) + tuple(
+        os.path.basename(folder) for folder in parts[""].values()))
+    if group_pattern != "none":  # a folder per person: the folder's name is the id (Al_Gore/ and Al_Gore_0001.jpg)
+        files, groups = files + people, groups + [os.path.basename(os.path.dirname(f)) for _, f in people]
     if len(set(groups)) == len(files):
+        if len(files) > 1 and group_pattern != "none":
+            print(f"Warning: {len(files)} files in {len(files)} groups: no two file names share a person's id by "
+                  f"--group-pattern {group_pattern!r}, so photos of one person may land in train and test; name "
+                  "them PERSON_1.jpg, PERSON_2.jpg, or give each person a folder in the class folder")
         for name in classes:
-            for split, part in zip(SPLITS, split_files(list_image_files(parts[""][name]), SPLIT_RATIOS, rng)):
+            mine = [f for n, f in files if n == name]
+            for split, part in zip(SPLITS, split_files(mine, SPLIT_RATIOS, rng)):
                 plan += [(split, name, f) for f in part]
         return plan, classes
-    print(f"{len(files)} files in {len(set(groups))} groups by --group-pattern {group_pattern!r}: "
+    print(f"{len(files)} files in {len(set(groups))} groups by --group-pattern {group_pattern!r} and person folders: "
           "each group goes to one split")
     for split, part in zip(SPLITS, split_by_group(files, [name for name, _ in files], groups, seed)):
         plan += [(split, name, f) for name, f in part]
     return plan, classes
+
+
+def person_folder_files(folder):
+    """The images in the sub-folders of a class folder (one folder per person: happy/S010/001.png)."""
+    return [f for sub in sorted(os.listdir(folder)) if not sub.startswith(".")
+            and os.path.isdir(os.path.join(folder, sub)) for f in list_image_files(os.path.join(folder, sub))]
 
 
 def check_classes(source, parts, classes):
@@ -225,18 +249,18 @@ def read_votes_for_items(items, source, votes_path=None, ferplus_path=None):
     """The votes (N, 10) of each planned item: from a votes file keyed by path under the source folder
     (--votes), or FER+'s fer2013new.csv, whose rows follow fer2013.csv row for row (--ferplus)."""
     if ferplus_path:
-        rows, votes = read_csv_rows(ferplus_path, "Usage")
+        rows, votes = read_csv_rows(ferplus_path, "Usage", len(items))
         if len(rows) != len(items):
             raise UserError(f"{ferplus_path} has {len(rows)} rows of votes and {source} {len(items)} faces; "
                             "FER+'s fer2013new.csv follows fer2013.csv row for row: give the pair that belong together")
         usage = {split: name for name, split in FER2013_USAGE.items()}
         for line, (row, (split, _, _)) in enumerate(zip(rows, items), start=2):
-            if row["Usage"].strip() != usage[split]:
-                raise UserError(f"{ferplus_path}, line {line}: Usage {row['Usage']!r} but {source}'s row {line} is "
+            if row.strip() != usage[split]:
+                raise UserError(f"{ferplus_path}, line {line}: Usage {row!r} but {source}'s row {line} is "
                                 f"{usage[split]}; the two files do not follow each other row for row")
         return votes
-    rows, votes = read_csv_rows(votes_path, "path")
-    index = {os.path.normpath(row["path"]): i for i, row in enumerate(rows)}
+    rows, votes = read_csv_rows(votes_path, "path", len(items))
+    index = {os.path.normpath(path): i for i, path in enumerate(rows)}
     if len(index) < len(rows):
         raise UserError(f"{votes_path}: some paths appear more than once; give each image one row of votes")
     keys = [os.path.normpath(os.path.relpath(f, source)) for _, _, f in items]
@@ -292,6 +316,9 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError(f"the source {source!r} lies inside --out {out!r}; choose an --out folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out!r} is a file; give a folder")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):  # a mistyped path makes no folders
+        raise UserError(f"--out: the folder {os.path.dirname(os.path.abspath(out))!r} does not exist; create it "
+                        "first or choose another")
     for option, path in (("--votes", votes), ("--ferplus", ferplus)):  # out/votes.csv is written, --force clears out
         if path and os.path.realpath(path).startswith(real_out.rstrip(os.sep) + os.sep):
             raise UserError(f"{option} {path!r} lies inside --out {out!r}, which prepare writes; move it out or choose "
@@ -306,6 +333,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError(f"--classes names {', '.join(twice)} more than once (names are matched case-insensitively, "
                         "with synonyms: anger = angry); give each class once")
     by_votes = bool(votes or ferplus)
+    default_classes = classes is None
     if by_votes:
         classes = classes or list(SEVEN_CLASSES)
         unknown = [c for c in classes if c not in VOTE_NAMES[:-2]]
@@ -326,6 +354,14 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
     if by_votes:
         items, item_votes, left_out = file_by_votes(items, read_votes_for_items(items, source, votes, ferplus),
                                                     classes)
+        if not items:
+            raise UserError(f"{votes or ferplus}: the votes leave no face to write (left out: "
+                            f"{', '.join(f'{n} {why}' for why, n in sorted(left_out.items()))}); check that it holds "
+                            "the annotators' counts")
+        picked = {name for _, name, _ in items}
+        if default_classes and set(classes) - picked:  # an empty class folder: training would refuse the data set
+            print(f"Left out class(es) {', '.join(c for c in classes if c not in picked)}: no face's votes pick them")
+            classes = [c for c in classes if c in picked]
     try:
         for split in SPLITS:
             if os.path.isdir(os.path.join(out, split)):
@@ -417,5 +453,13 @@ def run_prepare(args):
         print(f"Skipped {len(skipped)} image(s) with no detectable face: " + ", ".join(skipped[:10])
               + (" ..." if len(skipped) > 10 else ""))
     print_counts(counts)
-    print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out} "
-          "--train-again)")
+    classes = sorted({c for _, c in counts})
+    empty = [f"{split}/{c}" for split in SPLITS for c in classes if not counts[split, c]]
+    if not empty:
+        print(f"Data set written to {args.out}/ (train with: python emotion_recognition.py --data {args.out} "
+              "--train-again)")
+        return
+    full = ",".join(c for c in classes if not any(e.endswith("/" + c) for e in empty))
+    print(f"Data set written to {args.out}/")
+    print(f"Warning: class folder(s) {', '.join(empty)} hold no images; training refuses an empty class folder: add "
+          f"images of them" + (f", or prepare again with --classes {full}" if "," in full else ""))

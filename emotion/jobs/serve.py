@@ -73,7 +73,7 @@ def make_serve_app(model_path, tta=TTA, max_upload_mb=MAX_UPLOAD_MB, detector=DE
                 raise BadUpload(str(error), 500) from None
             annotated = annotate(image, faces, numbered=True)  # 1, 2, ... as the page's "Face 1", "Face 2" cards
             for face in faces:
-                face["message"] = message_for(face["emotion"], face["confidence"])
+                face["message"] = message_for(face["emotion"], face["confidence"], face["probabilities"])
             return faces, detection_of(faces), annotated
         finally:
             if large:

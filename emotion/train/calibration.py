@@ -6,6 +6,7 @@ import numpy as np
 from emotion.core.answers import answering_model, predict_probabilities
 from emotion.core.model_checks import TEMPERATURE_RANGE
 from emotion.core.model_files import save_model
+from emotion.train.reporting import learning_warnings
 
 CALIBRATION_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
 
@@ -38,18 +39,25 @@ def fit_temperature(probabilities, labels):
 
 
 def plot_reliability(bins, ece, data_name, path):
-    """The reliability diagram: accuracy against confidence per bin; a calibrated model follows the diagonal."""
+    """The reliability diagram: accuracy against confidence per bin; a calibrated model follows the diagonal. Each
+    bar is as strong as its share of the faces of the fullest bin, with its number of faces at its foot (a bin of
+    three faces says little), and the legend sits below the axes, off the bars."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5, 5.6))
     full = [b for b in bins if b["count"]]
-    ax.bar([b["low"] for b in full], [b["accuracy"] for b in full], width=1 / len(bins), align="edge",
-           edgecolor="navy", color="tab:blue", label="accuracy")
+    most = max((b["count"] for b in full), default=1)
+    for i, b in enumerate(full):
+        strength = 0.15 + 0.85 * b["count"] / most
+        ax.bar(b["low"], b["accuracy"], width=1 / len(bins), align="edge", edgecolor="navy", color="tab:blue",
+               alpha=strength, label="accuracy (paler: fewer faces)" if i == 0 else None)
+        ax.text(b["low"] + 0.5 / len(bins), 0.015, str(b["count"]), ha="center", va="bottom", fontsize=6,
+                rotation=90, color="white" if strength > 0.5 else "navy")  # at the foot: clear of the dots
     ax.plot([b["confidence"] for b in full], [b["accuracy"] for b in full], "o", color="tab:orange",
             label="at mean confidence")
     ax.plot([0, 1], [0, 1], "k--", label="calibrated")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence (top probability)", ylabel="Accuracy",
-           title=f"Reliability: {data_name} (ECE {ece:.3f})")
-    ax.legend(loc="upper left")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence (top probability); at each bar's foot: its faces",
+           ylabel="Accuracy", title=f"Reliability: {data_name} (ECE {ece:.3f})")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize="small", frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
@@ -64,6 +72,8 @@ def calibrate_model(model, metadata, images, labels, path, min_faces=MIN_CALIBRA
               "none stored")
         return 1.0
     probabilities = predict_probabilities(model, images)
+    for line in learning_warnings(probabilities.argmax(axis=1), labels, metadata["class_names"], "on val "):
+        print(line)  # a temperature makes such a model's confidence honest, not the model useful
     temperature = fit_temperature(probabilities, labels)
     calibrated = answering_model(model, {**metadata, "temperature": temperature})[0]
     before, after = (calibration_bins(p, labels)[1] for p in (probabilities, predict_probabilities(calibrated, images)))

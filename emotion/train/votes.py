@@ -4,12 +4,13 @@ shares a model learns from. `prepare --votes/--ferplus` writes VOTES_FILE beside
 
 import csv
 import os
+import re
 
 import numpy as np
 
 from emotion.io.errors import UserError
 from emotion.io.files import write_file
-from emotion.train.data import folder_files
+from emotion.train.data import SPLITS, folder_files
 
 VOTES_FILE = "votes.csv"  # beside train/, val/, test/: one row of votes per face, keyed by its path under the data set
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown",
@@ -17,52 +18,65 @@ FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disg
 FERPLUS_NAMES = {"happiness": "happy", "sadness": "sad", "anger": "angry"}  # FER+'s names -> this project's
 VOTE_NAMES = tuple(FERPLUS_NAMES.get(c, c) for c in FERPLUS_COLUMNS)  # VOTES_FILE's vote columns
 NOT_EMOTIONS = ("unknown", "NF")  # a plurality here (NF: not a face) leaves the face out
+MAX_VOTE = 1_000_000  # a vote cell above this is no count of annotators
+VOTE_TEXT = re.compile(r"(\d+)(?:\.0*)?")  # a vote as written: a whole count, "3" or "3.0"
+MAX_VOTE_ROW_BYTES = 4096  # a votes file longer than this a row per image is refused unread (a path and ten counts)
 
 
 def vote_matrix(rows, where, columns=FERPLUS_COLUMNS):
-    """Votes of csv.DictReader rows as an (N, 10) int array in FERPLUS_COLUMNS order; `where` names the file."""
+    """Votes of rows (each the vote columns' texts, in `columns` order) as an (N, 10) int array; `where` names the
+    file. A vote is a plain whole count of 0 to MAX_VOTE ("3", "3.0"): not "1_0", "inf", "9.3e18" or "-0"."""
     votes = np.zeros((len(rows), len(columns)), dtype=np.int64)
     for i, row in enumerate(rows):
+        values = [(text or "").strip() for text in row]
         try:
-            values = [float(row[c]) for c in columns]
-        except (TypeError, ValueError):
-            raise UserError(f"{where}, row {i + 2}: the votes {[row.get(c) for c in columns]} are not all numbers; "
-                            "each vote column holds a count") from None
-        if not all(v >= 0 and v == int(v) for v in values):
-            raise UserError(f"{where}, row {i + 2}: the votes {values} are not whole counts of 0 or more")
-        votes[i] = values
+            [float(v) for v in values]
+        except ValueError:
+            raise UserError(f"{where}, row {i + 2}: the votes {values} are not all numbers; each vote column holds a "
+                            "count") from None
+        counts = [VOTE_TEXT.fullmatch(v) for v in values]
+        if not all(counts) or any(int(m.group(1)) > MAX_VOTE for m in counts):
+            raise UserError(f"{where}, row {i + 2}: the votes {values} are not whole counts of 0 to {MAX_VOTE:,}")
+        votes[i] = [int(m.group(1)) for m in counts]
     return votes
 
 
-def read_csv_rows(path, key_column):
-    """(rows, header) of a votes CSV that has `key_column` and every vote column of FER+; a clear error if not."""
+def read_csv_rows(path, key_column, images):
+    """(each row's `key_column`, its votes) of a votes CSV that has `key_column` and every vote column of FER+; a
+    clear error if not. A file larger than MAX_VOTE_ROW_BYTES a row for `images` images is refused unread."""
     try:
+        size = os.path.getsize(path)
+        if size > MAX_VOTE_ROW_BYTES * (images + 1):
+            raise UserError(f"{path} ({size:,} bytes) is larger than votes for {images:,} images can be (at most "
+                            f"{MAX_VOTE_ROW_BYTES:,} bytes a row, MAX_VOTE_ROW_BYTES); give the votes of these images")
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in reader.fieldnames or []]
-            reader.fieldnames = header
-            rows = [row for row in reader if any((v or "").strip() for v in row.values())]  # blank lines skipped
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            vote_columns = FERPLUS_COLUMNS if "happiness" in header else VOTE_NAMES  # FER+'s names or this project's
+            missing = [c for c in (key_column, *vote_columns) if c not in header]
+            if missing:
+                raise UserError(f"{path}: no column(s) {', '.join(missing)}; expected {key_column} and the vote "
+                                f"columns {','.join(vote_columns)}")
+            where = [header.index(c) for c in (key_column, *vote_columns)]
+            # only the key and the votes of each row are kept (a dict per row took 18 times the file's size)
+            rows = [[row[i] if i < len(row) else None for i in where] for row in reader
+                    if any(v.strip() for v in row)]  # blank lines skipped
     except FileNotFoundError:
         raise UserError(f"votes file {path!r} not found") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise UserError(f"{path}: not a CSV text file of votes ({type(error).__name__})") from None
-    vote_columns = FERPLUS_COLUMNS if "happiness" in header else VOTE_NAMES  # FER+'s names or this project's
-    missing = [c for c in (key_column, *vote_columns) if c not in header]
-    if missing:
-        raise UserError(f"{path}: no column(s) {', '.join(missing)}; expected {key_column} and the vote columns "
-                        f"{','.join(vote_columns)}")
-    return rows, vote_matrix(rows, path, vote_columns)
+    return [row[0] or "" for row in rows], vote_matrix([row[1:] for row in rows], path, vote_columns)
 
 
 def plurality(votes, classes):
-    """Each face's class by most votes (an index into `classes`), or None with the reason: "not a face",
+    """Each face's class by most votes (an index into `classes`), or None with the reason: "no votes", "not a face",
     "unknown", "tie", or "other class" (its plurality is an emotion outside `classes`)."""
     top = votes.max(axis=1, keepdims=True)
     winners = votes == top
     result = []
     for row, won in zip(votes, winners):
         if row.sum() == 0 or won.sum() > 1:
-            result.append((None, "tie"))
+            result.append((None, "tie" if row.sum() else "no votes"))
             continue
         name = VOTE_NAMES[int(np.argmax(won))]
         if name in NOT_EMOTIONS:
@@ -82,8 +96,10 @@ def write_votes(path, entries):
 
 
 def find_votes_file(folder):
-    """VOTES_FILE of the data set `folder` belongs to (the folder itself or a split folder's parent), else None."""
-    for root in (folder, os.path.dirname(os.path.normpath(folder))):
+    """VOTES_FILE of the data set `folder` belongs to: the folder's own, or a split folder's (test/) parent's; a
+    votes file anywhere else (the working folder holding a folder 'faces') is not this data's."""
+    folder = os.path.normpath(folder)
+    for root in (folder, *([os.path.dirname(folder)] if os.path.basename(folder) in SPLITS else [])):
         if os.path.isfile(os.path.join(root, VOTES_FILE)):
             return os.path.join(root, VOTES_FILE)
     return None
@@ -92,8 +108,8 @@ def find_votes_file(folder):
 def votes_for(files, votes_path):
     """(N, 10) votes of image files (paths under the data set holding `votes_path`) in VOTE_NAMES order."""
     root = os.path.dirname(votes_path)
-    rows, votes = read_csv_rows(votes_path, "path")
-    index = {os.path.normpath(row["path"]): i for i, row in enumerate(rows)}
+    paths, votes = read_csv_rows(votes_path, "path", len(files))
+    index = {os.path.normpath(path): i for i, path in enumerate(paths)}
     keys = [os.path.normpath(os.path.relpath(f, root)) for f in files]
     absent = [k for k in keys if k not in index]
     if absent:
@@ -129,7 +145,7 @@ def vote_targets(data_dir, splits, class_names):
     targets = {}
     for split in ("train", "val"):
         _, labels, skipped = splits[split]
-        files = [f for f in folder_files(os.path.join(data_dir, split), class_names)[0] if f not in set(skipped)]
+        files = read_files(os.path.join(data_dir, split), class_names, skipped)
         shares, has_votes = vote_shares(votes_for(files, path), class_names)
         shares[~has_votes] = np.eye(len(class_names), dtype=np.float32)[labels[~has_votes]]
         if not has_votes.all():
@@ -152,5 +168,10 @@ def vote_agreement(folder, files, predictions, class_names):
 def folder_agreement(folder, class_names, skipped, predictions):
     """The mean share of annotators' votes the answers got, when the data set has votes (prepare --votes); else None.
     `predictions` are for the faces read from `folder`: its files but `skipped`, in load_folder's order."""
-    files = [f for f in folder_files(folder, class_names)[0] if f not in set(skipped)]
-    return vote_agreement(folder, files, predictions, class_names)
+    return vote_agreement(folder, read_files(folder, class_names, skipped), predictions, class_names)
+
+
+def read_files(folder, class_names, skipped):
+    """The image files of `folder` that load_folder read (all but `skipped`), in its order."""
+    skipped = set(skipped)
+    return [f for f in folder_files(folder, class_names)[0] if f not in skipped]

@@ -18,18 +18,19 @@ import ipaddress
 import os
 import re
 import sys
-import time
 import urllib.parse
 
 import cv2
 from flask import Flask, Request, jsonify, request
-from waitress.channel import HTTPChannel
 from werkzeug.exceptions import HTTPException
 from werkzeug.formparser import FormDataParser
+
+from emotion.io.internals import add_request_deadlines
 
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy sent back is scaled down to this (the boxes in the JSON are not)
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")  # Host names every server answers to (besides its own address)
 HOST_HEADER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")  # host[:port], [IPv6][:port]
+DEFAULT_PORTS = {"http": 80, "https": 443}  # an origin's or a Host's port when none is written
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # index.html, app.js, style.css
 
 
@@ -56,8 +57,9 @@ class UploadRequest(Request):
 def png_data_url(bgr):
     """A BGR image as a `data:image/png;base64,...` URL the page can show directly, at most ANNOTATED_MAX_SIDE."""
     scale = ANNOTATED_MAX_SIDE / max(bgr.shape[:2])
-    if scale < 1:
-        bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if scale < 1:  # each side at least 1 pixel: a 1x20000 strip's short side would round to 0 (HTTP 500)
+        size = tuple(max(1, round(side * scale)) for side in bgr.shape[1::-1])
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
     png = cv2.imencode(".png", bgr)[1]
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
 
@@ -90,7 +92,10 @@ def check_host_and_origin(allowed_hosts, any_address):
     """Refuse (400) a Host header naming a host not in `allowed_hosts` (an IP address too when `any_address`: a
     server bound to all interfaces is reached by any of its addresses), so a page whose own name was made to point
     here (DNS rebinding) gets no answer; and refuse (403) a request that changes something (not GET or HEAD) from
-    a page of another origin: its Origin header names another host or port than the Host header."""
+    a page of another origin: its Origin header names another scheme, host or port than the request.
+
+    Not Flask 3.1's TRUSTED_HOSTS: Werkzeug 3.1's host_is_trusted cuts each trusted name at its first ':', so
+    [::1] can never be trusted, and a list of names cannot say "any address of this machine" (bound to 0.0.0.0)."""
     host = split_host(request.host)
     if host is None or not (host[0] in allowed_hosts or (any_address and is_ip_address(host[0]))):
         return error_answer(f"this server does not answer to the host {request.host!r}; start serve with "
@@ -98,10 +103,10 @@ def check_host_and_origin(allowed_hosts, any_address):
     origin = request.headers.get("Origin")
     if origin is not None and request.method not in ("GET", "HEAD"):
         url = urllib.parse.urlsplit(origin)
-        default = {"http": 80, "https": 443}.get(url.scheme)
-        seen = split_host(url.netloc) if url.scheme in ("http", "https") else None
-        if seen is None or (seen[0], None if seen[1] == default else seen[1]) != \
-                (host[0], None if host[1] in (80, 443) else host[1]):  # a default port, written or not
+        seen = split_host(url.netloc) if url.scheme in DEFAULT_PORTS else None
+        # an origin is scheme, host and port (RFC 6454): https://localhost:8000 is not this http server's page
+        if seen is None or (url.scheme, seen[0], seen[1] or DEFAULT_PORTS[url.scheme]) != \
+                (request.scheme, host[0], host[1] or DEFAULT_PORTS.get(request.scheme)):
             return error_answer(f"a page of another origin ({origin[:100]!r}) may not use this API", 403)
     return None
 
@@ -163,32 +168,6 @@ def create_app(predict_upload, health, max_upload_mb, allowed_hosts=LOCAL_HOSTS,
     return app
 
 
-class DeadlineChannel(HTTPChannel):
-    """waitress' connection, closed when a request's headers are not all in `header_deadline` seconds after its first
-    byte, or the whole request (headers and body) in `request_deadline`. waitress' channel_timeout restarts with
-    every byte, so without this a client trickling a header line every few seconds (slowloris) keeps its
-    connection for ever, and a thousand such clients fill the connection limit."""
-
-    request_started = 0.0  # time.monotonic() of the first byte of the request being received
-
-    def __init__(self, *args, header_deadline, request_deadline, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.header_deadline, self.request_deadline = header_deadline, request_deadline
-
-    def received(self, data):
-        if self.request is None:
-            self.request_started = time.monotonic()
-        return super().received(data)
-
-    def readable(self):  # asked by waitress' loop on every turn, at least once a second (asyncore_loop_timeout)
-        request = self.request
-        if request is not None and not self.requests and not self.will_close:  # still arriving, none being answered
-            waited = time.monotonic() - self.request_started
-            if waited > self.request_deadline or (waited > self.header_deadline and not request.headers_finished):
-                self.will_close = True  # waitress closes it as it does an idle one: writable() turns true
-        return super().readable()
-
-
 def fit_open_file_limit(connection_limit, reserve=200):
     """The connection limit the open-file limit allows, raising the soft limit (Linux' default: 1,024) up to the
     hard one; `reserve`: descriptors for everything else (model, libraries, the listening socket)."""
@@ -211,7 +190,7 @@ def fit_open_file_limit(connection_limit, reserve=200):
 def serve_app(app, host, port, threads, idle_timeout, max_body_bytes, connection_limit, name, header_deadline,
               request_deadline):
     """Run `app` on waitress until Ctrl-C. OSError when the port cannot be bound (e.g. already in use)."""
-    from waitress.server import BaseWSGIServer, create_server
+    from waitress.server import create_server
 
     connection_limit = fit_open_file_limit(connection_limit)
     listeners = {}  # waitress' socket map: the listening socket(s) now, every connection once running
@@ -220,11 +199,10 @@ def serve_app(app, host, port, threads, idle_timeout, max_body_bytes, connection
                            cleanup_interval=max(1, idle_timeout // 3),  # how often silent connections are looked for
                            connection_limit=connection_limit, asyncore_use_poll=True,  # poll: no 1024-socket limit
                            max_request_body_size=max_body_bytes, max_request_header_size=64 * 1024,
-                           clear_untrusted_proxy_headers=True)
-    for listener in listeners.values():  # create_server takes no channel class; each listener accepts with its own
-        if isinstance(listener, BaseWSGIServer):
-            listener.channel_class = functools.partial(DeadlineChannel, header_deadline=header_deadline,
-                                                       request_deadline=request_deadline)
+                           clear_untrusted_proxy_headers=True,
+                           # a TLS proxy on this machine says the page's scheme (the Origin check compares it)
+                           trusted_proxy="127.0.0.1", trusted_proxy_headers={"x-forwarded-proto"})
+    add_request_deadlines(listeners, header_deadline, request_deadline)  # waitress' own timeout restarts per byte
     print(f"Serving {name} on http://{host}:{server.effective_port}/ (Ctrl-C stops)", flush=True)
     try:
         server.run()
