@@ -19,7 +19,8 @@ from test_robustness import GOOD, PIXELS, fer_csv, png_declaring, post_image, sa
 import emotion_recognition as er
 from emotion.core.model_checks import METADATA_KEY
 from emotion.io.errors import UserError
-from emotion.jobs.prepare import prepare_dataset, read_fer2013_csv
+from emotion.jobs.prepare import prepare_dataset
+from emotion.train.fer2013 import read_fer2013_csv
 
 from conftest import ROOT, SHIPPED_MODEL, draw_face, make_dataset, run_cli, run_main, write_video
 
@@ -425,7 +426,7 @@ def test_a_group_pattern_that_backtracks_for_ever_is_stopped(tmp_path):
 
 
 def test_group_names_are_matched_as_before(tmp_path):
-    from emotion.jobs.prepare import groups_of
+    from emotion.train.splits import groups_of
     paths = ["d/S010_001.png", "d/S010_002.png", "d/x.png", "d/caf\udcff1_a.png"]
     assert groups_of(paths, r"^[A-Za-z]*\d+[_.-]") == ["S010_", "S010_", "d/x.png", "d/caf\udcff1_a.png"]
     assert groups_of(paths, "none") == paths

@@ -8,7 +8,8 @@ import pytest
 
 from emotion.io.errors import UserError
 from emotion.io.lazy_import import HIDDEN_LINES
-from emotion.jobs.prepare import FER2013_CODES, prepare_dataset
+from emotion.jobs.prepare import prepare_dataset
+from emotion.train.fer2013 import FER2013_CODES
 
 from conftest import SHARED_DATA, draw_face, requires_shared_data, run_cli, run_here
 

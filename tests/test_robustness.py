@@ -17,8 +17,8 @@ from emotion.core.model_checks import METADATA_KEY
 from emotion.io.errors import UserError
 from emotion.io.files import write_file
 from emotion.io.images import MAX_IMAGE_PIXELS, ImageTooLarge, decode_image
-from emotion.jobs.prepare import read_fer2013_csv
 from emotion.jobs.serve import make_serve_app
+from emotion.train.fer2013 import read_fer2013_csv
 from emotion.train.recovery import check_free_space
 
 FUZZ_CASES = int(os.environ.get("FUZZ_CASES", 20_000))  # about 1 s; docs/robustness.md gives a 100,000-case run
