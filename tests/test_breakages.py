@@ -76,7 +76,7 @@ def test_evaluate_gives_a_face_whose_votes_split_its_share_not_right_or_wrong(tm
 def test_a_cut_between_two_shots_of_one_face_framed_alike_ends_its_track(model_path, tmp_path, capsys, monkeypatch):
     """The same face at the same place in two shots with another background: the face alone looks alike across the
     cut, so only the scene-cut rule (the whole frame changed: every track ends) gives the second shot a new track.
-    Breakage: the rule removed from emotion/jobs/video.py's label_frames."""
+    Breakage: the rule removed from emotion/core/frames.py's label_frames."""
     rng = np.random.default_rng(0)
 
     def texture(height, width):  # blocks of 8 px: the video codec keeps them
@@ -91,7 +91,7 @@ def test_a_cut_between_two_shots_of_one_face_framed_alike_ends_its_track(model_p
         for _ in range(6):
             writer.write(frame)
     writer.release()
-    monkeypatch.setattr("emotion.jobs.video.detect_faces", lambda detector, image, max_side: [
+    monkeypatch.setattr("emotion.recognizer.detect_faces", lambda detector, image, max_side: [
         {"box": [44, 28, 40, 40], "eyes": None}])
     code, _, error = run_main(capsys, "webcam", "--source", clip, "--no-display", "--detector", "haar",
                               "--model-path", model_path, "--json", tmp_path / "r.jsonl")

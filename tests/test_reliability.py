@@ -223,6 +223,18 @@ def same_weights(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
 
 
+class CtrlCAtEpoch(keras.callbacks.Callback):
+    """Ctrl-C as a user would press it once epoch `last` (from 1) has ended, among the run's own callbacks."""
+
+    def __init__(self, last):
+        super().__init__()
+        self.last = last
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.last:
+            raise KeyboardInterrupt
+
+
 def interrupted_at_epoch(model, last):
     """model.fit, stopped as Ctrl-C would once epoch `last` (from 1) and its backup are done: the stop comes after
     every callback fit is given."""
@@ -321,7 +333,7 @@ def test_resume_with_fewer_epochs_than_were_done_ends_with_the_model_and_its_rep
     model_path, out = tmp_path / "m.h5", tmp_path / "out"
     common = ["--data", data, "--model", "compact", "--model-path", model_path, "--output-dir", out, "--no-show"]
     with monkeypatch.context() as patch:  # a Ctrl-C once the second epoch and its backup are done
-        patch.setattr(er, "time_budget_callbacks", lambda *args: interrupted_at_epoch(2))
+        patch.setattr(er, "time_budget_callbacks", lambda *args: [CtrlCAtEpoch(2)])
         result = run_here(capsys, *common, "--train-again", "--epochs", "4")
     assert result.returncode == 1 and "best model so far" in result.stderr
     assert os.path.isdir(backup_path_for(checkpoint_path_for(str(model_path))))
