@@ -186,7 +186,7 @@ def run_batch(files, output, settings, *, resume=False, no_detect=False, workers
 
 def describe_video(record):
     """The summary table's line for a video: its frames, seconds and each track's most frequent emotion."""
-    if "error" in record:
+    if record.get("error"):
         return f"{printable(record['path'])}: error: {record['error']}"
     summary = record["summary"]
     tracks = ", ".join(f"track {t['track']} {printable(max(t['share'], key=t['share'].get))}"
