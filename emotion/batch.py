@@ -14,6 +14,7 @@ import functools
 import hashlib
 import multiprocessing
 import os
+import signal
 import sys
 import time
 
@@ -85,6 +86,12 @@ def score_video(recognizer, path, records_path=None):
     return record
 
 
+def ignore_ctrl_c():
+    """A worker's start: Ctrl-C reaches the whole process group; the main process alone handles it (it stops handing
+    out tasks and keeps every record written), so the workers print no traceback of their own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @functools.lru_cache(maxsize=1)
 def worker_recognizer(settings):
     """The recognizer of this worker process, built on its first task and kept (one model load per worker)."""
@@ -151,8 +158,8 @@ def report_progress(done, total, elapsed, last):
 
 def run_batch(files, output, settings, *, resume=False, no_detect=False, workers=WORKERS, chunk=CHUNK_IMAGES):
     """Score `files` into `output` (.jsonl, .csv or .parquet), records in the files' order; returns the counts
-    {"answered", "skipped", "errors"} and the videos' records (for the summary table). settings: EmotionRecognizer's arguments (model_path, classes, detector, tta,
-    precision). workers 0: one process per CPU core."""
+    {"answered", "skipped", "errors"} and the videos' records (for the summary table). settings: EmotionRecognizer's
+    arguments (model_path, classes, detector, tta, precision). workers 0: one process per CPU core."""
     workers = workers or os.cpu_count() or 1
     records_folder = VIDEO_RECORDS_FOLDER.format(stem=os.path.splitext(output)[0])
     counts, videos = {"answered": 0, "skipped": 0, "errors": 0}, []
@@ -163,7 +170,7 @@ def run_batch(files, output, settings, *, resume=False, no_detect=False, workers
             os.makedirs(records_folder, exist_ok=True)
         spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no TensorFlow state copied by fork
         start, shown = time.perf_counter(), 0.0
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn, initializer=ignore_ctrl_c) as pool:
             run = functools.partial(pool.submit, score_task, settings, no_detect=no_detect,
                                     records_folder=records_folder)
             try:
