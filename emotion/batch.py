@@ -26,6 +26,7 @@ from emotion.results_files import open_results
 from emotion.video import ERASE_LINE_END, PROGRESS_BAR_SECONDS, PROGRESS_LOG_SECONDS
 
 WORKERS = 0  # worker processes, each with its own recognizer; 0: one per CPU core
+WORKER_THREADS = 1  # TensorFlow and OpenCV threads in each worker: the workers fill the cores, one thread each
 CHUNK_IMAGES = 16  # images a worker reads, detects and classifies per task (their face crops in one model call)
 VIDEO_RECORDS_FOLDER = "{stem}.videos"  # results.jsonl -> results.videos/<video>-<hash>.jsonl, one per video
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg", ".mpeg")  # videos, by name: a
@@ -86,10 +87,16 @@ def score_video(recognizer, path, records_path=None):
     return record
 
 
-def ignore_ctrl_c():
-    """A worker's start: Ctrl-C reaches the whole process group; the main process alone handles it (it stops handing
-    out tasks and keeps every record written), so the workers print no traceback of their own."""
+def start_worker(threads):
+    """A worker's start: `threads` for TensorFlow and OpenCV (several workers with several threads each would fight
+    over the cores), and Ctrl-C ignored: it reaches the whole process group, and the main process alone handles it
+    (it stops handing out tasks and keeps every record written), so the workers print no traceback of their own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import cv2
+    import tensorflow as tf
+    cv2.setNumThreads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 @functools.lru_cache(maxsize=1)
@@ -156,7 +163,8 @@ def report_progress(done, total, elapsed, last):
     return elapsed
 
 
-def run_batch(files, output, settings, *, resume=False, no_detect=False, workers=WORKERS, chunk=CHUNK_IMAGES):
+def run_batch(files, output, settings, *, resume=False, no_detect=False, workers=WORKERS, chunk=CHUNK_IMAGES,
+              threads=WORKER_THREADS):
     """Score `files` into `output` (.jsonl, .csv or .parquet), records in the files' order; returns the counts
     {"answered", "skipped", "errors"} and the videos' records (for the summary table). settings: EmotionRecognizer's
     arguments (model_path, classes, detector, tta, precision). workers 0: one process per CPU core."""
@@ -170,7 +178,8 @@ def run_batch(files, output, settings, *, resume=False, no_detect=False, workers
             os.makedirs(records_folder, exist_ok=True)
         spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no TensorFlow state copied by fork
         start, shown = time.perf_counter(), 0.0
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn, initializer=ignore_ctrl_c) as pool:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn, initializer=start_worker,
+                                                    initargs=(threads,)) as pool:
             run = functools.partial(pool.submit, score_task, settings, no_detect=no_detect,
                                     records_folder=records_folder)
             try:

@@ -16,7 +16,7 @@ import time
 import cv2
 import pytest
 
-from emotion.batch import make_tasks, ordered_results
+from emotion.batch import make_tasks, ordered_results, report_progress
 from emotion.results_files import PARQUET_PART_RECORDS, open_results
 from conftest import ROOT, SCRIPT, real_photo, run_cli, run_main, write_video
 from test_robustness import png_declaring
@@ -224,3 +224,10 @@ def test_ray_local_gives_the_single_machine_answers(tmp_path):
             frames = read_jsonl(one["records"])
             assert json.loads(row["frames"]) == frames[:-1]
             assert untimed({"summary": json.loads(row["summary"])}) == untimed(frames[-1])
+
+
+def test_progress_shows_the_time_left_on_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert report_progress(5, 10, 0.1, 0.0) == 0.0  # redrawn at most every PROGRESS_BAR_SECONDS
+    assert report_progress(5, 10, 2.0, 0.0) == 2.0
+    assert capsys.readouterr().err.startswith("\r5/10 files, 2.5/s, 00:00:02 left")
