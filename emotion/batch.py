@@ -87,16 +87,22 @@ def score_video(recognizer, path, records_path=None):
     return record
 
 
-def start_worker(threads):
-    """A worker's start: `threads` for TensorFlow and OpenCV (several workers with several threads each would fight
-    over the cores), and Ctrl-C ignored: it reaches the whole process group, and the main process alone handles it
-    (it stops handing out tasks and keeps every record written), so the workers print no traceback of their own."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def limit_threads(threads):
+    """`threads` for TensorFlow and OpenCV in a worker process (several workers with several threads each would
+    fight over the cores); before TensorFlow runs anything."""
     import cv2
     import tensorflow as tf
     cv2.setNumThreads(threads)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def start_worker(threads):
+    """A worker's start: its threads limited, and Ctrl-C ignored: it reaches the whole process group, and the main
+    process alone handles it (it stops handing out tasks and keeps every record written), so the workers print no
+    traceback of their own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    limit_threads(threads)
 
 
 @functools.lru_cache(maxsize=1)

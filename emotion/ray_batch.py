@@ -11,7 +11,7 @@ import logging
 import os
 import warnings
 
-from emotion.batch import file_key, is_video, score_images, score_video
+from emotion.batch import WORKER_THREADS, file_key, is_video, limit_threads, score_images, score_video
 from emotion.errors import UserError
 from emotion.images import printable
 from emotion.results_files import COLUMNS, to_row
@@ -25,6 +25,7 @@ class Scorer:
 
     def __init__(self, settings, no_detect):
         from emotion.recognizer import EmotionRecognizer
+        limit_threads(WORKER_THREADS)  # one CPU per actor, as a worker process on one machine
         self.recognizer, self.no_detect = EmotionRecognizer(*settings), no_detect
 
     def __call__(self, batch):
