@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 
 from emotion.errors import EmotionError, UserError
@@ -27,6 +28,7 @@ from emotion.video import ERASE_LINE_END, PROGRESS_BAR_SECONDS, PROGRESS_LOG_SEC
 
 WORKERS = 0  # worker processes, each with its own recognizer; 0: one per CPU core
 WORKER_THREADS = 1  # TensorFlow and OpenCV threads in each worker: the workers fill the cores, one thread each
+PARENT_CHECK_SECONDS = 1  # a worker looks this often whether its main process is still there (else it ends)
 CHUNK_IMAGES = 16  # images a worker reads, detects and classifies per task (their face crops in one model call)
 VIDEO_RECORDS_FOLDER = "{stem}.videos"  # results.jsonl -> results.videos/<video>-<hash>.jsonl, one per video
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg", ".mpeg")  # videos, by name: a
@@ -97,12 +99,20 @@ def limit_threads(threads):
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def start_worker(threads):
-    """A worker's start: its threads limited, and Ctrl-C ignored: it reaches the whole process group, and the main
-    process alone handles it (it stops handing out tasks and keeps every record written), so the workers print no
-    traceback of their own."""
+def start_worker(threads, parent):
+    """A worker's start: its threads limited; Ctrl-C ignored (it reaches the whole process group, and the main
+    process alone handles it: it stops handing out tasks and keeps every record written, with no worker traceback);
+    and a watch that ends the worker when its main process `parent` is gone (killed, out of memory), where it would
+    otherwise wait for tasks forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(threads)
+    threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def exit_with_parent(parent):
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -185,7 +195,7 @@ def run_batch(files, output, settings, *, resume=False, no_detect=False, workers
         spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no TensorFlow state copied by fork
         start, shown = time.perf_counter(), 0.0
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn, initializer=start_worker,
-                                                    initargs=(threads,)) as pool:
+                                                    initargs=(threads, os.getpid())) as pool:
             run = functools.partial(pool.submit, score_task, settings, no_detect=no_detect,
                                     records_folder=records_folder)
             try:

@@ -181,13 +181,25 @@ def test_a_run_killed_part_way_and_resumed_answers_every_image_exactly_once(tmp_
                "--chunk", "2"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     run = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)  # its own process group: the kill takes the workers too
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not output.exists() or output.stat().st_size == 0):
-        time.sleep(0.2)
-    time.sleep(random.uniform(0, 3))  # a random moment after the first records
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+                           start_new_session=True)  # its own process group, to clean up after a failure
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and (not output.exists() or output.stat().st_size == 0):
+            time.sleep(0.2)
+        time.sleep(random.uniform(0, 3))  # a random moment after the first records
+        with open(f"/proc/{run.pid}/task/{run.pid}/children") as f:  # the workers (and multiprocessing's tracker)
+            workers = [int(pid) for pid in f.read().split()]
+        os.kill(run.pid, signal.SIGKILL)  # the main process alone, as the out-of-memory killer does
+        run.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in workers):
+            time.sleep(0.5)
+        assert len(workers) >= 2 and not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # no orphan left
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     killed = output.read_bytes()
     assert 0 < killed.count(b"\n") < 60, "the kill came too late to test anything"
     resumed = subprocess.run([*command, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True,
