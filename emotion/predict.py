@@ -10,8 +10,8 @@ from emotion.arguments import int_in_range, positive_int
 from emotion.batch import CHUNK_IMAGES, VIDEO_SUFFIXES, WORKERS, describe_video, run_batch
 from emotion.detection import add_detector_argument
 from emotion.drawing import annotate
-from emotion.faces import detection_of
 from emotion.errors import UserError
+from emotion.faces import detection_of
 from emotion.files import check_writable
 from emotion.images import ImageRefused, printable, read_image, write_image
 from emotion.model_files import add_classes_argument, add_model_arguments
