@@ -26,8 +26,9 @@ from emotion.recognizer import as_rgb
 from emotion.results_files import open_results
 from emotion.video import ERASE_LINE_END, PROGRESS_BAR_SECONDS, PROGRESS_LOG_SECONDS
 
-WORKERS = 0  # worker processes, each with its own recognizer; 0: one per CPU core
-WORKER_THREADS = 1  # TensorFlow and OpenCV threads in each worker: the workers fill the cores, one thread each
+WORKERS = 1  # worker processes, each with its own recognizer; 0: one per CPU core (slower on the loaded 2-core
+#              machine measured, docs/scale.md)
+WORKER_THREADS = 0  # TensorFlow and OpenCV threads in each worker; 0: their defaults (one thread was slower)
 PARENT_CHECK_SECONDS = 1  # a worker looks this often whether its main process is still there (else it ends)
 CHUNK_IMAGES = 16  # images a worker reads, detects and classifies per task (their face crops in one model call)
 VIDEO_RECORDS_FOLDER = "{stem}.videos"  # results.jsonl -> results.videos/<video>-<hash>.jsonl, one per video
@@ -91,7 +92,9 @@ def score_video(recognizer, path, records_path=None):
 
 def limit_threads(threads):
     """`threads` for TensorFlow and OpenCV in a worker process (several workers with several threads each would
-    fight over the cores); before TensorFlow runs anything."""
+    fight over the cores); before TensorFlow runs anything. 0 leaves their defaults."""
+    if not threads:
+        return
     import cv2
     import tensorflow as tf
     cv2.setNumThreads(threads)

@@ -3,7 +3,7 @@ an actor pool that holds one recognizer per worker (loaded once per actor), the 
 (emotion/batch.py), and the records written as Parquet or JSON partitions. Ray is an optional extra: pip install
 .[ray] on every machine of the cluster (the shipped model is package data, so it comes with it). docs/scale.md.
 
-    python emotion_recognition.py predict /shared/photos --output /shared/results.parquet --ray auto
+    python emotion_recognition.py predict /shared/photos --output /shared/results.parquet --ray auto --workers 0
 """
 
 import json
