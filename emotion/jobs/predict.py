@@ -4,18 +4,20 @@ call), printed as a table or JSON lines, and drawn on annotated copies with --sa
 import json
 import os
 import sys
+import time
 
 from emotion.core.drawing import annotate
 from emotion.core.faces import detection_of
+from emotion.io.arguments import int_in_range, positive_int
+from emotion.io.errors import UserError
 from emotion.io.files import check_writable
 from emotion.io.images import ImageRefused, printable, read_image, write_image
+from emotion.jobs.batch import CHUNK_IMAGES, VIDEO_SUFFIXES, WORKERS, describe_video, run_batch
 from emotion.jobs.options import add_classes_argument, add_detector_argument, add_model_arguments
 from emotion.recognizer import EmotionRecognizer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".avif",
                     ".heic", ".heif")  # HEIC is read with pillow-heif installed, else refused with what to do
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg", ".mpeg")  # predict points these
-# to webcam --source
 PREDICT_BATCH_PIXELS = 40_000_000  # predict: images decoded and labelled together hold at most this many pixels
 PREDICT_BATCH_IMAGES = 64  # predict: and at most this many images (their face crops go to the model in one call)
 
@@ -28,15 +30,26 @@ def add_arguments(parser):
     parser.add_argument("--no-detect", action="store_true", help="classify each whole image; no face detection")
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
     parser.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
+    parser.add_argument("--output", metavar="FILE", help="write one record per image (and per video in a folder) "
+                        "to FILE as it goes: .jsonl, .csv or .parquet (a folder of parts); docs/scale.md")
+    parser.add_argument("--resume", action="store_true", help="with --output: skip the files it already answers "
+                        "(same path, size and mtime) and append the rest")
+    parser.add_argument("--workers", type=int_in_range(0), default=WORKERS,
+                        help="with --output: worker processes (each loads the model once); 0: one per CPU core")
+    parser.add_argument("--chunk", type=positive_int, default=CHUNK_IMAGES,
+                        help="with --output: images per task (their faces go to the model in one call)")
+    parser.add_argument("--ray", metavar="ADDRESS", help="with --output: score on a Ray cluster ('auto': the one "
+                        "this machine joined, 'local': start one here, or host:port); pip install .[ray]")
 
 
-def expand_paths(paths):
-    """Image files named directly or found (recursively) in folders; errors per path that yields nothing."""
+def expand_paths(paths, extensions=IMAGE_EXTENSIONS):
+    """Image files (ending in `extensions`) named directly or found (recursively) in folders; errors per path that
+    yields nothing."""
     files, errors = [], []
     for path in paths:
         if os.path.isdir(path):
             found = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names
-                           if f.lower().endswith(IMAGE_EXTENSIONS))
+                           if f.lower().endswith(extensions))
             files += found
             if not found:
                 errors.append(f"{printable(path)}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
@@ -86,7 +99,10 @@ def print_faces(path, faces):
 
 
 def run_predict(args):
-    """Label every face in the given images/folders; table or JSON lines; annotated copies with --save."""
+    """Label every face in the given images/folders; table or JSON lines; annotated copies with --save; records
+    written as they come with --output (and videos in folders too)."""
+    if args.output or args.resume or args.ray:
+        return run_predict_batch(args)
     files, errors = expand_paths(args.paths)
     recognizer = EmotionRecognizer(args.model_path, args.classes, args.detector, args.tta, args.precision)
     analyze = recognizer.classify if args.no_detect else recognizer.analyze_many
@@ -112,5 +128,39 @@ def run_predict(args):
                 write_image(os.path.join(args.save, name), annotate(image, faces, numbered=True))
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
+    if errors:
+        raise SystemExit(1)
+
+
+def run_predict_batch(args):
+    """predict --output: every image and video of the folders scored into one record file (emotion/jobs/batch.py), or
+    on a Ray cluster with --ray (emotion/jobs/ray_batch.py); the videos' summary table and a count at the end."""
+    if not args.output:
+        raise UserError("--resume and --ray need --output FILE (.jsonl, .csv or .parquet)")
+    if args.save or args.json:
+        raise UserError("--save and --json print or draw each image; leave them out with --output")
+    files, errors = expand_paths(args.paths, IMAGE_EXTENSIONS + VIDEO_SUFFIXES)
+    settings = (args.model_path, args.classes, args.detector, args.tta, args.precision)
+    print(f"Scoring {len(files)} files into {args.output} with {args.workers or os.cpu_count()} workers"
+          + (f" on Ray ({args.ray})" if args.ray else ""), flush=True)
+    start = time.perf_counter()
+    if args.ray:
+        from emotion.jobs.ray_batch import run_ray  # Ray is an optional extra, imported only when asked for
+        counts, videos = run_ray(args.ray, files, args.output, settings, no_detect=args.no_detect,
+                                 workers=args.workers, chunk=args.chunk)
+    else:
+        counts, videos = run_batch(files, args.output, settings, resume=args.resume, no_detect=args.no_detect,
+                                   workers=args.workers, chunk=args.chunk)
+    for video in videos:
+        print(describe_video(video))
+    seconds = time.perf_counter() - start
+    print(f"Answered {counts['answered']} files ({counts['errors']} errors), skipped {counts['skipped']} answered "
+          f"before, in {seconds:.1f} s ({counts['answered'] / max(seconds, 1e-9):.1f} files/s); records in "
+          f"{args.output}")
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if counts["errors"]:
+        raise UserError(f"{counts['errors']} files could not be scored; their records in {args.output!r} say why "
+                        "(\"error\")")
     if errors:
         raise SystemExit(1)
