@@ -310,6 +310,21 @@ def test_mtcnn_plus_hog_finds_the_cut_tilted_face():
     assert found[1]["box"][0] >= 400 and found[1]["eyes"] is not None  # mtcnn's box, with eyes
 
 
+@pytest.mark.parametrize("name, outside, side", [("camera", 0.4, "left"), ("camera", 0.4, "top"),
+                                                 ("astronaut", 0.45, "right"), ("astronaut", 0.45, "top")])
+def test_a_face_cut_by_the_frame_is_found(detector, name, outside, side):
+    """A portrait cut so 40-45 % of the face's box lies outside the picture: mtcnn finds nothing on the photo nor
+    with its edge pixels repeated, so it looks again with the photo mirrored into the border (the face made whole)."""
+    image = real_photo(name)
+    (face,) = detect_faces(detector, image)
+    x, y, w, h = face["box"]
+    cut = {"left": image[:, int(x + outside * w):], "right": image[:, :int(x + (1 - outside) * w)],
+           "top": image[int(y + outside * h):]}[side]
+    (found,) = detect_faces(detector, np.ascontiguousarray(cut))
+    fx, fy, fw, fh = found["box"]
+    assert {"left": fx, "right": cut.shape[1] - fx - fw, "top": fy}[side] <= 2  # it reaches the cut edge
+
+
 def test_mtcnn_plus_hog_keeps_out_weak_hog_boxes():
     """HOG scores a patch of the astronaut's suit 0.16 as a face once her photo is scaled into a 640x480 frame."""
     frame = np.full((480, 640, 3), 90, np.uint8)
