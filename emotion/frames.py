@@ -161,9 +161,9 @@ def label_frames(capture, detect, classify, class_names):
 
     The detector runs on every VIDEO_DETECT_EVERY-th frame, at every scene cut (SCENE_CUT_BELOW), where all
     tracks end, and whenever a face is lost; in between, each face is followed (follow_faces) and classified again,
-    so the boxes follow the face and the labels its expression at the camera's pace. A detected face that no longer looks like its track's last starts a new one;
-    after a sudden change of the whole frame (SUDDEN_CHANGE_BELOW: a cut between people framed alike), it must look
-    very alike (SAME_FACE_AFTER_CHANGE) to keep its track.
+    so the boxes follow the face and the labels its expression at the camera's pace. A detected face that no longer
+    looks like its track's last starts a new one; after a sudden change of the whole frame (SUDDEN_CHANGE_BELOW: a
+    cut between people framed alike), it must look very alike (SAME_FACE_AFTER_CHANGE) to keep its track.
     """
     tracks, ids, previous, since = [], itertools.count(1), None, VIDEO_DETECT_EVERY
     while True:
