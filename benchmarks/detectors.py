@@ -73,6 +73,29 @@ def mtcnn_with(max_side=F.MTCNN_MAX_SIDE, **settings):
     return detect
 
 
+def mtcnn_hog(mtcnn_side, hog_side, extra_mtcnn_sides=()):
+    """mtcnn+hog as detect_faces runs it, with other sizes of the two working copies; extra_mtcnn_sides: mtcnn also
+    on copies of these sizes (a small pyramid of sizes), its boxes added where they overlap none found before."""
+    _, (mtcnn, hog) = F.load_face_detector("mtcnn+hog")
+
+    def detect(image):
+        found = [box for box, _ in F.find_faces("mtcnn", mtcnn, image, mtcnn_side)]
+        for side in extra_mtcnn_sides:
+            found += [box for box, _ in F.find_faces("mtcnn", mtcnn, image, side)
+                      if not any(overlap(box, other) > 0.3 for other in found)]
+        inside = lambda cx, cy: any(x <= cx <= x + w and y <= cy <= y + h for x, y, w, h in found)
+        return found + [box for box, _ in F.find_faces("hog", hog, image, hog_side)
+                        if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
+    return detect
+
+
+def overlap(a, b):
+    """Intersection over union of two [x, y, w, h] boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
 def dlib_hog(upsample, max_side=640):
     import dlib
     detector = dlib.get_frontal_face_detector()
@@ -119,6 +142,11 @@ DETECTORS = {
     "dlib hog up1": lambda: dlib_hog(1),
     "dlib cnn": lambda: dlib_cnn(0),
     "mtcnn+hog": lambda: project("mtcnn+hog"),  # the project's: HOG boxes outside mtcnn's added
+    "mtcnn 480+hog 640": lambda: mtcnn_hog(480, 640),  # issue 37: the same sizes, to check this reimplementation
+    "mtcnn 480+hog 480": lambda: mtcnn_hog(480, 480),
+    "mtcnn 480+hog 400": lambda: mtcnn_hog(480, 400),
+    "mtcnn 400+hog 480": lambda: mtcnn_hog(400, 480),
+    "mtcnn 480,360+hog 480": lambda: mtcnn_hog(480, 480, (360,)),
     "blazeface short": lambda: blazeface("SHORT"),
     "blazeface full": lambda: blazeface("FULL"),
     "blazeface back": lambda: blazeface("BACK_CAMERA"),

@@ -16,7 +16,9 @@ DETECTORS = ("mtcnn", "mtcnn+hog", "haar")  # --detector's choices; "mtcnn+hog" 
 # finds and mtcnn does not (tilted, large, cut by the edge in group photos; docs/detection.md); "haar" as the original
 MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
 HOG_MIN_SCORE = 0.3  # mtcnn+hog: HOG boxes scored below this are dropped (a false box at 0.16, docs/detection.md)
-DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo: when it finds none, it looks again with this border
+DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo or are cut by its edge: when it finds none, it looks
+# again with this border (edge pixels repeated), then, still none, with the photo mirrored into it (a face cut by
+# the edge is made whole; mirrored first, 2 close-ups of 153 were lost; docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
@@ -53,17 +55,23 @@ def load_face_detector(name=DETECTOR):
     return name, detector
 
 
-def run_mtcnn(mtcnn, image, pad=0):
-    """mtcnn's faces in an RGB image surrounded by a `pad`-pixel border: [(box, [left eye, right eye])]."""
-    if min(image.shape[:2]) < 12:  # below PNet's 12 px window there is nothing to find
+def run_mtcnn(mtcnn, image, pad=0, mirror=False):
+    """mtcnn's faces in an RGB image surrounded by a `pad`-pixel border, its edge pixels repeated or (`mirror`) the
+    image mirrored into it: [(box, [left eye, right eye])], each box centred inside the image (not on a mirror
+    copy)."""
+    height, width = image.shape[:2]
+    if min(height, width) < 12:  # below PNet's 12 px window there is nothing to find
         return []
     if pad:
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        mirror = mirror and min(height, width) > pad  # a thin strip cannot be mirrored that far
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101 if mirror else
+                                   cv2.BORDER_REPLICATE)
     faces = []
     for face in mtcnn.detect_faces(image, threshold_onet=MTCNN_MIN_CONFIDENCE):
-        x, y, w, h = face["box"]
-        eyes = [[v - pad for v in face["keypoints"][eye]] for eye in ("left_eye", "right_eye")]
-        faces.append(([x - pad, y - pad, w, h], eyes))
+        x, y, w, h = face["box"][0] - pad, face["box"][1] - pad, *face["box"][2:]
+        if 0 <= x + w / 2 < width and 0 <= y + h / 2 < height:
+            eyes = [[v - pad for v in face["keypoints"][eye]] for eye in ("left_eye", "right_eye")]
+            faces.append(([x, y, w, h], eyes))
     return faces
 
 
@@ -80,7 +88,8 @@ def find_faces(name, model, image, max_side):
     if name == "mtcnn":
         # Not mtcnn 1.0's min_face_size: above 20 it loses faces (a pyramid level under 12 px makes it
         # return none); the photo is scaled down instead.
-        found = run_mtcnn(model, small) or run_mtcnn(model, small, int(DETECT_PAD * max(small.shape[:2])))
+        pad = int(DETECT_PAD * max(small.shape[:2]))
+        found = run_mtcnn(model, small) or run_mtcnn(model, small, pad) or run_mtcnn(model, small, pad, mirror=True)
     elif name == "hog":
         found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model.run(small, 0, HOG_MIN_SCORE)[0]]
     else:

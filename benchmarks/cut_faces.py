@@ -1,0 +1,63 @@
+"""Faces cut by the frame: portraits cropped so a fraction of the face lies outside the picture, and how often the
+detector still finds the face (issue 37).
+
+    python benchmarks/cut_faces.py                                   # webfaces-dev, 60 portraits, 4 sides
+    python benchmarks/cut_faces.py FOLDER --portraits 100 --detector mtcnn
+
+Portraits are photos of the folder (at least 250 px) in which mtcnn, on the full-size photo, finds exactly one face
+(benchmarks/detectors.py's load_portraits). Each is cut four ways: the left, right, top or bottom `fraction` of that
+face's box is outside the picture. The face is found when a box's centre lies in the part of its box still inside;
+every other box is false. Photos are read and cut at run time, none committed.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np  # noqa: E402
+
+import emotion.detection as F  # noqa: E402
+from detectors import load_portraits  # noqa: E402
+
+FRACTIONS = (0.25, 0.3, 0.35, 0.4)  # fractions of the face's box outside the picture
+
+
+def cut(image, box, fraction, side):
+    """(the cut picture, the part of the face's box still inside it, in its pixels)."""
+    x, y, w, h = box
+    if side == "left":
+        x0 = int(x + fraction * w)
+        return image[:, x0:], [0, y, x + w - x0, h]
+    if side == "right":
+        x1 = int(x + (1 - fraction) * w)
+        return image[:, :x1], [x, y, x1 - x, h]
+    if side == "top":
+        y0 = int(y + fraction * h)
+        return image[y0:], [x, 0, w, y + h - y0]
+    y1 = int(y + (1 - fraction) * h)
+    return image[:y1], [x, y, w, y1 - y]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", default=os.path.join("..", "shared", "datasets", "webfaces-dev"))
+    parser.add_argument("--portraits", type=int, default=60, help="portraits taken from the folder")
+    parser.add_argument("--detector", default=F.DETECTOR, choices=F.DETECTORS)
+    args = parser.parse_args()
+    portraits = load_portraits(args.folder, args.portraits)
+    detector = F.load_face_detector(args.detector)
+    for fraction in FRACTIONS:
+        found = false = total = 0
+        for image, box in portraits:
+            for side in ("left", "right", "top", "bottom"):
+                picture, (vx, vy, vw, vh) = cut(image, box, fraction, side)
+                boxes = [f["box"] for f in F.detect_faces(detector, np.ascontiguousarray(picture))]
+                hits = [b for b in boxes if vx <= b[0] + b[2] / 2 <= vx + vw and vy <= b[1] + b[3] / 2 <= vy + vh]
+                found, false, total = found + bool(hits), false + len(boxes) - min(len(hits), 1), total + 1
+        print(f"{args.detector}, {fraction:.0%} of the face outside: {found}/{total} found ({found / total:.0%}), "
+              f"{false} false boxes", flush=True)
+
+
+if __name__ == "__main__":
+    main()
