@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
-import emotion.detection as F  # noqa: E402
+import emotion.core.detection as F  # noqa: E402
 from detectors import load_portraits  # noqa: E402
 
 FRACTIONS = (0.25, 0.3, 0.35, 0.4)  # fractions of the face's box outside the picture

@@ -402,7 +402,7 @@ def test_an_empty_video_and_frames_above_the_pixel_limit_are_one_line_and_write_
 
 
 def test_a_frame_size_the_writer_refuses_is_named(tmp_path, monkeypatch):
-    from emotion.core.frames import open_video_output
+    from emotion.core.timeline import open_video_output
     refusing = type("Refusing", (), {"isOpened": lambda self: False, "release": lambda self: None})
     monkeypatch.setattr(cv2, "VideoWriter", lambda *args: refusing())  # as for 10000x10000 frames, at the first
     with pytest.raises(UserError, match="with frames of 64x48: OpenCV's MPEG-4 writer refused it"):

@@ -4,7 +4,6 @@ video and the timeline written as frames come (emotion/core/timeline.py). Emotio
 `webcam` command (emotion/jobs/video.py) both run run_frames."""
 
 import collections
-import contextlib
 import itertools
 import os
 import time
@@ -15,9 +14,8 @@ import numpy as np
 
 from emotion.core.detection import crop_face
 from emotion.core.drawing import annotate
-from emotion.core.timeline import open_records, plot_timeline, summarize, update_timeline
+from emotion.core.timeline import open_records, open_video_output, plot_timeline, summarize, update_timeline
 from emotion.io.errors import UserError
-from emotion.io.files import replace_when_done
 from emotion.io.images import MAX_IMAGE_PIXELS
 
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
@@ -206,45 +204,6 @@ def draw_fps(canvas, fps):
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
     cv2.rectangle(canvas, (4, 4), (12 + w, 12 + h + base), (0, 0, 0), -1)
     cv2.putText(canvas, text, (8, 8 + h), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)  # BGR yellow
-
-
-@contextlib.contextmanager
-def open_video_output(path, fps):
-    """Yields write(frame) for --output (a no-op without one). Frames go to a hidden file beside `path`, opened at
-    the first frame (its size is known then); when the block ends (also by Ctrl-C) the file is reopened, must hold
-    every frame written, and is renamed over `path`. A frame size the codec refuses or a failed write (a full disk:
-    OpenCV only logs it): a UserError, and `path` keeps what it held."""
-    if not path:
-        yield lambda frame: None
-        return
-    writer, written = None, 0
-    with replace_when_done(path, os.path.splitext(path)[1]) as tmp_path:  # OpenCV picks the container by extension
-        def write(frame):
-            nonlocal writer, written
-            if writer is None:
-                writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, frame.shape[1::-1])
-                if not writer.isOpened():
-                    raise UserError(f"cannot write video {path!r} with frames of {frame.shape[1]}x{frame.shape[0]}: "
-                                    "OpenCV's MPEG-4 writer refused it; use a .mp4 or .avi name in a writable folder, "
-                                    "or a smaller video")
-            writer.write(frame)
-            written += 1
-        try:
-            yield write
-        finally:
-            if writer is not None:
-                writer.release()
-        check_video_file(tmp_path, path, written)
-
-
-def check_video_file(tmp_path, path, written):
-    """The written video must open and hold `written` frames; else a UserError (a full disk, a failed write)."""
-    capture = cv2.VideoCapture(tmp_path)
-    found = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    capture.release()
-    if found != written:
-        raise UserError(f"writing the video {path!r} failed (it holds {found} of the {written} frames written; is the "
-                        f"disk full?); {path!r} is unchanged; free some space or choose another folder")
 
 
 def run_frames(source, detect, classify, class_names, *, draw=False, output=None, json_path=None, csv_path=None,

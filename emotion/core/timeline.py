@@ -1,5 +1,5 @@
-"""Emotion over time in a video: the per-frame records (JSON lines, CSV) written as frames come, each
-tracked face's running summary and its probability series of bounded size, the timeline plot and the
+"""Emotion over time in a video: the per-frame records (JSON lines, CSV) and the annotated video written as frames
+come, each tracked face's running summary and its probability series of bounded size, the timeline plot and the
 progress line. Memory stays flat whatever the video's length: nothing here keeps a list per frame."""
 
 import contextlib
@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 
+import cv2
 import numpy as np
 
 from emotion.io.errors import UserError
@@ -225,3 +226,42 @@ def progress_line(done, total, seconds, terminal):
         return text
     filled = PROGRESS_BAR_WIDTH * min(done, total) // max(total, 1)
     return f"[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] {text}"
+
+
+@contextlib.contextmanager
+def open_video_output(path, fps):
+    """Yields write(frame) for --output (a no-op without one). Frames go to a hidden file beside `path`, opened at
+    the first frame (its size is known then); when the block ends (also by Ctrl-C) the file is reopened, must hold
+    every frame written, and is renamed over `path`. A frame size the codec refuses or a failed write (a full disk:
+    OpenCV only logs it): a UserError, and `path` keeps what it held."""
+    if not path:
+        yield lambda frame: None
+        return
+    writer, written = None, 0
+    with replace_when_done(path, os.path.splitext(path)[1]) as tmp_path:  # OpenCV picks the container by extension
+        def write(frame):
+            nonlocal writer, written
+            if writer is None:
+                writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, frame.shape[1::-1])
+                if not writer.isOpened():
+                    raise UserError(f"cannot write video {path!r} with frames of {frame.shape[1]}x{frame.shape[0]}: "
+                                    "OpenCV's MPEG-4 writer refused it; use a .mp4 or .avi name in a writable folder, "
+                                    "or a smaller video")
+            writer.write(frame)
+            written += 1
+        try:
+            yield write
+        finally:
+            if writer is not None:
+                writer.release()
+        check_video_file(tmp_path, path, written)
+
+
+def check_video_file(tmp_path, path, written):
+    """The written video must open and hold `written` frames; else a UserError (a full disk, a failed write)."""
+    capture = cv2.VideoCapture(tmp_path)
+    found = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    if found != written:
+        raise UserError(f"writing the video {path!r} failed (it holds {found} of the {written} frames written; is the "
+                        f"disk full?); {path!r} is unchanged; free some space or choose another folder")
