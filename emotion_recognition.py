@@ -79,7 +79,8 @@ NORMALIZE = "equalize"  # contrast of every face after resizing: "equalize" (his
 BASE_WEIGHTS = "imagenet"  # the base of BASES: "imagenet" (Keras download/cache), "none" (untrained) or a notop .h5
 SEED = 42  # seeds shuffling, augmentation and weight initialisation
 AUGMENT = "original"  # "original" (the original's rotation, shift, shear, zoom and flip), "camera" (original +
-#                       photometric), "light" (a third of each geometric range, no shear) or "none"
+#                       photometric), "photo" (camera + side light, lost resolution, JPEG, then --normalize again),
+#                       "light" (a third of each geometric range, no shear) or "none"
 LR_SCHEDULE = "plateau"  # "plateau" (the original's ReduceLROnPlateau) or "cosine" (decay to 0 over the epochs)
 LABEL_SMOOTHING = 0.0  # cross-entropy label smoothing, 0 = off (the original)
 WEIGHT_DECAY = 0.0  # decoupled weight decay (AdamW) when above 0; 0 = plain Adam (the original)
@@ -206,7 +207,7 @@ def make_training_run(args, strategy, splits, class_names, image):
             start_from(model, args.initial_model)
     metadata = {"class_names": class_names, **image, "model": args.model, "trained_on": data_label(args.data),
                 "created": datetime.datetime.now().isoformat(timespec="seconds")}
-    augment = make_augmentation(args.augment)
+    augment = make_augmentation(args.augment, image["normalize"])  # "photo" ends with the model's normalisation
     targets = {split: splits[split][1] for split in ("train", "val")}
     if args.targets == "votes":
         targets = vote_targets(args.data, splits, class_names) or targets

@@ -98,6 +98,38 @@ def test_camera_augmentation_changes_contrast_and_sharpness_and_repeats_for_a_se
     assert sum(s < 0.6 * g for s, g in zip(sharpness, geometric_sharpness)) >= 4  # some faces blurred
 
 
+def test_photo_augmentation_ends_in_the_models_contrast_and_repeats_for_a_seed():
+    # inference equalises every face after its photometric changes (prepare_image); "photo" must too, or the
+    # network trains on contrasts it never meets
+    x = np.stack([flat_copy(draw_face(e, 48, np.random.default_rng(i))) for i, e in enumerate(("sad", "happy") * 16)])
+    x = x[..., np.newaxis].astype(np.float32)
+    seed = tf.constant([5, 6], tf.int64)
+    photo = er.make_augmentation("photo", "equalize")
+    a = photo(x, seed).numpy()
+    np.testing.assert_array_equal(a, photo(x, seed).numpy())
+    assert a.shape == x.shape and np.array_equal(a, np.rint(a)) and a.min() >= 0 and a.max() <= 255
+    equalised = np.stack([cv2.equalizeHist(im[..., 0].astype(np.uint8)) for im in a])[..., np.newaxis]
+    assert np.abs(a - equalised).mean() < 3  # already equalised: equalising again changes next to nothing
+    assert x.std(axis=(1, 2, 3)).max() < 35 and a.std(axis=(1, 2, 3)).min() > 70  # the dull faces' contrast restored
+    unnormalised = er.make_augmentation("photo", "none")(x, seed).numpy()
+    assert unnormalised.std(axis=(1, 2, 3)).max() < 60  # with --normalize none the contrast stays the camera's
+
+
+def test_photo_degradations_lose_detail_and_add_jpeg_blocks():
+    from emotion.train.augmentation import degrade_images
+    x = np.stack([draw_face(e, 48, np.random.default_rng(i)) for i, e in enumerate(("angry", "happy"))])
+    x = (x[..., np.newaxis] + np.random.default_rng(0).normal(0, 20, (2, 48, 48, 1))).clip(0, 255).astype(np.float32)
+    kept = degrade_images(x, np.zeros(2), np.zeros(2), "none")
+    np.testing.assert_array_equal(kept, np.rint(x))  # side 0, quality 0: unchanged
+    small = degrade_images(x, np.full(2, 20.0), np.zeros(2), "none")
+    assert all(cv2.Laplacian(s, cv2.CV_32F).var() < 0.3 * cv2.Laplacian(k, cv2.CV_32F).var()
+               for s, k in zip(small, kept))  # a 20 px face resized to 48 lost its fine detail
+    coded = degrade_images(x, np.zeros(2), np.full(2, 20.0), "none")
+    assert 2 < np.abs(coded - kept).mean() < 30  # JPEG at quality 20: changed, still the face
+    colour = degrade_images(np.repeat(x, 3, axis=-1), np.full(2, 30.0), np.full(2, 50.0), "equalize")
+    assert colour.shape == (2, 48, 48, 3)
+
+
 @pytest.mark.slow
 def test_initial_model_fine_tunes_from_its_weights(camera_run, tmp_path, synthetic_data):
     first = camera_run / "m.h5"

@@ -187,10 +187,17 @@ def prepare_image(image, image_size, color, normalize):
     interpolation = cv2.INTER_AREA if h > image_size or w > image_size else cv2.INTER_LINEAR
     image = cv2.resize(image, (image_size, image_size), interpolation=interpolation)
     if color == "grayscale":
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return (cv2.equalizeHist(image) if normalize == "equalize" else image)[..., np.newaxis]
-    if normalize == "equalize":  # equalise the brightness, keep the colours
-        ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
-        ycrcb[..., 0] = cv2.equalizeHist(ycrcb[..., 0])
-        image = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
-    return image
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
+    return normalize_contrast(image, normalize)
+
+
+def normalize_contrast(image, normalize):
+    """The contrast step of prepare_image on a (S, S, 1 or 3) uint8 face; also what --augment photo re-applies after
+    its photometric changes, so training faces meet the contrast that every face at inference gets."""
+    if normalize != "equalize":
+        return image
+    if image.shape[-1] == 1:
+        return cv2.equalizeHist(image[..., 0])[..., np.newaxis]
+    ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)  # equalise the brightness, keep the colours
+    ycrcb[..., 0] = cv2.equalizeHist(ycrcb[..., 0])
+    return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
