@@ -18,6 +18,7 @@ IMPORTERS = ("LazyModule", "import_module", "import_quietly", "__import__")  # c
 INTERNAL_MODULES = ("waitress.channel",)
 DOCUMENTED_INHERITED = ("model", "params")  # what a subclass of a library's class may read of it (keras.callbacks.
 #                                             Callback's documented attributes); anything else it sets itself  # modules a library documents as none of its API, though not underscored
+DOCUMENTED_UNDERSCORED = ("_exit",)  # os._exit: underscored, yet documented public API (a forked worker's exit)
 KNOWN_PRIVATE_USES = {}  # known exceptions, each to be dropped when its file is cleaned up
 
 
@@ -104,8 +105,8 @@ def private_uses(path, own_classes):
             found += [(n.lineno, f"{node.name}.{n.attr}") for n in ast.walk(node) if isinstance(n, ast.Attribute)
                       and isinstance(n.value, ast.Name) and n.value.id == "self" and (private(n.attr) or (
                           n.attr not in own and n.attr not in DOCUMENTED_INHERITED))]  # the library's, undocumented
-        elif isinstance(node, ast.Attribute) and private(node.attr) and not (
-                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+        elif (isinstance(node, ast.Attribute) and private(node.attr) and node.attr not in DOCUMENTED_UNDERSCORED
+              and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
             found.append((node.lineno, f".{node.attr}"))
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if private_module(a.name)]

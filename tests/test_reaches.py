@@ -133,6 +133,7 @@ def test_a_face_that_leaves_and_comes_back_gets_a_new_track_number(model_path, t
         calls.append(1)
         return [] if len(calls) in (3, 4) else [{"box": [10, 8, 30, 30], "eyes": None}]
     monkeypatch.setattr("emotion.recognizer.detect_faces", detect)
+    monkeypatch.setattr("emotion.core.frames.VIDEO_DETECT_EVERY", 3)  # the frames the detector's answers are for
     code, _, error = run_main(capsys, "webcam", "--source", clip, "--no-display", "--detector", "haar",
                               "--model-path", model_path, "--json", tmp_path / "r.jsonl")
     assert code == 0, error
