@@ -111,6 +111,8 @@ def test_two_workers_on_localhost_train_one_model(synthetic_data, tmp_path):
     """MultiWorkerMirroredStrategy through TF_CONFIG: two processes, as on two machines, train together."""
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    (tmp_path / "w0").mkdir()  # the chief's folder for its model file, made first (a missing one is refused); the
+    # other worker's outputs go to a scratch folder, so its w1 is never needed
     workers = [subprocess.Popen(
         [sys.executable, SCRIPT, "--data", synthetic_data, "--model", "cnn", "--epochs", "2", "--distribute",
          "multiworker", "--no-show", "--model-path", tmp_path / f"w{i}" / "m.h5", "--output-dir", tmp_path / f"w{i}"],

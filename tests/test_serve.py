@@ -158,7 +158,7 @@ def test_too_large_upload_gets_413(model_path, tmp_path):
 def test_model_is_loaded_once(model_path, tmp_path, monkeypatch):
     calls = []
     load = er.load_trained_model
-    monkeypatch.setattr("emotion.jobs.serve.load_trained_model", lambda path: calls.append(path) or load(path))
+    monkeypatch.setattr("emotion.recognizer.load_trained_model", lambda path: calls.append(path) or load(path))
     client = make_serve_app(model_path).test_client()
     photo = face_photo(tmp_path).read_bytes()
     assert [upload(client, photo).status_code for _ in range(2)] == [200, 200]
