@@ -12,7 +12,7 @@ from emotion.io.arguments import int_in_range, positive_int
 from emotion.io.errors import UserError
 from emotion.io.files import check_writable
 from emotion.io.images import ImageRefused, printable, read_image, write_image
-from emotion.jobs.batch import CHUNK_IMAGES, VIDEO_SUFFIXES, WORKERS, describe_video, run_batch
+from emotion.jobs.batch import CHUNK_IMAGES, VIDEO_SUFFIXES, WORKERS, describe_video, is_video, run_batch
 from emotion.jobs.options import add_classes_argument, add_detector_argument, add_model_arguments
 from emotion.recognizer import EmotionRecognizer
 
@@ -66,7 +66,7 @@ def read_batches(files, errors):
     are refused or unreadable add a line to `errors`."""
     batch, pixels = [], 0
     for path in files:
-        if os.path.splitext(path)[1].lower() in VIDEO_SUFFIXES:  # not read whole only to be refused
+        if is_video(path):  # not read whole only to be refused
             errors.append(f"{printable(path)}: a video, not an image: use webcam --source {printable(path)}")
             continue
         try:
