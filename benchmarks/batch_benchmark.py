@@ -30,7 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "emotion_recognition.py")
 PARTS = {
     "today": ["--json"],  # predict as it was: one process, JSON lines to standard output (to a file here)
-    "batch": ["--output", "{out}/batch.jsonl"],  # worker processes, records as they come
+    "batch": ["--output", "{out}/batch.jsonl"],  # one worker process (the default), records as they come
+    "batch2": ["--output", "{out}/batch2.jsonl", "--workers", "2"],  # two worker processes
     "ray1": ["--output", "{out}/ray1.parquet", "--ray", "local", "--workers", "1"],
     "ray2": ["--output", "{out}/ray2.parquet", "--ray", "local", "--workers", "2"],
 }
@@ -101,7 +102,7 @@ def main():
     finally:
         shutil.rmtree(folder)
     figures["load_average_after"] = os.getloadavg()
-    for part in ("batch", "ray1", "ray2"):
+    for part in ("batch", "batch2", "ray1", "ray2"):
         if "today" in figures and part in figures:
             figures[f"{part}_vs_today"] = round(figures[part]["photos_per_s"] / figures["today"]["photos_per_s"], 2)
     if "batch" in figures and "ray2" in figures:

@@ -26,9 +26,10 @@ from emotion.jobs.results_files import open_results
 from emotion.jobs.video import ERASE_LINE_END, PROGRESS_BAR_SECONDS, PROGRESS_LOG_SECONDS
 from emotion.recognizer import as_rgb
 
-WORKERS = 1  # worker processes, each with its own recognizer; 0: one per CPU core (slower on the loaded 2-core
-#              machine measured, docs/scale.md)
-WORKER_THREADS = 0  # TensorFlow and OpenCV threads in each worker; 0: their defaults (one thread was slower)
+WORKERS = 0  # worker processes, each with its own recognizer; 0: one per CPU core (1.7x one process on two idle
+#              cores; docs/scale.md)
+WORKER_THREADS = 0  # TensorFlow and OpenCV threads in each worker; 0: the cores shared out (cores // workers, at
+#                     least 1), so the workers together use each core once
 PARENT_CHECK_SECONDS = 1  # a worker looks this often whether its main process is still there (else it ends)
 CHUNK_IMAGES = 16  # images a worker reads, detects and classifies per task (their face crops in one model call)
 VIDEO_RECORDS_FOLDER = "{stem}.videos"  # results.jsonl -> results.videos/<video>-<hash>.jsonl, one per video
@@ -90,11 +91,15 @@ def score_video(recognizer, path, records_path=None):
     return record
 
 
+def threads_per_worker(workers, threads=WORKER_THREADS):
+    """TensorFlow's and OpenCV's threads in each of `workers` processes: `threads`, or with 0 the cores shared out
+    (several workers with several threads each fight over the cores: 2 workers of 2 threads ran 0.87x as fast as 2
+    of 1 thread on two idle cores)."""
+    return threads or max(1, (os.cpu_count() or 1) // workers)
+
+
 def limit_threads(threads):
-    """`threads` for TensorFlow and OpenCV in a worker process (several workers with several threads each would
-    fight over the cores); before TensorFlow runs anything. 0 leaves their defaults."""
-    if not threads:
-        return
+    """`threads` for TensorFlow and OpenCV in this process; before TensorFlow runs anything."""
     import cv2
     import tensorflow as tf
     cv2.setNumThreads(threads)
@@ -188,6 +193,7 @@ def run_batch(files, output, settings, *, resume=False, no_detect=False, workers
     {"answered", "skipped", "errors"} and the videos' records (for the summary table). settings: EmotionRecognizer's
     arguments (model_path, classes, detector, tta, precision). workers 0: one process per CPU core."""
     workers = workers or os.cpu_count() or 1
+    threads = threads_per_worker(workers, threads)
     records_folder = VIDEO_RECORDS_FOLDER.format(stem=os.path.splitext(output)[0])
     counts, videos = {"answered": 0, "skipped": 0, "errors": 0}, []
     with open_results(output, resume) as (done, write):

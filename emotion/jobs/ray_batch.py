@@ -25,7 +25,7 @@ class Scorer:
 
     def __init__(self, settings, no_detect):
         from emotion.recognizer import EmotionRecognizer
-        limit_threads(WORKER_THREADS)  # one CPU per actor, as a worker process on one machine
+        limit_threads(WORKER_THREADS or 1)  # each actor holds one CPU of Ray's
         self.recognizer, self.no_detect = EmotionRecognizer(*settings), no_detect
 
     def __call__(self, batch):
