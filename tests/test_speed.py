@@ -114,7 +114,9 @@ def test_a_time_budgeted_run_in_a_log_file(tmp_path):
     """One run with output to a file (not a terminal) and a budget shorter than any epoch: it stops after the
     one epoch that always runs, with the cosine rate decayed to about 0 by its end (history.csv's column), and
     the log is plain lines without progress-bar escapes. (When it stops with more time: the test above.)"""
-    data = make_dataset(tmp_path / "data", per_class=(8, 4, 4))
+    # 48 a class: 18 steps, three calls of STEPS_PER_EXECUTION (the rate is set as each call starts, so the
+    # later ones start past the 0.06 s budget on any machine: the first call traces the model)
+    data = make_dataset(tmp_path / "data", per_class=(48, 4, 4))
     result = run_cli("--data", data, "--train-again", "--epochs", 50, "--time-budget", 0.001, "--lr-schedule",
                      "cosine", "--batch-size", 8, "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out",
                      "--precision", "float32")  # auto picks bfloat16 on CPUs with bfloat16 units
