@@ -146,7 +146,7 @@ def run_predict_batch(args):
     start = time.perf_counter()
     if args.ray:
         from emotion.jobs.ray_batch import run_ray  # Ray is an optional extra, imported only when asked for
-        counts, videos = run_ray(args.ray, files, args.output, settings, no_detect=args.no_detect,
+        counts, videos = run_ray(args.ray, files, args.output, settings, resume=args.resume, no_detect=args.no_detect,
                                  workers=args.workers, chunk=args.chunk)
     else:
         counts, videos = run_batch(files, args.output, settings, resume=args.resume, no_detect=args.no_detect,
