@@ -141,7 +141,8 @@ def run_predict_batch(args):
         raise UserError("--save and --json print or draw each image; leave them out with --output")
     files, errors = expand_paths(args.paths, IMAGE_EXTENSIONS + VIDEO_SUFFIXES)
     settings = (args.model_path, args.classes, args.detector, args.tta, args.precision)
-    print(f"Scoring {len(files)} files into {args.output} with {args.workers or os.cpu_count()} workers"
+    workers = args.workers or ("one per CPU of the cluster" if args.ray else os.cpu_count())
+    print(f"Scoring {len(files)} files into {args.output} with {workers} workers"
           + (f" on Ray ({args.ray})" if args.ray else ""), flush=True)
     start = time.perf_counter()
     if args.ray:
