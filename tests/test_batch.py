@@ -1,6 +1,7 @@
-"""Batch scoring (predict --output, emotion/jobs/batch.py, emotion/jobs/results_files.py, emotion/jobs/ray_batch.py): records as
-predict --json answers, in order, resumable after a kill, bad files as error records, videos, and Ray's answers equal
-to one machine's. The end-to-end tests start worker processes (and Ray) and are slow; the pieces are tested fast."""
+"""Batch scoring (predict --output, emotion/jobs/batch.py, emotion/jobs/results_files.py, emotion/jobs/ray_batch.py):
+records as predict --json answers, in order, resumable after a kill, bad files as error records, videos, and Ray's
+answers equal to one machine's. The end-to-end tests start worker processes (and Ray) and are slow; the pieces are
+tested fast."""
 
 import concurrent.futures
 import json
@@ -18,7 +19,7 @@ import pytest
 from test_robustness import png_declaring
 
 from emotion.jobs.batch import make_tasks, ordered_results, report_progress
-from emotion.jobs.results_files import PARQUET_PART_RECORDS, open_results
+from emotion.jobs.results_files import PARQUET_PART_RECORDS, keys_in_parts, open_results
 
 from conftest import ROOT, SCRIPT, real_photo, run_cli, run_main, write_video
 
@@ -74,6 +75,31 @@ def test_parquet_parts_are_written_whole_and_leftovers_removed(tmp_path):
         assert len(done) == PARQUET_PART_RECORDS + 1
     assert sorted(p.name for p in output.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     assert pq.read_table(output).num_rows == PARQUET_PART_RECORDS + 1
+
+
+def test_ray_parts_cut_off_by_a_kill_are_set_aside_and_their_files_scored_again(tmp_path):
+    """--ray --resume reads the keys of the parts Ray wrote (Parquet, or JSON lines as .json); Ray writes its parts in
+    place, so a killed run can leave one cut off: it is renamed .incomplete (kept, read by no reader) and its files
+    are not counted as answered."""
+    pa = pytest.importorskip("pyarrow", reason="pyarrow comes with the ray extra")
+    import pyarrow.parquet as pq
+    for suffix in (".parquet", ".jsonl"):
+        folder = tmp_path / f"ray{suffix}"
+        folder.mkdir()
+        for part, names in (("whole", ["a.jpg", "b.jpg"]), ("cut", ["c.jpg", "d.jpg"])):
+            rows = [{"kind": "image", "path": n, "size": 1, "mtime": 1.5, "faces": "[]"} for n in names]
+            path = folder / f"x_{part}_000000.{'parquet' if suffix == '.parquet' else 'json'}"
+            if suffix == ".parquet":
+                pq.write_table(pa.Table.from_pylist(rows), path)
+            else:
+                path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            if part == "cut":
+                path.write_bytes(path.read_bytes()[:-30])
+        with pytest.warns(UserWarning, match="cut_000000.* set aside as .incomplete"):
+            assert keys_in_parts(str(folder)) == {("a.jpg", 1, 1.5), ("b.jpg", 1, 1.5)}
+        assert sorted(p.name.split("_", 1)[1] for p in folder.iterdir()) == [
+            f"cut_000000.{'parquet' if suffix == '.parquet' else 'json'}.incomplete",
+            f"whole_000000.{'parquet' if suffix == '.parquet' else 'json'}"]
 
 
 def test_tasks_keep_the_files_order_whatever_order_they_finish_in():
@@ -219,14 +245,24 @@ def test_ray_local_gives_the_single_machine_answers(tmp_path):
     single = run_cli("predict", folder, "--output", tmp_path / "one.jsonl", "--workers", "2")
     assert single.returncode == 0, single.stderr
     ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sockets need a short path
+    command = ["predict", folder, "--output", tmp_path / "ray.parquet", "--ray", "local", "--workers", "2"]
     try:
-        result = run_cli("predict", folder, "--output", tmp_path / "ray.parquet", "--ray", "local", "--workers",
-                         "2", env={"RAY_TMPDIR": ray_temp}, timeout=900)
+        result = run_cli(*command, env={"RAY_TMPDIR": ray_temp}, timeout=900)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        import pandas
+        rows = pandas.read_parquet(tmp_path / "ray.parquet").to_dict("records")
+        # --resume: a part cut off (as by a kill; Ray writes parts in place) is set aside and only its files scored
+        parts = sorted((tmp_path / "ray.parquet").iterdir())
+        cut = pandas.read_parquet(parts[0])["path"].tolist()
+        parts[0].write_bytes(parts[0].read_bytes()[:100])
+        resumed = run_cli(*command, "--resume", env={"RAY_TMPDIR": ray_temp}, timeout=900)
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
-    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
-    import pandas
-    rows = pandas.read_parquet(tmp_path / "ray.parquet").to_dict("records")
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+    assert f"Answered {len(cut)} files" in resumed.stdout and f"skipped {len(rows) - len(cut)}" in resumed.stdout
+    again = pandas.read_parquet(tmp_path / "ray.parquet").to_dict("records")
+    assert sorted(r["path"] for r in again) == sorted(r["path"] for r in rows)  # every file once
+    assert {r["path"]: (r["faces"], r["frames"]) for r in again} == {r["path"]: (r["faces"], r["frames"]) for r in rows}
     records = read_jsonl(tmp_path / "one.jsonl")
     assert [r["path"] for r in rows] == [r["path"] for r in records]
     for row, one in zip(rows, records):

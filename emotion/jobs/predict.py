@@ -141,12 +141,13 @@ def run_predict_batch(args):
         raise UserError("--save and --json print or draw each image; leave them out with --output")
     files, errors = expand_paths(args.paths, IMAGE_EXTENSIONS + VIDEO_SUFFIXES)
     settings = (args.model_path, args.classes, args.detector, args.tta, args.precision)
-    print(f"Scoring {len(files)} files into {args.output} with {args.workers or os.cpu_count()} workers"
+    workers = args.workers or ("one per CPU of the cluster" if args.ray else os.cpu_count())
+    print(f"Scoring {len(files)} files into {args.output} with {workers} workers"
           + (f" on Ray ({args.ray})" if args.ray else ""), flush=True)
     start = time.perf_counter()
     if args.ray:
         from emotion.jobs.ray_batch import run_ray  # Ray is an optional extra, imported only when asked for
-        counts, videos = run_ray(args.ray, files, args.output, settings, no_detect=args.no_detect,
+        counts, videos = run_ray(args.ray, files, args.output, settings, resume=args.resume, no_detect=args.no_detect,
                                  workers=args.workers, chunk=args.chunk)
     else:
         counts, videos = run_batch(files, args.output, settings, resume=args.resume, no_detect=args.no_detect,

@@ -14,7 +14,7 @@ import warnings
 from emotion.io.errors import UserError
 from emotion.io.images import printable
 from emotion.jobs.batch import WORKER_THREADS, file_key, is_video, limit_threads, score_images, score_video
-from emotion.jobs.results_files import COLUMNS, to_row
+from emotion.jobs.results_files import COLUMNS, keys_in_parts, to_row
 
 RAY_SUFFIXES = (".parquet", ".jsonl")  # --ray --output: a folder of Parquet parts, or of JSON-lines partitions
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20  # --ray local: Ray's shared-memory store (paths and records only pass it)
@@ -63,18 +63,28 @@ def start_ray(address, workers):
     return ray
 
 
-def run_ray(address, files, output, settings, *, no_detect=False, workers=0, chunk=16):
+def run_ray(address, files, output, settings, *, resume=False, no_detect=False, workers=0, chunk=16):
     """Score `files` on Ray into the folder `output`: one row per file, the columns of results_files.COLUMNS (faces,
-    a video's summary and frames as JSON text). workers: actors (0: one per CPU of the cluster). Returns the counts
-    {"answered", "skipped", "errors"} and the videos' records."""
+    a video's summary and frames as JSON text). resume: skip the files whose records the folder's parts hold (same
+    path, size and mtime) and add parts for the rest. workers: actors (0: one per CPU of the cluster). Returns the
+    counts {"answered", "skipped", "errors"} and the videos' records scored in this run."""
     if os.path.splitext(output)[1].lower() not in RAY_SUFFIXES:
         raise UserError(f"--ray --output {printable(output)!r}: name a folder ending in {' or '.join(RAY_SUFFIXES)}")
-    if os.path.exists(output):
-        raise UserError(f"--output {printable(output)!r} exists; --ray writes a new folder (it does not resume)")
+    if os.path.exists(output) and not resume:
+        raise UserError(f"--output {printable(output)!r} exists: add --resume to continue it (files already answered "
+                        "are skipped), or give another name")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"--ray --output {printable(output)!r} is a file; --ray writes a folder of parts")
+    items = [dict(zip(("path", "size", "mtime"), file_key(os.path.abspath(p)))) for p in files]
+    done = keys_in_parts(output) if resume and os.path.isdir(output) else set()
+    todo = [item for item in items if tuple(item.values()) not in done]
+    counts = {"answered": 0, "skipped": len(items) - len(todo), "errors": 0}
+    if not todo:
+        return counts, []
     ray = start_ray(address, workers or os.cpu_count())
     try:
         workers = workers or int(ray.cluster_resources().get("CPU", 1))
-        items = [dict(zip(("path", "size", "mtime"), file_key(os.path.abspath(p)))) for p in files]
+        items = todo
         dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * workers)))
         scored = dataset.map_batches(Scorer, fn_constructor_args=(settings, no_detect), batch_size=chunk,
                                      batch_format="numpy", num_cpus=1,
@@ -85,9 +95,11 @@ def run_ray(address, files, output, settings, *, no_detect=False, workers=0, chu
         else:
             scored.write_json(os.path.abspath(output))
             written = ray.data.read_json(os.path.abspath(output))
-        rows = written.select_columns(["kind", "path", "error", "summary"]).take_all()
+        scored_now = {item["path"] for item in todo}
+        rows = [row for row in written.select_columns(["kind", "path", "error", "summary"]).take_all()
+                if row["path"] in scored_now]
     finally:
         ray.shutdown()
     videos = [{**row, "summary": json.loads(row["summary"]) if row["summary"] else None} for row in rows
               if row["kind"] == "video"]
-    return {"answered": len(rows), "skipped": 0, "errors": sum(row["error"] is not None for row in rows)}, videos
+    return {**counts, "answered": len(rows), "errors": sum(row["error"] is not None for row in rows)}, videos

@@ -9,6 +9,7 @@ import glob
 import io
 import json
 import os
+import warnings
 
 from emotion.io.errors import UserError
 from emotion.io.files import atomic_write
@@ -100,6 +101,29 @@ def open_lines(path, is_csv):
         os.close(fd)
 
 
+def keys_in_parts(folder):
+    """The keys (path, size, mtime) of the records in a folder of parts: Parquet files, or JSON-lines files as Ray
+    Data writes them (.json). A part that cannot be read whole (cut off by a kill: Ray writes its parts in place) is
+    renamed NAME.incomplete, out of every reader's way, and its files are scored again."""
+    done = set()
+    for part in sorted(glob.glob(os.path.join(folder, "*.parquet")) + glob.glob(os.path.join(folder, "*.json"))):
+        try:
+            if part.endswith(".parquet"):
+                import pyarrow.parquet as pq
+                table = pq.read_table(part, columns=["path", "size", "mtime"]).to_pydict()
+                keys = set(zip(table["path"], table["size"], table["mtime"]))
+            else:
+                with open(part, "rb") as f:
+                    keys = {record_key(json.loads(line)) for line in f.read().decode("utf-8").splitlines()}
+        except (OSError, ValueError, KeyError, TypeError):  # pyarrow's ArrowInvalid is a ValueError
+            os.replace(part, part + ".incomplete")
+            warnings.warn(f"{printable(part)!r} is not a whole part (cut off?): set aside as .incomplete, its files "
+                          "are scored again")
+            continue
+        done |= keys
+    return done
+
+
 def write_all(fd, data):
     """One append of `data` (os.write again for what a short write left)."""
     while data:
@@ -119,11 +143,8 @@ def open_parquet(path, _):
     os.makedirs(path, exist_ok=True)
     for leftover in glob.glob(os.path.join(path, ".*.tmp")):  # a part a kill interrupted: never renamed into place
         os.remove(leftover)
-    parts = sorted(glob.glob(os.path.join(path, "*.parquet")))
-    done = set()
-    for part in parts:
-        table = pq.read_table(part, columns=["path", "size", "mtime"]).to_pydict()
-        done |= set(zip(table["path"], table["size"], table["mtime"]))
+    done = keys_in_parts(path)
+    parts = glob.glob(os.path.join(path, "*.parquet"))
     schema = pa.schema([("kind", pa.string()), ("path", pa.string()), ("size", pa.int64()), ("mtime", pa.float64()),
                         *((name, pa.string()) for name in COLUMNS[4:])])
     rows, number = [], len(parts)
