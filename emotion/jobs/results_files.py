@@ -104,7 +104,8 @@ def open_lines(path, is_csv):
 def keys_in_parts(folder):
     """The keys (path, size, mtime) of the records in a folder of parts: Parquet files, or JSON-lines files as Ray
     Data writes them (.json). A part that cannot be read whole (cut off by a kill: Ray writes its parts in place) is
-    renamed NAME.incomplete, out of every reader's way, and its files are scored again."""
+    renamed .NAME.incomplete (a hidden name, which pyarrow, pandas and Ray skip in a folder) and its files are
+    scored again."""
     done = set()
     for part in sorted(glob.glob(os.path.join(folder, "*.parquet")) + glob.glob(os.path.join(folder, "*.json"))):
         try:
@@ -116,9 +117,10 @@ def keys_in_parts(folder):
                 with open(part, "rb") as f:
                     keys = {record_key(json.loads(line)) for line in f.read().decode("utf-8").splitlines()}
         except (OSError, ValueError, KeyError, TypeError):  # pyarrow's ArrowInvalid is a ValueError
-            os.replace(part, part + ".incomplete")
-            warnings.warn(f"{printable(part)!r} is not a whole part (cut off?): set aside as .incomplete, its files "
-                          "are scored again")
+            aside = os.path.join(folder, f".{os.path.basename(part)}.incomplete")
+            os.replace(part, aside)
+            warnings.warn(f"{printable(part)!r} is not a whole part (cut off?): set aside as {printable(aside)!r}, "
+                          "its files are scored again")
             continue
         done |= keys
     return done
