@@ -83,6 +83,7 @@ AUGMENT = "original"  # "original" (the original's rotation, shift, shear, zoom 
 #                       "light" (a third of each geometric range, no shear) or "none"
 LR_SCHEDULE = "plateau"  # "plateau" (the original's ReduceLROnPlateau) or "cosine" (decay to 0 over the epochs)
 LABEL_SMOOTHING = 0.0  # cross-entropy label smoothing, 0 = off (the original)
+MIXUP = 0.0  # mixup: blend training faces and their targets in pairs, weights from Beta(MIXUP, MIXUP); 0 = off
 WEIGHT_DECAY = 0.0  # decoupled weight decay (AdamW) when above 0; 0 = plain Adam (the original)
 CLASS_WEIGHT = "none"  # "balanced" weights the loss by inverse class frequency; "none" = the original
 TARGETS = "votes"  # with annotators' votes beside the data (prepare --votes): "votes" learns each face's share
@@ -221,7 +222,7 @@ def make_training_run(args, strategy, splits, class_names, image):
         print(f"Features ready in {time.perf_counter() - start:.0f} s; training the head on them")
         return TrainingRun(model, metadata, head, head.fit, train_ds, val_ds, steps_per_epoch, class_weight)
     train_ds = make_dataset(splits["train"][0], targets["train"], num_classes, args.batch_size, shuffle=True,
-                            augment=augment, seed=args.seed,
+                            augment=augment, seed=args.seed, mixup=args.mixup,
                             drop_remainder=args.distribute == "multiworker")  # no empty shares
     val_ds = make_dataset(splits["val"][0], targets["val"], num_classes, args.batch_size)
     return TrainingRun(model, metadata, model, fit_method(model), train_ds, val_ds, class_weight=class_weight)
@@ -417,6 +418,8 @@ def check_train_options(args, trained):
         raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
     if args.cache_features and args.model != "vgg16":
         raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
+    if args.cache_features and args.mixup:
+        raise UserError("--mixup blends images, which --cache-features never shows the head; leave one of them out")
     return check_dataset_layout(args.data, SPLITS if trained else ("test",))
 
 
@@ -532,6 +535,8 @@ def add_train_arguments(train):
     train.add_argument("--lr-schedule", default=LR_SCHEDULE, choices=("plateau", "cosine"), help="rate schedule")
     train.add_argument("--label-smoothing", type=float_in_range(0, 1, high_included=False), default=LABEL_SMOOTHING,
                        help="label smoothing (0 to 1, 1 excluded)")
+    train.add_argument("--mixup", type=float_in_range(0, 1), default=MIXUP, metavar="ALPHA",
+                       help="mixup: blend training faces and targets in pairs, weights from Beta(ALPHA, ALPHA); 0: off")
     train.add_argument("--weight-decay", type=float_in_range(0, math.inf, high_included=False), default=WEIGHT_DECAY,
                        help="AdamW decoupled weight decay; 0 uses plain Adam")
     train.add_argument("--cache-features", action="store_true", default=CACHE_FEATURES,

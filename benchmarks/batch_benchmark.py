@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "emotion_recognition.py")
 PARTS = {
     "today": ["--json"],  # predict as it was: one process, JSON lines to standard output (to a file here)
-    "batch": ["--output", "{out}/batch.jsonl"],  # one worker process (the default), records as they come
+    "batch": ["--output", "{out}/batch.jsonl"],  # the default: a worker per core, records as they come
     "batch2": ["--output", "{out}/batch2.jsonl", "--workers", "2"],  # two worker processes
     "ray1": ["--output", "{out}/ray1.parquet", "--ray", "local", "--workers", "1"],
     "ray2": ["--output", "{out}/ray2.parquet", "--ray", "local", "--workers", "2"],

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from emotion import detection  # noqa: E402  (detection.MTCNN_MIN_CONFIDENCE is set per threshold below)
+from emotion.core import detection  # noqa: E402  (detection.MTCNN_MIN_CONFIDENCE is set per threshold below)
 from emotion.core.detection import detect_faces, load_face_detector  # noqa: E402
 from emotion.jobs.predict import IMAGE_EXTENSIONS  # noqa: E402
 from emotion.recognizer import EmotionRecognizer  # noqa: E402

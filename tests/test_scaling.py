@@ -79,6 +79,10 @@ def test_cache_features_needs_a_frozen_base(synthetic_data, tmp_path):
     result = run_cli("--data", synthetic_data, "--model", "cnn", "--cache-features", "--no-show",
                      "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out")
     assert result.returncode == 1 and "--cache-features" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("--data", synthetic_data, "--model", "vgg16", "--base-weights", "none", "--cache-features",
+                     "--mixup", "0.2", "--no-show", "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out")
+    assert result.returncode == 1 and result.stderr.startswith("error: --mixup blends images") and not (
+        tmp_path / "m.h5").exists()
 
 
 @pytest.mark.slow

@@ -184,6 +184,36 @@ def test_training_targets_are_the_vote_shares(voted_data):
     np.testing.assert_allclose(batch.numpy()[0], targets["train"][0])
 
 
+def test_mixup_blends_faces_and_their_vote_shares_alike():
+    """--mixup: each face is blended with another of its batch by the same weight as its vote shares, so a face whose
+    grey level is its shares' mean class number times 100 stays so; it mixes some faces, anew each epoch."""
+    import emotion_recognition as er
+    shares = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0], [0, 0.3, 0.7], [1, 0, 0]], np.float32)
+    levels = shares @ np.array([0, 100, 200], np.float32)
+    images = np.repeat(levels.astype(np.uint8), 16).reshape(-1, 4, 4, 1)
+    dataset = er.make_dataset(images, shares, 3, 3, shuffle=True, seed=3, mixup=0.4)
+    epochs = [[(x.numpy(), y.numpy()) for x, y in dataset] for _ in range(2)]
+    for x, y in (pair for epoch in epochs for pair in epoch):
+        np.testing.assert_allclose(x[:, 0, 0, 0], y @ [0, 100, 200], atol=0.01)
+        np.testing.assert_allclose(x.min(axis=(1, 2, 3)), x.max(axis=(1, 2, 3)))  # a face is mixed with one face
+        np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-6)
+    first, second = (np.concatenate([x[:, 0, 0, 0] for x, _ in epoch]) for epoch in epochs)
+    assert not np.isin(np.round(first, 2), np.round(levels, 2)).all() and not np.allclose(first, second)
+    plain = np.concatenate([x[:, 0, 0, 0] for x, _ in er.make_dataset(images, shares, 3, 3, mixup=0.0)])
+    np.testing.assert_allclose(plain, levels.astype(np.uint8))
+
+
+def test_train_takes_mixup_to_its_training_data_only(voted_data, tmp_path, capsys, monkeypatch):
+    import emotion_recognition as er
+    asked, make_dataset = [], er.make_dataset
+    monkeypatch.setattr(er, "make_dataset", lambda *a, **k: asked.append(k.get("mixup", 0.0)) or make_dataset(*a, **k))
+    code, _, error = run_main(capsys, "--data", voted_data, "--train-again", "--epochs", "1", "--mixup", "0.3",
+                              "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "r", "--no-show",
+                              "--precision", "float32")
+    assert code == 0, error
+    assert asked[:2] == [0.3, 0.0]  # train, then val
+
+
 @pytest.mark.slow  # trains twice
 def test_train_and_evaluate_with_votes(voted_data, tmp_path, capsys):
     model = tmp_path / "m.h5"

@@ -14,6 +14,7 @@ from emotion.io.lazy_import import LazyModule
 from emotion.train.distributed import shard_by_data
 
 tf = LazyModule("tensorflow")
+keras = LazyModule("keras")
 
 SPLITS = ("train", "val", "test")
 ORIGINAL_IMAGE_SIZE = 200  # the original resized every image to 200x200 RGB; "auto" never goes above it
@@ -155,9 +156,12 @@ def load_splits(data_dir, class_names, image, splits, cache_dir):
     return loaded
 
 
-def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=None, drop_remainder=False):
+def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment=None, seed=None, drop_remainder=False,
+                 mixup=0.0):
     """Batches of (float32 pixels 0-255, targets) read from the decoded array; order kept unless shuffle. Targets:
-    one-hot of integer `labels`, or `labels` themselves when they are rows of class shares (annotators' votes)."""
+    one-hot of integer `labels`, or `labels` themselves when they are rows of class shares (annotators' votes).
+    `mixup` > 0: after augmentation each face and its targets are blended with another face of its batch and its
+    targets, with a weight drawn from Beta(mixup, mixup) (keras.layers.MixUp; Zhang et al. 2018)."""
     ds = tf.data.Dataset.range(len(images))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -176,4 +180,12 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, augment
         batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, batch_seeds).map(lambda batch, s: (augment(batch[0], s), batch[1]),
                                                       num_parallel_calls=tf.data.AUTOTUNE)
+    if mixup:
+        mix = keras.layers.MixUp(alpha=mixup, seed=seed)
+
+        def blend(batch, targets):
+            mixed = mix({"images": batch, "labels": targets})
+            return mixed["images"], mixed["labels"]
+
+        ds = ds.map(blend, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.with_options(shard_by_data()).prefetch(tf.data.AUTOTUNE)
