@@ -569,6 +569,8 @@ def main(argv=None):
     try:
         with warnings.catch_warnings():  # the library warns (warnings.warn); the command line prints them, one line each
             warnings.simplefilter("default")
+            # but not the libraries' notes to their own callers (numpy 2's __array__ copy note after every epoch)
+            warnings.simplefilter("ignore", DeprecationWarning)
             warnings.showwarning = lambda message, *_, **__: print(f"Warning: {message}", file=sys.stderr)
             check_utf8_options(args)
             COMMANDS[args.command](args)

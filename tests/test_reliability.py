@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -217,6 +218,15 @@ def test_ctrl_c_outside_training_is_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(er.COMMANDS, "evaluate", decoding_interrupted)
     assert er.main(["evaluate", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C) during evaluate"
+
+
+def test_the_command_line_prints_the_librarys_warnings_not_other_libraries_deprecations(monkeypatch, capsys, tmp_path):
+    def evaluate(args):
+        warnings.warn("a photo was skipped")
+        warnings.warn("__array__ implementation doesn't accept a copy keyword", DeprecationWarning)
+    monkeypatch.setitem(er.COMMANDS, "evaluate", evaluate)
+    assert er.main(["evaluate", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == "Warning: a photo was skipped\n"
 
 
 def same_weights(a, b):
