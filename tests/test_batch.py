@@ -123,12 +123,23 @@ def test_tasks_keep_the_files_order_whatever_order_they_finish_in():
 
 
 def test_batch_options_refused_in_one_line(capsys, tmp_path):
+    """Refused before anything starts: no "Scoring" line, no output made, an existing one left as it was."""
     cv2.imwrite(str(tmp_path / "a.png"), real_photo("astronaut"))
-    for args, message in ((["--resume"], "--resume and --ray need --output"),
-                          (["--output", tmp_path / "r.jsonl", "--json"], "leave them out with --output"),
-                          (["--output", tmp_path / "r.txt"], "name a .jsonl, .csv, .parquet file")):
-        code, _, error = run_main(capsys, "predict", tmp_path, *args)
-        assert code == 1 and message in error, error
+    (tmp_path / "old.jsonl").write_text("kept\n")
+    (tmp_path / "ray.jsonl").mkdir()  # a folder of parts, as --ray writes .jsonl
+    for paths, args, message in (
+            ([tmp_path], ["--resume"], "--resume and --ray need --output"),
+            ([tmp_path], ["--output", tmp_path / "r.jsonl", "--json"], "leave them out with --output"),
+            ([tmp_path], ["--output", tmp_path / "r.txt"], "name a .jsonl, .csv, .parquet file"),
+            ([tmp_path], ["--output", tmp_path / "old.jsonl"], "exists: add --resume"),
+            ([tmp_path], ["--output", tmp_path / "ray.jsonl", "--resume"], "is a folder of parts, as --ray writes"),
+            ([tmp_path, tmp_path / "typo"], ["--output", tmp_path / "r.jsonl"], "typo: no such file or folder; nothing"),
+            ([tmp_path], ["--workers", "2"], "--workers and --chunk share out the work of --output"),
+            ([tmp_path], ["--chunk", "4"], "--workers and --chunk share out the work of --output")):
+        code, out, error = run_main(capsys, "predict", *paths, *args)
+        assert code == 1 and error.startswith("error: ") and message in error and "\n" not in error.strip(), error
+        assert "Scoring" not in out and "face at" not in out
+        assert not (tmp_path / "r.jsonl").exists() and (tmp_path / "old.jsonl").read_text() == "kept\n"
 
 
 def test_ray_missing_is_one_line(capsys, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from emotion.io.files import check_writable
 from emotion.io.images import ImageRefused, printable, read_image, write_image
 from emotion.jobs.batch import CHUNK_IMAGES, VIDEO_SUFFIXES, WORKERS, describe_video, is_video, run_batch
 from emotion.jobs.options import add_classes_argument, add_detector_argument, add_model_arguments
+from emotion.jobs.results_files import check_output
 from emotion.recognizer import EmotionRecognizer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".avif",
@@ -103,6 +104,9 @@ def run_predict(args):
     written as they come with --output (and videos in folders too)."""
     if args.output or args.resume or args.ray:
         return run_predict_batch(args)
+    if args.workers != WORKERS or args.chunk != CHUNK_IMAGES:
+        raise UserError("--workers and --chunk share out the work of --output FILE; without it predict runs in one "
+                        "process: add --output, or leave them out")
     files, errors = expand_paths(args.paths)
     recognizer = EmotionRecognizer(args.model_path, args.classes, args.detector, args.tta, args.precision)
     analyze = recognizer.classify if args.no_detect else recognizer.analyze_many
@@ -140,9 +144,18 @@ def run_predict_batch(args):
     if args.save or args.json:
         raise UserError("--save and --json print or draw each image; leave them out with --output")
     files, errors = expand_paths(args.paths, IMAGE_EXTENSIONS + VIDEO_SUFFIXES)
+    if errors:  # a mistyped path: nothing started, no output made (a long job on part of the input helps no one)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(f"{errors[0]}{more}; nothing scored")
+    if args.ray:
+        from emotion.jobs.ray_batch import check_ray_output  # not Ray itself: imported by run_ray, only when asked
+        check_ray_output(args.output, args.resume)
+    else:
+        check_output(args.output, args.resume)
     settings = (args.model_path, args.classes, args.detector, args.tta, args.precision)
-    workers = args.workers or ("one per CPU of the cluster" if args.ray else os.cpu_count())
-    print(f"Scoring {len(files)} files into {args.output} with {workers} workers"
+    workers = f"{args.workers} worker{'s' * (args.workers != 1)}" if args.workers else \
+        "one worker per CPU of the cluster" if args.ray else f"one worker per CPU core ({os.cpu_count()})"
+    print(f"Scoring {len(files)} file{'s' * (len(files) != 1)} into {args.output} with {workers}"
           + (f" on Ray ({args.ray})" if args.ray else ""), flush=True)
     start = time.perf_counter()
     if args.ray:
@@ -158,10 +171,6 @@ def run_predict_batch(args):
     print(f"Answered {counts['answered']} files ({counts['errors']} errors), skipped {counts['skipped']} answered "
           f"before, in {seconds:.1f} s ({counts['answered'] / max(seconds, 1e-9):.1f} files/s); records in "
           f"{args.output}")
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
     if counts["errors"]:
         raise UserError(f"{counts['errors']} files could not be scored; their records in {args.output!r} say why "
                         "(\"error\")")
-    if errors:
-        raise SystemExit(1)

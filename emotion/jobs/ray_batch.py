@@ -63,11 +63,8 @@ def start_ray(address, workers):
     return ray
 
 
-def run_ray(address, files, output, settings, *, resume=False, no_detect=False, workers=0, chunk=16):
-    """Score `files` on Ray into the folder `output`: one row per file, the columns of results_files.COLUMNS (faces,
-    a video's summary and frames as JSON text). resume: skip the files whose records the folder's parts hold (same
-    path, size and mtime) and add parts for the rest. workers: actors (0: one per CPU of the cluster). Returns the
-    counts {"answered", "skipped", "errors"} and the videos' records scored in this run."""
+def check_ray_output(output, resume):
+    """Refuse an --output that --ray cannot write: not .parquet or .jsonl, existing without --resume, or a file."""
     if os.path.splitext(output)[1].lower() not in RAY_SUFFIXES:
         raise UserError(f"--ray --output {printable(output)!r}: name a folder ending in {' or '.join(RAY_SUFFIXES)}")
     if os.path.exists(output) and not resume:
@@ -75,6 +72,14 @@ def run_ray(address, files, output, settings, *, resume=False, no_detect=False, 
                         "are skipped), or give another name")
     if os.path.exists(output) and not os.path.isdir(output):
         raise UserError(f"--ray --output {printable(output)!r} is a file; --ray writes a folder of parts")
+
+
+def run_ray(address, files, output, settings, *, resume=False, no_detect=False, workers=0, chunk=16):
+    """Score `files` on Ray into the folder `output`: one row per file, the columns of results_files.COLUMNS (faces,
+    a video's summary and frames as JSON text). resume: skip the files whose records the folder's parts hold (same
+    path, size and mtime) and add parts for the rest. workers: actors (0: one per CPU of the cluster). Returns the
+    counts {"answered", "skipped", "errors"} and the videos' records scored in this run."""
+    check_ray_output(output, resume)
     items = [dict(zip(("path", "size", "mtime"), file_key(os.path.abspath(p)))) for p in files]
     done = keys_in_parts(output) if resume and os.path.isdir(output) else set()
     todo = [item for item in items if tuple(item.values()) not in done]

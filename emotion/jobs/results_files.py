@@ -34,19 +34,29 @@ def record_key(record):
     return record["path"], record["size"], record["mtime"]
 
 
-@contextlib.contextmanager
-def open_results(path, resume):
-    """Yields (done, write): the keys (path, size, mtime) of the records `path` already holds (with --resume), and
-    write(records), which appends them whole. Without --resume an existing output is refused, not overwritten."""
+def check_output(path, resume):
+    """Refuse an --output that open_results cannot open: its suffix, an existing one without --resume, a missing
+    folder, or a folder of parts (as --ray writes .jsonl) where a file is expected."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise UserError(f"--output {printable(path)!r}: name a {', '.join(OUTPUT_SUFFIXES)} file")
     if os.path.exists(path) and not resume:
         raise UserError(f"--output {printable(path)!r} exists: add --resume to continue it (files already answered "
                         "are skipped), or give another name")
+    if suffix != ".parquet" and os.path.isdir(path):
+        raise UserError(f"--output {printable(path)!r} is a folder of parts, as --ray writes them: continue it with "
+                        "the same --ray and --resume, or give a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserError(f"--output {printable(path)!r}: folder {printable(folder)!r} does not exist")
+
+
+@contextlib.contextmanager
+def open_results(path, resume):
+    """Yields (done, write): the keys (path, size, mtime) of the records `path` already holds (with --resume), and
+    write(records), which appends them whole. Without --resume an existing output is refused, not overwritten."""
+    check_output(path, resume)
+    suffix = os.path.splitext(path)[1].lower()
     opener = open_parquet if suffix == ".parquet" else open_lines
     try:
         with opener(path, suffix == ".csv") as opened:
