@@ -18,7 +18,7 @@ import cv2
 import pytest
 from test_robustness import png_declaring
 
-from emotion.jobs.batch import make_tasks, ordered_results, report_progress
+from emotion.jobs.batch import make_tasks, ordered_results, report_progress, run_batch
 from emotion.jobs.results_files import PARQUET_PART_RECORDS, keys_in_parts, open_results
 
 from conftest import ROOT, SCRIPT, real_photo, run_cli, run_main, write_video
@@ -75,6 +75,17 @@ def test_parquet_parts_are_written_whole_and_leftovers_removed(tmp_path):
         assert len(done) == PARQUET_PART_RECORDS + 1
     assert sorted(p.name for p in output.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     assert pq.read_table(output).num_rows == PARQUET_PART_RECORDS + 1
+
+
+def test_a_video_record_file_cut_off_by_a_kill_is_removed_on_resume(tmp_path):
+    output = tmp_path / "r.jsonl"
+    output.write_text("")
+    videos = tmp_path / "r.videos"
+    videos.mkdir()
+    (videos / ".clip-0a1b2c3d.jsonl.1234abcd.tmp").write_text('{"frame": 0')  # atomic_write's name, never renamed
+    (videos / "done-4e5f6a7b.jsonl").write_text("{}\n")
+    run_batch([], str(output), (None, None, None, False, "float32"), resume=True)
+    assert [p.name for p in videos.iterdir()] == ["done-4e5f6a7b.jsonl"]
 
 
 def test_ray_parts_cut_off_by_a_kill_are_set_aside_and_their_files_scored_again(tmp_path):

@@ -11,6 +11,7 @@ The same scoring runs on a Ray cluster through emotion/jobs/ray_batch.py (predic
 import collections
 import concurrent.futures
 import functools
+import glob
 import hashlib
 import multiprocessing
 import os
@@ -197,6 +198,9 @@ def run_batch(files, output, settings, *, resume=False, no_detect=False, workers
     records_folder = VIDEO_RECORDS_FOLDER.format(stem=os.path.splitext(output)[0])
     counts, videos = {"answered": 0, "skipped": 0, "errors": 0}, []
     with open_results(output, resume) as (done, write):
+        # a video's record file that a kill interrupted (hidden, never renamed into place): that video is scored again
+        for leftover in glob.glob(os.path.join(glob.escape(records_folder), ".*.tmp")):
+            os.remove(leftover)
         todo = [path for path in files if file_key(path) not in done]
         counts["skipped"] = len(files) - len(todo)
         if any(is_video(path) for path in todo):
