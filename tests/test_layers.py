@@ -19,18 +19,22 @@ def import_graph(root=ROOT):
             if name.endswith(".py"):
                 module = package if name == "__init__.py" else f"{package}.{name[:-3]}"
                 files[module] = os.path.join(folder, name)
-    graph = {}
-    for module, path in files.items():
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
-        named = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                named |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                named |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
-        graph[module] = {name for name in named if name in files and name != module}
-    return graph
+    return {module: {name for name in imported_names(path) if name in files and name != module}
+            for module, path in files.items()}
+
+
+def imported_names(path):
+    """Every dotted name a file imports anywhere, each once, in the order met: `import a.b` gives a.b,
+    `from a.b import c` gives a.b and a.b.c."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    named = {}  # a dict as an ordered set
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            named.update(dict.fromkeys(alias.name for alias in node.names))
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            named.update(dict.fromkeys([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]))
+    return list(named)
 
 
 def circles(graph):
@@ -134,17 +138,6 @@ def test_the_length_check_counts_every_module_of_the_package(tmp_path):
     assert long_modules(str(tmp_path)) == {"emotion/deep/long.py": MAX_MODULE_LINES + 1}
 
 
-def project_imports(path):
-    """(module, name or None) for each `import emotion...` / `from emotion... import name` anywhere in a file."""
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from ((alias.name, None) for alias in node.names if alias.name.split(".")[0] == "emotion")
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "emotion":
-            yield from ((node.module, alias.name) for alias in node.names)
-
-
 def missing_imports(folder):
     """The project names that the scripts in `folder` import and the package no longer has (a module moved by a
     later layout), as 'file: module.name'; the package's modules import their heavy libraries lazily, so this is
@@ -153,13 +146,18 @@ def missing_imports(folder):
     missing = []
     for name in sorted(os.listdir(folder)):
         if name.endswith(".py"):
-            for module, member in project_imports(os.path.join(folder, name)):
+            for dotted in imported_names(os.path.join(folder, name)):
+                if dotted.split(".")[0] != "emotion":
+                    continue
                 try:
-                    imported = importlib.import_module(module)
-                    if member and not hasattr(imported, member):
-                        importlib.import_module(f"{module}.{member}")  # a submodule not yet imported
+                    importlib.import_module(dotted)  # a module
                 except ImportError:
-                    missing.append(f"{name}: {module}{'.' + member if member else ''}")
+                    parent, _, member = dotted.rpartition(".")
+                    try:  # or a name in its parent module
+                        if not hasattr(importlib.import_module(parent), member):
+                            missing.append(f"{name}: {dotted}")
+                    except ImportError:
+                        pass  # the parent itself is reported on its own
     return missing
 
 
