@@ -14,7 +14,7 @@ import warnings
 from emotion.io.errors import UserError
 from emotion.io.images import printable
 from emotion.jobs.batch import WORKER_THREADS, file_key, is_video, limit_threads, score_images, score_video
-from emotion.jobs.results_files import COLUMNS, keys_in_parts, to_row
+from emotion.jobs.results_files import COLUMNS, keys_in_parts, refuse_existing, to_row
 
 RAY_SUFFIXES = (".parquet", ".jsonl")  # --ray --output: a folder of Parquet parts, or of JSON-lines partitions
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20  # --ray local: Ray's shared-memory store (paths and records only pass it)
@@ -67,9 +67,7 @@ def check_ray_output(output, resume):
     """Refuse an --output that --ray cannot write: not .parquet or .jsonl, existing without --resume, or a file."""
     if os.path.splitext(output)[1].lower() not in RAY_SUFFIXES:
         raise UserError(f"--ray --output {printable(output)!r}: name a folder ending in {' or '.join(RAY_SUFFIXES)}")
-    if os.path.exists(output) and not resume:
-        raise UserError(f"--output {printable(output)!r} exists: add --resume to continue it (files already answered "
-                        "are skipped), or give another name")
+    refuse_existing(output, resume)
     if os.path.exists(output) and not os.path.isdir(output):
         raise UserError(f"--ray --output {printable(output)!r} is a file; --ray writes a folder of parts")
 

@@ -34,15 +34,20 @@ def record_key(record):
     return record["path"], record["size"], record["mtime"]
 
 
+def refuse_existing(path, resume):
+    """An existing --output is continued with --resume, never overwritten (one machine and Ray alike)."""
+    if os.path.exists(path) and not resume:
+        raise UserError(f"--output {printable(path)!r} exists: add --resume to continue it (files already answered "
+                        "are skipped), or give another name")
+
+
 def check_output(path, resume):
     """Refuse an --output that open_results cannot open: its suffix, an existing one without --resume, a missing
     folder, or a folder of parts (as --ray writes .jsonl) where a file is expected."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise UserError(f"--output {printable(path)!r}: name a {', '.join(OUTPUT_SUFFIXES)} file")
-    if os.path.exists(path) and not resume:
-        raise UserError(f"--output {printable(path)!r} exists: add --resume to continue it (files already answered "
-                        "are skipped), or give another name")
+    refuse_existing(path, resume)
     if suffix != ".parquet" and os.path.isdir(path):
         raise UserError(f"--output {printable(path)!r} is a folder of parts, as --ray writes them: continue it with "
                         "the same --ray and --resume, or give a file name")
