@@ -90,9 +90,8 @@ def test_a_video_record_file_cut_off_by_a_kill_is_removed_on_resume(tmp_path):
 
 def test_ray_parts_cut_off_by_a_kill_are_set_aside_and_their_files_scored_again(tmp_path):
     """--ray --resume reads the keys of the parts Ray wrote (Parquet, or JSON lines as .json); Ray writes its parts in
-    place, so a killed run can leave one cut off: it is renamed .NAME.incomplete (kept, hidden from
-    readers of the folder) and its files
-    are not counted as answered."""
+    place, so a killed run can leave one cut off: it is renamed .NAME.incomplete (kept, hidden from readers of the
+    folder) and its files are not counted as answered."""
     pa = pytest.importorskip("pyarrow", reason="pyarrow comes with the ray extra")
     import pyarrow.parquet as pq
     for suffix in (".parquet", ".jsonl"):
