@@ -8,9 +8,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from emotion.io.internals import (HelpFormatter, add_request_deadlines, callback_counters, compile_mtcnn,
                                   model_from_h5_config, set_callback_counters)
+from emotion.io.opencv_nets import OpenCVNet
 
 from conftest import ROOT
 
@@ -38,13 +40,35 @@ def test_keras_builds_a_model_config_without_allocating_a_weight(tmp_path):
     assert global_state.get_global_attribute("uninitialized_variables", []) == before  # and forgotten
 
 
-def test_mtcnn_stages_are_models_that_can_run_as_tf_functions():
+def test_mtcnn_networks_run_by_opencv_answer_as_its_keras_networks():
     from mtcnn import MTCNN
-    mtcnn = MTCNN()
+    from skimage import data
+    mtcnn, keras_mtcnn = MTCNN(), MTCNN()
     assert len(mtcnn.stages) == 3 and all(callable(stage._model) for stage in mtcnn.stages)
     compile_mtcnn(mtcnn)
-    image = np.full((120, 120, 3), 128, np.uint8)
-    assert mtcnn.detect_faces(image) == []  # the compiled networks still run end to end
+    rng = np.random.default_rng(0)
+    for stage, keras_stage, batch in zip(mtcnn.stages, keras_mtcnn.stages, [(2, 27, 37), (5, 24, 24), (3, 48, 48)]):
+        images = rng.uniform(-1, 1, (*batch, 3)).astype(np.float32)  # PNet: odd sizes, so pooling pads at the end
+        want, got = keras_stage._model(images), stage._model(images)
+        assert len(got) == len(want)
+        for ours, keras in zip(got, want):
+            np.testing.assert_allclose(ours.numpy(), keras.numpy(), atol=1e-4)
+        if batch[1] == 24 or batch[1] == 48:  # RNet, ONet: no candidate left is an empty batch, as in Keras
+            assert [out.shape for out in stage._model(images[:0])] == [(0, *out.shape[1:]) for out in want]
+    for image in (data.astronaut(), np.full((120, 120, 3), 128, np.uint8)):  # the same faces, end to end
+        ours, keras = mtcnn.detect_faces(image), keras_mtcnn.detect_faces(image)
+        assert len(ours) == len(keras) and len(ours) == (image.shape[0] == 512)
+        for face, keras_face in zip(ours, keras):
+            np.testing.assert_allclose(face["box"], keras_face["box"], atol=1)
+            assert abs(face["confidence"] - keras_face["confidence"]) < 1e-4
+
+
+def test_opencv_nets_refuse_a_layer_they_do_not_know():
+    import keras
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.PReLU(shared_axes=[1, 2]),
+                              keras.layers.BatchNormalization(), keras.layers.PReLU(), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="BatchNormalization"):
+        OpenCVNet(model, (8, 8, 3))
 
 
 def test_argparse_help_formatter_hook_shows_only_real_defaults():

@@ -6,7 +6,7 @@ moves or changes one of them.
   at a model file before its weights are read): keras.src's legacy saving and its record of uninitialised variables.
 - Keras: the counters of EarlyStopping and ReduceLROnPlateau (`wait`, `best`, `best_epoch`, `cooldown_counter`:
   attributes their docs do not list), carried over by --resume (BackupAndRestore keeps only weights, optimizer, epoch).
-- mtcnn 1.0: its three networks (`stage._model`), run as tf.functions instead of op by op.
+- mtcnn 1.0: its three networks (`stage._model`), run by OpenCV's DNN module instead of TensorFlow.
 - argparse: HelpFormatter._get_help_string, the documented way to change which defaults --help shows (the
   formatter classes' only API is their names, per the argparse docs).
 - waitress: its connection class (waitress.channel.HTTPChannel: received, readable, request, requests,
@@ -51,11 +51,17 @@ def set_callback_counters(callback, counters):
         setattr(callback, name, value)
 
 
+MTCNN_INPUTS = {"PNet": (None, None, 3), "RNet": (24, 24, 3), "ONet": (48, 48, 3)}  # each network's input
+
+
 def compile_mtcnn(mtcnn):
-    """mtcnn 1.0 runs its three networks eagerly, op by op; as tf.functions (traced once per input shape, then
-    generalised) they give the same boxes for less CPU (docs/performance.md)."""
+    """mtcnn 1.0 runs its three networks in TensorFlow, op by op; run by OpenCV's DNN module (the same layers and
+    weights) they give the same boxes for a third of the CPU (docs/detection.md). mtcnn's own steps around them (the
+    pyramid, the crops, non-maximum suppression) are left as they are; they read the outputs as tensors."""
+    from emotion.io.opencv_nets import OpenCVNet
     for stage in mtcnn.stages:
-        stage._model = tf.function(stage._model, reduce_retracing=True)
+        net = OpenCVNet(stage._model, MTCNN_INPUTS[type(stage._model).__name__])
+        stage._model = lambda images, net=net: [tf.convert_to_tensor(out) for out in net(images)]
     return mtcnn
 
 
