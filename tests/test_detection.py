@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
@@ -310,6 +311,28 @@ def test_mtcnn_plus_hog_finds_the_cut_tilted_face():
     assert len(found) == 2, found
     assert found[0]["box"][0] + found[0]["box"][2] / 2 < 222 and found[0]["eyes"] is None  # HOG's box: no eyes
     assert found[1]["box"][0] >= 400 and found[1]["eyes"] is not None  # mtcnn's box, with eyes
+
+
+@pytest.mark.parametrize("threads", [2, 1])
+def test_mtcnn_plus_hog_runs_its_hog_pass_beside_mtcnn_when_opencv_has_cores(threads):
+    """With OpenCV allowed more than one thread, HOG looks while mtcnn does (a thread of its own); a batch worker,
+    given one thread, runs the two passes one after the other. The faces are the same either way."""
+    name, (mtcnn, hog) = load_face_detector("mtcnn+hog")
+    hog_threads = []
+
+    class RecordingHOG:
+        def run(self, *args):
+            hog_threads.append(threading.current_thread())
+            return hog.run(*args)
+
+    saved = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        found = detect_faces((name, (mtcnn, RecordingHOG())), group_with_a_cut_tilted_face())
+    finally:
+        cv2.setNumThreads(saved)
+    assert [face["eyes"] is None for face in found] == [True, False]  # HOG's face and mtcnn's, as in one thread
+    assert (hog_threads[0] is threading.current_thread()) == (threads == 1)
 
 
 @pytest.mark.parametrize("name, outside, side", [("camera", 0.4, "left"), ("camera", 0.4, "top"),

@@ -3,6 +3,7 @@ cropping, each face squared and turned so its eyes are level, as the training fa
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 
@@ -106,10 +107,16 @@ def detect_faces(detector, image, max_side=None):
     left to right."""
     name, model = detector
     if name == "mtcnn+hog":  # HOG's boxes whose centre lies in none of mtcnn's
-        found = find_faces("mtcnn", model[0], image, max_side or MTCNN_MAX_SIDE)
+        hog_args = ("hog", model[1], image, max_side or DETECT_MAX_SIDE)
+        # Both passes at once when OpenCV may use more than one core (a batch worker is given one): dlib, OpenCV and
+        # TensorFlow let go of Python's lock while they compute (docs/detection.md). A thread per photo, not a pool
+        # kept alive: a pool's thread would not survive a fork into batch workers.
+        with ThreadPoolExecutor(1, thread_name_prefix="hog") as hog_thread:
+            hog_found = hog_thread.submit(find_faces, *hog_args) if cv2.getNumThreads() > 1 else None
+            found = find_faces("mtcnn", model[0], image, max_side or MTCNN_MAX_SIDE)
+            hog_found = hog_found.result() if hog_found else find_faces(*hog_args)
         inside = lambda cx, cy: any(x <= cx <= x + w and y <= cy <= y + h for (x, y, w, h), _ in found)
-        found += [(box, eyes) for box, eyes in find_faces("hog", model[1], image, max_side or DETECT_MAX_SIDE)
-                  if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
+        found += [(box, eyes) for box, eyes in hog_found if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
     else:
         found = find_faces(name, model, image, max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE))
     faces = []
