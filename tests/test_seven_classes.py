@@ -65,6 +65,43 @@ def test_answering_model_restricts_renormalises_and_applies_the_temperature(seve
         er.answering_model(model, metadata, ["happy", "contempt"])
 
 
+@pytest.mark.parametrize("name, size", [("compact", 48), ("cnn", 64)])  # cnn at 64 px: 2x2 maps to flatten
+def test_opencv_answers_as_keras_does(name, size):
+    """In float32 on a CPU the compact and the original network are answered by OpenCV's DNN module: the same
+    probabilities as Keras', restricted and calibrated the same way."""
+    rng = np.random.default_rng(5)
+    keras.utils.set_random_seed(5)
+    model = er.build_model(name, (size, size, 1), 7, 1e-3)
+    for layer in model.layers:  # statistics of their own, so that a weight taken for another shows
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+    images = rng.integers(0, 256, (6, size, size, 1)).astype(np.uint8)
+    raw = er.predict_probabilities(model, images)
+    answer, _ = er.answering_model(model, {"class_names": SEVEN, "temperature": 1.7}, ["sad", "angry"])
+    assert answer.network != model.predict_on_batch  # OpenCV's
+    expected = raw[:, [SEVEN.index("sad"), SEVEN.index("angry")]] ** (1 / 1.7)
+    np.testing.assert_allclose(er.predict_probabilities(answer, images), expected / expected.sum(1, keepdims=True),
+                               atol=1e-5)
+    whole, _ = er.answering_model(model, {"class_names": SEVEN})
+    np.testing.assert_allclose(er.predict_probabilities(whole, images, tta=True), er.predict_probabilities(
+        model, images, tta=True), atol=1e-5)
+
+
+def test_keras_answers_a_network_opencv_is_not_given_or_answers_otherwise(monkeypatch):
+    from emotion.core import answers
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.Add()([x, keras.layers.Conv2D(4, 3, padding="same")(x)])  # a layer OpenCVNet does not know
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    answer, _ = er.answering_model(model, {"class_names": THREE})
+    assert answer is model  # Keras', as it is
+    plain = keras.Sequential([inputs, keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    assert er.answering_model(plain, {"class_names": THREE})[0] is not plain  # OpenCV's
+    monkeypatch.setattr(answers.OpenCVNet, "__call__", lambda self, images: [np.full((len(images), 3), 1 / 3)])
+    assert er.answering_model(plain, {"class_names": THREE})[0] is plain  # answers that differ: Keras'
+
+
 def test_predict_classes_restricts_the_answer(seven_model, tmp_path):
     face = face_file(tmp_path)
     (full,) = predict_json(face, "--model-path", seven_model)

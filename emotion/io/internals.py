@@ -51,7 +51,8 @@ def set_callback_counters(callback, counters):
         setattr(callback, name, value)
 
 
-MTCNN_INPUTS = {"PNet": (None, None, 3), "RNet": (24, 24, 3), "ONet": (48, 48, 3)}  # each network's input
+MTCNN_INPUTS = {"PNet": ((None, None, 3), 2), "RNet": ((24, 24, 3), 2), "ONet": ((48, 48, 3), 3)}  # each network's
+# input shape and number of outputs (heads: its last layers, each given the layer before them)
 
 
 def compile_mtcnn(mtcnn):
@@ -60,7 +61,7 @@ def compile_mtcnn(mtcnn):
     pyramid, the crops, non-maximum suppression) are left as they are; they read the outputs as tensors."""
     from emotion.io.opencv_nets import OpenCVNet
     for stage in mtcnn.stages:
-        net = OpenCVNet(stage._model, MTCNN_INPUTS[type(stage._model).__name__])
+        net = OpenCVNet(stage._model.layers, *MTCNN_INPUTS[type(stage._model).__name__])
         stage._model = lambda images, net=net: [tf.convert_to_tensor(out) for out in net(images)]
     return mtcnn
 
