@@ -350,6 +350,23 @@ def test_a_face_cut_by_the_frame_is_found(detector, name, outside, side):
     assert {"left": fx, "right": cut.shape[1] - fx - fw, "top": fy}[side] <= 2  # it reaches the cut edge
 
 
+def test_the_looks_with_a_border_run_on_a_smaller_copy():
+    """A photo with no face costs three mtcnn calls; the second and third (a border of repeated, then mirrored, edge
+    pixels: for close-ups and faces cut by the edge, large ones) look at a copy at most LOOK_AGAIN_MAX_SIDE px."""
+    from emotion.core.detection import DETECT_PAD, MTCNN_MAX_SIDE
+    name, mtcnn = load_face_detector("mtcnn")
+    sides = []
+
+    class Recording:
+        def detect_faces(self, image, **kwargs):
+            sides.append(max(image.shape[:2]))
+            return mtcnn.detect_faces(image, **kwargs)
+
+    assert detect_faces((name, Recording()), real_photo("coffee")) == []
+    assert sides[0] == MTCNN_MAX_SIDE and len(sides) == 3 and sides[1] == sides[2]
+    assert sides[1] / (1 + 2 * DETECT_PAD) <= 0.7 * MTCNN_MAX_SIDE  # the photo inside the border: a smaller copy
+
+
 def test_mtcnn_plus_hog_keeps_out_weak_hog_boxes():
     """HOG scores a patch of the astronaut's suit 0.16 as a face once her photo is scaled into a 640x480 frame."""
     frame = np.full((480, 640, 3), 90, np.uint8)
