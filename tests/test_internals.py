@@ -6,10 +6,12 @@ import argparse
 import ast
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
+from emotion.io import internals
 from emotion.io.internals import (HelpFormatter, add_request_deadlines, callback_counters, compile_mtcnn,
                                   model_from_h5_config, set_callback_counters)
 from emotion.io.opencv_nets import OpenCVNet
@@ -40,12 +42,14 @@ def test_keras_builds_a_model_config_without_allocating_a_weight(tmp_path):
     assert global_state.get_global_attribute("uninitialized_variables", []) == before  # and forgotten
 
 
-def test_mtcnn_networks_run_by_opencv_answer_as_its_keras_networks():
+def test_mtcnn_networks_run_by_opencv_answer_as_its_keras_networks(monkeypatch):
     from mtcnn import MTCNN
     from skimage import data
+    monkeypatch.setattr(internals.tf.config, "list_physical_devices", lambda kind=None: [])  # as on a CPU machine
     mtcnn, keras_mtcnn = MTCNN(), MTCNN()
     assert len(mtcnn.stages) == 3 and all(callable(stage._model) for stage in mtcnn.stages)
     compile_mtcnn(mtcnn)
+    assert not any(hasattr(stage._model, "python_function") for stage in mtcnn.stages)  # OpenCV's, not tf.functions
     rng = np.random.default_rng(0)
     for stage, keras_stage, batch in zip(mtcnn.stages, keras_mtcnn.stages, [(2, 27, 37), (5, 24, 24), (3, 48, 48)]):
         images = rng.uniform(-1, 1, (*batch, 3)).astype(np.float32)  # PNet: odd sizes, so pooling pads at the end
@@ -61,6 +65,14 @@ def test_mtcnn_networks_run_by_opencv_answer_as_its_keras_networks():
         for face, keras_face in zip(ours, keras):
             np.testing.assert_allclose(face["box"], keras_face["box"], atol=1)
             assert abs(face["confidence"] - keras_face["confidence"]) < 1e-4
+
+
+def test_mtcnn_networks_run_as_tf_functions_where_opencv_cannot(monkeypatch):
+    from mtcnn import MTCNN
+    monkeypatch.setitem(sys.modules, "onnx", None)  # onnx not installed (an old install, updated by git pull)
+    mtcnn = compile_mtcnn(MTCNN())
+    assert all(hasattr(stage._model, "python_function") for stage in mtcnn.stages)  # tf.functions
+    assert mtcnn.detect_faces(np.full((120, 120, 3), 128, np.uint8)) == []
 
 
 def test_opencv_nets_refuse_a_layer_they_do_not_know():

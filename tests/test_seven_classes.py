@@ -65,8 +65,15 @@ def test_answering_model_restricts_renormalises_and_applies_the_temperature(seve
         er.answering_model(model, metadata, ["happy", "contempt"])
 
 
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """As on a machine whose TensorFlow sees no GPU (where OpenCV answers)."""
+    from emotion.core import answers
+    monkeypatch.setattr(answers.tf.config, "list_physical_devices", lambda kind=None: [])
+
+
 @pytest.mark.parametrize("name, size", [("compact", 48), ("cnn", 64)])  # cnn at 64 px: 2x2 maps to flatten
-def test_opencv_answers_as_keras_does(name, size):
+def test_opencv_answers_as_keras_does(name, size, no_gpu):
     """In float32 on a CPU the compact and the original network are answered by OpenCV's DNN module: the same
     probabilities as Keras', restricted and calibrated the same way."""
     rng = np.random.default_rng(5)
@@ -87,7 +94,7 @@ def test_opencv_answers_as_keras_does(name, size):
         model, images, tta=True), atol=1e-5)
 
 
-def test_keras_answers_a_network_opencv_is_not_given_or_answers_otherwise(monkeypatch):
+def test_keras_answers_a_network_opencv_is_not_given_or_answers_otherwise(monkeypatch, no_gpu):
     from emotion.core import answers
     inputs = keras.Input((48, 48, 1))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
@@ -98,8 +105,12 @@ def test_keras_answers_a_network_opencv_is_not_given_or_answers_otherwise(monkey
     plain = keras.Sequential([inputs, keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(3, activation="softmax")])
     assert er.answering_model(plain, {"class_names": THREE})[0] is not plain  # OpenCV's
-    monkeypatch.setattr(answers.OpenCVNet, "__call__", lambda self, images: [np.full((len(images), 3), 1 / 3)])
-    assert er.answering_model(plain, {"class_names": THREE})[0] is plain  # answers that differ: Keras'
+    with monkeypatch.context() as patch:
+        patch.setattr(answers.OpenCVNet, "__call__", lambda self, images: [np.full((len(images), 3), 1 / 3)])
+        assert er.answering_model(plain, {"class_names": THREE})[0] is plain  # answers that differ: Keras'
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "onnx", None)  # onnx not installed (an old install, updated by git pull)
+        assert er.answering_model(plain, {"class_names": THREE})[0] is plain
 
 
 def test_predict_classes_restricts_the_answer(seven_model, tmp_path):

@@ -6,7 +6,8 @@ moves or changes one of them.
   at a model file before its weights are read): keras.src's legacy saving and its record of uninitialised variables.
 - Keras: the counters of EarlyStopping and ReduceLROnPlateau (`wait`, `best`, `best_epoch`, `cooldown_counter`:
   attributes their docs do not list), carried over by --resume (BackupAndRestore keeps only weights, optimizer, epoch).
-- mtcnn 1.0: its three networks (`stage._model`), run by OpenCV's DNN module instead of TensorFlow.
+- mtcnn 1.0: its three networks (`stage._model`), run by OpenCV's DNN module (or as tf.functions) instead of
+  op by op.
 - argparse: HelpFormatter._get_help_string, the documented way to change which defaults --help shows (the
   formatter classes' only API is their names, per the argparse docs).
 - waitress: its connection class (waitress.channel.HTTPChannel: received, readable, request, requests,
@@ -56,14 +57,27 @@ MTCNN_INPUTS = {"PNet": ((None, None, 3), 2), "RNet": ((24, 24, 3), 2), "ONet": 
 
 
 def compile_mtcnn(mtcnn):
-    """mtcnn 1.0 runs its three networks in TensorFlow, op by op; run by OpenCV's DNN module (the same layers and
-    weights) they give the same boxes for a third of the CPU (docs/detection.md). mtcnn's own steps around them (the
-    pyramid, the crops, non-maximum suppression) are left as they are; they read the outputs as tensors."""
-    from emotion.io.opencv_nets import OpenCVNet
+    """mtcnn 1.0 runs its three networks in TensorFlow, op by op. On a CPU, OpenCV's DNN module runs them (the same
+    layers and weights, checked against Keras on a random batch): the same boxes for a third of the CPU
+    (docs/detection.md); mtcnn's own steps around them (the pyramid, the crops, non-maximum suppression) are left as
+    they are and read the outputs as tensors. With a GPU, or where OpenCV cannot (no onnx, a network it does not
+    know), they run as tf.functions (traced once per input shape, then generalised)."""
     for stage in mtcnn.stages:
-        net = OpenCVNet(stage._model.layers, *MTCNN_INPUTS[type(stage._model).__name__])
-        stage._model = lambda images, net=net: [tf.convert_to_tensor(out) for out in net(images)]
+        stage._model = opencv_network(stage._model) or tf.function(stage._model, reduce_retracing=True)
     return mtcnn
+
+
+def opencv_network(model):
+    """One of mtcnn's networks as OpenCV runs it, returning tensors as the Keras model does; None on a GPU machine
+    or when OpenCV cannot run it as Keras does."""
+    if tf.config.list_physical_devices("GPU"):
+        return None
+    try:
+        from emotion.io.opencv_nets import OpenCVNet
+        net = OpenCVNet(model.layers, *MTCNN_INPUTS[type(model).__name__]).check(model, -1, 1)
+    except Exception:  # (onnx missing, OpenCV without dnn, an unknown layer: TensorFlow runs it)
+        return None
+    return lambda images: [tf.convert_to_tensor(out) for out in net(images)]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -25,6 +25,19 @@ class OpenCVNet:
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self.outputs = [output.name for output in graph.graph.output]
         self.input_shape = tuple(side or 12 for side in input_shape)  # a size that runs, for an empty batch's shapes
+        self.input_shape_given = tuple(input_shape)
+
+    def check(self, model, low, high):
+        """Raise ValueError unless this net answers a random batch (values from `low` to `high`) as the Keras `model`
+        does, within 1e-4: a translation that is wrong, or a network that is not one layer after another."""
+        shape = tuple(side or 24 for side in self.input_shape_given)
+        probe = np.random.default_rng(0).uniform(low, high, (2, *shape)).astype(np.float32)
+        want = model(probe)
+        want = want if isinstance(want, (list, tuple)) else [want]
+        got = self(probe)
+        if len(got) != len(want) or not all(np.allclose(g, np.asarray(w), atol=1e-4) for g, w in zip(got, want)):
+            raise ValueError(f"OpenCV's answers differ from Keras' for {getattr(model, 'name', 'the network')}")
+        return self
 
     def __call__(self, images):
         if len(images) == 0:  # OpenCV refuses an empty batch; Keras answers it with empty outputs
@@ -58,15 +71,17 @@ def onnx_graph(layers, input_shape, heads):
 
     def layer_node(layer, x, name):
         kind, config = type(layer).__name__, layer.get_config()
-        values = [np.asarray(v) for v in layer.get_weights()]
-        if kind not in KNOWN:
+        if kind not in KNOWN or config.get("data_format", "channels_last") != "channels_last" or (
+                channels_last[0] and kind != "Flatten"):
             raise ValueError(f"OpenCVNet: layer {layer.name} ({kind}) is not one it knows")
         if kind in SKIPPED:
             return x
+        values = [np.asarray(v) for v in layer.get_weights()]
         if kind == "Conv2D" and config["dilation_rate"] in ((1, 1), 1) and config["groups"] == 1:
             biases = [weight(name + ".b", values[1])] if config["use_bias"] else []
             x = add("Conv", [x, weight(name + ".w", values[0].transpose(3, 2, 0, 1))] + biases, name,
-                    strides=list(config["strides"]), auto_pad="SAME_UPPER" if config["padding"] == "same" else "VALID")
+                    kernel_shape=list(values[0].shape[:2]), strides=list(config["strides"]),
+                    auto_pad="SAME_UPPER" if config["padding"] == "same" else "VALID")
             return activation(x, config["activation"], name)
         if kind == "Dense":
             x = add("Gemm", [x, weight(name + ".w", values[0]), weight(name + ".b", values[1])] if config["use_bias"]
@@ -74,11 +89,11 @@ def onnx_graph(layers, input_shape, heads):
             return activation(x, config["activation"], name)
         if kind == "Activation":
             return activation(x, config["activation"], name)
-        if kind == "PReLU":  # alphas shared over height and width: one per channel, channels first here
+        if kind == "PReLU" and (values[0].ndim == 1 or values[0].shape[:-1] == (1, 1)):  # one alpha per channel
             alpha = values[0].reshape(-1)
             return add("PRelu", [x, weight(name + ".a", alpha.reshape(-1, 1, 1) if values[0].ndim == 3 else alpha)],
                        name)
-        if kind == "ReLU" and not config["max_value"] and not config["negative_slope"] and not config["threshold"]:
+        if kind == "ReLU" and config["max_value"] is None and not config["negative_slope"] and not config["threshold"]:
             return add("Relu", [x], name)
         if kind == "BatchNormalization" and config["axis"] in (-1, [-1], 3, [3]):
             size = values[-1].shape[0]
@@ -99,6 +114,7 @@ def onnx_graph(layers, input_shape, heads):
         if kind == "Flatten":  # Keras flattens channels last
             if not channels_last[0]:
                 x = add("Transpose", [x], name + ".last", perm=[0, 2, 3, 1])
+            channels_last[0] = False  # flat now
             return add("Flatten", [x], name, axis=1)
         if kind == "Rescaling" and np.ndim(config["scale"]) == 0 and np.ndim(config["offset"]) == 0:
             x = add("Mul", [x, weight(name + ".s", np.array([config["scale"]]))], name + ".scale")
