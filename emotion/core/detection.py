@@ -117,8 +117,8 @@ def detect_faces(detector, image, max_side=None):
     if name == "mtcnn+hog":  # HOG's boxes whose centre lies in none of mtcnn's
         hog_args = ("hog", model[1], image, max_side or DETECT_MAX_SIDE)
         # Both passes at once when OpenCV may use more than one core (a batch worker is given one): dlib, OpenCV and
-        # TensorFlow let go of Python's lock while they compute (docs/detection.md). A thread per photo, not a pool
-        # kept alive: a pool's thread would not survive a fork into batch workers.
+        # TensorFlow let go of Python's lock while they compute (docs/detection.md). A thread per call: none is left
+        # idle between photos, nor copied half-alive into a forked process.
         with ThreadPoolExecutor(1, thread_name_prefix="hog") as hog_thread:
             hog_found = hog_thread.submit(find_faces, *hog_args) if cv2.getNumThreads() > 1 else None
             found = find_faces("mtcnn", model[0], image, max_side or MTCNN_MAX_SIDE)
