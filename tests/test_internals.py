@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from emotion.io import internals
+from emotion.io import opencv_nets
 from emotion.io.internals import (HelpFormatter, add_request_deadlines, callback_counters, compile_mtcnn,
                                   model_from_h5_config, set_callback_counters)
 from emotion.io.opencv_nets import OpenCVNet
@@ -45,7 +45,7 @@ def test_keras_builds_a_model_config_without_allocating_a_weight(tmp_path):
 def test_mtcnn_networks_run_by_opencv_answer_as_its_keras_networks(monkeypatch):
     from mtcnn import MTCNN
     from skimage import data
-    monkeypatch.setattr(internals.tf.config, "list_physical_devices", lambda kind=None: [])  # as on a CPU machine
+    monkeypatch.setattr(opencv_nets.tf.config, "list_physical_devices", lambda kind=None: [])  # as on a CPU machine
     mtcnn, keras_mtcnn = MTCNN(), MTCNN()
     assert len(mtcnn.stages) == 3 and all(callable(stage._model) for stage in mtcnn.stages)
     compile_mtcnn(mtcnn)

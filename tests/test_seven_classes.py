@@ -68,8 +68,8 @@ def test_answering_model_restricts_renormalises_and_applies_the_temperature(seve
 @pytest.fixture
 def no_gpu(monkeypatch):
     """As on a machine whose TensorFlow sees no GPU (where OpenCV answers)."""
-    from emotion.core import answers
-    monkeypatch.setattr(answers.tf.config, "list_physical_devices", lambda kind=None: [])
+    from emotion.io import opencv_nets
+    monkeypatch.setattr(opencv_nets.tf.config, "list_physical_devices", lambda kind=None: [])
 
 
 @pytest.mark.parametrize("name, size", [("compact", 48), ("cnn", 64)])  # cnn at 64 px: 2x2 maps to flatten
@@ -95,7 +95,7 @@ def test_opencv_answers_as_keras_does(name, size, no_gpu):
 
 
 def test_keras_answers_a_network_opencv_is_not_given_or_answers_otherwise(monkeypatch, no_gpu):
-    from emotion.core import answers
+    from emotion.io import opencv_nets
     inputs = keras.Input((48, 48, 1))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
     x = keras.layers.Add()([x, keras.layers.Conv2D(4, 3, padding="same")(x)])  # a layer OpenCVNet does not know
@@ -106,7 +106,7 @@ def test_keras_answers_a_network_opencv_is_not_given_or_answers_otherwise(monkey
                               keras.layers.Dense(3, activation="softmax")])
     assert er.answering_model(plain, {"class_names": THREE})[0] is not plain  # OpenCV's
     with monkeypatch.context() as patch:
-        patch.setattr(answers.OpenCVNet, "__call__", lambda self, images: [np.full((len(images), 3), 1 / 3)])
+        patch.setattr(opencv_nets.OpenCVNet, "__call__", lambda self, images: [np.full((len(images), 3), 1 / 3)])
         assert er.answering_model(plain, {"class_names": THREE})[0] is plain  # answers that differ: Keras'
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "onnx", None)  # onnx not installed (an old install, updated by git pull)

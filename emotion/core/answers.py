@@ -8,10 +8,7 @@ import numpy as np
 from emotion.core.model_checks import finite_probabilities
 from emotion.core.precision import choose_precision, with_precision
 from emotion.io.errors import ArgumentError
-from emotion.io.lazy_import import LazyModule
-from emotion.io.opencv_nets import OpenCVNet
-
-tf = LazyModule("tensorflow")
+from emotion.io.opencv_nets import checked_net
 
 TTA = False  # average each prediction with that of the horizontally flipped image
 INFERENCE_BATCH_SIZE = 256  # faces per model call when predicting
@@ -39,14 +36,11 @@ def answering_model(model, metadata, classes=None, precision="float32"):
     unknown = [c for c in classes if c not in names]
     if unknown:
         raise ArgumentError(f"the model has no class {unknown[0]!r}; its classes are {','.join(names)}")
-    network = model.predict_on_batch
-    if precision == "float32" and not tf.config.list_physical_devices("GPU"):
-        try:
-            network = opencv_network(model)
-        except Exception:  # (an unknown layer, answers that differ, no onnx or cv2.dnn: Keras answers)
-            pass
+    net = checked_net(model, model.input_shape[1:], 1, 0, 255) if precision == "float32" and \
+        None not in model.input_shape[1:] else None  # OpenCV's, where it answers as Keras does (else Keras')
+    network = model.predict_on_batch if net is None else (lambda batch: net(batch)[0])
     answers = Answers(network, [names.index(c) for c in classes], metadata.get("temperature", 1.0), len(names))
-    if network == model.predict_on_batch and answers.whole:
+    if net is None and answers.whole:
         return model, metadata
     return answers, metadata if classes == names else {**metadata, "class_names": classes}
 
@@ -67,17 +61,6 @@ class Answers:
             return probabilities
         from scipy.special import softmax
         return softmax(np.log(np.maximum(probabilities[:, self.kept], 1e-12)) / self.temperature, axis=-1)
-
-
-def opencv_network(model):
-    """A function giving a float32 Keras model's probabilities for a batch, computed by OpenCV's DNN module
-    (emotion/io/opencv_nets.py: the same layers and weights). Raises ValueError for a layer OpenCV is not given, for
-    pictures of any size, or when its answers to a random batch differ from Keras' (a network that is not one layer
-    after another)."""
-    if None in model.input_shape[1:]:
-        raise ValueError(f"model {model.name} takes pictures of any size")
-    net = OpenCVNet(model.layers, model.input_shape[1:]).check(model, 0, 255)
-    return lambda batch: net(batch)[0]
 
 
 def predict_probabilities(model, images, tta=TTA, batch_size=INFERENCE_BATCH_SIZE):

@@ -68,16 +68,10 @@ def compile_mtcnn(mtcnn):
 
 
 def opencv_network(model):
-    """One of mtcnn's networks as OpenCV runs it, returning tensors as the Keras model does; None on a GPU machine
-    or when OpenCV cannot run it as Keras does."""
-    if tf.config.list_physical_devices("GPU"):
-        return None
-    try:
-        from emotion.io.opencv_nets import OpenCVNet
-        net = OpenCVNet(model.layers, *MTCNN_INPUTS[type(model).__name__]).check(model, -1, 1)
-    except Exception:  # (onnx missing, OpenCV without dnn, an unknown layer: TensorFlow runs it)
-        return None
-    return lambda images: [tf.convert_to_tensor(out) for out in net(images)]
+    """One of mtcnn's networks as OpenCV runs it, returning tensors as the Keras model does (None: see checked_net)."""
+    from emotion.io.opencv_nets import checked_net
+    net = checked_net(model, *MTCNN_INPUTS[type(model).__name__], -1, 1)
+    return net and (lambda images: [tf.convert_to_tensor(out) for out in net(images)])
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

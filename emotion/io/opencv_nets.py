@@ -5,6 +5,10 @@ networks and of this program's compact and original networks (KNOWN); a network 
 
 import numpy as np
 
+from emotion.io.lazy_import import LazyModule
+
+tf = LazyModule("tensorflow")
+
 OPSET = 13  # the ONNX operator set written (OpenCV 4.8+ reads it)
 KNOWN = ("Conv2D", "Dense", "PReLU", "ReLU", "Activation", "BatchNormalization", "MaxPooling2D", "AveragePooling2D",
          "GlobalAveragePooling2D", "Permute", "Flatten", "Rescaling", "Dropout", "SpatialDropout2D", "GaussianNoise")
@@ -24,13 +28,12 @@ class OpenCVNet:
         self.net = cv2.dnn.readNetFromONNX(np.frombuffer(graph.SerializeToString(), np.uint8))
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self.outputs = [output.name for output in graph.graph.output]
-        self.input_shape = tuple(side or 12 for side in input_shape)  # a size that runs, for an empty batch's shapes
-        self.input_shape_given = tuple(input_shape)
+        self.input_shape = tuple(input_shape)
 
     def check(self, model, low, high):
         """Raise ValueError unless this net answers a random batch (values from `low` to `high`) as the Keras `model`
         does, within 1e-4: a translation that is wrong, or a network that is not one layer after another."""
-        shape = tuple(side or 24 for side in self.input_shape_given)
+        shape = tuple(side or 24 for side in self.input_shape)
         probe = np.random.default_rng(0).uniform(low, high, (2, *shape)).astype(np.float32)
         want = model(probe)
         want = want if isinstance(want, (list, tuple)) else [want]
@@ -41,9 +44,22 @@ class OpenCVNet:
 
     def __call__(self, images):
         if len(images) == 0:  # OpenCV refuses an empty batch; Keras answers it with empty outputs
-            return [out[:0] for out in self(np.zeros((1, *self.input_shape), np.float32))]
+            shape = tuple(side or 12 for side in self.input_shape)  # a size that runs, for the outputs' shapes
+            return [out[:0] for out in self(np.zeros((1, *shape), np.float32))]
         self.net.setInput(np.ascontiguousarray(np.transpose(np.asarray(images, np.float32), (0, 3, 1, 2))))
         return [np.transpose(out, (0, 2, 3, 1)) if out.ndim == 4 else out for out in self.net.forward(self.outputs)]
+
+
+def checked_net(model, input_shape, heads, low, high):
+    """An OpenCVNet of the Keras `model` (see OpenCVNet), checked against it on a random batch (values from `low` to
+    `high`); None where TensorFlow sees a GPU (Keras runs there), or where OpenCV cannot run it as Keras does (no onnx
+    installed, OpenCV without dnn, a layer it does not know, answers that differ)."""
+    if tf.config.list_physical_devices("GPU"):
+        return None
+    try:
+        return OpenCVNet(model.layers, input_shape, heads).check(model, low, high)
+    except Exception:  # TensorFlow runs it, as before
+        return None
 
 
 def onnx_graph(layers, input_shape, heads):
