@@ -85,6 +85,7 @@ LR_SCHEDULE = "plateau"  # "plateau" (the original's ReduceLROnPlateau) or "cosi
 LABEL_SMOOTHING = 0.0  # cross-entropy label smoothing, 0 = off (the original)
 MIXUP = 0.0  # mixup: blend training faces and their targets in pairs, weights from Beta(MIXUP, MIXUP); 0 = off
 WEIGHT_DECAY = 0.0  # decoupled weight decay (AdamW) when above 0; 0 = plain Adam (the original)
+EMA = 0.0  # momentum of an exponential moving average of the weights, validated and saved in their place; 0 = off
 CLASS_WEIGHT = "none"  # "balanced" weights the loss by inverse class frequency; "none" = the original
 TARGETS = "votes"  # with annotators' votes beside the data (prepare --votes): "votes" learns each face's share
 #                    of them (Barsoum et al.'s best), "folders" the one-hot class folder (its vote plurality)
@@ -141,8 +142,9 @@ def build_vgg16(input_shape, num_classes, weights=BASE_WEIGHTS):
 
 
 def build_model(name, input_shape, num_classes, learning_rate, base_weights=BASE_WEIGHTS, label_smoothing=0.0,
-                weight_decay=0.0):
-    """Build and compile one of the architectures; `learning_rate` may be a Keras schedule."""
+                weight_decay=0.0, ema=0.0):
+    """Build and compile one of the architectures; `learning_rate` may be a Keras schedule; `ema` > 0: the
+    optimizer keeps a moving average of the weights with that momentum (safe_training validates and saves it)."""
     if name == "vgg16":
         model = build_vgg16(input_shape, num_classes, base_weights)
     elif name in BASES:
@@ -153,10 +155,11 @@ def build_model(name, input_shape, num_classes, learning_rate, base_weights=BASE
         model = build_cnn(input_shape, num_classes)
     else:
         raise ValueError(f"unknown model {name!r}; build_model knows {', '.join(MODELS)}")
+    average = {"use_ema": True, "ema_momentum": ema} if ema else {}
     if weight_decay:
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **average)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate, **average)
     model.compile(optimizer=optimizer, steps_per_execution=STEPS_PER_EXECUTION,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), metrics=["accuracy"])
     return model
@@ -203,7 +206,7 @@ def make_training_run(args, strategy, splits, class_names, image):
     input_shape = (image["image_size"], image["image_size"], 1 if image["color"] == "grayscale" else 3)
     with strategy.scope():
         model = build_model(args.model, input_shape, num_classes, learning_rate, args.base_weights,
-                            args.label_smoothing, args.weight_decay)
+                            args.label_smoothing, args.weight_decay, args.ema)
         if args.initial_model:
             start_from(model, args.initial_model)
     metadata = {"class_names": class_names, **image, "model": args.model, "trained_on": data_label(args.data),
@@ -413,7 +416,8 @@ def check_train_options(args, trained):
     """Refuse option combinations that cannot work, and check the data set's layout (only test/ if not `trained`)."""
     # float16: Keras' LossScaleOptimizer fails under MultiWorkerMirroredStrategy (docs/design.md)
     single_machine = [flag for flag, on in (("--resume", args.resume), ("--cache-features", args.cache_features),
-                                            ("--precision float16", args.precision == "float16")) if on]
+                                            ("--precision float16", args.precision == "float16"),
+                                            ("--ema", args.ema)) if on]
     if args.distribute == "multiworker" and single_machine:
         raise UserError(f"{single_machine[0]} does not work with --distribute multiworker; leave one of them out")
     if args.cache_features and args.model != "vgg16":
@@ -539,6 +543,9 @@ def add_train_arguments(train):
                        help="mixup: blend training faces and targets in pairs, weights from Beta(ALPHA, ALPHA); 0: off")
     train.add_argument("--weight-decay", type=float_in_range(0, math.inf, high_included=False), default=WEIGHT_DECAY,
                        help="AdamW decoupled weight decay; 0 uses plain Adam")
+    train.add_argument("--ema", type=float_in_range(0, 1, high_included=False), default=EMA, metavar="MOMENTUM",
+                       help="validate, checkpoint and save an exponential moving average of the weights, updated each "
+                            "step with this momentum (e.g. 0.999); 0: off")
     train.add_argument("--cache-features", action="store_true", default=CACHE_FEATURES,
                        help=f"vgg16: fit the head on the frozen base's stored outputs ({FEATURE_VIEWS} views a face)")
     train.add_argument("--distribute", default=DISTRIBUTE, choices=("auto", "mirrored", "multiworker", "none"),

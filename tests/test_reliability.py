@@ -316,6 +316,21 @@ def test_resume_continues_early_stopping_and_reduce_lr_where_they_were(tmp_path)
                                                                    before)] == before
 
 
+def test_ema_validates_and_saves_the_averaged_weights_not_those_being_trained(tmp_path):
+    """--ema: each epoch's val_loss is the moving average's, and the saved model is the best epoch's average, not the
+    weights being trained at that epoch's end."""
+    _, ds, model_path, out = tiny_run(tmp_path)
+    model = er.build_model("cnn", (48, 48, 1), 2, 1e-3, ema=0.9)
+    kernel = model.trainable_weights[0]
+    trained = []  # the first kernel being trained, at each epoch's end (this callback comes before the swap)
+    seen = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: trained.append(kernel.numpy().copy()))
+    history = er.train_model(run_of(model, ds), [seen, *er.make_callbacks()], 4, model_path, out)
+    best = int(np.argmin(history["val_loss"]))
+    saved, _ = er.load_trained_model(model_path)
+    assert saved.evaluate(ds, verbose=0)[0] == pytest.approx(history["val_loss"][best], rel=1e-4)
+    assert np.abs(saved.trainable_weights[0].numpy() - trained[best]).max() > 1e-4
+
+
 @pytest.mark.parametrize("change, said", [
     ({"image_size": 64}, "was trained with --image-size 48, this one with 64"),
     ({"normalize": "equalize"}, "--normalize none, this one with equalize"),

@@ -363,6 +363,7 @@ def test_a_run_whose_loss_becomes_nan_keeps_the_model_file(tmp_path, capsys):
     (("--label-smoothing", "nan"), "--label-smoothing"), (("--weight-decay", "-1"), "--weight-decay"),
     (("--weight-decay", "inf"), "--weight-decay"), (("--learning-rate", "inf"), "--learning-rate"),
     (("--mixup", "-0.1"), "--mixup: must be from 0 to 1"), (("--mixup", "2"), "--mixup"), (("--mixup", "nan"), "--mixup"),
+    (("--ema", "1"), "--ema: must be from 0 to 1 (excluded)"), (("--ema", "-0.5"), "--ema"),
     (("--learning-rate", "nan"), "--learning-rate"), (("--model-path", "M.H5"), "expected a .h5 file"),
     (("prepare", "--source", "x", "--out", "y", "--seed", "-1"), "--seed"),
 ])

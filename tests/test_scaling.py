@@ -148,7 +148,8 @@ def test_two_workers_on_localhost_train_one_model(synthetic_data, tmp_path):
 @pytest.mark.parametrize("extra, message", [((), "TF_CONFIG"), (("--resume",), "--resume"),
                                             (("--mixed-precision",), "--precision float16"),
                                             (("--precision", "float16"), "--precision float16"),
-                                            (("--cache-features", "--model", "vgg16"), "--cache-features")])
+                                            (("--cache-features", "--model", "vgg16"), "--cache-features"),
+                                            (("--ema", "0.99"), "--ema")])
 def test_multiworker_mistakes_are_one_line(synthetic_data, tmp_path, extra, message):
     result = run_cli("--data", synthetic_data, "--distribute", "multiworker", *extra, "--no-show",
                      "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "out")

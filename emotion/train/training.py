@@ -40,7 +40,7 @@ def safe_training(run, callbacks, model_path, output_dir, resume=False):
     """Around fit and save: yields the callbacks to add after `callbacks` (the run's own, with its EarlyStopping and
     ReduceLROnPlateau, whose counters --resume carries over). Before: an earlier run's leftovers cleared (or, with
     `resume`, checked to be this run's) and the free space checked. The callbacks: --resume's per-epoch backup, the
-    best-model checkpoint, history.csv, a stop at the first NaN, the counters' state, and at the end the check that
+    averaged weights put in the model (build_model's `ema`), the best-model checkpoint, history.csv, a stop at the first NaN, the counters' state, and at the end the check that
     the run converged and the best epoch of the whole run given back to the model; Ctrl-C waits for a step boundary
     (the last callback). A failure becomes one sentence and `model_path` keeps its old model or, after Ctrl-C, the
     best epoch so far; on success the checkpoint goes once the block (the save) is done."""
@@ -55,12 +55,22 @@ def safe_training(run, callbacks, model_path, output_dir, resume=False):
     multiworker = isinstance(run.model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     with fit_failures_explained(model_path, checkpoint_path, resume), ctrl_c_between_steps() as interrupt_point:
         yield [*([] if multiworker else [backup_callback(checkpoint_path)]),
+               *averaged_weights_shown(run.fitted),  # after the backup (the run's true state), before the rest
                *record_callbacks(run.model, checkpoint_path, output_dir, run.metadata, best_val_loss),
                resumable_state(backup, identity, callbacks, resume),
                best_epoch_kept(run.model, checkpoint_path, model_path, keep=not multiworker),
                interrupt_point]  # last: after the epoch-end saves
     if os.path.exists(checkpoint_path):
         os.remove(checkpoint_path)
+
+
+def averaged_weights_shown(fitted):
+    """With an optimizer that keeps a moving average of the weights (build_model's `ema`): Keras' SwapEMAWeights,
+    which puts the average in the model for validation and from each epoch's end to the next epoch's start, so the
+    callbacks after it (the best-model checkpoint, and so the saved model) see the averaged weights. Placed after
+    --resume's backup, which keeps the weights being trained and the average where the optimizer holds them."""
+    optimizer = getattr(fitted.optimizer, "inner_optimizer", fitted.optimizer)  # float16 wraps it in loss scaling
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if optimizer.use_ema else []
 
 
 def best_epoch_kept(model, checkpoint_path, model_path, keep=True):
