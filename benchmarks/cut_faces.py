@@ -21,6 +21,7 @@ import emotion.core.detection as F  # noqa: E402
 from detectors import load_portraits  # noqa: E402
 
 FRACTIONS = (0.25, 0.3, 0.35, 0.4)  # fractions of the face's box outside the picture
+SIDES = ("left", "right", "top", "bottom")  # the side of the face cut off
 
 
 def cut(image, box, fraction, side):
@@ -44,19 +45,24 @@ def main():
     parser.add_argument("folder", nargs="?", default=os.path.join("..", "shared", "datasets", "webfaces-dev"))
     parser.add_argument("--portraits", type=int, default=60, help="portraits taken from the folder")
     parser.add_argument("--detector", default=F.DETECTOR, choices=F.DETECTORS)
+    parser.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS, metavar="F",
+                        help="fractions of the face's box outside the picture")
     args = parser.parse_args()
     portraits = load_portraits(args.folder, args.portraits)
     detector = F.load_face_detector(args.detector)
-    for fraction in FRACTIONS:
+    for fraction in args.fractions:
         found = false = total = 0
+        by_side = dict.fromkeys(SIDES, 0)
         for image, box in portraits:
-            for side in ("left", "right", "top", "bottom"):
+            for side in SIDES:
                 picture, (vx, vy, vw, vh) = cut(image, box, fraction, side)
                 boxes = [f["box"] for f in F.detect_faces(detector, np.ascontiguousarray(picture))]
                 hits = [b for b in boxes if vx <= b[0] + b[2] / 2 <= vx + vw and vy <= b[1] + b[3] / 2 <= vy + vh]
                 found, false, total = found + bool(hits), false + len(boxes) - min(len(hits), 1), total + 1
-        print(f"{args.detector}, {fraction:.0%} of the face outside: {found}/{total} found ({found / total:.0%}), "
-              f"{false} false boxes", flush=True)
+                by_side[side] += bool(hits)
+        sides = ", ".join(f"{side} {count}" for side, count in by_side.items())
+        print(f"{args.detector}, {fraction:.0%} of the face outside: {found}/{total} found ({found / total:.0%}; "
+              f"{sides} of {len(portraits)}), {false} false boxes", flush=True)
 
 
 if __name__ == "__main__":
