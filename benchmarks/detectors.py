@@ -68,7 +68,7 @@ def mtcnn_with(max_side=F.MTCNN_MAX_SIDE, **settings):
 
     def detect(image):
         small, scale = scaled(image, max_side)
-        boxes = run(small) or run(small, int(F.DETECT_PAD * max(small.shape[:2])))
+        boxes = run(small) or run(small, int(F.LOOKS_AGAIN[0][0] * max(small.shape[:2])))
         return [[v / scale for v in box] for box in boxes]
     return detect
 

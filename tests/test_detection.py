@@ -336,24 +336,29 @@ def test_mtcnn_plus_hog_runs_its_hog_pass_beside_mtcnn_when_opencv_has_cores(thr
 
 
 @pytest.mark.parametrize("name, outside, side", [("camera", 0.4, "left"), ("camera", 0.4, "top"),
-                                                 ("astronaut", 0.45, "right"), ("astronaut", 0.45, "top")])
+                                                 ("astronaut", 0.45, "right"), ("astronaut", 0.45, "top"),
+                                                 ("astronaut", 0.6, "left")])
 def test_a_face_cut_by_the_frame_is_found(detector, name, outside, side):
-    """A portrait cut so 40-45 % of the face's box lies outside the picture: mtcnn finds nothing on the photo nor
-    with its edge pixels repeated, so it looks again with the photo mirrored into the border (the face made whole)."""
+    """A portrait cut so 40-60 % of the face's box lies outside the picture: mtcnn finds nothing on the photo nor
+    with its edge pixels repeated, so it looks again with the photo mirrored into the border (the face made whole),
+    the astronaut cut 60 % only with the widest border, on the smallest copy."""
     image = real_photo(name)
     (face,) = detect_faces(detector, image)
     x, y, w, h = face["box"]
-    cut = {"left": image[:, int(x + outside * w):], "right": image[:, :int(x + (1 - outside) * w)],
-           "top": image[int(y + outside * h):]}[side]
+    x0, x1, y0 = int(x + outside * w), int(x + (1 - outside) * w), int(y + outside * h)
+    cut = {"left": image[:, x0:], "right": image[:, :x1], "top": image[y0:]}[side]
+    visible = {"left": (0, y, x + w - x0, h), "right": (x, y, x1 - x, h), "top": (x, 0, w, y + h - y0)}[side]
     (found,) = detect_faces(detector, np.ascontiguousarray(cut))
     fx, fy, fw, fh = found["box"]
     assert {"left": fx, "right": cut.shape[1] - fx - fw, "top": fy}[side] <= 2  # it reaches the cut edge
+    vx, vy, vw, vh = visible
+    assert vx <= fx + fw / 2 <= vx + vw and vy <= fy + fh / 2 <= vy + vh  # on the face's part still in the picture
 
 
 def test_the_looks_with_a_border_run_on_a_smaller_copy():
-    """A photo with no face costs three mtcnn calls; the second and third (a border of repeated, then mirrored, edge
-    pixels: for close-ups and faces cut by the edge, large ones) look at a copy at most LOOK_AGAIN_MAX_SIDE px."""
-    from emotion.core.detection import DETECT_PAD, MTCNN_MAX_SIDE
+    """A photo with no face costs four mtcnn calls; the later three (a border of repeated, then mirrored, edge
+    pixels: for close-ups and faces cut by the edge, large ones) look at copies smaller than the first's."""
+    from emotion.core.detection import LOOKS_AGAIN, MTCNN_MAX_SIDE
     name, mtcnn = load_face_detector("mtcnn")
     sides = []
 
@@ -363,8 +368,9 @@ def test_the_looks_with_a_border_run_on_a_smaller_copy():
             return mtcnn.detect_faces(image, **kwargs)
 
     assert detect_faces((name, Recording()), real_photo("coffee")) == []
-    assert sides[0] == MTCNN_MAX_SIDE and len(sides) == 3 and sides[1] == sides[2]
-    assert sides[1] / (1 + 2 * DETECT_PAD) <= 0.7 * MTCNN_MAX_SIDE  # the photo inside the border: a smaller copy
+    assert sides[0] == MTCNN_MAX_SIDE and len(sides) == 4 and sides[1] == sides[2]
+    inside = [round(side / (1 + 2 * border)) for side, (border, _, _) in zip(sides[1:], LOOKS_AGAIN)]
+    assert inside[0] <= 0.7 * MTCNN_MAX_SIDE and inside[2] <= 0.45 * MTCNN_MAX_SIDE  # the photo inside the border
 
 
 def test_mtcnn_plus_hog_keeps_out_weak_hog_boxes():

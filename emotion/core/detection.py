@@ -17,17 +17,17 @@ DETECTORS = ("mtcnn", "mtcnn+hog", "haar")  # --detector's choices; "mtcnn+hog" 
 # finds and mtcnn does not (tilted, large, cut by the edge in group photos; docs/detection.md); "haar" as the original
 MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
 HOG_MIN_SCORE = 0.3  # mtcnn+hog: HOG boxes scored below this are dropped (a false box at 0.16, docs/detection.md)
-DETECT_PAD = 0.25  # mtcnn misses faces that fill the photo or are cut by its edge: when it finds none, it looks
-# again with this border (edge pixels repeated), then, still none, with the photo mirrored into it (a face cut by
-# the edge is made whole; mirrored first, 2 close-ups of 153 were lost; docs/detection.md)
+LOOKS_AGAIN = ((0.25, False, 320), (0.25, True, 320), (0.5, True, 200))  # mtcnn misses faces that fill the photo
+# or are cut by its edge: when it finds none, it looks again, in turn until one finds a face, with a border (this
+# fraction of the copy's long side) of edge pixels repeated, or (True) of the photo mirrored into it (a face cut by
+# the edge is made whole; mirrored first, 2 close-ups of 153 were lost), on a copy at most this large: these faces are
+# large (a third less CPU on a photo with no face); the widest border last, so mtcnn's smallest scale fits a face cut
+# by the edge that fills the photo's short side (docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
 DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
 MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo), for less CPU
-LOOK_AGAIN_MAX_SIDE = 320  # mtcnn's second and third looks (with a border) on a copy at most this large: they are
-# for faces that fill the photo or are cut by its edge, large ones; a third less CPU on a photo with no face, the same
-# faces found (docs/detection.md)
 FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
 MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
 FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
@@ -93,12 +93,12 @@ def find_faces(name, model, image, max_side):
         # Not mtcnn 1.0's min_face_size: above 20 it loses faces (a pyramid level under 12 px makes it
         # return none); the photo is scaled down instead.
         found = run_mtcnn(model, small)
-        if not found:
-            again, again_scale = scale_down(small, LOOK_AGAIN_MAX_SIDE)
-            pad = int(DETECT_PAD * max(again.shape[:2]))
-            found = run_mtcnn(model, again, pad) or run_mtcnn(model, again, pad, mirror=True)
-            found = [([v / again_scale for v in box], [[v / again_scale for v in eye] for eye in eyes])
-                     for box, eyes in found]
+        for border, mirror, look_max_side in LOOKS_AGAIN:
+            if found:
+                break
+            again, again_scale = scale_down(small, look_max_side)
+            found = [([v / again_scale for v in box], [[v / again_scale for v in eye] for eye in eyes]) for box, eyes
+                     in run_mtcnn(model, again, int(border * max(again.shape[:2])), mirror)]
     elif name == "hog":
         found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model.run(small, 0, HOG_MIN_SCORE)[0]]
     else:
