@@ -331,6 +331,25 @@ def test_ema_validates_and_saves_the_averaged_weights_not_those_being_trained(tm
     assert np.abs(saved.trainable_weights[0].numpy() - trained[best]).max() > 1e-4
 
 
+def test_resume_with_ema_continues_from_the_weights_being_trained_not_their_average(tmp_path):
+    """--ema and --resume: the backup keeps the weights being trained (the average stays in the optimizer), so the
+    resumed run's first step starts from them, not from the average the checkpoint was given."""
+    _, ds, model_path, out = tiny_run(tmp_path)
+    model = er.build_model("cnn", (48, 48, 1), 2, 1e-3, ema=0.9)
+    kernel, trained = model.trainable_weights[0], []  # at each epoch's end (this callback comes before the swap)
+    seen = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: trained.append(kernel.numpy().copy()))
+    interrupted_at_epoch(model, 2)
+    with pytest.raises(UserError, match="best model so far"):
+        er.train_model(run_of(model, ds), [seen, *er.make_callbacks()], 4, model_path, out)
+    averaged = er.load_trained_model(model_path)[0].trainable_weights[0].numpy()  # the best epoch's average
+    resumed = er.build_model("cnn", (48, 48, 1), 2, 1e-3, ema=0.9)
+    first = []
+    start = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: first or first.append(resumed.trainable_weights[0].numpy().copy()))
+    er.train_model(run_of(resumed, ds), [start, *er.make_callbacks()], 4, model_path, out, resume=True)
+    assert np.abs(first[0] - trained[1]).max() < 1e-6 and np.abs(trained[1] - averaged).max() > 1e-4
+
+
 @pytest.mark.parametrize("change, said", [
     ({"image_size": 64}, "was trained with --image-size 48, this one with 64"),
     ({"normalize": "equalize"}, "--normalize none, this one with equalize"),

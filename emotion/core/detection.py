@@ -66,8 +66,7 @@ def run_mtcnn(mtcnn, image, pad=0, mirror=False):
     height, width = image.shape[:2]
     if min(height, width) < 12:  # below PNet's 12 px window there is nothing to find
         return []
-    if pad:
-        mirror = mirror and min(height, width) > pad  # a thin strip cannot be mirrored that far
+    if pad:  # a border wider than the photo mirrors it again and again (a face cut from a tall photo made whole)
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101 if mirror else
                                    cv2.BORDER_REPLICATE)
     faces = []
