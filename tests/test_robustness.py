@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import struct
 import time
 import zlib
@@ -460,3 +461,16 @@ def test_training_stops_before_it_starts_when_the_disk_is_too_full(tiny_model, t
     monkeypatch.setattr("emotion.train.recovery.shutil.disk_usage", lambda folder: type("Usage", (), {"free": 2**20})())
     with pytest.raises(UserError, match=r"training needs about \d+ MB free in .* but 1 MB are free"):
         check_free_space(tiny_model, str(tmp_path / "m.h5"))
+
+
+def test_the_free_space_training_needs_counts_the_average_of_the_weights_with_ema(tmp_path, monkeypatch):
+    """The per-epoch backup holds one more copy of the weights with --ema: 10 copies in all instead of 8."""
+    needs = []
+    for ema in (0.0, 0.99):
+        free = type("Usage", (), {"free": 0})()
+        monkeypatch.setattr("emotion.train.recovery.shutil.disk_usage", lambda folder: free)
+        model = er.build_model("compact", (48, 48, 1), 7, 1e-3, ema=ema)
+        with pytest.raises(UserError) as error:
+            check_free_space(model, str(tmp_path / "m.h5"))
+        needs.append(int(re.search(r"needs about (\d+) MB", str(error.value)).group(1)))
+    assert needs[1] == pytest.approx(needs[0] * 10 / 8, abs=1)

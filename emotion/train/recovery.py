@@ -90,9 +90,11 @@ def ctrl_c_between_steps():
 
 def check_free_space(model, model_path):
     """Stop before training when the model's folder cannot hold what training writes there: the per-epoch
-    backup (weights and Adam's two moments, twice), the checkpoint and the temporary model file. A disk
-    that fills mid-write leaves h5py in a state that can crash the interpreter."""
-    need = model.count_params() * 4 * (3 * 2 + 2)
+    backup (weights, Adam's two moments and with --ema the average, twice), the checkpoint and the temporary model
+    file. A disk that fills mid-write leaves h5py in a state that can crash the interpreter."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # float16 wraps it in loss scaling
+    copies = 4 if getattr(optimizer, "use_ema", False) else 3
+    need = model.count_params() * 4 * (copies * 2 + 2)
     folder = os.path.dirname(os.path.abspath(model_path))
     free = shutil.disk_usage(folder).free
     if free < need:
