@@ -17,7 +17,7 @@ DETECTORS = ("mtcnn", "mtcnn+hog", "haar")  # --detector's choices; "mtcnn+hog" 
 # finds and mtcnn does not (tilted, large, cut by the edge in group photos; docs/detection.md); "haar" as the original
 MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
 HOG_MIN_SCORE = 0.3  # mtcnn+hog: HOG boxes scored below this are dropped (a false box at 0.16, docs/detection.md)
-LOOKS_AGAIN = ((0.25, False, 320), (0.25, True, 320), (0.5, True, 200))  # mtcnn misses faces that fill the photo
+LOOKS_AGAIN = ((0.25, False, 320), (0.35, True, 240), (0.5, True, 160))  # mtcnn misses faces that fill the photo
 # or are cut by its edge: when it finds none, it looks again, in turn until one finds a face, with a border (this
 # fraction of the copy's long side) of edge pixels repeated, or (True) of the photo mirrored into it (a face cut by
 # the edge is made whole; mirrored first, 2 close-ups of 153 were lost), on a copy at most this large: these faces are
