@@ -92,8 +92,7 @@ def check_free_space(model, model_path):
     """Stop before training when the model's folder cannot hold what training writes there: the per-epoch
     backup (weights, Adam's two moments and with --ema the average, twice), the checkpoint and the temporary model
     file. A disk that fills mid-write leaves h5py in a state that can crash the interpreter."""
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # float16 wraps it in loss scaling
-    copies = 4 if getattr(optimizer, "use_ema", False) else 3
+    copies = 4 if getattr(plain_optimizer(model), "use_ema", False) else 3
     need = model.count_params() * 4 * (copies * 2 + 2)
     folder = os.path.dirname(os.path.abspath(model_path))
     free = shutil.disk_usage(folder).free
@@ -113,9 +112,14 @@ def check_training_files(args, trained):
     return {**inputs, "the model (--model-path)": args.model_path}
 
 
+def plain_optimizer(model):
+    """`model`'s optimizer, unwrapped from the loss scaling float16 puts around it."""
+    return getattr(model.optimizer, "inner_optimizer", model.optimizer)
+
+
 def run_identity(fitted, metadata):
     """What a --resume must not change, keyed by the option that sets it: the model, its input and its optimizer."""
-    optimizer = getattr(fitted.optimizer, "inner_optimizer", fitted.optimizer)  # float16 wraps it in loss scaling
+    optimizer = plain_optimizer(fitted)
     return {"--model": metadata.get("model"), "--image-size": metadata.get("image_size"),
             "--color": metadata.get("color"), "--normalize": metadata.get("normalize"),
             "--data (its classes)": metadata.get("class_names"), "--targets": metadata.get("targets", "folders"),

@@ -16,8 +16,8 @@ from emotion.core.model_files import load_trained_model, save_model
 from emotion.io.errors import UserError
 from emotion.io.lazy_import import LazyModule
 from emotion.train.recovery import (backup_path_for, check_free_space, check_resume_matches, checkpoint_path_for,
-                                    ctrl_c_between_steps, keep_best_epoch, resumable_state, run_identity,
-                                    start_or_resume)
+                                    ctrl_c_between_steps, keep_best_epoch, plain_optimizer, resumable_state,
+                                    run_identity, start_or_resume)
 
 keras = LazyModule("keras")
 tf = LazyModule("tensorflow")
@@ -40,10 +40,11 @@ def safe_training(run, callbacks, model_path, output_dir, resume=False):
     """Around fit and save: yields the callbacks to add after `callbacks` (the run's own, with its EarlyStopping and
     ReduceLROnPlateau, whose counters --resume carries over). Before: an earlier run's leftovers cleared (or, with
     `resume`, checked to be this run's) and the free space checked. The callbacks: --resume's per-epoch backup, the
-    averaged weights put in the model (build_model's `ema`), the best-model checkpoint, history.csv, a stop at the first NaN, the counters' state, and at the end the check that
-    the run converged and the best epoch of the whole run given back to the model; Ctrl-C waits for a step boundary
-    (the last callback). A failure becomes one sentence and `model_path` keeps its old model or, after Ctrl-C, the
-    best epoch so far; on success the checkpoint goes once the block (the save) is done."""
+    averaged weights put in the model (build_model's `ema`), the best-model checkpoint, history.csv, a stop at the
+    first NaN, the counters' state, and at the end the check that the run converged and the best epoch of the whole
+    run given back to the model; Ctrl-C waits for a step boundary (the last callback). A failure becomes one sentence
+    and `model_path` keeps its old model or, after Ctrl-C, the best epoch so far; on success the checkpoint goes once
+    the block (the save) is done."""
     checkpoint_path = checkpoint_path_for(model_path)
     best_val_loss = start_or_resume(checkpoint_path, os.path.join(output_dir, "history.csv"), resume, model_path)
     backup, identity = backup_path_for(checkpoint_path), run_identity(run.fitted, run.metadata)
@@ -69,8 +70,7 @@ def averaged_weights_shown(fitted):
     which puts the average in the model for validation and from each epoch's end to the next epoch's start, so the
     callbacks after it (the best-model checkpoint, and so the saved model) see the averaged weights. Placed after
     --resume's backup, which keeps the weights being trained and the average where the optimizer holds them."""
-    optimizer = getattr(fitted.optimizer, "inner_optimizer", fitted.optimizer)  # float16 wraps it in loss scaling
-    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if optimizer.use_ema else []
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if plain_optimizer(fitted).use_ema else []
 
 
 def best_epoch_kept(model, checkpoint_path, model_path, keep=True):
