@@ -21,8 +21,8 @@ LOOKS_AGAIN = ((0.25, False, 320), (0.35, True, 240), (0.5, True, 160))  # mtcnn
 # or are cut by its edge: when it finds none, it looks again, in turn until one finds a face, with a border (this
 # fraction of the copy's long side) of edge pixels repeated, or (True) of the photo mirrored into it (a face cut by
 # the edge is made whole; mirrored first, 2 close-ups of 153 were lost), on a copy at most this large: these faces are
-# large (a third less CPU on a photo with no face); the widest border last, so mtcnn's smallest scale fits a face cut
-# by the edge that fills the photo's short side (docs/detection.md)
+# large, so small copies find them for less CPU on a photo with no face; the widest border last, so mtcnn's smallest
+# scale fits a face cut by the edge that fills the photo's short side (docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
