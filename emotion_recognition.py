@@ -89,6 +89,7 @@ EMA = 0.0  # momentum of an exponential moving average of the weights, validated
 CLASS_WEIGHT = "none"  # "balanced" weights the loss by inverse class frequency; "none" = the original
 TARGETS = "votes"  # with annotators' votes beside the data (prepare --votes): "votes" learns each face's share
 #                    of them (Barsoum et al.'s best), "folders" the one-hot class folder (its vote plurality)
+FOLDER_WEIGHT = 0.0  # with votes: each training face learns this much of its folder's class, the rest of its votes
 STEPS_PER_EXECUTION = 8  # training steps per call into TensorFlow: less Python overhead per step for small models
 EARLY_STOPPING_PATIENCE = 5  # epochs without val_loss improvement before stopping
 REDUCE_LR_PATIENCE = 3  # epochs without val_loss improvement before halving the learning rate
@@ -214,8 +215,10 @@ def make_training_run(args, strategy, splits, class_names, image):
     augment = make_augmentation(args.augment, image["normalize"])  # "photo" ends with the model's normalisation
     targets = {split: splits[split][1] for split in ("train", "val")}
     if args.targets == "votes":
-        targets = vote_targets(args.data, splits, class_names) or targets
+        targets = vote_targets(args.data, splits, class_names, args.folder_weight) or targets
     metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
+    if metadata["targets"] == "votes" and args.folder_weight:
+        metadata["targets"] = f"votes, folder weight {args.folder_weight:g}"
     class_weight = balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None
     if args.cache_features:
         start = time.perf_counter()
@@ -541,6 +544,9 @@ def add_train_arguments(train):
                        help="label smoothing (0 to 1, 1 excluded)")
     train.add_argument("--mixup", type=float_in_range(0, 1), default=MIXUP, metavar="ALPHA",
                        help="mixup: blend training faces and targets in pairs, weights from Beta(ALPHA, ALPHA); 0: off")
+    train.add_argument("--folder-weight", type=float_in_range(0, 1), default=FOLDER_WEIGHT, metavar="W",
+                       help="with votes (prepare --votes): each training face learns W of its folder's class and 1-W "
+                            "of its vote shares (prepare --votes --train-folders source keeps the source's classes)")
     train.add_argument("--weight-decay", type=float_in_range(0, math.inf, high_included=False), default=WEIGHT_DECAY,
                        help="AdamW decoupled weight decay; 0 uses plain Adam")
     train.add_argument("--ema", type=float_in_range(0, 1, high_included=False), default=EMA, metavar="MOMENTUM",

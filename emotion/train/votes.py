@@ -133,9 +133,11 @@ def annotator_agreement(votes, predictions, classes):
     return float(shares[np.arange(len(predictions)), predictions][has_votes].mean()) if has_votes.any() else None
 
 
-def vote_targets(data_dir, splits, class_names):
+def vote_targets(data_dir, splits, class_names, folder_weight=0.0):
     """{split: each face's share of the annotators' votes among class_names} for train and val, when the data set
-    has a votes file (prepare --votes); else None. A face with no vote among the classes keeps its folder's class."""
+    has a votes file (prepare --votes); else None. A face with no vote among the classes keeps its folder's class.
+    folder_weight W: a training face learns W of its folder's class and 1 - W of its shares (validation: the shares
+    alone), for train folders that hold another labelling than the votes' plurality (--train-folders source)."""
     path = find_votes_file(data_dir)
     if path is None:
         return None
@@ -151,8 +153,12 @@ def vote_targets(data_dir, splits, class_names):
         if not has_votes.all():
             print(f"Warning: {(~has_votes).sum()} {split} face(s) have no votes among {','.join(class_names)} in "
                   f"{path}; each learns its folder's class")
+        if split == "train" and folder_weight:
+            shares = (1 - folder_weight) * shares + folder_weight * np.eye(len(class_names), dtype=np.float32)[labels]
         targets[split] = shares
-    print(f"Targets: each face's share of the annotators' votes in {path} (--targets folders: the class folders)")
+    blend = f", {folder_weight:g} of the folder's class in training" if folder_weight else ""
+    print(f"Targets: each face's share of the annotators' votes in {path}{blend} (--targets folders: the class "
+          "folders)")
     return targets
 
 
