@@ -180,6 +180,12 @@ def test_training_targets_are_the_vote_shares(voted_data):
     targets = er.vote_targets(voted_data, {s: er.load_folder(os.path.join(voted_data, s), four, 48, "grayscale",
                                                              "none") for s in ("train", "val")}, four)
     np.testing.assert_allclose(targets["train"][0], [0.7, 0, 0.3, 0])
+    # --folder-weight: a training face learns 0.4 of its folder's class (angry), validation the shares alone
+    blended = er.vote_targets(voted_data, {s: er.load_folder(os.path.join(voted_data, s), four, 48, "grayscale",
+                                                             "none") for s in ("train", "val")}, four, 0.4)
+    np.testing.assert_allclose(blended["train"], 0.6 * targets["train"] + 0.4 * np.eye(4)[[0] * 6 + [1] * 6 + [3] * 6])
+    np.testing.assert_allclose(blended["train"][0], [0.82, 0, 0.18, 0])
+    np.testing.assert_allclose(blended["val"], targets["val"])
     _, batch = next(iter(er.make_dataset(splits["train"][0], targets["train"], 3, 4)))
     np.testing.assert_allclose(batch.numpy()[0], targets["train"][0])
 
@@ -203,15 +209,21 @@ def test_mixup_blends_faces_and_their_vote_shares_alike():
     np.testing.assert_allclose(plain, levels.astype(np.uint8))
 
 
-def test_train_takes_mixup_to_its_training_data_only(voted_data, tmp_path, capsys, monkeypatch):
+def test_train_takes_mixup_and_the_folder_weight_to_its_training_data_only(voted_data, tmp_path, capsys,
+                                                                           monkeypatch):
     import emotion_recognition as er
     asked, make_dataset = [], er.make_dataset
     monkeypatch.setattr(er, "make_dataset", lambda *a, **k: asked.append(k.get("mixup", 0.0)) or make_dataset(*a, **k))
-    code, _, error = run_main(capsys, "--data", voted_data, "--train-again", "--epochs", "1", "--mixup", "0.3",
-                              "--model-path", tmp_path / "m.h5", "--output-dir", tmp_path / "r", "--no-show",
-                              "--precision", "float32")
+    code, stdout, error = run_main(capsys, "--data", voted_data, "--train-again", "--epochs", "1", "--mixup", "0.3",
+                                   "--folder-weight", "0.4", "--model-path", tmp_path / "m.h5", "--output-dir",
+                                   tmp_path / "r", "--no-show", "--precision", "float32")
     assert code == 0, error
     assert asked[:2] == [0.3, 0.0]  # train, then val
+    assert "0.4 of the folder's class in training" in stdout
+    assert read_metadata(str(tmp_path / "m.h5"))["targets"] == "votes, folder weight 0.4"
+    code, _, error = run_main(capsys, "--data", voted_data, "--train-again", "--targets", "folders", "--folder-weight",
+                              "0.4", "--model-path", tmp_path / "m2.h5", "--output-dir", tmp_path / "r2", "--no-show")
+    assert code != 0 and "--folder-weight blends each face's votes" in error and not (tmp_path / "m2.h5").exists()
 
 
 @pytest.mark.slow  # trains twice
