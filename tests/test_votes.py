@@ -127,6 +127,29 @@ def test_prepare_folder_with_votes_keeps_its_splits_and_refiles_faces(tmp_path, 
     assert sorted(os.listdir(tmp_path / "out" / "train")) == ["neutral", "sad"]
 
 
+def test_prepare_can_keep_training_faces_in_their_source_folders(tmp_path, capsys):
+    """--train-folders source: training faces stay under the source's class (train --folder-weight learns a share of
+    it), keyed so in votes.csv; val and test go by the votes; without votes it is refused."""
+    source, votes = folder_with_votes(tmp_path)
+    out = tmp_path / "out"
+    code, _, error = run_main(capsys, "prepare", "--source", source, "--votes", votes, "--out", out,
+                              "--train-folders", "source")
+    assert code == 0, error
+    assert {key: n for key, n in files_of(out).items() if key[0] == "train"} == \
+        {("train", "angry"): 6, ("train", "happy"): 6, ("train", "sad"): 6}
+    assert {key: n for key, n in files_of(out).items() if key[0] != "train"} == \
+        {("val", "neutral"): 6, ("val", "sad"): 6, ("test", "neutral"): 6, ("test", "sad"): 6}
+    with open(out / VOTES_FILE, newline="") as f:
+        rows = {row["path"]: row for row in csv.DictReader(f)}
+    assert len(rows) == 42 and all(os.path.isfile(out / path) for path in rows)
+    sources = {os.path.relpath(os.path.join(root, name), source): name for root, _, names in os.walk(source)
+               for name in names}
+    assert all(path in sources for path in rows if path.startswith("train/"))  # the same split/class/name
+    code, _, error = run_main(capsys, "prepare", "--source", source, "--out", tmp_path / "plain", "--train-folders",
+                              "source")
+    assert code == 1 and "give --votes or --ferplus" in error and not (tmp_path / "plain").exists()
+
+
 @pytest.mark.parametrize("edit,fragment", [
     (lambda lines: lines[:-1], "has no votes for 1 of 42 images"),
     (lambda lines: lines + ["train/angry/elsewhere.png," + ",".join("1" * 10)], "1 row(s) for images that are not"),

@@ -20,6 +20,7 @@ from emotion.train.splits import GROUP_PATTERN, ORIGINAL_CLASSES, canonical_clas
 from emotion.train.votes import VOTE_NAMES, VOTES_FILE, plurality, read_csv_rows, write_votes
 
 SEED = 42  # seeds the stratified split
+TRAIN_FOLDERS = "votes"  # with votes, training faces are filed under their plurality ("source": the source's class)
 SEVEN_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # prepare's default with votes
 
 
@@ -41,6 +42,9 @@ def add_arguments(parser):
                              "under its vote plurality and keep the votes for training (default classes: seven)")
     parser.add_argument("--ferplus", metavar="fer2013new.csv",
                         help="FER+'s votes for --source fer2013.csv, row for row: as --votes")
+    parser.add_argument("--train-folders", choices=("votes", "source"), default=TRAIN_FOLDERS,
+                        help="with votes: file training faces under their vote plurality, or under the source's own "
+                             "class (for train --folder-weight); val and test go by the votes either way")
 
 
 def read_votes_for_items(items, source, votes_path=None, ferplus_path=None):
@@ -74,26 +78,29 @@ def read_votes_for_items(items, source, votes_path=None, ferplus_path=None):
     return votes[[index[k] for k in keys]]
 
 
-def file_by_votes(items, votes, classes):
+def file_by_votes(items, votes, classes, train_folders=TRAIN_FOLDERS):
     """Items re-filed under their vote plurality among `classes`, their votes, and {reason: count} of those left
-    out (not a face, unknown, a tie, or an emotion outside `classes`)."""
+    out (not a face, unknown, a tie, or an emotion outside `classes`). train_folders "source": a training face kept
+    stays in its source class when that is one of `classes`."""
     kept, kept_votes, left_out = [], [], {}
-    for (split, _, item), row, (label, why) in zip(items, votes, plurality(votes, classes)):
+    for (split, source_class, item), row, (label, why) in zip(items, votes, plurality(votes, classes)):
         if label is None:
             left_out[why] = left_out.get(why, 0) + 1
         else:
-            kept.append((split, classes[label], item))
+            stays = train_folders == "source" and split == "train" and source_class in classes
+            kept.append((split, source_class if stays else classes[label], item))
             kept_votes.append(row)
     return kept, kept_votes, left_out
 
 
 def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_faces=False, detector=DETECTOR,
-                    group_pattern=GROUP_PATTERN, votes=None, ferplus=None):
+                    group_pattern=GROUP_PATTERN, votes=None, ferplus=None, train_folders=TRAIN_FOLDERS):
     """Write out/{train,val,test}/<class>/ from a FER2013 CSV, its image release, or a folder of classes.
 
     crop_faces: keep only the largest face `detector` finds in each photo, cut as predict cuts faces.
     votes (a file keyed by path under a folder source) or ferplus (FER+'s fer2013new.csv beside a fer2013.csv):
-    each face is filed under its vote plurality and its votes are kept in out/VOTES_FILE.
+    each face is filed under its vote plurality and its votes are kept in out/VOTES_FILE; train_folders "source":
+    training faces stay under their source's class (train --folder-weight learns a share of it).
 
     Copies only (the source is never changed). Returns {(split, class): count}, the skipped files and
     {reason: count} of faces the votes leave out.
@@ -102,6 +109,9 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError("--ferplus goes with --source fer2013.csv (its rows follow it); for a folder use --votes")
     if votes and os.path.isfile(source):
         raise UserError("--votes goes with a folder --source (keyed by image path); for fer2013.csv use --ferplus")
+    if train_folders != TRAIN_FOLDERS and not (votes or ferplus):
+        raise UserError("--train-folders source files training faces by their source's class beside their votes; "
+                        "give --votes or --ferplus")
     for path in (votes, ferplus):
         if path and not os.path.isfile(path):
             raise UserError(f"votes file {path!r} not found")
@@ -151,7 +161,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
     left_out = {}
     if by_votes:
         items, item_votes, left_out = file_by_votes(items, read_votes_for_items(items, source, votes, ferplus),
-                                                    classes)
+                                                    classes, train_folders)
         if not items:
             raise UserError(f"{votes or ferplus}: the votes leave no face to write (left out: "
                             f"{', '.join(f'{n} {why}' for why, n in sorted(left_out.items()))}); check that it holds "
@@ -243,7 +253,7 @@ def print_counts(counts):
 def run_prepare(args):
     counts, skipped, left_out = prepare_dataset(args.source, args.out, args.classes, args.seed, args.force,
                                                 args.crop_faces, args.detector, args.group_pattern, args.votes,
-                                                args.ferplus)
+                                                args.ferplus, args.train_folders)
     if left_out:
         print(f"Left out {sum(left_out.values())} face(s) by their votes: "
               + ", ".join(f"{n} {why}" for why, n in sorted(left_out.items())))
