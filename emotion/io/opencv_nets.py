@@ -31,7 +31,7 @@ class OpenCVNet:
         self.graph = np.frombuffer(graph.SerializeToString(), np.uint8)
         self.outputs = [output.name for output in graph.graph.output]
         self.input_shape = tuple(input_shape)
-        self.idle_nets, self.nets_lock = [self.read_net()], threading.Lock()  # ValueError here if OpenCV cannot
+        self.idle_nets, self.nets_lock = [self.read_net()], threading.Lock()  # nets no call is using
 
     def read_net(self):
         import cv2
@@ -58,7 +58,7 @@ class OpenCVNet:
         batch = np.ascontiguousarray(np.transpose(np.asarray(images, np.float32), (0, 3, 1, 2)))
         with self.nets_lock:
             net = self.idle_nets.pop() if self.idle_nets else None
-        net = net or self.read_net()
+        net = self.read_net() if net is None else net
         try:
             net.setInput(batch)
             outputs = net.forward(self.outputs)
