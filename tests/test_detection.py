@@ -358,63 +358,23 @@ def test_a_face_cut_by_the_frame_is_found(detector, name, outside, side):
     assert vx <= fx + fw / 2 <= vx + vw and vy <= fy + fh / 2 <= vy + vh
 
 
-def test_the_looks_with_a_border_run_on_a_smaller_copy_two_at_a_time():
+def test_the_looks_with_a_border_run_on_a_smaller_copy():
     """A photo with no face costs four mtcnn calls; the later three (a border of repeated, then mirrored, edge
-    pixels: for close-ups and faces cut by the edge, large ones) look at copies smaller than the first's. With one
-    OpenCV thread they run one after the other; with two, two at a time in threads of their own."""
+    pixels: for close-ups and faces cut by the edge, large ones) look at copies smaller than the first's."""
     from emotion.core.detection import LOOKS_AGAIN, MTCNN_MAX_SIDE
     name, mtcnn = load_face_detector("mtcnn")
-    calls = {1: [], 2: []}
+    sides = []
 
-    for threads in (1, 2):
-        class Recording:
-            def detect_faces(self, image, **kwargs):
-                calls[threads].append((threading.current_thread(), max(image.shape[:2])))
-                return mtcnn.detect_faces(image, **kwargs)
+    class Recording:
+        def detect_faces(self, image, **kwargs):
+            sides.append(max(image.shape[:2]))
+            return mtcnn.detect_faces(image, **kwargs)
 
-        saved = cv2.getNumThreads()
-        cv2.setNumThreads(threads)
-        try:
-            assert detect_faces((name, Recording()), real_photo("coffee")) == []
-        finally:
-            cv2.setNumThreads(saved)
-    sides = [side for _, side in calls[1]]
+    assert detect_faces((name, Recording()), real_photo("coffee")) == []
     assert sides[0] == MTCNN_MAX_SIDE and len(sides) == 4
     inside = [round(side / (1 + 2 * border)) for side, (border, _, _) in zip(sides[1:], LOOKS_AGAIN)]
     assert inside == [pytest.approx(look_side, abs=2) for _, _, look_side in LOOKS_AGAIN]  # the photo in the border
     assert inside[0] <= 0.7 * MTCNN_MAX_SIDE and inside[2] <= 0.35 * MTCNN_MAX_SIDE
-    assert {thread for thread, _ in calls[1]} == {threading.current_thread()}
-    assert sorted(side for _, side in calls[2]) == sorted(sides) and calls[2][0][0] is threading.current_thread()
-    assert len({thread for thread, _ in calls[2][1:]} - {threading.current_thread()}) == 2
-
-
-@pytest.mark.parametrize("name, outside, side", [("astronaut", 0.45, "right"), ("camera", 0.3, "bottom")])
-def test_looks_two_at_a_time_answer_as_one_after_the_other(name, outside, side):
-    """Cut faces that the third and the fourth look both find, with boxes a few pixels apart: the third's box, as
-    when the looks run in turn, though the fourth finishes first (the third is held back here)."""
-    image = real_photo(name)
-    from emotion.core.detection import LOOKS_AGAIN
-    _, mtcnn = detector = load_face_detector("mtcnn")
-    (face,) = detect_faces(detector, image)
-    border, _, third_side = LOOKS_AGAIN[1]
-
-    class Slow:
-        def detect_faces(self, image, **kwargs):
-            if abs(max(image.shape[:2]) - third_side * (1 + 2 * border)) <= 2:  # the third look's copy
-                time.sleep(1)
-            return mtcnn.detect_faces(image, **kwargs)
-
-    x, y, w, h = face["box"]
-    cut = {"right": image[:, :int(x + (1 - outside) * w)], "bottom": image[:int(y + (1 - outside) * h)]}[side]
-    found = {}
-    for threads in (1, 2):
-        saved = cv2.getNumThreads()
-        cv2.setNumThreads(threads)
-        try:
-            found[threads] = detect_faces(("mtcnn", Slow()), np.ascontiguousarray(cut))
-        finally:
-            cv2.setNumThreads(saved)
-    assert len(found[1]) == 1 and found[2] == found[1]
 
 
 def test_mtcnn_plus_hog_keeps_out_weak_hog_boxes():

@@ -83,40 +83,6 @@ def test_opencv_nets_refuse_a_layer_they_do_not_know():
         OpenCVNet(model.layers, (8, 8, 3))
 
 
-CONCURRENT_CALLS = """
-import sys, threading
-import keras, numpy as np
-from emotion.io.opencv_nets import OpenCVNet
-model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 3),
-                          keras.layers.PReLU(shared_axes=[1, 2]), keras.layers.Conv2D(16, 3), keras.layers.Conv2D(4, 1)])
-net = OpenCVNet(model.layers, (None, None, 3))
-batches = [np.random.default_rng(i).uniform(-1, 1, (1, 40 + 9 * i, 56, 3)).astype(np.float32) for i in range(6)]
-want = [net(batch)[0] for batch in batches]
-wrong = []
-def calls(first):
-    for turn in range(300):
-        i = (first + turn) % 6
-        got = net(batches[i])[0]
-        wrong.append(got.shape != want[i].shape or not np.allclose(got, want[i], atol=1e-5))
-threads = [threading.Thread(target=calls, args=(k,)) for k in range(2)]
-[t.start() for t in threads]
-[t.join() for t in threads]
-print(sum(wrong), len(wrong), len(net.idle_nets))
-"""
-
-
-def test_an_opencv_net_answers_calls_from_two_threads_at_once():
-    """A cv2.dnn net answers one call at a time (two at once crash the process or mix their answers): two threads
-    calling one OpenCVNet at once (mtcnn's looks, two at a time) each get their own net and the answers of one call
-    at a time (a child process, so a crash fails this test alone)."""
-    import subprocess
-    result = subprocess.run([sys.executable, "-c", CONCURRENT_CALLS], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    wrong, calls, nets = map(int, result.stdout.split()[-3:])
-    assert (wrong, calls) == (0, 600) and 1 <= nets <= 2
-
-
 def test_argparse_help_formatter_hook_shows_only_real_defaults():
     parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs")

@@ -85,35 +85,19 @@ def scale_down(image, max_side):
     return (cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image), scale
 
 
-def looks_again(mtcnn, image):
-    """The faces of the first of LOOKS_AGAIN (in turn) that finds any in `image`, where mtcnn found none, in its
-    pixels. They run on every photo without a face, so with more than one OpenCV thread two run at a time (the
-    networks let go of Python's lock; each call takes its own OpenCV net): the same faces as one after the other for
-    about half the wall time; a later look already started when an earlier one finds a face is waited for, unused."""
-    def look(border, mirror, look_max_side):
-        again, scale = scale_down(image, look_max_side)
-        return [([v / scale for v in box], [[v / scale for v in eye] for eye in eyes]) for box, eyes
-                in run_mtcnn(mtcnn, again, int(border * max(again.shape[:2])), mirror)]
-
-    if cv2.getNumThreads() <= 1:  # a batch worker, given one thread per core
-        return next((found for found in map(lambda spec: look(*spec), LOOKS_AGAIN) if found), [])
-    with ThreadPoolExecutor(2, thread_name_prefix="look") as pool:
-        looks = [pool.submit(look, *spec) for spec in LOOKS_AGAIN]
-        for done in looks:
-            if done.result():
-                for later in looks:
-                    later.cancel()  # those not started yet
-                return done.result()
-    return []
-
-
 def find_faces(name, model, image, max_side):
     """The detector's [(box, eyes or None)] in `image`'s pixels, found on a copy at most `max_side` large."""
     small, scale = scale_down(image, max_side)
     if name == "mtcnn":
         # Not mtcnn 1.0's min_face_size: above 20 it loses faces (a pyramid level under 12 px makes it
         # return none); the photo is scaled down instead.
-        found = run_mtcnn(model, small) or looks_again(model, small)
+        found = run_mtcnn(model, small)
+        for border, mirror, look_max_side in LOOKS_AGAIN:
+            if found:
+                break
+            again, again_scale = scale_down(small, look_max_side)
+            found = [([v / again_scale for v in box], [[v / again_scale for v in eye] for eye in eyes]) for box, eyes
+                     in run_mtcnn(model, again, int(border * max(again.shape[:2])), mirror)]
     elif name == "hog":
         found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model.run(small, 0, HOG_MIN_SCORE)[0]]
     else:

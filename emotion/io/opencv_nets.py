@@ -3,8 +3,6 @@ onnx package's helpers) and read by cv2.dnn, which runs these small convolutions
 (mtcnn's networks and the compact emotion network: docs/detection.md). The layers known are those of mtcnn's three
 networks and of this program's compact and original networks (KNOWN); a network with any other raises ValueError."""
 
-import threading
-
 import numpy as np
 
 from emotion.io.lazy_import import LazyModule
@@ -22,22 +20,15 @@ class OpenCVNet:
     them all (mtcnn's networks end in 2 or 3 such heads, returned in that order; a plain network has one), called as
     a Keras model is: channels-last float batches in, its outputs (NumPy arrays, channels last) out.
     `input_shape` is the network's (height, width, channels), with None for a size that varies (a fully
-    convolutional network). Raises ValueError for a layer it does not know.
-    Safe to call from several threads at once: a cv2.dnn net answers one call at a time (two at once crash the
-    process), so each call takes a net no other call is using, read anew from the graph when all are busy."""
+    convolutional network). Raises ValueError for a layer it does not know."""
 
     def __init__(self, layers, input_shape, heads=1):
+        import cv2
         graph = onnx_graph([layer for layer in layers if type(layer).__name__ != "InputLayer"], input_shape, heads)
-        self.graph = np.frombuffer(graph.SerializeToString(), np.uint8)
+        self.net = cv2.dnn.readNetFromONNX(np.frombuffer(graph.SerializeToString(), np.uint8))
+        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self.outputs = [output.name for output in graph.graph.output]
         self.input_shape = tuple(input_shape)
-        self.idle_nets, self.nets_lock = [self.read_net()], threading.Lock()  # nets no call is using
-
-    def read_net(self):
-        import cv2
-        net = cv2.dnn.readNetFromONNX(self.graph)
-        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        return net
 
     def check(self, model, low, high):
         """Raise ValueError unless this net answers a random batch (values from `low` to `high`) as the Keras `model`
@@ -55,17 +46,8 @@ class OpenCVNet:
         if len(images) == 0:  # OpenCV refuses an empty batch; Keras answers it with empty outputs
             shape = tuple(side or 12 for side in self.input_shape)  # a size that runs, for the outputs' shapes
             return [out[:0] for out in self(np.zeros((1, *shape), np.float32))]
-        batch = np.ascontiguousarray(np.transpose(np.asarray(images, np.float32), (0, 3, 1, 2)))
-        with self.nets_lock:
-            net = self.idle_nets.pop() if self.idle_nets else None
-        net = self.read_net() if net is None else net
-        try:
-            net.setInput(batch)
-            outputs = net.forward(self.outputs)
-        finally:
-            with self.nets_lock:
-                self.idle_nets.append(net)
-        return [np.transpose(out, (0, 2, 3, 1)) if out.ndim == 4 else out for out in outputs]
+        self.net.setInput(np.ascontiguousarray(np.transpose(np.asarray(images, np.float32), (0, 3, 1, 2))))
+        return [np.transpose(out, (0, 2, 3, 1)) if out.ndim == 4 else out for out in self.net.forward(self.outputs)]
 
 
 def checked_net(model, input_shape, heads, low, high):
