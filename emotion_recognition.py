@@ -219,9 +219,8 @@ def make_training_run(args, strategy, splits, class_names, image):
     metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
     if metadata["targets"] == "folders" and args.folder_weight:
         raise UserError("--folder-weight blends each face's votes with its folder's class; this run learns the "
-                        "folders alone (no votes file beside --data, or --targets folders)")
-    if args.folder_weight:
-        metadata["targets"] = f"votes, folder weight {args.folder_weight:g}"
+                        "folders alone (no votes file beside --data, or votes for none of its classes)")
+    metadata["folder_weight"] = args.folder_weight
     class_weight = balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None
     if args.cache_features:
         start = time.perf_counter()
@@ -430,6 +429,9 @@ def check_train_options(args, trained):
         raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
     if args.cache_features and args.mixup:
         raise UserError("--mixup blends images, which --cache-features never shows the head; leave one of them out")
+    if args.folder_weight and args.targets == "folders":
+        raise UserError("--folder-weight blends each face's votes with its folder's class; --targets folders learns "
+                        "the folders alone: leave one of them out")
     return check_dataset_layout(args.data, SPLITS if trained else ("test",))
 
 

@@ -61,6 +61,8 @@ def main():
                         help="fractions of the face's box outside the picture")
     parser.add_argument("--corners", action="store_true", help="cut at the corners, not the sides")
     args = parser.parse_args()
+    if not all(0 < f < 1 for f in args.fractions):
+        parser.error("--fractions are shares of the face's box, above 0 and below 1")
     sides = CORNERS if args.corners else SIDES
     portraits = load_portraits(args.folder, args.portraits)
     detector = F.load_face_detector(args.detector)

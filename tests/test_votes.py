@@ -145,6 +145,11 @@ def test_prepare_can_keep_training_faces_in_their_source_folders(tmp_path, capsy
     sources = {os.path.relpath(os.path.join(root, name), source): name for root, _, names in os.walk(source)
                for name in names}
     assert all(path in sources for path in rows if path.startswith("train/"))  # the same split/class/name
+    code, stdout, error = run_main(capsys, "prepare", "--source", source, "--votes", votes, "--out", tmp_path / "two",
+                                   "--train-folders", "source", "--classes", "neutral,sad")
+    assert code == 0, error  # the angry and happy folders' training faces have no class here: left out
+    assert {key: n for key, n in files_of(tmp_path / "two").items() if key[0] == "train"} == {("train", "sad"): 6}
+    assert "12 source class not among the classes" in stdout
     code, _, error = run_main(capsys, "prepare", "--source", source, "--out", tmp_path / "plain", "--train-folders",
                               "source")
     assert code == 1 and "give --votes or --ferplus" in error and not (tmp_path / "plain").exists()
@@ -235,18 +240,23 @@ def test_mixup_blends_faces_and_their_vote_shares_alike():
 def test_train_takes_mixup_and_the_folder_weight_to_its_training_data_only(voted_data, tmp_path, capsys,
                                                                            monkeypatch):
     import emotion_recognition as er
-    asked, make_dataset = [], er.make_dataset
-    monkeypatch.setattr(er, "make_dataset", lambda *a, **k: asked.append(k.get("mixup", 0.0)) or make_dataset(*a, **k))
+    asked, batches = [], er.make_dataset
+    monkeypatch.setattr(er, "make_dataset", lambda *a, **k: asked.append(k.get("mixup", 0.0)) or batches(*a, **k))
     code, stdout, error = run_main(capsys, "--data", voted_data, "--train-again", "--epochs", "1", "--mixup", "0.3",
                                    "--folder-weight", "0.4", "--model-path", tmp_path / "m.h5", "--output-dir",
                                    tmp_path / "r", "--no-show", "--precision", "float32")
     assert code == 0, error
     assert asked[:2] == [0.3, 0.0]  # train, then val
     assert "0.4 of the folder's class in training" in stdout
-    assert read_metadata(str(tmp_path / "m.h5"))["targets"] == "votes, folder weight 0.4"
+    stored = read_metadata(str(tmp_path / "m.h5"))
+    assert (stored["targets"], stored["folder_weight"]) == ("votes", 0.4)
     code, _, error = run_main(capsys, "--data", voted_data, "--train-again", "--targets", "folders", "--folder-weight",
                               "0.4", "--model-path", tmp_path / "m2.h5", "--output-dir", tmp_path / "r2", "--no-show")
-    assert code != 0 and "--folder-weight blends each face's votes" in error and not (tmp_path / "m2.h5").exists()
+    assert code != 0 and "--targets folders learns the folders alone" in error and not (tmp_path / "m2.h5").exists()
+    plain = make_dataset(tmp_path / "plain", per_class=(4, 2, 2))  # no votes.csv
+    code, _, error = run_main(capsys, "--data", plain, "--train-again", "--folder-weight", "0.4", "--model-path",
+                              tmp_path / "m3.h5", "--output-dir", tmp_path / "r3", "--no-show")
+    assert code != 0 and "no votes file beside --data" in error and not (tmp_path / "m3.h5").exists()
 
 
 @pytest.mark.slow  # trains twice
@@ -333,7 +343,7 @@ def test_votes_that_empty_a_class_in_a_split_do_not_suggest_training(tmp_path, c
                                       else SAD if i % 2 else NEUTRAL)
     code, stdout, error = run_main(capsys, "prepare", "--source", source, "--votes", votes, "--out", tmp_path / "out")
     assert code == 0, error
-    assert "Left out class(es) angry, disgust, fear, surprise: no face's votes pick them" in stdout
+    assert "Left out class(es) angry, disgust, fear, surprise: no face is filed under them" in stdout
     assert sorted(os.listdir(tmp_path / "out" / "train")) == ["happy", "neutral", "sad"]
     assert "train with" not in stdout
     assert stdout.splitlines()[-1] == (

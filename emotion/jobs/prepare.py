@@ -81,14 +81,16 @@ def read_votes_for_items(items, source, votes_path=None, ferplus_path=None):
 def file_by_votes(items, votes, classes, train_folders=TRAIN_FOLDERS):
     """Items re-filed under their vote plurality among `classes`, their votes, and {reason: count} of those left
     out (not a face, unknown, a tie, or an emotion outside `classes`). train_folders "source": a training face kept
-    stays in its source class when that is one of `classes`."""
+    stays in its source class, and is left out when that is not one of `classes`."""
     kept, kept_votes, left_out = [], [], {}
     for (split, source_class, item), row, (label, why) in zip(items, votes, plurality(votes, classes)):
+        in_source = train_folders == "source" and split == "train"
+        if label is not None and in_source and source_class not in classes:
+            label, why = None, "source class not among the classes"
         if label is None:
             left_out[why] = left_out.get(why, 0) + 1
         else:
-            stays = train_folders == "source" and split == "train" and source_class in classes
-            kept.append((split, source_class if stays else classes[label], item))
+            kept.append((split, source_class if in_source else classes[label], item))
             kept_votes.append(row)
     return kept, kept_votes, left_out
 
@@ -168,7 +170,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
                             "the annotators' counts")
         picked = {name for _, name, _ in items}
         if default_classes and set(classes) - picked:  # an empty class folder: training would refuse the data set
-            print(f"Left out class(es) {', '.join(c for c in classes if c not in picked)}: no face's votes pick them")
+            print(f"Left out class(es) {', '.join(c for c in classes if c not in picked)}: no face is filed under them")
             classes = [c for c in classes if c in picked]
     try:
         for split in SPLITS:

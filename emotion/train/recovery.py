@@ -124,7 +124,8 @@ def run_identity(fitted, metadata):
             "--color": metadata.get("color"), "--normalize": metadata.get("normalize"),
             "--data (its classes)": metadata.get("class_names"), "--targets": metadata.get("targets", "folders"),
             "--cache-features": fitted.name == "head", "--precision": fitted.dtype_policy.name,
-            "--weight-decay": type(optimizer).__name__, "--ema": optimizer.ema_momentum if optimizer.use_ema else 0}
+            "--weight-decay": type(optimizer).__name__, "--ema": optimizer.ema_momentum if optimizer.use_ema else 0,
+            "--folder-weight": metadata.get("folder_weight", 0)}
 
 
 def read_run_file(backup):
