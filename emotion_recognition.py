@@ -217,9 +217,6 @@ def make_training_run(args, strategy, splits, class_names, image):
     if args.targets == "votes":
         targets = vote_targets(args.data, splits, class_names, args.folder_weight) or targets
     metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
-    if metadata["targets"] == "folders" and args.folder_weight:
-        raise UserError("--folder-weight blends each face's votes with its folder's class; this run learns the "
-                        "folders alone (no votes file beside --data, or votes for none of its classes)")
     metadata["folder_weight"] = args.folder_weight
     class_weight = balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None
     if args.cache_features:

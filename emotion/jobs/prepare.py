@@ -111,7 +111,7 @@ def prepare_dataset(source, out, classes=None, seed=SEED, force=False, crop_face
         raise UserError("--ferplus goes with --source fer2013.csv (its rows follow it); for a folder use --votes")
     if votes and os.path.isfile(source):
         raise UserError("--votes goes with a folder --source (keyed by image path); for fer2013.csv use --ferplus")
-    if train_folders != TRAIN_FOLDERS and not (votes or ferplus):
+    if train_folders == "source" and not (votes or ferplus):
         raise UserError("--train-folders source files training faces by their source's class beside their votes; "
                         "give --votes or --ferplus")
     for path in (votes, ferplus):

@@ -137,12 +137,17 @@ def vote_targets(data_dir, splits, class_names, folder_weight=0.0):
     """{split: each face's share of the annotators' votes among class_names} for train and val, when the data set
     has a votes file (prepare --votes); else None. A face with no vote among the classes keeps its folder's class.
     folder_weight W: a training face learns W of its folder's class and 1 - W of its shares (validation: the shares
-    alone), for train folders that hold another labelling than the votes' plurality (--train-folders source)."""
+    alone), for train folders that hold another labelling than the votes' plurality (--train-folders source); a
+    UserError where there are no votes to blend."""
     path = find_votes_file(data_dir)
+    unvoted = sorted(set(class_names) - set(VOTE_NAMES))
+    if folder_weight and (path is None or unvoted):
+        raise UserError("--folder-weight blends each face's votes with its folder's class; this run learns the "
+                        "folders alone (no votes file beside --data, or votes for none of its classes)")
     if path is None:
         return None
-    if not set(class_names) <= set(VOTE_NAMES):
-        print(f"Targets: class folders ({path} has no votes for {sorted(set(class_names) - set(VOTE_NAMES))})")
+    if unvoted:
+        print(f"Targets: class folders ({path} has no votes for {unvoted})")
         return None
     targets = {}
     for split in ("train", "val"):
