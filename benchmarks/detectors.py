@@ -12,7 +12,10 @@ a main face when at least 60 % of it is visible; a box finds it when the box's c
 and its size is 0.3-2.5 times the face's. A box that finds no face (or a face already found) is a false box; boxes on
 faces less than 60 % visible are neither. Portraits (the second folder, plus astronaut, camera and Grace Hopper) are
 right with exactly one box at least a tenth of the photo's shorter side; smaller boxes are counted apart. Every box on
-a no-face photo is false. Time: the detector as predict calls it, on the 640x480 photos, wall and CPU.
+a no-face photo is false. Time: the detector as predict calls it, on the 640x480 photos, wall and CPU. Roll (the
+project's detectors, which give eyes): over the main faces found in the group photos, degrees between the line of
+the eyes each face's crop is levelled by (none: not turned) and the face's own (the portrait's eyes, as mtcnn finds
+them at full size, turned by the tilt it was pasted with).
 """
 import argparse
 import glob
@@ -52,7 +55,7 @@ def scaled(image, max_side):
 
 def project(detector):
     found = F.load_face_detector(detector)
-    return lambda image: [f["box"] for f in F.detect_faces(found, image)]
+    return lambda image: [f["box"] + [f["eyes"]] for f in F.detect_faces(found, image)]  # eyes: the roll column
 
 
 def mtcnn_with(max_side=F.MTCNN_MAX_SIDE, **settings):
@@ -156,7 +159,8 @@ DETECTORS = {
 # --- photos
 
 def load_portraits(folder, count, min_side=250):
-    """(RGB portrait, its one face box) for photos of the folder where mtcnn finds one face."""
+    """(RGB portrait, its one face box, the roll of its eyes' line in degrees) for photos of the folder where mtcnn
+    finds one face."""
     mtcnn = F.load_face_detector("mtcnn")
     files = sorted(glob.glob(os.path.join(folder, "**", "*.jpg"), recursive=True))
     portraits = []
@@ -166,19 +170,20 @@ def load_portraits(folder, count, min_side=250):
             continue
         faces = F.detect_faces(mtcnn, image, max_side=max(image.shape[:2]))
         if len(faces) == 1:
-            portraits.append((image, faces[0]["box"]))
+            portraits.append((image, faces[0]["box"], roll(faces[0]["eyes"])))
         if len(portraits) == count:
             break
     return portraits
 
 
 def paste_people(canvas, people):
-    """Paste (portrait, box, face side in px, centre (x, y) of the face, tilt) back to front, each an ellipse with a
-    soft edge; returns the faces: (visible fraction, visible part's box, face side)."""
+    """Paste (portrait, box, face side in px, centre (x, y) of the face, tilt, the portrait's roll) back to front,
+    each an ellipse with a soft edge; returns the faces: (visible fraction, visible part's box, face side, the roll of
+    its eyes' line in the photo)."""
     height, width = canvas.shape[:2]
     owner = np.full((height, width), -1, np.int16)
     face_masks = []
-    for i, (image, (x, y, w, h), side, (cx, cy), tilt) in enumerate(people):
+    for i, (image, (x, y, w, h), side, (cx, cy), tilt, _roll) in enumerate(people):
         scale = side / ((w + h) / 2)
         matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), tilt, scale)
         matrix[:, 2] += (cx - x - w / 2, cy - y - h / 2)
@@ -197,7 +202,7 @@ def paste_people(canvas, people):
         visible = (mask > 0) & (owner == i)
         ys, xs = np.nonzero(visible)
         box = [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1] if len(xs) else None
-        faces.append((len(xs) / area, box, people[i][2]))
+        faces.append((len(xs) / area, box, people[i][2], people[i][5] - people[i][4]))  # turned by tilt
     return faces
 
 
@@ -222,7 +227,7 @@ def make_selfie(rng, portraits, background, size):
             if j == 0:  # the first front face is cut by the frame's left or right edge
                 cut = side * rng.uniform(0.15, 0.35)
                 cx = side / 2 - cut if rng.random() < 0.5 else width - side / 2 + cut
-        people.append((portraits[index][0], portraits[index][1], side, (cx, cy), tilt))
+        people.append((portraits[index][0], portraits[index][1], side, (cx, cy), tilt, portraits[index][2]))
     return canvas, paste_people(canvas, people)
 
 
@@ -231,32 +236,43 @@ def make_tiles(portraits, first, count, tile):
     canvas = np.zeros((tile, tile * count, 3), np.uint8)
     people = []
     for k in range(count):
-        image, (x, y, w, h) = portraits[first + k]
+        image, (x, y, w, h), face_roll = portraits[first + k]
         side = (w + h) / 2 * tile / max(image.shape[:2])
         people.append((image, (x, y, w, h), side, (k * tile + (x + w / 2) * tile / image.shape[1],
-                                                    (y + h / 2) * tile / image.shape[0]), 0.0))
+                                                    (y + h / 2) * tile / image.shape[0]), 0.0, face_roll))
     for k, (image, *_rest) in enumerate(people):
         canvas[:, k * tile:(k + 1) * tile] = cv2.resize(image, (tile, tile))
     faces = []
-    for image, (x, y, w, h), side, (cx, cy), _tilt in people:
-        faces.append((1.0, [cx - side / 2, cy - side / 2, side, side], side))
+    for image, (x, y, w, h), side, (cx, cy), _tilt, face_roll in people:
+        faces.append((1.0, [cx - side / 2, cy - side / 2, side, side], side, face_roll))
     return canvas, faces
 
 
+def roll(eyes):
+    """The angle of the line from the left eye to the right one, in degrees (0: level)."""
+    (lx, ly), (rx, ry) = eyes
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
 def score_group(boxes, faces):
-    """(main faces found, main faces, false boxes)."""
-    found, false = set(), 0
-    for x, y, w, h in boxes:
+    """(main faces found, main faces, false boxes, each found main face's roll error in degrees: between the eyes'
+    line its crop is levelled by and the face's, or the face's roll itself where the detector gives no eyes (a box
+    of [x, y, w, h], or [x, y, w, h, eyes or None])."""
+    found, false, roll_errors = set(), 0, []
+    for x, y, w, h, *eyes in boxes:
         cx, cy, side = x + w / 2, y + h / 2, math.sqrt(max(w * h, 1))
-        hits = [i for i, (visible, box, face_side) in enumerate(faces) if box is not None and
+        hits = [i for i, (visible, box, face_side, _roll) in enumerate(faces) if box is not None and
                 box[0] <= cx <= box[0] + box[2] and box[1] <= cy <= box[1] + box[3] and
                 0.3 <= side / face_side <= 2.5]
         main = [i for i in hits if faces[i][0] >= MAIN_VISIBLE and i not in found]
         if main:
             found.add(main[0])
+            if eyes:
+                error = (roll(eyes[0]) if eyes[0] else 0.0) - faces[main[0]][3]
+                roll_errors.append(abs((error + 180) % 360 - 180))
         elif not hits or all(faces[i][0] >= MAIN_VISIBLE for i in hits):
             false += 1  # on no face, or a second box on a main face
-    return len(found), sum(f[0] >= MAIN_VISIBLE for f in faces), false
+    return len(found), sum(f[0] >= MAIN_VISIBLE for f in faces), false, roll_errors
 
 
 def build_photos(group_folder, portrait_folder, selfies, portraits_count):
@@ -280,15 +296,18 @@ def build_photos(group_folder, portrait_folder, selfies, portraits_count):
 
 
 def measure(detect, selfie_photos, tile_photos, portraits, no_face, timing):
-    row = {}
+    row, roll_errors = {}, []
     for key, photos in (("selfies", selfie_photos), ("tiles", tile_photos)):
         found = total = false = worst = 0
         seven = 0
         for photo, faces in photos:
-            f, t, fb = score_group(detect(photo), faces)
+            f, t, fb, errors = score_group(detect(photo), faces)
+            roll_errors += errors
             found, total, false = found + f, total + t, false + fb
             seven += f >= t - 1  # at most one main face missed, as "6 of 7"
         row[key] = f"{found}/{total}, {false} false, {seven}/{len(photos)} photos <=1 missed"
+    row["roll"] = (f"median {np.median(roll_errors):.1f}, mean {np.mean(roll_errors):.1f}, "
+                   f"{sum(e > 10 for e in roll_errors)} over 10" if roll_errors else "-")
     one = small = several = none = 0
     for photo in portraits:
         boxes = detect(photo)
@@ -325,7 +344,7 @@ def main():
     print(f"load average {os.getloadavg()[0]:.1f}; {len(photos[0])} selfies, {len(photos[1])} tiled photos, "
           f"{len(photos[2])} portraits, {len(photos[3])} no-face photos, {len(photos[4])} 640x480 timed", flush=True)
     print("| detector | selfie-like: main faces found, false boxes | tiles | portraits | no-face photos | "
-          "ms per 640x480 photo |\n|---|---|---|---|---|---|", flush=True)
+          "ms per 640x480 photo | roll error, degrees |\n|---|---|---|---|---|---|---|", flush=True)
     for name in args.only or DETECTORS:
         try:
             detect = DETECTORS[name]()
@@ -333,7 +352,8 @@ def main():
             print(f"| {name} | skipped: {error} | | | | |", flush=True)
             continue
         row = measure(detect, *photos)
-        print(f"| {name} | {row['selfies']} | {row['tiles']} | {row['portraits']} | {row['no face']} | {row['ms']} |",
+        print(f"| {name} | {row['selfies']} | {row['tiles']} | {row['portraits']} | {row['no face']} | {row['ms']} | "
+              f"{row['roll']} |",
               flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 

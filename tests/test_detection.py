@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.core.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, load_face_detector
+from emotion.core.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, load_face_detector, onet_faces
 from emotion.core.drawing import annotate, face_label, face_message, layout_labels
 
 from conftest import RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, real_photo, run_cli, run_main
@@ -57,17 +57,21 @@ def test_a_face_filling_the_photo_is_found(detector):
     assert face["box"][2] * face["box"][3] > 0.4 * image.shape[0] * image.shape[1]
 
 
+def roll(eyes):
+    (left, right) = eyes
+    return math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
+
+
 def test_alignment_levels_the_eyes_of_a_tilted_face(detector):
     photo = real_photo("astronaut")
     tilted = cv2.warpAffine(photo, cv2.getRotationMatrix2D((223, 117), 25, 1), photo.shape[1::-1])
     (face,) = detect_faces(detector, tilted)
-    (left, right) = face["eyes"]
-    assert abs(math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))) > 15  # tilted as given
+    assert abs(roll(face["eyes"])) > 15  # tilted as given
     crop = crop_face(tilted, face)
     assert crop.shape[0] == crop.shape[1]
     (again,) = detect_faces(detector, crop)
+    assert abs(roll(again["eyes"])) < 5  # level after alignment
     (left, right) = again["eyes"]
-    assert abs(math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))) < 5  # level after alignment
     # FER2013's framing (measured on its faces): eyes about 38 % down, face filling the square
     assert 0.28 < (left[1] + right[1]) / 2 / crop.shape[0] < 0.48
     assert 0.7 < again["box"][3] / crop.shape[0] < 1.1
@@ -304,13 +308,29 @@ def group_with_a_cut_tilted_face():
     return canvas
 
 
-def test_mtcnn_plus_hog_finds_the_cut_tilted_face():
+def test_mtcnn_plus_hog_finds_the_cut_tilted_face_and_levels_it():
+    """HOG finds the tilted face mtcnn misses; ONet, shown HOG's box, gives its eyes, so its crop is levelled as the
+    faces mtcnn finds are (without them it was cropped as it stands, 25 degrees off)."""
     group = group_with_a_cut_tilted_face()
     assert len(detect_faces(load_face_detector("mtcnn"), group)) == 1  # the face the second pass is for
     found = sorted(detect_faces(load_face_detector("mtcnn+hog"), group), key=lambda f: f["box"][0])
     assert len(found) == 2, found
-    assert found[0]["box"][0] + found[0]["box"][2] / 2 < 222 and found[0]["eyes"] is None  # HOG's box: no eyes
-    assert found[1]["box"][0] >= 400 and found[1]["eyes"] is not None  # mtcnn's box, with eyes
+    assert found[0]["box"][0] + found[0]["box"][2] / 2 < 222 and found[1]["box"][0] >= 400  # the cut face, the camera
+    (upright,) = detect_faces(load_face_detector("mtcnn"), real_photo("astronaut"))
+    assert abs(roll(found[0]["eyes"]) - (roll(upright["eyes"]) - 30)) < 8  # her head was turned 30 degrees
+
+
+def test_onet_gives_eyes_to_faces_only():
+    """ONet on every box HOG scores on the astronaut's photo, down to its false boxes (suit, flag): her face gets the
+    box and eyes mtcnn gives it, the rest none."""
+    name, (mtcnn, hog) = load_face_detector("mtcnn+hog")
+    photo = real_photo("astronaut")
+    boxes = [[r.left(), r.top(), r.width(), r.height()] for r in hog.run(photo, 0, -1)[0]]
+    found = onet_faces(mtcnn, photo, boxes)
+    assert len(found) == len(boxes) >= 3 and sum(face is not None for face in found) == 1, found
+    (upright,) = detect_faces(load_face_detector("mtcnn"), photo)
+    box, eyes = next(face for face in found if face)
+    assert np.allclose(box, upright["box"], atol=4) and np.allclose(eyes, upright["eyes"], atol=3)
 
 
 @pytest.mark.parametrize("threads", [2, 1])
@@ -331,7 +351,7 @@ def test_mtcnn_plus_hog_runs_its_hog_pass_beside_mtcnn_when_opencv_has_cores(thr
         found = detect_faces((name, (mtcnn, RecordingHOG())), group_with_a_cut_tilted_face())
     finally:
         cv2.setNumThreads(saved)
-    assert [face["eyes"] is None for face in found] == [True, False]  # HOG's face and mtcnn's, as in one thread
+    assert [face["box"][0] < 222 for face in found] == [True, False]  # HOG's face and mtcnn's, as in one thread
     assert (hog_threads[0] is threading.current_thread()) == (threads == 1)
 
 

@@ -6,16 +6,19 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
+import numpy as np
 
 from emotion.io.errors import UserError
-from emotion.io.internals import compile_mtcnn
+from emotion.io.internals import compile_mtcnn, mtcnn_onet
 from emotion.io.lazy_import import import_quietly
 
 DETECTOR = "mtcnn+hog"  # face detector: mtcnn (a CNN with eye landmarks, weights in its pip package), plus the faces
 # dlib's HOG detector finds and mtcnn misses (measured on group photos and portraits, docs/detection.md)
 DETECTORS = ("mtcnn", "mtcnn+hog", "haar")  # --detector's choices; "mtcnn+hog" adds the faces dlib's HOG detector
 # finds and mtcnn does not (tilted, large, cut by the edge in group photos; docs/detection.md); "haar" as the original
-MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md)
+MTCNN_MIN_CONFIDENCE = 0.9  # mtcnn: faces scored below this are dropped (chosen by measurement, docs/detection.md);
+# a face HOG finds and mtcnn misses (often tilted) takes the box and eyes of mtcnn's ONet for its box where ONet scores
+# it this much, so it is levelled as mtcnn's faces are (onet_faces)
 HOG_MIN_SCORE = 0.3  # mtcnn+hog: HOG boxes scored below this are dropped (a false box at 0.16, docs/detection.md)
 LOOKS_AGAIN = ((0.25, False, 320), (0.35, True, 240), (0.5, True, 160))  # mtcnn misses faces that fill the photo
 # or are cut by its edge: when it finds none, it looks again, in turn until one finds a face, with a border (this
@@ -78,6 +81,32 @@ def run_mtcnn(mtcnn, image, pad=0, mirror=False):
     return faces
 
 
+def onet_faces(mtcnn, image, boxes):
+    """mtcnn's last network (ONet) on other detectors' boxes, each given as a square crop of its centre (as mtcnn's
+    own RNet boxes are): [(box, [left eye, right eye]) as mtcnn gives them, or None where ONet scores the crop below
+    MTCNN_MIN_CONFIDENCE], in `image`'s pixels."""
+    if not boxes:
+        return []
+    patches, squares = [], []
+    for x, y, w, h in boxes:
+        side = max(w, h, 1)
+        x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
+        side = int(round(side))
+        crop = image[max(0, y0):y0 + side, max(0, x0):x0 + side]
+        crop = cv2.copyMakeBorder(crop, max(0, -y0), max(0, y0 + side - image.shape[0]), max(0, -x0),
+                                  max(0, x0 + side - image.shape[1]), cv2.BORDER_REPLICATE)
+        patches.append(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA if side > 48 else cv2.INTER_LINEAR))
+        squares.append((x0, y0, side))
+    offsets, landmarks, scores = (np.asarray(out) for out in mtcnn_onet(mtcnn)(
+        (np.stack(patches).astype(np.float32) - 127.5) / 128))  # mtcnn's own scaling of pixels
+    faces = []
+    for (x0, y0, side), offset, points, score in zip(squares, offsets, landmarks, scores):
+        x1, y1, x2, y2 = (float(v + d * side) for v, d in zip((x0, y0, x0 + side, y0 + side), offset))
+        eyes = [[float(x0 + points[i] * side), float(y0 + points[5 + i] * side)] for i in (0, 1)]
+        faces.append(([x1, y1, x2 - x1, y2 - y1], eyes) if score[1] >= MTCNN_MIN_CONFIDENCE else None)
+    return faces
+
+
 def scale_down(image, max_side):
     """A copy of `image` at most `max_side` pixels (the image itself when smaller), and the scale applied."""
     scale = min(1.0, max_side / max(image.shape[:2]))
@@ -110,8 +139,8 @@ def find_faces(name, model, image, max_side):
 
 def detect_faces(detector, image, max_side=None):
     """Faces in `image` (RGB), found on a copy scaled down to at most `max_side` (default: the detector's
-    *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar, HOG)}], in the image's pixels, from
-    left to right."""
+    *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar; HOG where ONet does not take its box
+    for a face)}], in the image's pixels, from left to right."""
     name, model = detector
     if name == "mtcnn+hog":  # HOG's boxes whose centre lies in none of mtcnn's
         hog_args = ("hog", model[1], image, max_side or DETECT_MAX_SIDE)
@@ -123,7 +152,8 @@ def detect_faces(detector, image, max_side=None):
             found = find_faces("mtcnn", model[0], image, max_side or MTCNN_MAX_SIDE)
             hog_found = hog_found.result() if hog_found else find_faces(*hog_args)
         inside = lambda cx, cy: any(x <= cx <= x + w and y <= cy <= y + h for (x, y, w, h), _ in found)
-        found += [(box, eyes) for box, eyes in hog_found if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
+        hog_only = [box for box, _ in hog_found if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
+        found += [onet or (box, None) for box, onet in zip(hog_only, onet_faces(model[0], image, hog_only))]
     else:
         found = find_faces(name, model, image, max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE))
     faces = []

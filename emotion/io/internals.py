@@ -67,6 +67,12 @@ def compile_mtcnn(mtcnn):
     return mtcnn
 
 
+def mtcnn_onet(mtcnn):
+    """mtcnn's last network, ONet, as compile_mtcnn left it: 48x48 RGB patches scaled as mtcnn scales pixels ->
+    [box offsets, 5 landmarks (x1..x5, y1..y5, 0-1 in the patch), scores (not a face, a face)]."""
+    return mtcnn.get_stage(stage_id=3)._model
+
+
 def opencv_network(model):
     """One of mtcnn's networks as OpenCV runs it, returning tensors as the Keras model does (None: see checked_net)."""
     from emotion.io.opencv_nets import checked_net
