@@ -45,6 +45,7 @@ from emotion.train.augmentation import AUGMENTATIONS, make_augmentation
 from emotion.train.calibration import calibrate_model, calibration_bins, plot_reliability
 from emotion.train.data import (SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder,
                                 load_splits, make_dataset)
+from emotion.train.distill import teacher_targets
 from emotion.train.distributed import fit_method, is_chief, make_strategy, send_worker_outputs_to_scratch
 from emotion.train.features import FEATURE_VIEWS, make_feature_data
 from emotion.train.recovery import check_training_files
@@ -90,6 +91,7 @@ CLASS_WEIGHT = "none"  # "balanced" weights the loss by inverse class frequency;
 TARGETS = "votes"  # with annotators' votes beside the data (prepare --votes): "votes" learns each face's share
 #                    of them (Barsoum et al.'s best), "folders" the one-hot class folder (its vote plurality)
 FOLDER_WEIGHT = 0.0  # with votes: each training face learns this much of its folder's class, the rest of its votes
+TEACHER_WEIGHT = 0.5  # with --teacher: each training face learns this much of the teachers' mean answer
 STEPS_PER_EXECUTION = 8  # training steps per call into TensorFlow: less Python overhead per step for small models
 EARLY_STOPPING_PATIENCE = 5  # epochs without val_loss improvement before stopping
 REDUCE_LR_PATIENCE = 3  # epochs without val_loss improvement before halving the learning rate
@@ -218,6 +220,9 @@ def make_training_run(args, strategy, splits, class_names, image):
         targets = vote_targets(args.data, splits, class_names, args.folder_weight) or targets
     metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
     metadata["folder_weight"] = args.folder_weight
+    if args.teacher:  # distillation: the teachers' answers blended into the training targets
+        targets["train"], metadata["teachers"] = teacher_targets(targets["train"], args.teacher, args.teacher_weight,
+                                                                 splits["train"][0], class_names, image)
     class_weight = balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None
     if args.cache_features:
         start = time.perf_counter()
@@ -536,6 +541,10 @@ def add_train_arguments(train):
     train.add_argument("--seed", type=SEED_ARG, default=SEED, help="random seed (0 to 2**32-1)")
     train.add_argument("--initial-model", type=model_file_arg,
                        help="fine-tune: start from this trained model's weights (e.g. the shipped model)")
+    train.add_argument("--teacher", type=model_file_arg, nargs="+", metavar="MODEL",
+                       help="distil: each training face also learns these trained models' mean answer")
+    train.add_argument("--teacher-weight", type=float_in_range(0, 1), default=TEACHER_WEIGHT, metavar="W",
+                       help="with --teacher: the share of the teachers' answer in each training face's target")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted training run from its last finished epoch (implies --train-again)")
     train.add_argument("--augment", default=AUGMENT, choices=AUGMENTATIONS, help="training augmentation strength")

@@ -356,6 +356,7 @@ def test_resume_with_ema_continues_from_the_weights_being_trained_not_their_aver
     ({"model": "compact"}, "--model cnn, this one with compact"),
     ({"class_names": ["x", "z"]}, "--data (its classes) x,y, this one with x,z"),
     ({"folder_weight": 0.25}, "--folder-weight 0, this one with 0.25"),
+    ({"teachers": {"models": ["a.h5", "b.h5"], "weight": 0.5}}, "--teacher none, this one with a.h5,b.h5"),
 ])
 def test_resume_with_another_model_or_input_is_refused_naming_the_option(tmp_path, change, said):
     model, ds, model_path, out = tiny_run(tmp_path)

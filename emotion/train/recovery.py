@@ -105,6 +105,7 @@ def check_training_files(args, trained):
     """No file the run reads (--initial-model, a --base-weights file, the model it loads) may be one it writes: the
     model, its checkpoint (a stale one is deleted at the start) or a file in --output-dir."""
     inputs = {"the --initial-model model": args.initial_model,
+              **{f"the --teacher model {path!r}": path for path in args.teacher or ()},
               "the --base-weights file": args.base_weights if os.path.isfile(args.base_weights) else None}
     if trained:
         check_not_inputs({"--model-path": args.model_path,
@@ -125,7 +126,9 @@ def run_identity(fitted, metadata):
             "--data (its classes)": metadata.get("class_names"), "--targets": metadata.get("targets", "folders"),
             "--cache-features": fitted.name == "head", "--precision": fitted.dtype_policy.name,
             "--weight-decay": type(optimizer).__name__, "--ema": optimizer.ema_momentum if optimizer.use_ema else 0,
-            "--folder-weight": metadata.get("folder_weight", 0)}
+            "--folder-weight": metadata.get("folder_weight", 0),
+            "--teacher": (metadata.get("teachers") or {}).get("models", "none"),
+            "--teacher-weight": (metadata.get("teachers") or {}).get("weight", 0)}
 
 
 def read_run_file(backup):
