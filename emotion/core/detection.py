@@ -26,6 +26,9 @@ LOOKS_AGAIN = ((0.25, False, 320), (0.35, True, 240), (0.5, True, 160))  # mtcnn
 # the edge is made whole; mirrored first, 2 close-ups of 153 were lost), on a copy at most this large: these faces are
 # large, so small copies find them for less CPU on a photo with no face; the widest border last, so mtcnn's smallest
 # scale fits a face cut by the edge that fills the photo's short side (docs/detection.md)
+LOOKS_AGAIN_CUTOFFS = {"threshold_pnet": 0.5, "threshold_rnet": 0.5}  # the looks again let more candidates through
+# mtcnn's first two networks (its defaults: 0.6 and 0.7) to ONet, whose cut-off stays MTCNN_MIN_CONFIDENCE: faces cut by
+# the frame, made whole by the mirror, are often scored low by them (docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
@@ -62,10 +65,10 @@ def load_face_detector(name=DETECTOR):
     return name, detector
 
 
-def run_mtcnn(mtcnn, image, pad=0, mirror=False):
+def run_mtcnn(mtcnn, image, pad=0, mirror=False, **cutoffs):
     """mtcnn's faces in an RGB image surrounded by a `pad`-pixel border, its edge pixels repeated or (`mirror`) the
     image mirrored into it: [(box, [left eye, right eye])], each box centred inside the image (not on a mirror
-    copy)."""
+    copy). cutoffs: mtcnn's threshold_pnet and threshold_rnet, where not its own."""
     height, width = image.shape[:2]
     if min(height, width) < 12:  # below PNet's 12 px window there is nothing to find
         return []
@@ -73,7 +76,7 @@ def run_mtcnn(mtcnn, image, pad=0, mirror=False):
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101 if mirror else
                                    cv2.BORDER_REPLICATE)
     faces = []
-    for face in mtcnn.detect_faces(image, threshold_onet=MTCNN_MIN_CONFIDENCE):
+    for face in mtcnn.detect_faces(image, threshold_onet=MTCNN_MIN_CONFIDENCE, **cutoffs):
         x, y, w, h = face["box"][0] - pad, face["box"][1] - pad, *face["box"][2:]
         if 0 <= x + w / 2 < width and 0 <= y + h / 2 < height:
             eyes = [[v - pad for v in face["keypoints"][eye]] for eye in ("left_eye", "right_eye")]
@@ -126,7 +129,7 @@ def find_faces(name, model, image, max_side):
                 break
             again, again_scale = scale_down(small, look_max_side)
             found = [([v / again_scale for v in box], [[v / again_scale for v in eye] for eye in eyes]) for box, eyes
-                     in run_mtcnn(model, again, int(border * max(again.shape[:2])), mirror)]
+                     in run_mtcnn(model, again, int(border * max(again.shape[:2])), mirror, **LOOKS_AGAIN_CUTOFFS)]
     elif name == "hog":
         found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model.run(small, 0, HOG_MIN_SCORE)[0]]
     else:
