@@ -431,6 +431,8 @@ def check_train_options(args, trained):
         raise UserError("--cache-features needs a frozen base: use it with --model vgg16")
     if args.cache_features and args.mixup:
         raise UserError("--mixup blends images, which --cache-features never shows the head; leave one of them out")
+    if args.teacher_weight != TEACHER_WEIGHT and not args.teacher:
+        raise UserError("--teacher-weight sets the share of the teachers' answer: give the teachers (--teacher)")
     if args.folder_weight and args.targets == "folders":
         raise UserError("--folder-weight blends each face's votes with its folder's class; --targets folders learns "
                         "the folders alone: leave one of them out")

@@ -170,7 +170,7 @@ def load_portraits(folder, count, min_side=250):
             continue
         faces = F.detect_faces(mtcnn, image, max_side=max(image.shape[:2]))
         if len(faces) == 1:
-            portraits.append((image, faces[0]["box"], roll(faces[0]["eyes"])))
+            portraits.append((image, faces[0]["box"], F.eye_roll(faces[0]["eyes"])))
         if len(portraits) == count:
             break
     return portraits
@@ -248,12 +248,6 @@ def make_tiles(portraits, first, count, tile):
     return canvas, faces
 
 
-def roll(eyes):
-    """The angle of the line from the left eye to the right one, in degrees (0: level)."""
-    (lx, ly), (rx, ry) = eyes
-    return math.degrees(math.atan2(ry - ly, rx - lx))
-
-
 def score_group(boxes, faces):
     """(main faces found, main faces, false boxes, each found main face's roll error in degrees: between the eyes'
     line its crop is levelled by and the face's, or the face's roll itself where the detector gives no eyes (a box
@@ -268,7 +262,7 @@ def score_group(boxes, faces):
         if main:
             found.add(main[0])
             if eyes:
-                error = (roll(eyes[0]) if eyes[0] else 0.0) - faces[main[0]][3]
+                error = (F.eye_roll(eyes[0]) if eyes[0] else 0.0) - faces[main[0]][3]
                 roll_errors.append(abs((error + 180) % 360 - 180))
         elif not hits or all(faces[i][0] >= MAIN_VISIBLE for i in hits):
             false += 1  # on no face, or a second box on a main face

@@ -1,7 +1,6 @@
 """Face detection on real photographs (scikit-image's), alignment, the no-face rule, and label placement."""
 
 import json
-import math
 import subprocess
 import sys
 import threading
@@ -11,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.core.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, load_face_detector, onet_faces
+from emotion.core.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, eye_roll, load_face_detector, onet_faces
 from emotion.core.drawing import annotate, face_label, face_message, layout_labels
 
 from conftest import RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, real_photo, run_cli, run_main
@@ -57,20 +56,15 @@ def test_a_face_filling_the_photo_is_found(detector):
     assert face["box"][2] * face["box"][3] > 0.4 * image.shape[0] * image.shape[1]
 
 
-def roll(eyes):
-    (left, right) = eyes
-    return math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
-
-
 def test_alignment_levels_the_eyes_of_a_tilted_face(detector):
     photo = real_photo("astronaut")
     tilted = cv2.warpAffine(photo, cv2.getRotationMatrix2D((223, 117), 25, 1), photo.shape[1::-1])
     (face,) = detect_faces(detector, tilted)
-    assert abs(roll(face["eyes"])) > 15  # tilted as given
+    assert abs(eye_roll(face["eyes"])) > 15  # tilted as given
     crop = crop_face(tilted, face)
     assert crop.shape[0] == crop.shape[1]
     (again,) = detect_faces(detector, crop)
-    assert abs(roll(again["eyes"])) < 5  # level after alignment
+    assert abs(eye_roll(again["eyes"])) < 5  # level after alignment
     (left, right) = again["eyes"]
     # FER2013's framing (measured on its faces): eyes about 38 % down, face filling the square
     assert 0.28 < (left[1] + right[1]) / 2 / crop.shape[0] < 0.48
@@ -317,7 +311,7 @@ def test_mtcnn_plus_hog_finds_the_cut_tilted_face_and_levels_it():
     assert len(found) == 2, found
     assert found[0]["box"][0] + found[0]["box"][2] / 2 < 222 and found[1]["box"][0] >= 400  # the cut face, the camera
     (upright,) = detect_faces(load_face_detector("mtcnn"), real_photo("astronaut"))
-    assert abs(roll(found[0]["eyes"]) - (roll(upright["eyes"]) - 30)) < 8  # her head was turned 30 degrees
+    assert abs(eye_roll(found[0]["eyes"]) - (eye_roll(upright["eyes"]) - 30)) < 8  # her head was turned 30 degrees
 
 
 def test_onet_gives_eyes_to_faces_only():

@@ -1,6 +1,8 @@
 """Distillation (train --teacher): the training targets blended with trained networks' mean answer."""
 
+import hashlib
 import os
+import re
 
 import numpy as np
 import pytest
@@ -56,10 +58,15 @@ def test_teacher_targets_blend_the_own_targets_with_the_teachers_mean(tmp_path, 
     image = {"image_size": 48, "color": "grayscale", "normalize": "equalize"}
     blended, stored = teacher_targets(labels, [first, second], 0.3, images, CLASSES, image)
     np.testing.assert_allclose(blended, 0.7 * np.eye(3)[labels] + 0.3 * teachers, atol=1e-4)
-    assert stored == {"models": ["first.h5", "second.h5"], "weight": 0.3}
+    assert (stored["models"], stored["weight"]) == (["first.h5", "second.h5"], 0.3)
+    assert stored["sha256"] == [hashlib.sha256(open(p, "rb").read()).hexdigest()[:12] for p in (first, second)]
     shares = np.full((len(labels), 3), 1 / 3, np.float32)  # vote shares are blended as they are
     np.testing.assert_allclose(teacher_targets(shares, [first], 1.0, images, CLASSES, image)[0],
                                softmax_of(first, images), atol=1e-4)
+    wider = saved_model(tmp_path / "wider.h5", classes=["sad", "angry", "happy", "neutral"], seed=5)
+    answers = softmax_of(wider, images)[:, [1, 2, 0]]  # its answers over the student's classes, in their order
+    np.testing.assert_allclose(teacher_targets(labels, [wider], 1.0, images, CLASSES, image)[0],
+                               answers / answers.sum(axis=1, keepdims=True), atol=1e-4)
 
 
 def test_a_teacher_must_take_the_students_faces_and_know_its_classes(tmp_path, data):
@@ -67,11 +74,15 @@ def test_a_teacher_must_take_the_students_faces_and_know_its_classes(tmp_path, d
     from emotion.train.distill import teacher_targets
     images, labels, _ = er.load_folder(os.path.join(data, "train"), CLASSES, 48, "grayscale", "equalize")
     image = {"image_size": 48, "color": "grayscale", "normalize": "equalize"}
-    for teacher, said in ((saved_model(tmp_path / "big.h5", image_size=64), "takes 64x64 images"),
-                          (saved_model(tmp_path / "plain.h5", normalize="none"), "normalised 'none'"),
-                          (saved_model(tmp_path / "two.h5", classes=["angry", "happy"]), "was trained for classes")):
-        with pytest.raises(UserError, match=said):
+    two = saved_model(tmp_path / "two.h5", classes=["angry", "happy"])
+    for teacher, said in ((saved_model(tmp_path / "big.h5", image_size=64), "64x64 grayscale faces"),
+                          (saved_model(tmp_path / "plain.h5", normalize="none"), "normalised 'none', of the classes"),
+                          (two, "of the classes angry,happy;")):
+        with pytest.raises(UserError, match=f"--teacher {re.escape(repr(teacher))} takes .*{said}"):
             teacher_targets(labels, [teacher], 0.5, images, CLASSES, image)
+    (tmp_path / "broken.h5").write_bytes(b"not a model")
+    with pytest.raises(UserError, match="--teacher: .*broken.h5' is not a readable Keras model"):
+        teacher_targets(labels, [str(tmp_path / "broken.h5")], 0.5, images, CLASSES, image)
 
 
 def test_train_learns_the_blend_and_stores_its_teachers(tmp_path, data, capsys, monkeypatch):
@@ -88,13 +99,19 @@ def test_train_learns_the_blend_and_stores_its_teachers(tmp_path, data, capsys, 
     images, labels, _ = er.load_folder(os.path.join(data, "train"), CLASSES, 48, "grayscale", "equalize")
     np.testing.assert_allclose(asked[0], 0.75 * np.eye(3)[labels] + 0.25 * softmax_of(teacher, images), atol=1e-4)
     assert asked[1].ndim == 1  # validation: the folders, as without a teacher
-    assert read_metadata(str(tmp_path / "m.h5"))["teachers"] == {"models": ["teacher.h5"], "weight": 0.25}
+    stored = read_metadata(str(tmp_path / "m.h5"))["teachers"]
+    assert (stored["models"], stored["weight"], len(stored["sha256"][0])) == (["teacher.h5"], 0.25, 12)
 
 
-def test_train_refuses_to_write_over_its_teacher(tmp_path, data, capsys):
+def test_train_refuses_to_write_over_its_teacher_a_missing_teacher_and_a_weight_without_one(tmp_path, data, capsys):
     teacher = saved_model(tmp_path / "teacher.h5", seed=4)
     before = open(teacher, "rb").read()
     code, _, error = run_main(capsys, "--data", data, "--train-again", "--epochs", "1", "--teacher", teacher,
                               "--model-path", teacher, "--output-dir", tmp_path / "r", "--no-show")
     assert code != 0 and "is the --teacher model" in error
     assert open(teacher, "rb").read() == before
+    for args, said in ((["--teacher", str(tmp_path / "gone.h5")], "gone.h5': no such file"),
+                       (["--teacher-weight", "0.3"], "give the teachers (--teacher)")):
+        code, _, error = run_main(capsys, "--data", data, "--train-again", "--epochs", "1", *args, "--model-path",
+                                  tmp_path / "m.h5", "--output-dir", tmp_path / "r2", "--no-show")
+        assert code != 0 and said in error and not (tmp_path / "m.h5").exists()

@@ -13,7 +13,7 @@ import pytest
 
 from emotion.io import opencv_nets
 from emotion.io.internals import (HelpFormatter, add_request_deadlines, callback_counters, compile_mtcnn,
-                                  model_from_h5_config, set_callback_counters)
+                                  model_from_h5_config, mtcnn_onet, set_callback_counters)
 from emotion.io.opencv_nets import OpenCVNet
 
 from conftest import ROOT
@@ -59,6 +59,9 @@ def test_mtcnn_networks_run_by_opencv_answer_as_its_keras_networks(monkeypatch):
             np.testing.assert_allclose(ours.numpy(), keras.numpy(), atol=1e-4)
         if batch[1] == 24 or batch[1] == 48:  # RNet, ONet: no candidate left is an empty batch, as in Keras
             assert [out.shape for out in stage._model(images[:0])] == [(0, *out.shape[1:]) for out in want]
+    onet = mtcnn_onet(mtcnn)  # onet_faces reads its outputs as box offsets, 5 landmarks (x1..x5, y1..y5), scores
+    assert onet is mtcnn.stages[2]._model and [out.shape for out in onet(images)] == [(3, 4), (3, 10), (3, 2)]
+    np.testing.assert_allclose(onet(images)[2].numpy().sum(axis=1), 1, atol=1e-5)  # (not a face, a face): softmax
     for image in (data.astronaut(), np.full((120, 120, 3), 128, np.uint8)):  # the same faces, end to end
         ours, keras = mtcnn.detect_faces(image), keras_mtcnn.detect_faces(image)
         assert len(ours) == len(keras) and len(ours) == (image.shape[0] == 512)

@@ -356,12 +356,16 @@ def test_resume_with_ema_continues_from_the_weights_being_trained_not_their_aver
     ({"model": "compact"}, "--model cnn, this one with compact"),
     ({"class_names": ["x", "z"]}, "--data (its classes) x,y, this one with x,z"),
     ({"folder_weight": 0.25}, "--folder-weight 0, this one with 0.25"),
-    ({"teachers": {"models": ["a.h5", "b.h5"], "weight": 0.5}}, "--teacher none, this one with a.h5,b.h5"),
+    ({"teachers": None}, "--teacher a.h5 (sha256 0123456789ab), this one with none"),
+    ({"teachers": {"models": ["a.h5"], "weight": 0.5, "sha256": ["ba9876543210"]}},  # another file, the same name
+     "--teacher a.h5 (sha256 0123456789ab), this one with a.h5 (sha256 ba9876543210)"),
+    ({"teachers": {"models": ["a.h5"], "weight": 0.3, "sha256": ["0123456789ab"]}},
+     "--teacher-weight 0.5, this one with 0.3"),
 ])
 def test_resume_with_another_model_or_input_is_refused_naming_the_option(tmp_path, change, said):
     model, ds, model_path, out = tiny_run(tmp_path)
     metadata = {"class_names": ["x", "y"], "image_size": 48, "color": "grayscale", "normalize": "none",
-                "model": "cnn"}
+                "model": "cnn", "teachers": {"models": ["a.h5"], "weight": 0.5, "sha256": ["0123456789ab"]}}
     interrupted_at_epoch(model, 1)
     with pytest.raises(UserError, match="best model so far"):
         train(model, ds, model_path, out, epochs=4, metadata=metadata)

@@ -86,8 +86,9 @@ def run_mtcnn(mtcnn, image, pad=0, mirror=False, **cutoffs):
 
 def onet_faces(mtcnn, image, boxes):
     """mtcnn's last network (ONet) on other detectors' boxes, each given as a square crop of its centre (as mtcnn's
-    own RNet boxes are): [(box, [left eye, right eye]) as mtcnn gives them, or None where ONet scores the crop below
-    MTCNN_MIN_CONFIDENCE], in `image`'s pixels."""
+    own RNet boxes are, but a box past the photo's edge repeats its edge pixels where mtcnn's crop has grey): [(box,
+    [left eye, right eye]) as mtcnn gives them, or None where ONet scores the crop below MTCNN_MIN_CONFIDENCE], in
+    `image`'s pixels."""
     if not boxes:
         return []
     patches, squares = [], []
@@ -104,8 +105,9 @@ def onet_faces(mtcnn, image, boxes):
         (np.stack(patches).astype(np.float32) - 127.5) / 128))  # mtcnn's own scaling of pixels
     faces = []
     for (x0, y0, side), offset, points, score in zip(squares, offsets, landmarks, scores):
-        x1, y1, x2, y2 = (float(v + d * side) for v, d in zip((x0, y0, x0 + side, y0 + side), offset))
-        eyes = [[float(x0 + points[i] * side), float(y0 + points[5 + i] * side)] for i in (0, 1)]
+        # mtcnn's own conventions (adjust_bboxes, adjust_landmarks): a box's last pixel is x0 + side - 1
+        x1, y1, x2, y2 = (float(v + d * side) for v, d in zip((x0, y0, x0 + side - 1, y0 + side - 1), offset))
+        eyes = [[float(x0 - 1 + points[i] * side), float(y0 - 1 + points[5 + i] * side)] for i in (0, 1)]
         faces.append(([x1, y1, x2 - x1, y2 - y1], eyes) if score[1] >= MTCNN_MIN_CONFIDENCE else None)
     return faces
 
@@ -170,14 +172,19 @@ def detect_faces(detector, image, max_side=None):
     return sorted(faces, key=lambda face: (face["box"][0], face["box"][1]))  # left to right, as they are numbered
 
 
+def eye_roll(eyes):
+    """The angle of the line from the left eye to the right one, in degrees (0: level)."""
+    (lx, ly), (rx, ry) = eyes
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
 def crop_face(image, face):
     """The face framed as the training faces are: a square around its box, with the detector's margin,
     rotated so the eyes are level when the detector gives them. At most FACE_CROP_MAX_SIDE pixels."""
     x, y, w, h = face["box"]
     eyes = face.get("eyes")
     side = (w + h) / 2 * (1 + 2 * (FACE_MARGIN if eyes is None else MTCNN_FACE_MARGIN))
-    (lx, ly), (rx, ry) = eyes or ((0, 0), (1, 0))
-    angle = math.degrees(math.atan2(ry - ly, rx - lx))
+    angle = eye_roll(eyes) if eyes else 0.0
     size = max(1, min(FACE_CROP_MAX_SIDE, int(round(side))))
     matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), angle, size / side)
     matrix[:, 2] += (size / 2 - x - w / 2, size / 2 - y - h / 2)  # the box centre becomes the crop's centre

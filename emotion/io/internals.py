@@ -7,7 +7,7 @@ moves or changes one of them.
 - Keras: the counters of EarlyStopping and ReduceLROnPlateau (`wait`, `best`, `best_epoch`, `cooldown_counter`:
   attributes their docs do not list), carried over by --resume (BackupAndRestore keeps only weights, optimizer, epoch).
 - mtcnn 1.0: its three networks (`stage._model`), run by OpenCV's DNN module (or as tf.functions) instead of
-  op by op.
+  op by op; its last, ONet, also called on other detectors' boxes (its outputs' order and layout).
 - argparse: HelpFormatter._get_help_string, the documented way to change which defaults --help shows (the
   formatter classes' only API is their names, per the argparse docs).
 - waitress: its connection class (waitress.channel.HTTPChannel: received, readable, request, requests,

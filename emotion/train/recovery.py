@@ -104,6 +104,9 @@ def check_free_space(model, model_path):
 def check_training_files(args, trained):
     """No file the run reads (--initial-model, a --base-weights file, the model it loads) may be one it writes: the
     model, its checkpoint (a stale one is deleted at the start) or a file in --output-dir."""
+    missing = next((path for path in args.teacher or () if not os.path.isfile(path)), None)
+    if missing:  # before the data is read and the model built
+        raise UserError(f"--teacher {missing!r}: no such file; give a model this program saved (train --model-path)")
     inputs = {"the --initial-model model": args.initial_model,
               **{f"the --teacher model {path!r}": path for path in args.teacher or ()},
               "the --base-weights file": args.base_weights if os.path.isfile(args.base_weights) else None}
@@ -127,8 +130,16 @@ def run_identity(fitted, metadata):
             "--cache-features": fitted.name == "head", "--precision": fitted.dtype_policy.name,
             "--weight-decay": type(optimizer).__name__, "--ema": optimizer.ema_momentum if optimizer.use_ema else 0,
             "--folder-weight": metadata.get("folder_weight", 0),
-            "--teacher": (metadata.get("teachers") or {}).get("models", "none"),
+            "--teacher": teacher_files(metadata.get("teachers")),
             "--teacher-weight": (metadata.get("teachers") or {}).get("weight", 0)}
+
+
+def teacher_files(teachers):
+    """--teacher as --resume compares it: each teacher's file name and the start of its SHA-256 (another file under
+    the same name is another teacher), or "none"."""
+    if not teachers:
+        return "none"
+    return [f"{name} (sha256 {digest})" for name, digest in zip(teachers["models"], teachers.get("sha256", []))]
 
 
 def read_run_file(backup):
