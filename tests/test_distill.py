@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import pathlib
 import re
 
 import numpy as np
@@ -59,7 +60,7 @@ def test_teacher_targets_blend_the_own_targets_with_the_teachers_mean(tmp_path, 
     blended, stored = teacher_targets(labels, [first, second], 0.3, images, CLASSES, image)
     np.testing.assert_allclose(blended, 0.7 * np.eye(3)[labels] + 0.3 * teachers, atol=1e-4)
     assert (stored["models"], stored["weight"]) == (["first.h5", "second.h5"], 0.3)
-    assert stored["sha256"] == [hashlib.sha256(open(p, "rb").read()).hexdigest()[:12] for p in (first, second)]
+    assert stored["sha256"] == [hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest()[:12] for p in (first, second)]
     shares = np.full((len(labels), 3), 1 / 3, np.float32)  # vote shares are blended as they are
     np.testing.assert_allclose(teacher_targets(shares, [first], 1.0, images, CLASSES, image)[0],
                                softmax_of(first, images), atol=1e-4)
@@ -105,11 +106,11 @@ def test_train_learns_the_blend_and_stores_its_teachers(tmp_path, data, capsys, 
 
 def test_train_refuses_to_write_over_its_teacher_a_missing_teacher_and_a_weight_without_one(tmp_path, data, capsys):
     teacher = saved_model(tmp_path / "teacher.h5", seed=4)
-    before = open(teacher, "rb").read()
+    before = pathlib.Path(teacher).read_bytes()
     code, _, error = run_main(capsys, "--data", data, "--train-again", "--epochs", "1", "--teacher", teacher,
                               "--model-path", teacher, "--output-dir", tmp_path / "r", "--no-show")
     assert code != 0 and "is the --teacher model" in error
-    assert open(teacher, "rb").read() == before
+    assert pathlib.Path(teacher).read_bytes() == before
     for args, said in ((["--teacher", str(tmp_path / "gone.h5")], "gone.h5': no such file"),
                        (["--teacher-weight", "0.3"], "give the teachers (--teacher)")):
         code, _, error = run_main(capsys, "--data", data, "--train-again", "--epochs", "1", *args, "--model-path",

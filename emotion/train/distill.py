@@ -3,6 +3,7 @@ more trained networks, the teachers (an ensemble taught to one network of one ne
 
 import hashlib
 import os
+import pathlib
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def teacher_targets(targets, paths, weight, images, class_names, image):
     own = targets if targets.ndim == 2 else np.eye(len(class_names), dtype=np.float32)[targets]
     taught = teacher_probabilities(paths, images, class_names, image)
     stored = {"models": [os.path.basename(p) for p in paths], "weight": weight,
-              "sha256": [hashlib.sha256(open(p, "rb").read()).hexdigest()[:12] for p in paths]}
+              "sha256": [hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest()[:12] for p in paths]}
     print(f"Targets: {1 - weight:g} of each training face's own, {weight:g} of the mean answer of "
           f"{', '.join(stored['models'])} (--teacher)")
     return ((1 - weight) * own + weight * taught).astype(np.float32), stored

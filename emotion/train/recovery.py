@@ -102,8 +102,9 @@ def check_free_space(model, model_path):
 
 
 def check_training_files(args, trained):
-    """No file the run reads (--initial-model, a --base-weights file, the model it loads) may be one it writes: the
-    model, its checkpoint (a stale one is deleted at the start) or a file in --output-dir."""
+    """No file the run reads (--initial-model, the --teacher models, a --base-weights file, the model it loads) may be
+    one it writes: the model, its checkpoint (a stale one is deleted at the start) or a file in --output-dir. A
+    --teacher that is not there is refused here, before the data is read."""
     missing = next((path for path in args.teacher or () if not os.path.isfile(path)), None)
     if missing:  # before the data is read and the model built
         raise UserError(f"--teacher {missing!r}: no such file; give a model this program saved (train --model-path)")
