@@ -45,14 +45,13 @@ from emotion.train.augmentation import AUGMENTATIONS, make_augmentation
 from emotion.train.calibration import calibrate_model, calibration_bins, plot_reliability
 from emotion.train.data import (SPLITS, check_dataset_layout, choose_image_settings, list_class_names, load_folder,
                                 load_splits, make_dataset)
-from emotion.train.distill import teacher_targets
 from emotion.train.distributed import fit_method, is_chief, make_strategy, send_worker_outputs_to_scratch
 from emotion.train.features import FEATURE_VIEWS, make_feature_data
 from emotion.train.recovery import check_training_files
 from emotion.train.reporting import data_label, display_available, learning_warnings, save_metrics
 from emotion.train.training import (TrainingRun, balanced_class_weights, make_learning_rate, progress_bar,
                                     safe_training, start_from, time_budget_callbacks)
-from emotion.train.votes import folder_agreement, vote_targets
+from emotion.train.votes import folder_agreement, training_targets
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 logging.getLogger("absl").setLevel(logging.ERROR)  # Keras warns on every .h5 save that the format is "legacy"
@@ -215,14 +214,8 @@ def make_training_run(args, strategy, splits, class_names, image):
     metadata = {"class_names": class_names, **image, "model": args.model, "trained_on": data_label(args.data),
                 "created": datetime.datetime.now().isoformat(timespec="seconds")}
     augment = make_augmentation(args.augment, image["normalize"])  # "photo" ends with the model's normalisation
-    targets = {split: splits[split][1] for split in ("train", "val")}
-    if args.targets == "votes":
-        targets = vote_targets(args.data, splits, class_names, args.folder_weight) or targets
-    metadata["targets"] = "votes" if targets["train"].ndim == 2 else "folders"
-    metadata["folder_weight"] = args.folder_weight
-    if args.teacher:  # distillation: the teachers' answers blended into the training targets
-        targets["train"], metadata["teachers"] = teacher_targets(targets["train"], args.teacher, args.teacher_weight,
-                                                                 splits["train"][0], class_names, image)
+    targets, stored = training_targets(args, splits, class_names, image)  # folders, vote shares, teachers' answers
+    metadata.update(stored)
     class_weight = balanced_class_weights(train_labels, num_classes) if args.class_weight == "balanced" else None
     if args.cache_features:
         start = time.perf_counter()

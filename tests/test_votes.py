@@ -12,7 +12,7 @@ from test_prepare import write_fer_csv
 from emotion.core.model_files import read_metadata
 from emotion.io.errors import UserError
 from emotion.jobs.prepare import prepare_dataset
-from emotion.train.votes import FERPLUS_COLUMNS, VOTES_FILE, annotator_agreement, plurality, vote_shares
+from emotion.train.votes import FERPLUS_COLUMNS, VOTES_FILE, annotator_agreement, plurality, vote_shares, vote_targets
 
 from conftest import make_dataset, run_main
 
@@ -199,17 +199,17 @@ def test_training_targets_are_the_vote_shares(voted_data):
     class_names = ["angry", "happy", "sad"]
     splits = {split: er.load_folder(os.path.join(voted_data, split), class_names, 48, "grayscale", "none")
               for split in ("train", "val")}
-    targets = er.vote_targets(voted_data, splits, class_names)
+    targets = vote_targets(voted_data, splits, class_names)
     # neutral is not among the classes: each face's votes among angry, happy, sad, as shares
     assert targets["train"].shape == (18, 3)
     np.testing.assert_allclose(targets["train"][0], [1, 0, 0])
     np.testing.assert_allclose(targets["val"][5], [0, 1, 0])
     four = ["angry", "happy", "neutral", "sad"]
-    targets = er.vote_targets(voted_data, {s: er.load_folder(os.path.join(voted_data, s), four, 48, "grayscale",
+    targets = vote_targets(voted_data, {s: er.load_folder(os.path.join(voted_data, s), four, 48, "grayscale",
                                                              "none") for s in ("train", "val")}, four)
     np.testing.assert_allclose(targets["train"][0], [0.7, 0, 0.3, 0])
     # --folder-weight: a training face learns 0.4 of its folder's class (angry), validation the shares alone
-    blended = er.vote_targets(voted_data, {s: er.load_folder(os.path.join(voted_data, s), four, 48, "grayscale",
+    blended = vote_targets(voted_data, {s: er.load_folder(os.path.join(voted_data, s), four, 48, "grayscale",
                                                              "none") for s in ("train", "val")}, four, 0.4)
     np.testing.assert_allclose(blended["train"], 0.6 * targets["train"] + 0.4 * np.eye(4)[[0] * 6 + [1] * 6 + [3] * 6])
     np.testing.assert_allclose(blended["train"][0], [0.82, 0, 0.18, 0])
@@ -320,7 +320,7 @@ def test_a_face_with_no_vote_among_the_classes_learns_its_folder(tmp_path, capsy
     (tmp_path / "d" / VOTES_FILE).write_text("\n".join(lines) + "\n")
     splits = {s: er.load_folder(os.path.join(data, s), ["happy", "sad"], 48, "grayscale", "none")
               for s in ("train", "val")}
-    targets = er.vote_targets(data, splits, ["happy", "sad"])
+    targets = vote_targets(data, splits, ["happy", "sad"])
     np.testing.assert_allclose(targets["train"], [[1, 0], [1, 0], [0, 1], [0, 1]])
     assert "Warning: 1 train face(s) have no votes among happy,sad" in capsys.readouterr().out
 

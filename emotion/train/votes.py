@@ -11,6 +11,7 @@ import numpy as np
 from emotion.io.errors import UserError
 from emotion.io.files import write_file
 from emotion.train.data import SPLITS, folder_files
+from emotion.train.distill import teacher_targets
 
 VOTES_FILE = "votes.csv"  # beside train/, val/, test/: one row of votes per face, keyed by its path under the data set
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown",
@@ -165,6 +166,20 @@ def vote_targets(data_dir, splits, class_names, folder_weight=0.0):
     print(f"Targets: each face's share of the annotators' votes in {path}{blend} (--targets folders: the class "
           "folders)")
     return targets
+
+
+def training_targets(args, splits, class_names, image):
+    """What train's faces learn, {split: targets} for train and val, and what the model file stores of it: the class
+    folders, or with --targets votes and a votes file the vote shares (--folder-weight blends in the folder's
+    class); then with --teacher, the teachers' mean answer blended into the training faces' (teacher_targets)."""
+    targets = {split: splits[split][1] for split in ("train", "val")}
+    if args.targets == "votes":
+        targets = vote_targets(args.data, splits, class_names, args.folder_weight) or targets
+    stored = {"targets": "votes" if targets["train"].ndim == 2 else "folders", "folder_weight": args.folder_weight}
+    if args.teacher:  # distillation: the teachers' answers blended into the training targets
+        targets["train"], stored["teachers"] = teacher_targets(targets["train"], args.teacher, args.teacher_weight,
+                                                               splits["train"][0], class_names, image)
+    return targets, stored
 
 
 def vote_agreement(folder, files, predictions, class_names):
