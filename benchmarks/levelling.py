@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--angles", type=float, nargs="+", default=[25.0], help="turns, degrees (each + and -)")
     args = parser.parse_args()
     recognizer = EmotionRecognizer()
-    _, (mtcnn, hog) = F.load_face_detector("mtcnn+hog")
+    _, (mtcnn, hog, _) = F.load_face_detector("mtcnn+hog")
     files = sorted(glob.glob(os.path.join(args.folder, "*", "*")))[::args.every]
     for angle in args.angles:
         crops = ("HOG's box", "ONet's box", "ONet's box levelled")

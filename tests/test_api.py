@@ -225,8 +225,8 @@ def test_the_installed_package_runs_from_another_folder(tmp_path):
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *offline, "--target",
                               str(target), str(source)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr
-    assert {"EmotionRecognitionSystem.h5", "EmotionRecognitionSystem7.h5"} <= set(os.listdir(target / "emotion" /
-                                                                                             "shipped"))
+    assert {"EmotionRecognitionSystem.h5", "EmotionRecognitionSystem7.h5", "face_detection_short_range.tflite",
+            "face_detection_short_range.LICENSE.txt"} <= set(os.listdir(target / "emotion" / "shipped"))
     env = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "2"}
     code = textwrap.dedent(f"""
         import json

@@ -317,7 +317,7 @@ def test_mtcnn_plus_hog_finds_the_cut_tilted_face_and_levels_it():
 def test_onet_gives_eyes_to_faces_only():
     """ONet on every box HOG scores on the astronaut's photo, down to its false boxes (suit, flag): her face gets the
     box and eyes mtcnn gives it, the rest none."""
-    name, (mtcnn, hog) = load_face_detector("mtcnn+hog")
+    name, (mtcnn, hog, _) = load_face_detector("mtcnn+hog")
     photo = real_photo("astronaut")
     boxes = [[r.left(), r.top(), r.width(), r.height()] for r in hog.run(photo, 0, -1)[0]]
     found = onet_faces(mtcnn, photo, boxes)
@@ -331,7 +331,7 @@ def test_onet_gives_eyes_to_faces_only():
 def test_mtcnn_plus_hog_runs_its_hog_pass_beside_mtcnn_when_opencv_has_cores(threads):
     """With OpenCV allowed more than one thread, HOG looks while mtcnn does (a thread of its own); a batch worker,
     given one thread, runs the two passes one after the other. The faces are the same either way."""
-    name, (mtcnn, hog) = load_face_detector("mtcnn+hog")
+    name, (mtcnn, hog, _) = load_face_detector("mtcnn+hog")
     hog_threads = []
 
     class RecordingHOG:
@@ -342,7 +342,7 @@ def test_mtcnn_plus_hog_runs_its_hog_pass_beside_mtcnn_when_opencv_has_cores(thr
     saved = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     try:
-        found = detect_faces((name, (mtcnn, RecordingHOG())), group_with_a_cut_tilted_face())
+        found = detect_faces((name, (mtcnn, RecordingHOG(), None)), group_with_a_cut_tilted_face())
     finally:
         cv2.setNumThreads(saved)
     assert [face["box"][0] < 222 for face in found] == [True, False]  # HOG's face and mtcnn's, as in one thread
@@ -371,6 +371,94 @@ def test_a_face_cut_by_the_frame_is_found(detector, name, outside, side):
     assert {"left": fx, "right": cut.shape[1] - fx - fw, "top": fy, "bottom": cut.shape[0] - fy - fh}[side] <= 2
     vx, vy, vw, vh = visible  # it reaches the cut edge, on the face's part still in the picture
     assert vx <= fx + fw / 2 <= vx + vw and vy <= fy + fh / 2 <= vy + vh
+
+
+def corner_cut(image, box, outside, vertical, horizontal):
+    """`image` cut at a corner so `outside` of the face's box is outside the picture (as much of its width as of its
+    height, as benchmarks/cut_faces.py --corners cuts): (the cut picture, the part of the box still inside it)."""
+    x, y, w, h = box
+    along = 1 - (1 - outside) ** 0.5
+    y0, y1 = (int(y + along * h), image.shape[0]) if vertical == "top" else (0, int(y + (1 - along) * h))
+    x0, x1 = (int(x + along * w), image.shape[1]) if horizontal == "left" else (0, int(x + (1 - along) * w))
+    inside = [max(x, x0) - x0, max(y, y0) - y0, min(x + w, x1) - max(x, x0), min(y + h, y1) - max(y, y0)]
+    return np.ascontiguousarray(image[y0:y1, x0:x1]), inside
+
+
+def tilted(image, degrees):
+    matrix = cv2.getRotationMatrix2D((image.shape[1] / 2, image.shape[0] / 2), degrees, 1)
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT_101)
+
+
+def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector):
+    """The camera man turned 15 degrees and cut at the bottom left corner, half his face's box outside: neither
+    mtcnn's four looks nor HOG find him; BlazeFace on the photo mirrored into a border does, and ONet, shown its box
+    mirrored likewise, takes it for a face (its box and eyes are those of the face made whole by the mirror)."""
+    name, (mtcnn, hog, blazeface) = detector
+    assert blazeface is not None  # OpenCV reads the shipped BlazeFace model
+    photo = tilted(real_photo("camera"), -15)
+    (face,) = detect_faces(detector, photo)
+    picture, (vx, vy, vw, vh) = corner_cut(photo, face["box"], 0.5, "bottom", "left")
+    assert detect_faces((name, (mtcnn, hog, None)), picture) == []  # without the close-up look
+    (found,) = detect_faces(detector, picture)
+    x, y, w, h = found["box"]
+    assert vx <= x + w / 2 <= vx + vw and vy <= y + h / 2 <= vy + vh and x <= 2  # on his face, reaching the cut edge
+    assert found["eyes"] is not None  # ONet's
+
+
+@pytest.mark.parametrize("name", ["coffee", "moon"])
+def test_onet_keeps_out_what_blazeface_takes_for_a_face(detector, name):
+    """BlazeFace alone boxes the coffee cup and the moon (scores 0.5-0.6, on the photo mirrored into the close-up
+    look's border); ONet takes neither for a face, so the default detector boxes nothing."""
+    from emotion.core.blazeface import blazeface_faces
+    from emotion.core.detection import CLOSE_UP_LOOK
+    photo = real_photo(name)
+    pad = int(CLOSE_UP_LOOK[0] * max(photo.shape[:2]))
+    assert blazeface_faces(detector[1][2], cv2.copyMakeBorder(photo, pad, pad, pad, pad, cv2.BORDER_REFLECT_101))
+    assert detect_faces(detector, photo) == []
+
+
+@pytest.mark.parametrize("name, crop", [("astronaut", np.s_[:, :]), ("astronaut", np.s_[:, 120:330]),
+                                        ("astronaut", np.s_[40:240, :]), ("camera", np.s_[60:260, 120:360])])
+def test_blazeface_boxes_the_face_mtcnn_boxes(name, crop):
+    """BlazeFace's anchors and boxes, decoded here, put its box on the face mtcnn finds, in square, tall and wide
+    photos (each is fitted into the network's square input, centred on black)."""
+    from emotion.core.blazeface import blazeface_faces, load_blazeface
+    photo = np.ascontiguousarray(real_photo(name)[crop])
+    (face,) = detect_faces(load_face_detector("mtcnn"), photo)
+    (box, score), *others = blazeface_faces(load_blazeface(), photo)
+    assert score > 0.7 and all(other_score < score for _, other_score in others)
+    x, y, w, h = face["box"]
+    bx, by, bw, bh = box
+    assert abs(bx + bw / 2 - x - w / 2) < 0.15 * w and abs(by + bh / 2 - y - h / 2) < 0.2 * h, (box, face["box"])
+    assert 0.7 < bw / w < 1.6, (box, face["box"])
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")  # the reference here, nowhere else
+def test_blazeface_answers_as_tensorflow_lite_does():
+    """OpenCV's DNN module runs the shipped .tflite file as TensorFlow Lite does (its scores and box offsets)."""
+    from emotion.core.blazeface import BLAZEFACE_FILE, BLAZEFACE_SIZE, load_blazeface
+    tf = pytest.importorskip("tensorflow")
+    interpreter_class = getattr(getattr(tf, "lite", None), "Interpreter", None)
+    if interpreter_class is None:
+        pytest.skip("this TensorFlow has no tf.lite.Interpreter")
+    square = cv2.resize(real_photo("astronaut"), (BLAZEFACE_SIZE, BLAZEFACE_SIZE))[None].astype(np.float32) / 127.5 - 1
+    interpreter = interpreter_class(model_path=BLAZEFACE_FILE)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], square)
+    interpreter.invoke()
+    expected = {out["name"]: interpreter.get_tensor(out["index"]) for out in interpreter.get_output_details()}
+    net, outputs, _ = load_blazeface()
+    net.setInput(square.transpose(0, 3, 1, 2))
+    for name, answer in zip(outputs, net.forward(outputs)):
+        assert np.allclose(answer, expected[name], atol=1e-3), name
+
+
+def test_without_opencv_s_tflite_reader_the_detector_goes_without_blazeface(tmp_path):
+    from emotion.core.blazeface import load_blazeface
+    assert load_blazeface(str(tmp_path / "missing.tflite")) is None
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a model")
+    assert load_blazeface(str(broken)) is None
 
 
 def test_the_looks_with_a_border_run_on_a_smaller_copy():

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from emotion.core.blazeface import blazeface_faces, load_blazeface
 from emotion.io.errors import UserError
 from emotion.io.internals import compile_mtcnn, mtcnn_onet
 from emotion.io.lazy_import import import_quietly
@@ -29,6 +30,10 @@ LOOKS_AGAIN = ((0.25, False, 320), (0.35, True, 240), (0.5, True, 160))  # mtcnn
 LOOKS_AGAIN_CUTOFFS = {"threshold_pnet": 0.5, "threshold_rnet": 0.5}  # the looks again let more candidates through
 # mtcnn's first two networks (its defaults: 0.6 and 0.7) to ONet, whose cut-off stays MTCNN_MIN_CONFIDENCE: faces cut by
 # the frame, made whole by the mirror, are often scored low by them (docs/detection.md)
+CLOSE_UP_LOOK = (0.35, 320)  # mtcnn+hog: when mtcnn's looks and HOG find nothing, BlazeFace (trained on phone
+# close-ups) looks at a copy at most this large (second), the photo mirrored into a border (this fraction of its long
+# side) so a face cut by the frame is made whole; ONet, shown each box mirrored the same way, keeps those it scores
+# MTCNN_MIN_CONFIDENCE, with its box and eyes (faces cut 40 % by the frame: 90 -> 96 %, docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
@@ -40,15 +45,15 @@ FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model see
 
 
 def load_face_detector(name=DETECTOR):
-    """("mtcnn", MTCNN), ("mtcnn+hog", (MTCNN, dlib's HOG detector)) or ("haar", OpenCV's cascade); mtcnn and dlib
-    are imported here, so other commands never load them."""
+    """("mtcnn", MTCNN), ("mtcnn+hog", (MTCNN, dlib's HOG detector, BlazeFace or None where OpenCV cannot run it))
+    or ("haar", OpenCV's cascade); mtcnn and dlib are imported here, so other commands never load them."""
     if name == "mtcnn+hog":
         try:
             import dlib
         except ImportError:
             raise UserError("dlib is not installed; run 'pip install -r requirements.txt' (dlib-bin) "
                             "or use --detector mtcnn") from None
-        return name, (load_face_detector("mtcnn")[1], dlib.get_frontal_face_detector())
+        return name, (load_face_detector("mtcnn")[1], dlib.get_frontal_face_detector(), load_blazeface())
     if name == "mtcnn":
         try:  # quietly: in prepare, mtcnn is the first to import TensorFlow, whose start-up lines would show
             MTCNN = import_quietly("mtcnn").MTCNN
@@ -84,11 +89,11 @@ def run_mtcnn(mtcnn, image, pad=0, mirror=False, **cutoffs):
     return faces
 
 
-def onet_faces(mtcnn, image, boxes):
+def onet_faces(mtcnn, image, boxes, mirror=False):
     """mtcnn's last network (ONet) on other detectors' boxes, each given as a square crop of its centre (as mtcnn's
-    own RNet boxes are, but a box past the photo's edge repeats its edge pixels where mtcnn's crop has grey): [(box,
-    [left eye, right eye]) as mtcnn gives them, or None where ONet scores the crop below MTCNN_MIN_CONFIDENCE], in
-    `image`'s pixels."""
+    own RNet boxes are, but a box past the photo's edge repeats its edge pixels, or with `mirror` has the photo
+    mirrored into it, where mtcnn's crop has grey): [(box, [left eye, right eye]) as mtcnn gives them, or None where
+    ONet scores the crop below MTCNN_MIN_CONFIDENCE], in `image`'s pixels."""
     if not boxes:
         return []
     patches, squares = [], []
@@ -98,7 +103,8 @@ def onet_faces(mtcnn, image, boxes):
         side = int(round(side))
         crop = image[max(0, y0):y0 + side, max(0, x0):x0 + side]
         crop = cv2.copyMakeBorder(crop, max(0, -y0), max(0, y0 + side - image.shape[0]), max(0, -x0),
-                                  max(0, x0 + side - image.shape[1]), cv2.BORDER_REPLICATE)
+                                  max(0, x0 + side - image.shape[1]),
+                                  cv2.BORDER_REFLECT_101 if mirror else cv2.BORDER_REPLICATE)
         patches.append(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA if side > 48 else cv2.INTER_LINEAR))
         squares.append((x0, y0, side))
     offsets, landmarks, scores = (np.asarray(out) for out in mtcnn_onet(mtcnn)(
@@ -110,6 +116,20 @@ def onet_faces(mtcnn, image, boxes):
         eyes = [[float(x0 - 1 + points[i] * side), float(y0 - 1 + points[5 + i] * side)] for i in (0, 1)]
         faces.append(([x1, y1, x2 - x1, y2 - y1], eyes) if score[1] >= MTCNN_MIN_CONFIDENCE else None)
     return faces
+
+
+def close_up_faces(mtcnn, blazeface, image):
+    """The faces CLOSE_UP_LOOK finds: BlazeFace's boxes on a copy of `image` mirrored into a border, centred inside
+    the photo, that ONet takes for faces (onet_faces, mirrored likewise): [(box, eyes)] in `image`'s pixels."""
+    border, max_side = CLOSE_UP_LOOK
+    small, scale = scale_down(image, max_side)
+    height, width = small.shape[:2]
+    pad = int(border * max(height, width))
+    inside = lambda x, y, w, h: 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
+    boxes = [[x - pad, y - pad, w, h] for (x, y, w, h), _ in blazeface_faces(blazeface, cv2.copyMakeBorder(
+        small, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)) if inside(x - pad, y - pad, w, h)]
+    return [([v / scale for v in box], [[v / scale for v in eye] for eye in eyes])
+            for box, eyes in filter(None, onet_faces(mtcnn, small, boxes, mirror=True)) if inside(*box)]
 
 
 def scale_down(image, max_side):
@@ -159,6 +179,8 @@ def detect_faces(detector, image, max_side=None):
         inside = lambda cx, cy: any(x <= cx <= x + w and y <= cy <= y + h for (x, y, w, h), _ in found)
         hog_only = [box for box, _ in hog_found if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
         found += [onet or (box, None) for box, onet in zip(hog_only, onet_faces(model[0], image, hog_only))]
+        if not found and model[2] is not None:  # a close-up or a face cut by the frame that neither found
+            found = close_up_faces(model[0], model[2], image)
     else:
         found = find_faces(name, model, image, max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE))
     faces = []

@@ -1,0 +1,59 @@
+"""MediaPipe's BlazeFace (short range), run by OpenCV's DNN module: a small face detector trained on phone-camera
+close-ups, which finds faces that fill the photo or are cut by its edge where mtcnn does not (docs/detection.md).
+Its weights ship with this package (emotion/shipped/face_detection_short_range.tflite, Apache 2.0; its licence file
+beside it). The network answers a 128x128 photo with a score and a box (plus six points) for each of 896 fixed
+anchors; they are decoded here as MediaPipe's own graph does."""
+
+import os
+
+import cv2
+import numpy as np
+
+from emotion.core.model_files import SHIPPED_DIR
+
+BLAZEFACE_FILE = os.path.join(SHIPPED_DIR, "face_detection_short_range.tflite")
+BLAZEFACE_SIZE = 128  # the network's input: a square photo this large, pixels scaled to -1..1
+BLAZEFACE_GRIDS = ((16, 2), (8, 6))  # its anchors: a 16x16 grid with 2 at each cell, then 8x8 with 6 (MediaPipe's
+# SSD options for the short-range model: strides 8, 16, 16, 16; every anchor of unit size at its cell's centre)
+BLAZEFACE_MIN_SCORE = 0.5  # boxes scored below this are dropped (MediaPipe's own default)
+BLAZEFACE_OVERLAP = 0.3  # of boxes overlapping more than this (intersection over union), the best scored is kept
+
+
+def blazeface_anchors():
+    """The centres (x, y), 0-1 in the network's input, of its 896 anchors, in the order of its outputs."""
+    return np.array([((x + 0.5) / grid, (y + 0.5) / grid) for grid, per_cell in BLAZEFACE_GRIDS
+                     for y in range(grid) for x in range(grid) for _ in range(per_cell)], np.float32)
+
+
+def load_blazeface(path=BLAZEFACE_FILE):
+    """BlazeFace as OpenCV's DNN module runs it, or None where this OpenCV cannot read it (no dnn module, or one
+    older than its TFLite reader) or the file is missing: the detector then goes without it."""
+    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromTFLite") or not os.path.isfile(path):
+        return None
+    try:
+        net = cv2.dnn.readNetFromTFLite(path)
+    except cv2.error:
+        return None
+    return net, net.getUnconnectedOutLayersNames(), blazeface_anchors()
+
+
+def blazeface_faces(blazeface, image, min_score=BLAZEFACE_MIN_SCORE):
+    """BlazeFace's faces in an RGB image: [(box [x, y, w, h], score)] in the image's pixels, best first. The photo is
+    shrunk (or enlarged) to fit 128 px, centred on black as MediaPipe does, so its sides keep their ratio."""
+    net, outputs, anchors = blazeface
+    height, width = image.shape[:2]
+    scale = BLAZEFACE_SIZE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    left, top = (BLAZEFACE_SIZE - size[0]) // 2, (BLAZEFACE_SIZE - size[1]) // 2
+    square = np.zeros((BLAZEFACE_SIZE, BLAZEFACE_SIZE, 3), np.float32)
+    square[top:top + size[1], left:left + size[0]] = small / 127.5 - 1
+    net.setInput(square.transpose(2, 0, 1)[None])  # OpenCV takes the batch channels first
+    answers = dict(zip(outputs, net.forward(outputs)))
+    scores = 1 / (1 + np.exp(-np.clip(answers["classificators"][0, :, 0], -80, 80)))  # MediaPipe clips at 80 too
+    offsets = answers["regressors"][0, :, :4] / BLAZEFACE_SIZE  # centre x, y, width, height; then six points
+    centres = anchors + offsets[:, :2]
+    boxes = np.concatenate([centres - offsets[:, 2:] / 2, offsets[:, 2:]], 1) * BLAZEFACE_SIZE
+    boxes = (boxes - [left, top, 0, 0]) / scale  # in the image's pixels
+    keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), min_score, BLAZEFACE_OVERLAP)
+    return [(boxes[i].tolist(), float(scores[i])) for i in np.asarray(keep, int).reshape(-1)]
