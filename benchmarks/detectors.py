@@ -77,7 +77,8 @@ def mtcnn_with(max_side=F.MTCNN_MAX_SIDE, **settings):
 
 
 def mtcnn_hog(mtcnn_side, hog_side, extra_mtcnn_sides=()):
-    """mtcnn+hog as detect_faces runs it, with other sizes of the two working copies; extra_mtcnn_sides: mtcnn also
+    """mtcnn+hog's two passes as detect_faces runs them (without ONet's eyes for HOG's faces and the close-up look),
+    with other sizes of the two working copies; extra_mtcnn_sides: mtcnn also
     on copies of these sizes (a small pyramid of sizes), its boxes added where they overlap none found before."""
     _, (mtcnn, hog, _) = F.load_face_detector("mtcnn+hog")
 

@@ -327,6 +327,44 @@ def test_onet_gives_eyes_to_faces_only():
     assert np.allclose(box, upright["box"], atol=4) and np.allclose(eyes, upright["eyes"], atol=3)
 
 
+@pytest.mark.parametrize("mirror", [False, True])
+def test_onet_passes_over_boxes_wholly_outside_the_photo(mirror):
+    """A box with nothing of the photo in it gets None, the others their answers (mirroring an empty crop would
+    loop forever in OpenCV)."""
+    name, (mtcnn, hog, _) = load_face_detector("mtcnn+hog")
+    photo = real_photo("astronaut")
+    (face,) = detect_faces(load_face_detector("mtcnn"), photo)
+    before, beyond = [-300, -300, 100, 100], [photo.shape[1] + 50, 100, 80, 80]  # above-left, right of the photo
+    found = finishes(onet_faces, mtcnn, photo, [before, face["box"], beyond], mirror=mirror)
+    assert found[0] is None and found[2] is None and found[1] is not None
+    assert finishes(onet_faces, mtcnn, photo, [before, beyond], mirror=mirror) == [None, None]
+
+
+@pytest.mark.parametrize("shape", [(0, 10, 3), (10, 0, 3), (0, 0, 3)])
+def test_an_empty_picture_has_no_face(detector, shape):
+    assert finishes(detect_faces, detector, np.zeros(shape, np.uint8)) == []
+
+
+def finishes(function, *args, seconds=60, **kwargs):
+    """function(*args, **kwargs)'s result, failing the test (not hanging it) when it runs past `seconds`."""
+    outcome = {}
+
+    def call():
+        try:
+            outcome["result"] = function(*args, **kwargs)
+        except BaseException as error:  # raised again in the test's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=call, daemon=True)  # a hung call is left behind, not waited for
+    worker.start()
+    worker.join(seconds)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "result" not in outcome:
+        pytest.fail(f"{function.__name__} did not finish in {seconds} s")
+    return outcome["result"]
+
+
 @pytest.mark.parametrize("threads", [2, 1])
 def test_mtcnn_plus_hog_runs_its_hog_pass_beside_mtcnn_when_opencv_has_cores(threads):
     """With OpenCV allowed more than one thread, HOG looks while mtcnn does (a thread of its own); a batch worker,
@@ -389,10 +427,11 @@ def tilted(image, degrees):
     return cv2.warpAffine(image, matrix, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT_101)
 
 
-def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector):
+def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector, monkeypatch):
     """The camera man turned 15 degrees and cut at the bottom left corner, half his face's box outside: neither
     mtcnn's four looks nor HOG find him; BlazeFace on the photo mirrored into a border does, and ONet, shown its box
     mirrored likewise, takes it for a face (its box and eyes are those of the face made whole by the mirror)."""
+    from emotion.core.detection import CLOSE_UP_LOOK
     name, (mtcnn, hog, blazeface) = detector
     assert blazeface is not None  # OpenCV reads the shipped BlazeFace model
     photo = tilted(real_photo("camera"), -15)
@@ -403,6 +442,11 @@ def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector):
     x, y, w, h = found["box"]
     assert vx <= x + w / 2 <= vx + vw and vy <= y + h / 2 <= vy + vh and x <= 2  # on his face, reaching the cut edge
     assert found["eyes"] is not None  # ONet's
+    # twice as large, looked at on a copy of the picture's own size: the same face, in the large picture's pixels
+    monkeypatch.setattr("emotion.core.detection.CLOSE_UP_LOOK", (CLOSE_UP_LOOK[0], max(picture.shape[:2])))
+    (found_large,) = detect_faces(detector, cv2.resize(picture, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))
+    assert np.allclose(found_large["box"], np.multiply(found["box"], 2), atol=5), (found_large, found)
+    assert np.allclose(found_large["eyes"], np.multiply(found["eyes"], 2), atol=5), (found_large, found)
 
 
 @pytest.mark.parametrize("name", ["coffee", "moon"])
@@ -453,12 +497,20 @@ def test_blazeface_answers_as_tensorflow_lite_does():
         assert np.allclose(answer, expected[name], atol=1e-3), name
 
 
-def test_without_opencv_s_tflite_reader_the_detector_goes_without_blazeface(tmp_path):
+def test_without_blazeface_the_detector_warns_and_goes_on(tmp_path, monkeypatch):
+    """A missing or unreadable weights file, or an OpenCV without a TFLite reader: a warning, and the default
+    detector runs without its close-up look."""
     from emotion.core.blazeface import load_blazeface
-    assert load_blazeface(str(tmp_path / "missing.tflite")) is None
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"not a model")
-    assert load_blazeface(str(broken)) is None
+    for path in (tmp_path / "missing.tflite", broken):
+        with pytest.warns(UserWarning, match="without BlazeFace"):
+            assert load_blazeface(str(path)) is None
+    monkeypatch.delattr(cv2.dnn, "readNetFromTFLite")
+    with pytest.warns(UserWarning, match="cannot read TFLite"):
+        detector = load_face_detector("mtcnn+hog")
+    assert detector[1][2] is None
+    assert len(detect_faces(detector, real_photo("astronaut"))) == 1
 
 
 def test_the_looks_with_a_border_run_on_a_smaller_copy():

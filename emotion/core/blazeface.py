@@ -5,6 +5,7 @@ beside it). The network answers a 128x128 photo with a score and a box (plus six
 anchors; they are decoded here as MediaPipe's own graph does."""
 
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ BLAZEFACE_FILE = os.path.join(SHIPPED_DIR, "face_detection_short_range.tflite")
 BLAZEFACE_SIZE = 128  # the network's input: a square photo this large, pixels scaled to -1..1
 BLAZEFACE_GRIDS = ((16, 2), (8, 6))  # its anchors: a 16x16 grid with 2 at each cell, then 8x8 with 6 (MediaPipe's
 # SSD options for the short-range model: strides 8, 16, 16, 16; every anchor of unit size at its cell's centre)
-BLAZEFACE_MIN_SCORE = 0.5  # boxes scored below this are dropped (MediaPipe's own default)
+BLAZEFACE_MIN_SCORE = 0.5  # boxes scored this or less are dropped (MediaPipe's own default cut-off)
 BLAZEFACE_OVERLAP = 0.3  # of boxes overlapping more than this (intersection over union), the best scored is kept
 
 
@@ -26,20 +27,27 @@ def blazeface_anchors():
 
 
 def load_blazeface(path=BLAZEFACE_FILE):
-    """BlazeFace as OpenCV's DNN module runs it, or None where this OpenCV cannot read it (no dnn module, or one
-    older than its TFLite reader) or the file is missing: the detector then goes without it."""
-    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromTFLite") or not os.path.isfile(path):
-        return None
-    try:
-        net = cv2.dnn.readNetFromTFLite(path)
-    except cv2.error:
-        return None
-    return net, net.getUnconnectedOutLayersNames(), blazeface_anchors()
+    """BlazeFace as OpenCV's DNN module runs it, or None, with a warning, where this OpenCV cannot read it (no dnn
+    module, or one older than its TFLite reader) or the file is missing: the detector then goes without it."""
+    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromTFLite"):
+        why = f"this OpenCV ({cv2.__version__}) cannot read TFLite models; install 'opencv-python>=4.8,<5'"
+    elif not os.path.isfile(path):
+        why = f"{path} is missing; reinstall the package"
+    else:
+        try:
+            net = cv2.dnn.readNetFromTFLite(path)
+            return net, net.getUnconnectedOutLayersNames(), blazeface_anchors()
+        except cv2.error:
+            why = f"OpenCV could not read {path}; reinstall the package"
+    warnings.warn(f"the face detector goes without BlazeFace (faces cut by the frame, close-ups): {why}", stacklevel=2)
+    return None
 
 
 def blazeface_faces(blazeface, image, min_score=BLAZEFACE_MIN_SCORE):
     """BlazeFace's faces in an RGB image: [(box [x, y, w, h], score)] in the image's pixels, best first. The photo is
-    shrunk (or enlarged) to fit 128 px, centred on black as MediaPipe does, so its sides keep their ratio."""
+    shrunk (or enlarged) to fit 128 px, its sides keeping their ratio, centred in the square on mid-grey (0 in the
+    network's -1..1 range; MediaPipe's own graph pads with black, -1), as the look was measured (docs/detection.md).
+    Boxes scored above `min_score` are kept."""
     net, outputs, anchors = blazeface
     height, width = image.shape[:2]
     scale = BLAZEFACE_SIZE / max(height, width)

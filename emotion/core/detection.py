@@ -93,24 +93,31 @@ def onet_faces(mtcnn, image, boxes, mirror=False):
     """mtcnn's last network (ONet) on other detectors' boxes, each given as a square crop of its centre (as mtcnn's
     own RNet boxes are, but a box past the photo's edge repeats its edge pixels, or with `mirror` has the photo
     mirrored into it, where mtcnn's crop has grey): [(box, [left eye, right eye]) as mtcnn gives them, or None where
-    ONet scores the crop below MTCNN_MIN_CONFIDENCE], in `image`'s pixels."""
-    if not boxes:
-        return []
+    ONet scores the crop below MTCNN_MIN_CONFIDENCE or the box lies wholly outside the photo], in `image`'s pixels."""
     patches, squares = [], []
     for x, y, w, h in boxes:
         side = max(w, h, 1)
         x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
         side = int(round(side))
-        crop = image[max(0, y0):y0 + side, max(0, x0):x0 + side]
+        crop = image[max(0, y0):max(0, y0 + side), max(0, x0):max(0, x0 + side)]
+        if crop.size == 0:  # a box wholly outside the photo (OpenCV would loop forever mirroring nothing)
+            squares.append(None)
+            continue
         crop = cv2.copyMakeBorder(crop, max(0, -y0), max(0, y0 + side - image.shape[0]), max(0, -x0),
                                   max(0, x0 + side - image.shape[1]),
                                   cv2.BORDER_REFLECT_101 if mirror else cv2.BORDER_REPLICATE)
         patches.append(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA if side > 48 else cv2.INTER_LINEAR))
         squares.append((x0, y0, side))
-    offsets, landmarks, scores = (np.asarray(out) for out in mtcnn_onet(mtcnn)(
-        (np.stack(patches).astype(np.float32) - 127.5) / 128))  # mtcnn's own scaling of pixels
+    if not patches:
+        return [None] * len(boxes)
+    answers = iter(zip(*(np.asarray(out) for out in mtcnn_onet(mtcnn)(
+        (np.stack(patches).astype(np.float32) - 127.5) / 128))))  # mtcnn's own scaling of pixels
     faces = []
-    for (x0, y0, side), offset, points, score in zip(squares, offsets, landmarks, scores):
+    for square in squares:
+        if square is None:
+            faces.append(None)
+            continue
+        (x0, y0, side), (offset, points, score) = square, next(answers)
         # mtcnn's own conventions (adjust_bboxes, adjust_landmarks): a box's last pixel is x0 + side - 1
         x1, y1, x2, y2 = (float(v + d * side) for v, d in zip((x0, y0, x0 + side - 1, y0 + side - 1), offset))
         eyes = [[float(x0 - 1 + points[i] * side), float(y0 - 1 + points[5 + i] * side)] for i in (0, 1)]
@@ -124,6 +131,8 @@ def close_up_faces(mtcnn, blazeface, image):
     border, max_side = CLOSE_UP_LOOK
     small, scale = scale_down(image, max_side)
     height, width = small.shape[:2]
+    if not height or not width:  # nothing to look at (and OpenCV would loop forever mirroring it)
+        return []
     pad = int(border * max(height, width))
     inside = lambda x, y, w, h: 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
     boxes = [[x - pad, y - pad, w, h] for (x, y, w, h), _ in blazeface_faces(blazeface, cv2.copyMakeBorder(
@@ -167,6 +176,8 @@ def detect_faces(detector, image, max_side=None):
     *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar; HOG where ONet does not take its box
     for a face)}], in the image's pixels, from left to right."""
     name, model = detector
+    if not image.size:  # an empty picture: no face
+        return []
     if name == "mtcnn+hog":  # HOG's boxes whose centre lies in none of mtcnn's
         hog_args = ("hog", model[1], image, max_side or DETECT_MAX_SIDE)
         # Both passes at once when OpenCV may use more than one core (a batch worker is given one): dlib, OpenCV and
