@@ -83,10 +83,16 @@ def run_mtcnn(mtcnn, image, pad=0, mirror=False, **cutoffs):
     faces = []
     for face in mtcnn.detect_faces(image, threshold_onet=MTCNN_MIN_CONFIDENCE, **cutoffs):
         x, y, w, h = face["box"][0] - pad, face["box"][1] - pad, *face["box"][2:]
-        if 0 <= x + w / 2 < width and 0 <= y + h / 2 < height:
+        if centred_in([x, y, w, h], width, height):
             eyes = [[v - pad for v in face["keypoints"][eye]] for eye in ("left_eye", "right_eye")]
             faces.append(([x, y, w, h], eyes))
     return faces
+
+
+def centred_in(box, width, height):
+    """Whether an [x, y, w, h] box's centre lies in a width x height photo (not on a border around it)."""
+    x, y, w, h = box
+    return 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
 
 
 def onet_faces(mtcnn, image, boxes, mirror=False):
@@ -134,11 +140,16 @@ def close_up_faces(mtcnn, blazeface, image):
     if not height or not width:  # nothing to look at (and OpenCV would loop forever mirroring it)
         return []
     pad = int(border * max(height, width))
-    inside = lambda x, y, w, h: 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
     boxes = [[x - pad, y - pad, w, h] for (x, y, w, h), _ in blazeface_faces(blazeface, cv2.copyMakeBorder(
-        small, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)) if inside(x - pad, y - pad, w, h)]
-    return [([v / scale for v in box], [[v / scale for v in eye] for eye in eyes])
-            for box, eyes in filter(None, onet_faces(mtcnn, small, boxes, mirror=True)) if inside(*box)]
+        small, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)) if centred_in([x - pad, y - pad, w, h], width, height)]
+    return scaled_back([face for face in onet_faces(mtcnn, small, boxes, mirror=True)
+                        if face and centred_in(face[0], width, height)], scale)
+
+
+def scaled_back(faces, scale):
+    """[(box, eyes or None)] found on a copy scaled by `scale`, in the pixels of the photo it was made from."""
+    return [([v / scale for v in box], None if eyes is None else [[float(v) / scale for v in eye] for eye in eyes])
+            for box, eyes in faces]
 
 
 def scale_down(image, max_side):
@@ -159,16 +170,15 @@ def find_faces(name, model, image, max_side):
             if found:
                 break
             again, again_scale = scale_down(small, look_max_side)
-            found = [([v / again_scale for v in box], [[v / again_scale for v in eye] for eye in eyes]) for box, eyes
-                     in run_mtcnn(model, again, int(border * max(again.shape[:2])), mirror, **LOOKS_AGAIN_CUTOFFS)]
+            found = scaled_back(run_mtcnn(model, again, int(border * max(again.shape[:2])), mirror,
+                                          **LOOKS_AGAIN_CUTOFFS), again_scale)
     elif name == "hog":
         found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model.run(small, 0, HOG_MIN_SCORE)[0]]
     else:
         grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         found = [(box, None) for box in model.detectMultiScale(grey, scaleFactor=SCALE_FACTOR,
                                                                 minNeighbors=MIN_NEIGHBORS)]
-    return [([v / scale for v in box], None if eyes is None else [[float(v) / scale for v in eye] for eye in eyes])
-            for box, eyes in found]
+    return scaled_back(found, scale)
 
 
 def detect_faces(detector, image, max_side=None):
