@@ -3,6 +3,7 @@ face: faces found, false boxes, and time per 640x480 photo. Detectors whose pack
 
     python benchmarks/detectors.py ../shared/datasets/webfaces7-dev ../shared/datasets/webfaces-dev
     python benchmarks/detectors.py --only mtcnn haar --selfies 10
+    python benchmarks/detectors.py --only mtcnn+hog "mtcnn+hog, no group look" --corner --seed 5 --selfies 30
 
 Group photos are built from the first folder's portraits (one face each, its box taken from mtcnn on the whole
 portrait at full size, so the portraits are ones mtcnn can find alone): 7-person "selfies" on real backgrounds
@@ -56,6 +57,19 @@ def scaled(image, max_side):
 def project(detector):
     found = F.load_face_detector(detector)
     return lambda image: [f["box"] + [f["eyes"]] for f in F.detect_faces(found, image)]  # eyes: the roll column
+
+
+def without_group_look():
+    """mtcnn+hog as the project's, but without GROUP_LOOK (as before it, to compare)."""
+    detect = project("mtcnn+hog")
+
+    def run(image):
+        saved, F.GROUP_MIN_FACES = F.GROUP_MIN_FACES, math.inf
+        try:
+            return detect(image)
+        finally:
+            F.GROUP_MIN_FACES = saved
+    return run
 
 
 def mtcnn_with(max_side=F.MTCNN_MAX_SIDE, **settings):
@@ -146,6 +160,7 @@ DETECTORS = {
     "dlib hog up1": lambda: dlib_hog(1),
     "dlib cnn": lambda: dlib_cnn(0),
     "mtcnn+hog": lambda: project("mtcnn+hog"),  # the project's: HOG boxes outside mtcnn's added
+    "mtcnn+hog, no group look": without_group_look,
     "mtcnn 480+hog 640": lambda: mtcnn_hog(480, 640),  # issue 37: the same sizes, to check this reimplementation
     "mtcnn 480+hog 480": lambda: mtcnn_hog(480, 480),
     "mtcnn 480+hog 400": lambda: mtcnn_hog(480, 400),
@@ -207,8 +222,10 @@ def paste_people(canvas, people):
     return faces
 
 
-def make_selfie(rng, portraits, background, size):
-    """Seven people: four or five small ones behind, two or three large in front (one cut by the frame's edge)."""
+def make_selfie(rng, portraits, background, size, corner=False):
+    """Seven people: four or five small ones behind, two or three large in front (one cut by the frame's edge; with
+    `corner`, that one larger, 40-60 % of the photo's height, and cut at a bottom corner, as the person holding the
+    phone)."""
     width, height = size
     canvas = cv2.resize(background, size, interpolation=cv2.INTER_AREA)
     chosen = rng.choice(len(portraits), 7, replace=False)
@@ -225,7 +242,12 @@ def make_selfie(rng, portraits, background, size):
             j = k - (7 - front)
             cx = width * (j + 0.5) / front + rng.uniform(-0.05, 0.05) * width
             cy = height * rng.uniform(0.45, 0.7)
-            if j == 0:  # the first front face is cut by the frame's left or right edge
+            if j == 0 and corner:  # the first front face, larger, cut at a bottom corner
+                side = height * rng.uniform(0.4, 0.6)
+                cut_x, cut_y = side * rng.uniform(0.1, 0.3), side * rng.uniform(0.1, 0.3)
+                cx = side / 2 - cut_x if rng.random() < 0.5 else width - side / 2 + cut_x
+                cy = height - side / 2 + cut_y
+            elif j == 0:  # the first front face is cut by the frame's left or right edge
                 cut = side * rng.uniform(0.15, 0.35)
                 cx = side / 2 - cut if rng.random() < 0.5 else width - side / 2 + cut
         people.append((portraits[index][0], portraits[index][1], side, (cx, cy), tilt, portraits[index][2]))
@@ -270,12 +292,12 @@ def score_group(boxes, faces):
     return len(found), sum(f[0] >= MAIN_VISIBLE for f in faces), false, roll_errors
 
 
-def build_photos(group_folder, portrait_folder, selfies, portraits_count):
-    rng = np.random.default_rng(1)
+def build_photos(group_folder, portrait_folder, selfies, portraits_count, seed=1, corner=False):
+    rng = np.random.default_rng(seed)
     people = load_portraits(group_folder, 40)
     backgrounds = [skimage_photo(name) for name in BACKGROUNDS]
-    selfie_photos = [make_selfie(rng, people, backgrounds[i % len(backgrounds)], (640, 480) if i % 2 else (1280, 960))
-                     for i in range(selfies)]
+    selfie_photos = [make_selfie(rng, people, backgrounds[i % len(backgrounds)], (640, 480) if i % 2 else (1280, 960),
+                                 corner) for i in range(selfies)]
     tile_photos = [make_tiles(people, first, count, tile)
                    for count, tile in ((7, 180), (5, 200), (4, 320)) for first in (0, 10, 20)]
     files = sorted(glob.glob(os.path.join(portrait_folder, "**", "*.jpg"), recursive=True))
@@ -329,9 +351,13 @@ def main():
     parser.add_argument("--only", nargs="+", choices=list(DETECTORS), help="these detectors only (default: all)")
     parser.add_argument("--selfies", type=int, default=20, help="selfie-like photos built")
     parser.add_argument("--portraits", type=int, default=150, help="portraits taken from the second folder")
+    parser.add_argument("--seed", type=int, default=1, help="the selfie-like photos' random seed (other photos)")
+    parser.add_argument("--corner", action="store_true", help="selfie-like photos whose nearest face, larger, is cut "
+                        "at a bottom corner (as the person holding the phone)")
     parser.add_argument("--save", help="write the selfie-like photos to this folder, to look at (never commit them)")
     args = parser.parse_args()
-    photos = build_photos(args.group_folder, args.portrait_folder, args.selfies, args.portraits)
+    photos = build_photos(args.group_folder, args.portrait_folder, args.selfies, args.portraits, args.seed,
+                          args.corner)
     if args.save:
         os.makedirs(args.save, exist_ok=True)
         for i, (photo, _faces) in enumerate(photos[0]):

@@ -449,6 +449,64 @@ def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector, monke
     assert np.allclose(found_large["eyes"], np.multiply(found["eyes"], 2), atol=5), (found_large, found)
 
 
+def group_with_a_large_face_cut_at_the_corner():
+    """Grace Hopper's face, large (280 px wide), turned 20 degrees and cut by the left edge (30 % of its width
+    outside) and the bottom, as the nearest face of a group selfie; the astronaut and the camera man small behind."""
+    import matplotlib.cbook
+    photo = cv2.cvtColor(cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+                         cv2.COLOR_BGR2RGB)
+    (face,) = detect_faces(load_face_detector("mtcnn"), photo, max_side=max(photo.shape[:2]))
+    x, y, w, h = face["box"]
+    scale = 280 / w
+    large = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    turn = cv2.getRotationMatrix2D(((x + w / 2) * scale, (y + h / 2) * scale), 20, 1)  # about her face's centre
+    large = cv2.warpAffine(large, turn, large.shape[1::-1], borderMode=cv2.BORDER_REFLECT_101)
+    canvas = np.full((480, 640, 3), 120, np.uint8)
+    canvas[20:180, 300:460] = cv2.resize(real_photo("astronaut"), (160, 160), interpolation=cv2.INTER_AREA)
+    canvas[20:180, 470:630] = cv2.resize(real_photo("camera"), (160, 160), interpolation=cv2.INTER_AREA)
+    top, left = int(y * scale) - 200, int((x + 0.3 * w) * scale)
+    part = large[max(0, top):top + 480, left:left + 260]
+    canvas[480 - part.shape[0]:, :part.shape[1]] = part
+    return canvas
+
+
+def test_the_group_look_finds_the_large_face_cut_at_the_corner_of_a_group_photo(detector, monkeypatch):
+    """Where a photo has two faces or more, mtcnn looks once more with the photo mirrored into a border (GROUP_LOOK):
+    the large face in front cut by the frame, which the first look and HOG miss, is found, reaching the edge."""
+    from emotion.core import detection
+    group = group_with_a_large_face_cut_at_the_corner()
+    monkeypatch.setattr(detection, "GROUP_MIN_FACES", 3)  # two found: without the look
+    assert [f["box"][0] >= 300 for f in detect_faces(detector, group)] == [True, True]
+    monkeypatch.undo()
+    found = detect_faces(detector, group)
+    assert len(found) == 3 and [f["box"][0] >= 300 for f in found] == [False, True, True], found
+    x, y, w, h = found[0]["box"]
+    assert x <= 2 and x + w / 2 < 260 and 260 < y + h / 2 < 480 and w > 100, found  # on her face, at the edge
+
+
+def test_the_group_look_runs_on_groups_only():
+    """A portrait (one face) costs one mtcnn call as before; a photo with two faces one more, on the small mirrored
+    copy of GROUP_LOOK."""
+    from emotion.core.detection import GROUP_LOOK
+    name, (mtcnn, hog, blazeface) = load_face_detector("mtcnn+hog")
+    sides = []
+
+    class Recording:
+        def detect_faces(self, image, **kwargs):
+            sides.append(max(image.shape[:2]))
+            return mtcnn.detect_faces(image, **kwargs)
+
+        def get_stage(self, **kwargs):  # ONet, for HOG's boxes
+            return mtcnn.get_stage(**kwargs)
+
+    assert len(detect_faces((name, (Recording(), hog, blazeface)), real_photo("astronaut"))) == 1
+    assert len(sides) == 1
+    sides.clear()
+    assert len(detect_faces((name, (Recording(), hog, blazeface)), group_with_a_large_face_cut_at_the_corner())) == 3
+    border, _, look_side = GROUP_LOOK
+    assert len(sides) == 2 and sides[1] == pytest.approx(look_side + 2 * int(border * look_side), abs=2)
+
+
 @pytest.mark.parametrize("name", ["coffee", "moon"])
 def test_onet_keeps_out_what_blazeface_takes_for_a_face(detector, name):
     """BlazeFace alone boxes the coffee cup and the moon (scores 0.5-0.6, on the photo mirrored into the close-up

@@ -38,8 +38,9 @@ def add_detector_argument(parser):
     parser.add_argument("--detector", default=DETECTOR, choices=DETECTORS,
                         help="face detector: mtcnn, a CNN whose weights come in its pip package; mtcnn+hog, the "
                              "same plus the faces dlib's HOG detector adds (more faces in group photos, a little "
-                             "slower) and, where neither finds one, BlazeFace's (close-ups, faces cut by the "
-                             "frame); or haar, OpenCV's Haar cascade, as the original")
+                             "slower), where neither finds one, BlazeFace's (close-ups, faces cut by the "
+                             "frame), and in a group one more mtcnn look for faces cut by the frame; or haar, "
+                             "OpenCV's Haar cascade, as the original")
 
 
 def add_results_arguments(parser, output_dir, batch_size):
