@@ -7,9 +7,7 @@ moves or changes one of them.
 - Keras: the counters of EarlyStopping and ReduceLROnPlateau (`wait`, `best`, `best_epoch`, `cooldown_counter`:
   attributes their docs do not list), carried over by --resume (BackupAndRestore keeps only weights, optimizer, epoch).
 - mtcnn 1.0: its three networks (`stage._model`), run by OpenCV's DNN module (or as tf.functions) instead of
-  op by op; its last, ONet, also called on other detectors' boxes (its outputs' order and layout); its detect_faces'
-  steps for one photo (`mtcnn.stages`' __call__ and `MTCNN.detect_faces`) followed with its own NumPy helpers
-  (mtcnn.utils), the two TensorFlow image operations between them done with OpenCV and NumPy (OpenCVMTCNN).
+  op by op; its last, ONet, also called on other detectors' boxes (its outputs' order and layout).
 - argparse: HelpFormatter._get_help_string, the documented way to change which defaults --help shows (the
   formatter classes' only API is their names, per the argparse docs).
 - waitress: its connection class (waitress.channel.HTTPChannel: received, readable, request, requests,
@@ -17,9 +15,6 @@ moves or changes one of them.
 
 import argparse
 import time
-
-import cv2
-import numpy as np
 
 from emotion.io.lazy_import import LazyModule
 
@@ -64,91 +59,12 @@ MTCNN_INPUTS = {"PNet": ((None, None, 3), 2), "RNet": ((24, 24, 3), 2), "ONet": 
 def compile_mtcnn(mtcnn):
     """mtcnn 1.0 runs its three networks in TensorFlow, op by op. On a CPU, OpenCV's DNN module runs them (the same
     layers and weights, checked against Keras on a random batch): the same boxes for a third of the CPU
-    (docs/detection.md). With a GPU, or where OpenCV cannot (no onnx, a network it does not know), they run as
-    tf.functions (traced once per input shape, then generalised). Returns an OpenCVMTCNN of it: mtcnn's own steps
-    around its networks without TensorFlow's image operations."""
+    (docs/detection.md); mtcnn's own steps around them (the pyramid, the crops, non-maximum suppression) are left as
+    they are and read the outputs as tensors. With a GPU, or where OpenCV cannot (no onnx, a network it does not
+    know), they run as tf.functions (traced once per input shape, then generalised)."""
     for stage in mtcnn.stages:
         stage._model = opencv_network(stage._model) or tf.function(stage._model, reduce_retracing=True)
-    return OpenCVMTCNN(mtcnn)
-
-
-class NetworkOutput(np.ndarray):
-    """A network's output as mtcnn's NumPy helpers read it: they call .numpy() on it, as on a TensorFlow tensor."""
-
-    def numpy(self):
-        return np.asarray(self)
-
-
-class OpenCVMTCNN:
-    """mtcnn 1.0's detect_faces on one RGB photo, step for step as its stages take them (the image pyramid, PNet,
-    non-maximum suppression per scale and across scales, RNet and ONet on square crops of the boxes before them, the
-    boxes fitted to the photo), with mtcnn's own NumPy helpers for the boxes, but its two TensorFlow image operations
-    done in OpenCV and NumPy (the pyramid's area resizing, crop_and_resize's bilinear crops: the same pixels within
-    1e-4) and no tensor conversions: they were about half of its CPU time outside the networks (docs/detection.md)."""
-
-    def __init__(self, mtcnn):
-        self.mtcnn = mtcnn
-        self.stages = mtcnn.stages  # PNet, RNet, ONet; each stage's _model as compile_mtcnn left it
-
-    def get_stage(self, stage_id=None, stage_name=None):
-        return self.mtcnn.get_stage(stage_id=stage_id, stage_name=stage_name)
-
-    def detect_faces(self, image, min_face_size=20, scale_factor=0.709, threshold_pnet=0.6, nms_pnet1=0.5,
-                     nms_pnet2=0.7, threshold_rnet=0.7, nms_rnet=0.7, threshold_onet=0.8, nms_onet=0.7):
-        """[{"box": [x, y, w, h], "confidence", "keypoints": {"left_eye": (x, y), ...}}] as mtcnn's detect_faces
-        gives them for one RGB image (uint8), with its keyword arguments and defaults."""
-        from mtcnn.utils import bboxes as B
-        from mtcnn.utils.images import build_scale_pyramid
-        from mtcnn.utils.landmarks import adjust_landmarks
-        pnet, rnet, onet = (lambda batch, net=stage._model: [np.asarray(out).view(NetworkOutput) for out in net(batch)]
-                            for stage in self.stages)
-        height, width = image.shape[:2]
-        normalized = (np.asarray(image, np.float32) - 127.5) / 128  # mtcnn's own scaling
-        found = []
-        for scale in build_scale_pyramid(width, height, min_face_size=min_face_size, scale_factor=scale_factor):
-            level = cv2.resize(normalized, (int(width * scale), int(height * scale)), interpolation=cv2.INTER_AREA)
-            boxes = B.upscale_bboxes(B.generate_bounding_box(*pnet(level[None]), threshold_pnet), np.asarray([scale]))
-            found.append(B.smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union", initial_sort=False))
-        boxes = np.concatenate(found) if found else np.empty((0, 6))
-        boxes = B.resize_to_square(B.smart_nms_from_bboxes(boxes, threshold=nms_pnet2, method="union",
-                                                           initial_sort=True))
-        if len(boxes):
-            offsets, scores = rnet(crop_and_resize(normalized, boxes, 24))
-            boxes = B.pick_matches(B.adjust_bboxes(B.replace_confidence(boxes, scores), offsets),
-                                   score_threshold=threshold_rnet)
-            boxes = B.resize_to_square(B.smart_nms_from_bboxes(boxes, threshold=nms_rnet, method="union",
-                                                               initial_sort=True))
-        if not len(boxes):
-            return []
-        offsets, landmarks, scores = onet(crop_and_resize(normalized, boxes, 48))
-        landmarks = adjust_landmarks(landmarks, boxes)
-        boxes = np.concatenate([B.adjust_bboxes(B.replace_confidence(boxes, scores), offsets), landmarks], axis=-1)
-        boxes = B.smart_nms_from_bboxes(B.pick_matches(boxes, scores_column=5, score_threshold=threshold_onet),
-                                        threshold=nms_onet, method="min", initial_sort=True)
-        boxes = B.limit_bboxes(boxes, images_shapes=np.asarray([image.shape]), limit_landmarks=False)
-        return B.to_json(boxes, images_count=1, output_as_width_height=True, input_as_width_height=False)[0]
-
-
-def crop_and_resize(image, boxes, size):
-    """tf.image.crop_and_resize as mtcnn's extract_patches calls it, in NumPy: for each box (mtcnn's rows: image,
-    x1, y1, x2, y2, ...) a size x size patch of `image` (H x W x C) sampled bilinearly on a grid from its first
-    corner to its second, the corners taken as mtcnn gives them (divided by H and W, then spread over H - 1 and
-    W - 1 as TensorFlow does); grid rows and columns outside the image are 0."""
-    height, width = image.shape[:2]
-    steps = np.arange(size) / (size - 1)
-    ys = (boxes[:, 2:3] + (boxes[:, 4:5] - boxes[:, 2:3]) * steps) * ((height - 1) / height)  # n x size
-    xs = (boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * steps) * ((width - 1) / width)
-    top, left = np.floor(ys), np.floor(xs)
-    dy, dx = (ys - top)[:, :, None, None], (xs - left)[:, None, :, None]
-    top, left = np.clip(top, 0, height - 1).astype(int), np.clip(left, 0, width - 1).astype(int)
-    bottom, right = np.minimum(top + 1, height - 1), np.minimum(left + 1, width - 1)
-    rows_top, rows_bottom, cols_left, cols_right = top[:, :, None], bottom[:, :, None], left[:, None], right[:, None]
-    upper = image[rows_top, cols_left] + (image[rows_top, cols_right] - image[rows_top, cols_left]) * dx
-    lower = image[rows_bottom, cols_left] + (image[rows_bottom, cols_right] - image[rows_bottom, cols_left]) * dx
-    patches = upper + (lower - upper) * dy
-    outside = ((ys < 0) | (ys > height - 1))[:, :, None] | ((xs < 0) | (xs > width - 1))[:, None, :]
-    patches[outside] = 0
-    return patches.astype(np.float32)
+    return mtcnn
 
 
 def mtcnn_onet(mtcnn):
@@ -158,9 +74,10 @@ def mtcnn_onet(mtcnn):
 
 
 def opencv_network(model):
-    """One of mtcnn's networks as OpenCV runs it, its outputs as NumPy arrays (None: see checked_net)."""
+    """One of mtcnn's networks as OpenCV runs it, returning tensors as the Keras model does (None: see checked_net)."""
     from emotion.io.opencv_nets import checked_net
-    return checked_net(model, *MTCNN_INPUTS[type(model).__name__], -1, 1)
+    net = checked_net(model, *MTCNN_INPUTS[type(model).__name__], -1, 1)
+    return net and (lambda images: [tf.convert_to_tensor(out) for out in net(images)])
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
