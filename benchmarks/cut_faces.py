@@ -69,7 +69,7 @@ def main():
     for fraction in args.fractions:
         found = false = total = 0
         by_side = dict.fromkeys(sides, 0)
-        for image, box, _roll in portraits:
+        for image, box, _roll, _points in portraits:
             for side in sides:
                 picture, (vx, vy, vw, vh) = cut(image, box, fraction, side)
                 boxes = [f["box"] for f in F.detect_faces(detector, np.ascontiguousarray(picture))]

@@ -3,20 +3,22 @@ face: faces found, false boxes, and time per 640x480 photo. Detectors whose pack
 
     python benchmarks/detectors.py ../shared/datasets/webfaces7-dev ../shared/datasets/webfaces-dev
     python benchmarks/detectors.py --only mtcnn haar --selfies 10
-    python benchmarks/detectors.py --only mtcnn+hog "mtcnn+hog, no group look" --corner --seed 5 --selfies 30
+    python benchmarks/detectors.py --only mtcnn+hog "mtcnn+hog, no group looks" --corner --seed 5 --selfies 30
 
 Group photos are built from the first folder's portraits (one face each, its box taken from mtcnn on the whole
 portrait at full size, so the portraits are ones mtcnn can find alone): 7-person "selfies" on real backgrounds
 (scikit-image's), two or three large faces in front, one of them cut by the frame's edge, the rest smaller behind,
 each person tilted up to 30 degrees and partly hidden by those in front; and people side by side in tiles. A face is
-a main face when at least 60 % of it is visible; a box finds it when the box's centre lies in the face's visible part
-and its size is 0.3-2.5 times the face's. A box that finds no face (or a face already found) is a false box; boxes on
-faces less than 60 % visible are neither. Portraits (the second folder, plus astronaut, camera and Grace Hopper) are
-right with exactly one box at least a tenth of the photo's shorter side; smaller boxes are counted apart. Every box on
-a no-face photo is false. Time: the detector as predict calls it, on the 640x480 photos, wall and CPU. Roll (the
-project's detectors, which give eyes): over the main faces found in the group photos, degrees between the line of
-the eyes each face's crop is levelled by (none: not turned) and the face's own (the portrait's eyes, as mtcnn finds
-them at full size, turned by the tilt it was pasted with).
+a main face when at least 60 % of it is visible; a box finds it when the box's centre lies in the face's visible
+part and its size is 0.3-2.5 times the face's. A face shows both eyes and the mouth when its eyes and mouth corners
+(mtcnn's landmarks on the portrait) lie in the photo and under no face pasted in front of it; "both eyes and mouth
+shown" counts those found (main faces or not), as issue 37 asks for every one. A box that finds no face (or a face
+already found) is a false box; boxes on faces less than 60 % visible are neither. Portraits (the second folder, plus
+astronaut, camera and Grace Hopper) are right with exactly one box at least a tenth of the photo's shorter side;
+smaller boxes are counted apart. Every box on a no-face photo is false. Time: the detector as predict calls it, on
+the 640x480 photos, wall and CPU. Roll (the project's detectors, which give eyes): over the main faces found in the
+group photos, degrees between the line of the eyes each face's crop is levelled by (none: not turned) and the face's
+own (the portrait's eyes, as mtcnn finds them at full size, turned by the tilt it was pasted with).
 """
 import argparse
 import glob
@@ -59,16 +61,21 @@ def project(detector):
     return lambda image: [f["box"] + [f["eyes"]] for f in F.detect_faces(found, image)]  # eyes: the roll column
 
 
-def without_group_look():
-    """mtcnn+hog as the project's, but without GROUP_LOOK (as before it, to compare)."""
+def without_group_looks(turned_only=False):
+    """mtcnn+hog as the project's, but without its looks in group photos (GROUP_LOOK and the turned looks), or
+    without the turned looks only (as before them, to compare)."""
     detect = project("mtcnn+hog")
 
     def run(image):
-        saved, F.GROUP_MIN_FACES = F.GROUP_MIN_FACES, math.inf
+        saved = F.GROUP_MIN_FACES, F.turned_faces
+        if turned_only:
+            F.turned_faces = lambda *args: []
+        else:
+            F.GROUP_MIN_FACES = math.inf
         try:
             return detect(image)
         finally:
-            F.GROUP_MIN_FACES = saved
+            F.GROUP_MIN_FACES, F.turned_faces = saved
     return run
 
 
@@ -160,7 +167,8 @@ DETECTORS = {
     "dlib hog up1": lambda: dlib_hog(1),
     "dlib cnn": lambda: dlib_cnn(0),
     "mtcnn+hog": lambda: project("mtcnn+hog"),  # the project's: HOG boxes outside mtcnn's added
-    "mtcnn+hog, no group look": without_group_look,
+    "mtcnn+hog, no group looks": without_group_looks,
+    "mtcnn+hog, no turned looks": lambda: without_group_looks(turned_only=True),
     "mtcnn 480+hog 640": lambda: mtcnn_hog(480, 640),  # issue 37: the same sizes, to check this reimplementation
     "mtcnn 480+hog 480": lambda: mtcnn_hog(480, 480),
     "mtcnn 480+hog 400": lambda: mtcnn_hog(480, 400),
@@ -175,8 +183,8 @@ DETECTORS = {
 # --- photos
 
 def load_portraits(folder, count, min_side=250):
-    """(RGB portrait, its one face box, the roll of its eyes' line in degrees) for photos of the folder where mtcnn
-    finds one face."""
+    """(RGB portrait, its one face box, the roll of its eyes' line in degrees, its eyes and mouth corners [(x, y)] as
+    mtcnn's landmarks give them) for photos of the folder where mtcnn finds one face."""
     mtcnn = F.load_face_detector("mtcnn")
     files = sorted(glob.glob(os.path.join(folder, "**", "*.jpg"), recursive=True))
     portraits = []
@@ -186,20 +194,27 @@ def load_portraits(folder, count, min_side=250):
             continue
         faces = F.detect_faces(mtcnn, image, max_side=max(image.shape[:2]))
         if len(faces) == 1:
-            portraits.append((image, faces[0]["box"], F.eye_roll(faces[0]["eyes"])))
+            (x, y, w, h), points = faces[0]["box"], None
+            for face in mtcnn[1].detect_faces(image, threshold_onet=F.MTCNN_MIN_CONFIDENCE):  # its mouth too
+                fx, fy, fw, fh = face["box"]
+                if abs(fx + fw / 2 - x - w / 2) < w / 4 and abs(fy + fh / 2 - y - h / 2) < h / 4:
+                    points = [face["keypoints"][k] for k in ("left_eye", "right_eye", "mouth_left", "mouth_right")]
+            if points:
+                portraits.append((image, faces[0]["box"], F.eye_roll(faces[0]["eyes"]), points))
         if len(portraits) == count:
             break
     return portraits
 
 
 def paste_people(canvas, people):
-    """Paste (portrait, box, face side in px, centre (x, y) of the face, tilt, the portrait's roll) back to front,
-    each an ellipse with a soft edge; returns the faces: (visible fraction, visible part's box, face side, the roll of
-    its eyes' line in the photo)."""
+    """Paste (portrait, box, face side in px, centre (x, y) of the face, tilt, the portrait's roll, its eyes and mouth
+    corners) back to front, each an ellipse with a soft edge; returns the faces: (visible fraction, visible part's box,
+    face side, the roll of its eyes' line in the photo, whether both eyes and both mouth corners are in the photo and
+    not hidden by a face pasted over it)."""
     height, width = canvas.shape[:2]
     owner = np.full((height, width), -1, np.int16)
-    face_masks = []
-    for i, (image, (x, y, w, h), side, (cx, cy), tilt, _roll) in enumerate(people):
+    face_masks, points = [], []
+    for i, (image, (x, y, w, h), side, (cx, cy), tilt, _roll, face_points) in enumerate(people):
         scale = side / ((w + h) / 2)
         matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), tilt, scale)
         matrix[:, 2] += (cx - x - w / 2, cy - y - h / 2)
@@ -213,12 +228,14 @@ def paste_people(canvas, people):
         face = np.zeros(image.shape[:2], np.uint8)
         face[int(y):int(y + h), int(x):int(x + w)] = 1
         face_masks.append((cv2.warpAffine(face, matrix, (width, height), flags=cv2.INTER_NEAREST), w * h * scale ** 2))
+        points.append(np.asarray(face_points, float) @ matrix[:, :2].T + matrix[:, 2])
     faces = []
     for i, (mask, area) in enumerate(face_masks):
         visible = (mask > 0) & (owner == i)
         ys, xs = np.nonzero(visible)
         box = [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1] if len(xs) else None
-        faces.append((len(xs) / area, box, people[i][2], people[i][5] - people[i][4]))  # turned by tilt
+        shown = all(0 <= px < width and 0 <= py < height and owner[int(py), int(px)] == i for px, py in points[i])
+        faces.append((len(xs) / area, box, people[i][2], people[i][5] - people[i][4], shown))  # turned by tilt
     return faces
 
 
@@ -250,7 +267,7 @@ def make_selfie(rng, portraits, background, size, corner=False):
             elif j == 0:  # the first front face is cut by the frame's left or right edge
                 cut = side * rng.uniform(0.15, 0.35)
                 cx = side / 2 - cut if rng.random() < 0.5 else width - side / 2 + cut
-        people.append((portraits[index][0], portraits[index][1], side, (cx, cy), tilt, portraits[index][2]))
+        people.append((*portraits[index][:2], side, (cx, cy), tilt, *portraits[index][2:]))
     return canvas, paste_people(canvas, people)
 
 
@@ -259,7 +276,7 @@ def make_tiles(portraits, first, count, tile):
     canvas = np.zeros((tile, tile * count, 3), np.uint8)
     people = []
     for k in range(count):
-        image, (x, y, w, h), face_roll = portraits[first + k]
+        image, (x, y, w, h), face_roll, _points = portraits[first + k]
         side = (w + h) / 2 * tile / max(image.shape[:2])
         people.append((image, (x, y, w, h), side, (k * tile + (x + w / 2) * tile / image.shape[1],
                                                     (y + h / 2) * tile / image.shape[0]), 0.0, face_roll))
@@ -267,20 +284,21 @@ def make_tiles(portraits, first, count, tile):
         canvas[:, k * tile:(k + 1) * tile] = cv2.resize(image, (tile, tile))
     faces = []
     for image, (x, y, w, h), side, (cx, cy), _tilt, face_roll in people:
-        faces.append((1.0, [cx - side / 2, cy - side / 2, side, side], side, face_roll))
+        faces.append((1.0, [cx - side / 2, cy - side / 2, side, side], side, face_roll, True))
     return canvas, faces
 
 
 def score_group(boxes, faces):
     """(main faces found, main faces, false boxes, each found main face's roll error in degrees: between the eyes'
     line its crop is levelled by and the face's, or the face's roll itself where the detector gives no eyes (a box
-    of [x, y, w, h], or [x, y, w, h, eyes or None])."""
-    found, false, roll_errors = set(), 0, []
+    of [x, y, w, h], or [x, y, w, h, eyes or None]), faces showing both eyes and the mouth found, such faces)."""
+    found, false, roll_errors, shown_found = set(), 0, [], set()
     for x, y, w, h, *eyes in boxes:
         cx, cy, side = x + w / 2, y + h / 2, math.sqrt(max(w * h, 1))
-        hits = [i for i, (visible, box, face_side, _roll) in enumerate(faces) if box is not None and
+        hits = [i for i, (visible, box, face_side, _roll, _shown) in enumerate(faces) if box is not None and
                 box[0] <= cx <= box[0] + box[2] and box[1] <= cy <= box[1] + box[3] and
                 0.3 <= side / face_side <= 2.5]
+        shown_found.update(i for i in hits if faces[i][4])
         main = [i for i in hits if faces[i][0] >= MAIN_VISIBLE and i not in found]
         if main:
             found.add(main[0])
@@ -289,7 +307,8 @@ def score_group(boxes, faces):
                 roll_errors.append(abs((error + 180) % 360 - 180))
         elif not hits or all(faces[i][0] >= MAIN_VISIBLE for i in hits):
             false += 1  # on no face, or a second box on a main face
-    return len(found), sum(f[0] >= MAIN_VISIBLE for f in faces), false, roll_errors
+    return (len(found), sum(f[0] >= MAIN_VISIBLE for f in faces), false, roll_errors, len(shown_found),
+            sum(f[4] for f in faces))
 
 
 def build_photos(group_folder, portrait_folder, selfies, portraits_count, seed=1, corner=False):
@@ -315,14 +334,14 @@ def build_photos(group_folder, portrait_folder, selfies, portraits_count, seed=1
 def measure(detect, selfie_photos, tile_photos, portraits, no_face, timing):
     row, roll_errors = {}, []
     for key, photos in (("selfies", selfie_photos), ("tiles", tile_photos)):
-        found = total = false = worst = 0
-        seven = 0
+        found = total = false = seven = shown_found = shown = 0
         for photo, faces in photos:
-            f, t, fb, errors = score_group(detect(photo), faces)
+            f, t, fb, errors, sf, s = score_group(detect(photo), faces)
             roll_errors += errors
-            found, total, false = found + f, total + t, false + fb
+            found, total, false, shown_found, shown = found + f, total + t, false + fb, shown_found + sf, shown + s
             seven += f >= t - 1  # at most one main face missed, as "6 of 7"
-        row[key] = f"{found}/{total}, {false} false, {seven}/{len(photos)} photos <=1 missed"
+        row[key] = (f"{found}/{total}, {false} false, {seven}/{len(photos)} photos <=1 missed; both eyes and mouth "
+                    f"shown {shown_found}/{shown}")
     row["roll"] = (f"median {np.median(roll_errors):.1f}, mean {np.mean(roll_errors):.1f}, "
                    f"{sum(e > 10 for e in roll_errors)} over 10" if roll_errors else "-")
     one = small = several = none = 0
