@@ -449,12 +449,17 @@ def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector, monke
     assert np.allclose(found_large["eyes"], np.multiply(found["eyes"], 2), atol=5), (found_large, found)
 
 
+def grace_hopper():
+    """Matplotlib's sample photograph of Grace Hopper (RGB): one face, 600x512."""
+    import matplotlib.cbook
+    return cv2.cvtColor(cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+                        cv2.COLOR_BGR2RGB)
+
+
 def group_with_a_large_face_cut_at_the_corner():
     """Grace Hopper's face, large (280 px wide), turned 20 degrees and cut by the left edge (30 % of its width
     outside) and the bottom, as the nearest face of a group selfie; the astronaut and the camera man small behind."""
-    import matplotlib.cbook
-    photo = cv2.cvtColor(cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
-                         cv2.COLOR_BGR2RGB)
+    photo = grace_hopper()
     (face,) = detect_faces(load_face_detector("mtcnn"), photo, max_side=max(photo.shape[:2]))
     x, y, w, h = face["box"]
     scale = 280 / w
@@ -484,10 +489,10 @@ def test_the_group_look_finds_the_large_face_cut_at_the_corner_of_a_group_photo(
     assert x <= 2 and x + w / 2 < 260 and 260 < y + h / 2 < 480 and w > 100, found  # on her face, at the edge
 
 
-def test_the_group_look_runs_on_groups_only():
-    """A portrait (one face) costs one mtcnn call as before; a photo with two faces one more, on the small mirrored
-    copy of GROUP_LOOK."""
-    from emotion.core.detection import GROUP_LOOK
+def test_the_group_looks_run_on_groups_only():
+    """A portrait (one face) costs one mtcnn call as before; a photo with two faces three more: on the small mirrored
+    copy of GROUP_LOOK, then on copies turned each way (TURNED_LOOK)."""
+    from emotion.core.detection import GROUP_LOOK, TURNED_LOOK
     name, (mtcnn, hog, blazeface) = load_face_detector("mtcnn+hog")
     sides = []
 
@@ -504,7 +509,54 @@ def test_the_group_look_runs_on_groups_only():
     sides.clear()
     assert len(detect_faces((name, (Recording(), hog, blazeface)), group_with_a_large_face_cut_at_the_corner())) == 3
     border, _, look_side = GROUP_LOOK
-    assert len(sides) == 2 and sides[1] == pytest.approx(look_side + 2 * int(border * look_side), abs=2)
+    degrees, turned_side = TURNED_LOOK
+    width, height = turned_side, turned_side * 480 / 640  # the group photo's copy, before it is turned
+    cos, sin = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    assert len(sides) == 4 and sides[1] == pytest.approx(look_side + 2 * int(border * look_side), abs=2)
+    assert sides[2:] == [pytest.approx(max(width * cos + height * sin, width * sin + height * cos), abs=2)] * 2
+
+
+def head(photo, side, degrees):
+    """A square of `photo` 2.5 times its face's width, its face `side` px wide in the middle, turned `degrees`
+    (counter-clockwise) about the face's centre."""
+    (face,) = detect_faces(load_face_detector("mtcnn"), photo, max_side=max(photo.shape[:2]))
+    x, y, w, h = face["box"]
+    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), degrees, side / w)
+    turn[:, 2] += (side * 1.25 - x - w / 2, side * 1.25 - y - h / 2)
+    return cv2.warpAffine(photo, turn, (int(side * 2.5), int(side * 2.5)), borderMode=cv2.BORDER_REFLECT_101)
+
+
+def test_the_turned_looks_find_a_tilted_head_in_a_group(detector, monkeypatch):
+    """In a group photo mtcnn also looks at the photo turned 25 degrees each way (TURNED_LOOK): the camera man's
+    face, 60 px, tilted 35 degrees in the top left corner, which the other looks and HOG miss, is found where it is,
+    with his eyes turned back (so his crop is levelled)."""
+    from emotion.core import detection
+    group = np.full((480, 640, 3), 120, np.uint8)
+    group[265:440, 240:415] = head(real_photo("astronaut"), 70, 0)
+    group[265:440, 440:615] = head(grace_hopper(), 70, 0)
+    group[:150, :150] = head(real_photo("camera"), 60, -35)  # in the corner a turned copy must keep
+    monkeypatch.setattr(detection, "turned_faces", lambda *args: [])
+    assert len(detect_faces(detector, group)) == 2  # without the turned looks: the two upright faces
+    monkeypatch.undo()
+    found = detect_faces(detector, group)
+    assert len(found) == 3, found
+    x, y, w, h = found[0]["box"]
+    assert abs(x + w / 2 - 75) < 15 and abs(y + h / 2 - 75) < 15 and 45 < w < 80, found  # his face's centre
+    (upright,) = detect_faces(load_face_detector("mtcnn"), real_photo("camera"))
+    assert abs(eye_roll(found[0]["eyes"]) - (eye_roll(upright["eyes"]) + 35)) < 8, found  # turned 35 clockwise
+
+
+@pytest.mark.parametrize("degrees", [25, -25])
+@pytest.mark.parametrize("corner", [np.s_[:175, :175], np.s_[:175, -175:], np.s_[-175:, :175], np.s_[-175:, -175:]])
+def test_a_turned_copy_keeps_the_whole_photo(degrees, corner):
+    """turned_faces turns the photo on a canvas large enough for all of it: a face in any corner is found, where
+    it is."""
+    from emotion.core.detection import TURNED_LOOK, turned_faces
+    photo = np.full((480, 640, 3), 120, np.uint8)
+    photo[corner] = head(real_photo("astronaut"), 70, 0)
+    centre = [(s.start or 0) % dim + 87.5 for s, dim in zip(corner[::-1], (640, 480))]  # the head's middle
+    ((x, y, w, h), eyes), = turned_faces(load_face_detector("mtcnn")[1], photo, degrees, TURNED_LOOK[1])
+    assert abs(x + w / 2 - centre[0]) < 15 and abs(y + h / 2 - centre[1]) < 15, (x, y, w, h, centre)
 
 
 @pytest.mark.parametrize("name", ["coffee", "moon"])
