@@ -39,8 +39,8 @@ def add_detector_argument(parser):
                         help="face detector: mtcnn, a CNN whose weights come in its pip package; mtcnn+hog, the "
                              "same plus the faces dlib's HOG detector adds (more faces in group photos, a little "
                              "slower), where neither finds one, BlazeFace's (close-ups, faces cut by the "
-                             "frame), and in a group one more mtcnn look for faces cut by the frame; or haar, "
-                             "OpenCV's Haar cascade, as the original")
+                             "frame), and in a group more mtcnn looks for faces cut by the frame or tilted; or "
+                             "haar, OpenCV's Haar cascade, as the original")
 
 
 def add_results_arguments(parser, output_dir, batch_size):
