@@ -491,7 +491,8 @@ def test_the_group_look_finds_the_large_face_cut_at_the_corner_of_a_group_photo(
 
 def test_the_group_looks_run_on_groups_only():
     """A portrait (one face) costs one mtcnn call as before; a photo with two faces three more: on the small mirrored
-    copy of GROUP_LOOK, then on copies turned each way (TURNED_LOOK)."""
+    copy of GROUP_LOOK, then on copies turned each way (TURNED_LOOK), no larger than the copy detect_faces is given
+    (video's)."""
     from emotion.core.detection import GROUP_LOOK, TURNED_LOOK
     name, (mtcnn, hog, blazeface) = load_face_detector("mtcnn+hog")
     sides = []
@@ -514,6 +515,10 @@ def test_the_group_looks_run_on_groups_only():
     cos, sin = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
     assert len(sides) == 4 and sides[1] == pytest.approx(look_side + 2 * int(border * look_side), abs=2)
     assert sides[2:] == [pytest.approx(max(width * cos + height * sin, width * sin + height * cos), abs=2)] * 2
+    sides.clear()  # as video detects, on a smaller copy: the turned copies no larger
+    detect_faces((name, (Recording(), hog, blazeface)), group_with_a_large_face_cut_at_the_corner(), max_side=300)
+    width, height = 300, 300 * 480 / 640
+    assert sides[-2:] == [pytest.approx(max(width * cos + height * sin, width * sin + height * cos), abs=2)] * 2
 
 
 def head(photo, side, degrees):

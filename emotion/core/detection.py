@@ -38,11 +38,13 @@ GROUP_LOOK = (0.35, True, 200)  # mtcnn+hog: where the other looks found GROUP_M
 # mtcnn looks once more as a look again does (a border of this fraction, mirrored, on a copy at most this large), for
 # faces the first look misses in groups: large ones in front cut by the frame, turned or half-hidden ones; its faces
 # are added where their centre lies in no box found (built group photos: 116 -> 119 of 120 faces, docs/detection.md)
-GROUP_MIN_FACES = 2  # not on one face: a portrait costs what it did (the look: about 40 ms of CPU for a 640x480 photo)
+GROUP_MIN_FACES = 2  # not on one face: a portrait costs what it did (the group looks: about 100 ms of CPU for a
+# 640x480 photo, three times what the photo cost before)
 TURNED_LOOK = (25, 360)  # mtcnn+hog: in a group photo (GROUP_MIN_FACES), mtcnn also looks at a copy at most this
-# large (second) turned this many degrees (first) each way, for faces rolled 20-40 degrees (heads tilted), which
-# mtcnn's and HOG's windows miss; faces whose centre lies in no box found are added, turned back (built group photos:
-# faces showing both eyes and the mouth 878 -> 892 of 898, no false box added, docs/detection.md)
+# large (second; at most detect_faces' max_side: video's 320) turned this many degrees (first) each way, for faces
+# rolled 20-40 degrees (heads tilted), which mtcnn's and HOG's windows miss; faces whose centre lies in no box found
+# are added, turned back (built group photos: faces showing both eyes and the mouth 878 -> 891 of 898, no false box
+# added, docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
@@ -238,7 +240,7 @@ def detect_faces(detector, image, max_side=None):
         if not found and model[2] is not None:  # a close-up or a face cut by the frame that neither found
             found = close_up_faces(model[0], model[2], image)
         if len(found) >= GROUP_MIN_FACES:  # a group photo: the faces its first look missed, cut by the frame, turned
-            degrees, side = TURNED_LOOK
+            degrees, side = TURNED_LOOK[0], min(TURNED_LOOK[1], max_side or MTCNN_MAX_SIDE)  # video: its own size
             for more in (look_again(model[0], image, GROUP_LOOK), turned_faces(model[0], image, degrees, side),
                          turned_faces(model[0], image, -degrees, side)):
                 found += [face for face in more if not inside(face[0][0] + face[0][2] / 2, face[0][1] + face[0][3] / 2)]
