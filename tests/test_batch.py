@@ -226,7 +226,7 @@ def test_a_folder_gives_predict_jsons_answers_with_error_records_and_videos(tmp_
 
 @pytest.mark.slow
 def test_a_run_killed_part_way_and_resumed_answers_every_image_exactly_once(tmp_path):
-    folder = photo_folder(tmp_path / "in", copies=20, bad=False)
+    folder = photo_folder(tmp_path / "in", copies=60, bad=False)  # 180 photos: more than 2 s of work on a fast machine
     output = tmp_path / "results.jsonl"
     command = [sys.executable, SCRIPT, "predict", str(folder), "--output", str(output), "--workers", "2",
                "--chunk", "2"]
@@ -237,7 +237,7 @@ def test_a_run_killed_part_way_and_resumed_answers_every_image_exactly_once(tmp_
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and (not output.exists() or output.stat().st_size == 0):
             time.sleep(0.2)
-        time.sleep(random.uniform(0, 3))  # a random moment after the first records
+        time.sleep(random.uniform(0, 2))  # a random moment after the first records
         with open(f"/proc/{run.pid}/task/{run.pid}/children") as f:  # the workers (and multiprocessing's tracker)
             workers = [int(pid) for pid in f.read().split()]
         os.kill(run.pid, signal.SIGKILL)  # the main process alone, as the out-of-memory killer does
@@ -252,7 +252,7 @@ def test_a_run_killed_part_way_and_resumed_answers_every_image_exactly_once(tmp_
         except ProcessLookupError:
             pass
     killed = output.read_bytes()
-    assert 0 < killed.count(b"\n") < 60, "the kill came too late to test anything"
+    assert 0 < killed.count(b"\n") < 180, "the kill came too late to test anything"
     resumed = subprocess.run([*command, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True,
                              timeout=900)
     assert resumed.returncode == 0, resumed.stderr
