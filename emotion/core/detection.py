@@ -193,8 +193,9 @@ def turned_faces(mtcnn, image, degrees, max_side):
     faces = []
     for (x, y, w, h), eyes in run_mtcnn(mtcnn, cv2.warpAffine(small, turn, size, borderMode=cv2.BORDER_REPLICATE)):
         cx, cy = back @ (x + w / 2, y + h / 2, 1)
-        if 0 <= cx < width and 0 <= cy < height:  # a face in the photo, not in a corner of the canvas
-            faces.append(([cx - w / 2, cy - h / 2, w, h], [list(back @ (*eye, 1)) for eye in eyes]))
+        box = [cx - w / 2, cy - h / 2, w, h]
+        if centred_in(box, width, height):  # a face in the photo, not in a corner of the canvas
+            faces.append((box, [list(back @ (*eye, 1)) for eye in eyes]))
     return scaled_back(faces, scale)
 
 
