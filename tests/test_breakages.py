@@ -91,7 +91,7 @@ def test_a_cut_between_two_shots_of_one_face_framed_alike_ends_its_track(model_p
         for _ in range(6):
             writer.write(frame)
     writer.release()
-    monkeypatch.setattr("emotion.recognizer.detect_faces", lambda detector, image, max_side: [
+    monkeypatch.setattr("emotion.recognizer.detect_faces", lambda detector, image, max_side, **_looks: [
         {"box": [44, 28, 40, 40], "eyes": None}])
     code, _, error = run_main(capsys, "webcam", "--source", clip, "--no-display", "--detector", "haar",
                               "--model-path", model_path, "--json", tmp_path / "r.jsonl")

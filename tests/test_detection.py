@@ -13,7 +13,8 @@ import pytest
 from emotion.core.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, eye_roll, load_face_detector, onet_faces
 from emotion.core.drawing import annotate, face_label, face_message, layout_labels
 
-from conftest import RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, real_photo, run_cli, run_main
+from conftest import (RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, grace_hopper, group_with_a_tilted_head, head,
+                      real_photo, run_cli, run_main)
 
 CLASSES = RANDOM_MODEL_CLASSES
 NO_FACE_PHOTOS = ("coffee", "chelsea", "rocket", "horse", "coins", "clock", "page", "moon")
@@ -244,7 +245,7 @@ def test_predict_save_and_the_web_page_number_the_faces(command, tmp_path, capsy
     drawn = []
     real = drawing.layout_labels
     monkeypatch.setattr(drawing, "layout_labels", lambda *a: drawn.append(real(*a)) or drawn[-1])
-    monkeypatch.setattr(recognizer, "detect_faces", lambda detector, image, max_side=None: [
+    monkeypatch.setattr(recognizer, "detect_faces", lambda detector, image, max_side=None, **_looks: [
         {"box": face["box"], "eyes": None} for face in TWO_FACES])
     photo = tmp_path / "two.png"
     cv2.imwrite(str(photo), np.full((480, 640, 3), 90, np.uint8))
@@ -449,13 +450,6 @@ def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector, monke
     assert np.allclose(found_large["eyes"], np.multiply(found["eyes"], 2), atol=5), (found_large, found)
 
 
-def grace_hopper():
-    """Matplotlib's sample photograph of Grace Hopper (RGB): one face, 600x512."""
-    import matplotlib.cbook
-    return cv2.cvtColor(cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
-                        cv2.COLOR_BGR2RGB)
-
-
 def group_with_a_large_face_cut_at_the_corner():
     """Grace Hopper's face, large (280 px wide), turned 20 degrees and cut by the left edge (30 % of its width
     outside) and the bottom, as the nearest face of a group selfie; the astronaut and the camera man small behind."""
@@ -523,25 +517,12 @@ def test_the_group_looks_run_on_groups_only():
     assert sides[-2:] == [pytest.approx(max(width * cos + height * sin, width * sin + height * cos), abs=2)] * 2
 
 
-def head(photo, side, degrees):
-    """A square of `photo` 2.5 times its face's width, its face `side` px wide in the middle, turned `degrees`
-    (counter-clockwise) about the face's centre."""
-    (face,) = detect_faces(load_face_detector("mtcnn"), photo, max_side=max(photo.shape[:2]))
-    x, y, w, h = face["box"]
-    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), degrees, side / w)
-    turn[:, 2] += (side * 1.25 - x - w / 2, side * 1.25 - y - h / 2)
-    return cv2.warpAffine(photo, turn, (int(side * 2.5), int(side * 2.5)), borderMode=cv2.BORDER_REFLECT_101)
-
-
 def test_the_turned_looks_find_a_tilted_head_in_a_group(detector, monkeypatch):
     """In a group photo mtcnn also looks at the photo turned 25 degrees each way (TURNED_LOOK): the camera man's
     face, 60 px, tilted 35 degrees in the top left corner, which the other looks and HOG miss, is found where it is,
     with his eyes turned back (so his crop is levelled)."""
     from emotion.core import detection
-    group = np.full((480, 640, 3), 120, np.uint8)
-    group[265:440, 240:415] = head(real_photo("astronaut"), 70, 0)
-    group[265:440, 440:615] = head(grace_hopper(), 70, 0)
-    group[:150, :150] = head(real_photo("camera"), 60, -35)  # in the corner a turned copy must keep
+    group = group_with_a_tilted_head()
     monkeypatch.setattr(detection, "turned_faces", lambda *args: [])
     assert len(detect_faces(detector, group)) == 2  # without the turned looks: the two upright faces
     monkeypatch.undo()
@@ -551,6 +532,23 @@ def test_the_turned_looks_find_a_tilted_head_in_a_group(detector, monkeypatch):
     assert abs(x + w / 2 - 75) < 15 and abs(y + h / 2 - 75) < 15 and 45 < w < 80, found  # his face's centre
     (upright,) = detect_faces(load_face_detector("mtcnn"), real_photo("camera"))
     assert abs(eye_roll(found[0]["eyes"]) - (eye_roll(upright["eyes"]) + 35)) < 8, found  # turned 35 clockwise
+
+
+def test_a_face_a_turned_look_adds_is_checked_by_onet_turned_alike(detector, monkeypatch):
+    """A face a turned look adds is kept only where ONet, shown it on a copy twice as large turned as the look turned
+    it (turned_score), still takes it for a face (TURNED_CHECK): the camera man's tilted head scores high turned the
+    look's way and low the other way, boxes on bricks low; with every score low he is not added."""
+    from emotion.core import detection
+    from emotion.core.detection import TURNED_CHECK, TURNED_LOOK, turned_faces, turned_score
+    group, mtcnn = group_with_a_tilted_head(), load_face_detector("mtcnn")[1]
+    (box, _eyes), = [face for face in turned_faces(mtcnn, group, TURNED_LOOK[0], TURNED_LOOK[1]) if face[0][0] < 150]
+    assert turned_score(mtcnn, group, box, TURNED_LOOK[0], TURNED_LOOK[1]) > 0.9  # upright again, at twice the size
+    assert turned_score(mtcnn, group, box, -TURNED_LOOK[0], TURNED_LOOK[1]) < TURNED_CHECK  # tilted 60 degrees
+    bricks = cv2.resize(real_photo("brick"), (640, 480))
+    assert all(turned_score(mtcnn, bricks, [x, y, 60, 70], TURNED_LOOK[0], TURNED_LOOK[1]) < TURNED_CHECK
+               for x in (100, 300, 500) for y in (50, 200, 350))
+    monkeypatch.setattr(detection, "turned_score", lambda *args: 0.0)
+    assert len(detect_faces(detector, group)) == 2  # the upright faces only
 
 
 @pytest.mark.parametrize("degrees", [25, -25])

@@ -183,7 +183,7 @@ def overflowing_model(tmp_path_factory):
 
 def test_no_command_answers_nan(overflowing_model, tmp_path, capsys, monkeypatch):
     face = {"box": [0, 0, 40, 40], "eyes": None}
-    monkeypatch.setattr("emotion.recognizer.detect_faces", lambda detector, image, max_side: [dict(face)])
+    monkeypatch.setattr("emotion.recognizer.detect_faces", lambda detector, image, max_side, **_looks: [dict(face)])
     data = make_dataset(tmp_path / "d", per_class=(1, 1, 1))
     cv2.imwrite(str(tmp_path / "face.png"), draw_face("happy"))
     video = write_video(tmp_path / "a.avi", frames=3)  # frame 0 is black (a sum of 0), frame 1 is not

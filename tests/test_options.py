@@ -51,7 +51,7 @@ def run_command(capsys, monkeypatch, command, args, photo):
 @pytest.fixture
 def one_face_everywhere(monkeypatch):
     """Every detector call finds one face at the top left: each command gets a face to classify, at no CPU cost."""
-    found = lambda detector, image, max_side=None: [{"box": [0, 0, 40, 40], "eyes": None}]
+    found = lambda detector, image, max_side=None, **_looks: [{"box": [0, 0, 40, 40], "eyes": None}]
     monkeypatch.setattr("emotion.recognizer.detect_faces", found)
 
 

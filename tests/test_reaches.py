@@ -129,7 +129,7 @@ def test_a_face_that_leaves_and_comes_back_gets_a_new_track_number(model_path, t
     writer.release()
     calls = []
 
-    def detect(detector, image, max_side):  # called on frames 0, 3, 6, 9, 12 and 15
+    def detect(detector, image, max_side, **_looks):  # called on frames 0, 3, 6, 9, 12 and 15
         calls.append(1)
         return [] if len(calls) in (3, 4) else [{"box": [10, 8, 30, 30], "eyes": None}]
     monkeypatch.setattr("emotion.recognizer.detect_faces", detect)

@@ -18,7 +18,7 @@ from emotion.core.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point
                                    progress_line, series_points, summarize, update_timeline)
 from emotion.io.errors import UserError
 
-from conftest import ROOT, SHIPPED_SEVEN, run_here, run_main, write_video
+from conftest import ROOT, SHIPPED_SEVEN, group_with_a_tilted_head, head, real_photo, run_here, run_main, write_video
 
 CLIP_FPS = 10
 
@@ -318,6 +318,47 @@ def test_faces_are_followed_between_detections(tmp_path, capsys, monkeypatch):
     lag = [r["faces"][0]["box"][0] - 3 * i - records[0]["faces"][0]["box"][0] for i, r in enumerate(records)]
     assert max(map(abs, lag)) <= 4, lag  # a box kept still between detections lags 3 px a frame
     assert len(calls) <= 24 // frames.VIDEO_DETECT_EVERY + 1
+
+
+def test_in_video_the_looks_in_groups_run_on_full_looks_and_where_a_followed_face_is_missed(tmp_path, monkeypatch):
+    """Video with mtcnn+hog: the looks in groups (here the turned looks) run on every VIDEO_FULL_LOOK_EVERY-th
+    detection, and on the others only where the first looks miss a face already followed: two upright people cost
+    them on two detections of four; a head tilted 35 degrees beside them keeps its box on every frame, as does one of
+    two people tilting his head; a tilted head that arrives after the first detection is found by the next full
+    look, and at once after a scene cut (nothing followed)."""
+    from emotion.core import detection
+    sides = []
+    turned = detection.turned_faces
+    monkeypatch.setattr(detection, "turned_faces", lambda *args: sides.append(args[3]) or turned(*args))
+    tilted = cv2.cvtColor(group_with_a_tilted_head(), cv2.COLOR_RGB2BGR)
+    upright = tilted.copy()
+    upright[:150, :150] = 120  # the tilted head painted over
+
+    def faces_per_frame(shots):
+        clip = str(tmp_path / "group.avi")
+        writer = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+        for shot in shots:
+            writer.write(shot)
+        writer.release()
+        sides.clear()
+        return [len(record["faces"]) for record in recognizer.EmotionRecognizer().analyze_video(clip)
+                if "summary" not in record]
+
+    assert frames.VIDEO_DETECT_EVERY == 10 and frames.VIDEO_FULL_LOOK_EVERY == 3  # 40 frames: 4 detections
+    assert faces_per_frame([np.roll(upright, i // 4, axis=1) for i in range(40)]) == [2] * 40
+    assert len(sides) == 4  # two turned looks on the first detection and the fourth, the full looks
+    assert faces_per_frame([np.roll(tilted, i // 4, axis=1) for i in range(40)]) == [3] * 40
+    assert len(sides) == 8  # on every detection, the first looks missing the tilted head followed
+    pair = tilted.copy()
+    pair[265:440, 440:615] = 120  # the camera man, upright, then his head tilted, beside the astronaut
+    tilting = pair.copy()
+    pair[:150, :150] = cv2.cvtColor(head(real_photo("camera"), 60, 0)[:150, :150], cv2.COLOR_RGB2BGR)
+    assert faces_per_frame([pair] * 15 + [tilting] * 25) == [2] * 40
+    arrives = faces_per_frame([upright] * 5 + [tilted] * 35)  # detected at frame 5 (the frame changed), 15 and 25
+    assert arrives == [2] * 25 + [3] * 15, arrives  # found by the full look at frame 25
+    coffee = cv2.resize(cv2.cvtColor(real_photo("coffee"), cv2.COLOR_RGB2BGR), (640, 480))
+    after_a_cut = faces_per_frame([coffee] * 12 + [tilted] * 18)  # detected at frames 0, 10 and 12: nothing followed
+    assert after_a_cut == [0] * 12 + [3] * 18, after_a_cut
 
 
 def test_a_flat_face_crop_keeps_its_track_by_overlap():

@@ -45,6 +45,9 @@ TURNED_LOOK = (25, 360)  # mtcnn+hog: in a group photo (GROUP_MIN_FACES), mtcnn 
 # rolled 20-40 degrees (heads tilted), which mtcnn's and HOG's windows miss; faces whose centre lies in no box found
 # are added, turned back (built group photos: faces showing both eyes and the mouth 878 -> 891 of 898, no false box
 # added, docs/detection.md)
+TURNED_CHECK = 0.3  # ... and adds those ONet still scores at least this on a copy twice as large, turned alike
+# (turned_score; a false box on an astronaut's suit in a two-person video frame: 0.18; the 98 tilted heads the looks
+# add in the built group photos: 0.51 and above; docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
@@ -106,11 +109,18 @@ def centred_in(box, width, height):
     return 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
 
 
-def onet_faces(mtcnn, image, boxes, mirror=False):
+def onet_faces(mtcnn, image, boxes, mirror=False, min_score=MTCNN_MIN_CONFIDENCE):
+    """mtcnn's last network (ONet) on other detectors' boxes (onet_answers): [(box, [left eye, right eye]), or None
+    where ONet scores the crop below `min_score` or the box lies wholly outside the photo]."""
+    return [answer[:2] if answer and answer[2] >= min_score else None
+            for answer in onet_answers(mtcnn, image, boxes, mirror)]
+
+
+def onet_answers(mtcnn, image, boxes, mirror=False):
     """mtcnn's last network (ONet) on other detectors' boxes, each given as a square crop of its centre (as mtcnn's
     own RNet boxes are, but a box past the photo's edge repeats its edge pixels, or with `mirror` has the photo
-    mirrored into it, where mtcnn's crop has grey): [(box, [left eye, right eye]) as mtcnn gives them, or None where
-    ONet scores the crop below MTCNN_MIN_CONFIDENCE or the box lies wholly outside the photo], in `image`'s pixels."""
+    mirrored into it, where mtcnn's crop has grey): [(box, [left eye, right eye], ONet's face score), box and eyes
+    as mtcnn gives them, in `image`'s pixels, or None where the box lies wholly outside the photo]."""
     patches, squares = [], []
     for x, y, w, h in boxes:
         side = max(w, h, 1)
@@ -138,7 +148,7 @@ def onet_faces(mtcnn, image, boxes, mirror=False):
         # mtcnn's own conventions (adjust_bboxes, adjust_landmarks): a box's last pixel is x0 + side - 1
         x1, y1, x2, y2 = (float(v + d * side) for v, d in zip((x0, y0, x0 + side - 1, y0 + side - 1), offset))
         eyes = [[float(x0 - 1 + points[i] * side), float(y0 - 1 + points[5 + i] * side)] for i in (0, 1)]
-        faces.append(([x1, y1, x2 - x1, y2 - y1], eyes) if score[1] >= MTCNN_MIN_CONFIDENCE else None)
+        faces.append(([x1, y1, x2 - x1, y2 - y1], eyes, float(score[1])))
     return faces
 
 
@@ -199,6 +209,20 @@ def turned_faces(mtcnn, image, degrees, max_side):
     return scaled_back(faces, scale)
 
 
+def turned_score(mtcnn, image, box, degrees, max_side):
+    """ONet's score of a face a turned look found (its box in `image`'s pixels) on a copy of `image` twice as large as
+    the look's (at most `image` itself), turned `degrees` about the face's centre as the look turned it: a second
+    opinion, with more of the face's pixels (TURNED_CHECK)."""
+    large, scale = scale_down(image, 2 * max_side)
+    x, y, w, h = (v * scale for v in box)
+    reach = int(math.ceil(max(w, h))) * 2 + 2  # holds the face's square turned any way (its diagonal is 1.42x)
+    patch = cv2.getRectSubPix(large, (reach, reach), (x + w / 2, y + h / 2))  # edge pixels repeated past the photo
+    patch = cv2.warpAffine(patch, cv2.getRotationMatrix2D((reach / 2, reach / 2), degrees, 1), (reach, reach),
+                           borderMode=cv2.BORDER_REPLICATE)
+    answer, = onet_answers(mtcnn, patch, [[reach / 2 - w / 2, reach / 2 - h / 2, w, h]])
+    return answer[2] if answer else 0.0
+
+
 def find_faces(name, model, image, max_side):
     """The detector's [(box, eyes or None)] in `image`'s pixels, found on a copy at most `max_side` large."""
     small, scale = scale_down(image, max_side)
@@ -219,10 +243,13 @@ def find_faces(name, model, image, max_side):
     return scaled_back(found, scale)
 
 
-def detect_faces(detector, image, max_side=None):
+def detect_faces(detector, image, max_side=None, following=0, quick=False):
     """Faces in `image` (RGB), found on a copy scaled down to at most `max_side` (default: the detector's
     *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar; HOG where ONet does not take its box
-    for a face)}], in the image's pixels, from left to right."""
+    for a face)}], in the image's pixels, from left to right. A video passes how many faces it already follows in
+    this frame (`following`: they count towards a group, so mtcnn+hog's looks in groups look for one the first looks
+    miss) and, between its full looks, `quick`: those looks are then left out where the first looks found every
+    face followed (one at least)."""
     name, model = detector
     if not image.size:  # an empty picture: no face
         return []
@@ -236,15 +263,18 @@ def detect_faces(detector, image, max_side=None):
             found = find_faces("mtcnn", model[0], image, max_side or MTCNN_MAX_SIDE)
             hog_found = hog_found.result() if hog_found else find_faces(*hog_args)
         inside = lambda cx, cy: any(x <= cx <= x + w and y <= cy <= y + h for (x, y, w, h), _ in found)
-        hog_only = [box for box, _ in hog_found if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
+        centre = lambda box: (box[0] + box[2] / 2, box[1] + box[3] / 2)
+        hog_only = [box for box, _ in hog_found if not inside(*centre(box))]
         found += [onet or (box, None) for box, onet in zip(hog_only, onet_faces(model[0], image, hog_only))]
         if not found and model[2] is not None:  # a close-up or a face cut by the frame that neither found
             found = close_up_faces(model[0], model[2], image)
-        if len(found) >= GROUP_MIN_FACES:  # a group photo: the faces its first look missed, cut by the frame, turned
+        if max(len(found), following) >= GROUP_MIN_FACES and not (quick and 0 < following <= len(found)):
+            # a group photo: the faces its first look missed, cut by the frame, turned
             degrees, side = TURNED_LOOK[0], min(TURNED_LOOK[1], max_side or MTCNN_MAX_SIDE)  # video: its own size
-            for more in (look_again(model[0], image, GROUP_LOOK), turned_faces(model[0], image, degrees, side),
-                         turned_faces(model[0], image, -degrees, side)):
-                found += [face for face in more if not inside(face[0][0] + face[0][2] / 2, face[0][1] + face[0][3] / 2)]
+            found += [face for face in look_again(model[0], image, GROUP_LOOK) if not inside(*centre(face[0]))]
+            for turn in (degrees, -degrees):  # the faces a turned look adds, if ONet still takes them for faces
+                more = [face for face in turned_faces(model[0], image, turn, side) if not inside(*centre(face[0]))]
+                found += [face for face in more if turned_score(model[0], image, face[0], turn, side) >= TURNED_CHECK]
     else:
         found = find_faces(name, model, image, max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE))
     faces = []

@@ -21,6 +21,9 @@ from emotion.io.images import MAX_IMAGE_PIXELS
 VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pixels for 640x480
 VIDEO_DETECT_EVERY = 10  # video: detect on every 10th frame (detection costs the most CPU); faces are followed
 # between (follow_faces), and detected again at once when one is lost (docs/detection.md)
+VIDEO_FULL_LOOK_EVERY = 3  # video: mtcnn+hog's looks in groups run on every 3rd detection (about once a second) where
+# two faces or more are found; on the others only where a face followed is not found again (detect_faces' quick):
+# a steady two-person clip ran at 72-75 FPS with them on every detection, about 105 without (docs/detection.md)
 FOLLOW_SIDE = 24  # a face is followed by its grey picture at this width (px), matched around its last box
 FOLLOW_REACH = 0.5  # ... within this fraction of the face's width of its last place, each way
 FOLLOW_FROM = 0.6  # a face matched less well than this (normalised correlation) is lost: detect on this frame
@@ -156,17 +159,18 @@ def open_video(source):
 
 
 def label_frames(capture, detect, classify, class_names):
-    """Yields (RGB frame, its faces) until the video ends. detect(rgb, max_side) -> the detector's faces;
-    classify(crops) -> faces.classify_crops' answers. Each face: track (its id), box, detected, emotion, confidence
-    and probabilities, smoothed over the track's last SMOOTH_FRAMES frames.
+    """Yields (RGB frame, its faces) until the video ends. detect(rgb, max_side, following, quick) -> the detector's
+    faces (detect_faces); classify(crops) -> faces.classify_crops' answers. Each face: track (its id), box,
+    detected, emotion, confidence and probabilities, smoothed over the track's last SMOOTH_FRAMES frames.
 
     The detector runs on every VIDEO_DETECT_EVERY-th frame, at every scene cut (SCENE_CUT_BELOW), where all
     tracks end, and whenever a face is lost; in between, each face is followed (follow_faces) and classified again,
     so the boxes follow the face and the labels its expression at the camera's pace. A detected face that no longer
     looks like its track's last starts a new one; after a sudden change of the whole frame (SUDDEN_CHANGE_BELOW: a
-    cut between people framed alike), it must look very alike (SAME_FACE_AFTER_CHANGE) to keep its track.
+    cut between people framed alike), it must look very alike (SAME_FACE_AFTER_CHANGE) to keep its track. Every
+    VIDEO_FULL_LOOK_EVERY-th detection is a full look; the others are quick (detect_faces' `quick`).
     """
-    tracks, ids, previous, since = [], itertools.count(1), None, VIDEO_DETECT_EVERY
+    tracks, ids, previous, since, detections = [], itertools.count(1), None, VIDEO_DETECT_EVERY, itertools.count()
     while True:
         ok, frame = capture.read()
         if not ok:
@@ -180,7 +184,9 @@ def label_frames(capture, detect, classify, class_names):
         if change < SUDDEN_CHANGE_BELOW or since >= VIDEO_DETECT_EVERY or not follow_faces(grey, tracks):
             since = 0
             flat = not previous.any()  # no contrast, no face: the detector is spared
-            found = [] if flat else detect(rgb, VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1])
+            quick = next(detections) % VIDEO_FULL_LOOK_EVERY != 0
+            found = [] if flat else detect(rgb, VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1], len(tracks),
+                                           quick)
             tracks = match_tracks(tracks, [f["box"] for f in found], ids,
                                   [face_signature(crop_face(rgb, f)) for f in found],
                                   SAME_FACE_AFTER_CHANGE if change < SUDDEN_CHANGE_BELOW else SAME_FACE_FROM)
