@@ -3,11 +3,13 @@
     python benchmarks/detect_benchmark.py                                    # speed + scikit-image photos
     python benchmarks/detect_benchmark.py --photos ../shared/datasets/webfaces-dev --thresholds 0.8,0.9,0.95
     python benchmarks/detect_benchmark.py --output detect.json
+    python benchmarks/detect_benchmark.py --detectors mtcnn+hog --pipeline-photos ../shared/datasets/webfaces7-dev
 
 Speed: scikit-image's astronaut (one face) scaled into 640x480 and 1280x720 frames. "photo" times
 detect_faces as predict calls it (a copy at most MTCNN_MAX_SIDE / DETECT_MAX_SIDE px), "video" as webcam calls it
 (VIDEO_DETECT_WIDTH px wide); faces/s counts the faces found per second. The pipeline rows time the
-whole default path with the shipped model: EmotionRecognizer.analyze_many on 640x480 photos (photos/s, as predict) and analyze_video
+whole default path with the shipped model: EmotionRecognizer.analyze_many on 640x480 photos, or with
+--pipeline-photos on photos of a folder (photos/s, as predict), and analyze_video
 on a 640x480 video with one face (frames/s, detection on every VIDEO_DETECT_EVERY-th frame).
 
 Quality: per photo, the boxes at least a tenth of the photo's shorter side (smaller ones are ignored,
@@ -42,6 +44,7 @@ from emotion.core.detection import DETECTORS
 from conftest import SHIPPED_MODEL, real_photo  # noqa: E402
 
 SIZES = ((640, 480), (1280, 720))
+PIPELINE_PHOTOS = 200  # --pipeline-photos: at most this many photos of the folder are timed
 SKIMAGE_PHOTOS = {"astronaut": 1, "camera": 1, "coffee": 0, "chelsea": 0, "rocket": 0, "horse": 0, "coins": 0,
                   "clock": 0, "page": 0, "moon": 0, "brick": 0, "grass": 0, "gravel": 0, "text": 0,
                   "immunohistochemistry": 0, "hubble_deep_field": 0, "colorwheel": 0}
@@ -82,9 +85,18 @@ def measure_speed(detector_name, repeats):
     return rows
 
 
-def measure_pipeline(detector_name, repeats):
+def folder_photos(folder, count=PIPELINE_PHOTOS):
+    """At most `count` photos of the folder (every k-th file under it, sorted, so every class folder is drawn on)."""
+    files = sorted(f for f in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    photos = [read_image(f) for f in files[::max(1, len(files) // count)][:count]]
+    return [photo for photo in photos if photo is not None]
+
+
+def measure_pipeline(detector_name, repeats, folder=None):
     recognizer = EmotionRecognizer(SHIPPED_MODEL, detector=detector_name)
-    photos = [frame_with_face(640, 480, offset) for offset in range(-40, 40, 8)]  # 10 photos of 640x480
+    photos = (folder_photos(folder) if folder else
+              [frame_with_face(640, 480, offset) for offset in range(-40, 40, 8)])  # 10 photos of 640x480
     recognizer.analyze_many(photos[:2])  # warm-up
     seconds, results, cpu = median_seconds(lambda: recognizer.analyze_many(photos), repeats)
     with tempfile.TemporaryDirectory() as folder:
@@ -138,6 +150,9 @@ def main():
     parser.add_argument("--thresholds", default=str(detection.MTCNN_MIN_CONFIDENCE),
                         help="mtcnn confidence cut-offs to measure quality at (comma-separated)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per figure (the median is kept)")
+    parser.add_argument("--pipeline-photos", metavar="FOLDER",
+                        help="time predict on photos of this folder (at most PIPELINE_PHOTOS) instead of the 640x480 "
+                             "astronaut frames")
     parser.add_argument("--skip-speed", action="store_true", help="quality only")
     parser.add_argument("--output", help="write every figure to this JSON file")
     args = parser.parse_args()
@@ -151,9 +166,10 @@ def main():
                 print(f"{name:6s} {row['size']:9s} {row['use']:5s}: {row['ms']:6.1f} ms ({row['cpu_ms']:6.1f} ms CPU), "
                       f"{row['frames_per_s']:6.1f} frames/s, {row['faces_per_s']:6.1f} faces/s ({row['faces']} found)",
                       flush=True)
-            row = measure_pipeline(name, max(3, args.repeats // 5))
+            row = measure_pipeline(name, max(3, args.repeats // 5), args.pipeline_photos)
             report["pipeline"].append(row)
-            print(f"{name:6s} pipeline: predict {row['predict_photos_per_s']:.1f} photos/s (640x480, "
+            print(f"{name:6s} pipeline: predict {row['predict_photos_per_s']:.1f} photos/s "
+                  f"({args.pipeline_photos or '640x480'}, "
                   f"{row['predict_cpu_ms_per_photo']:.0f} ms CPU each, {row['predict_faces']}/{row['predict_photos']} "
                   f"faces), webcam {row['webcam_fps']:.1f} FPS ({row['webcam_cpu_ms_per_frame']:.0f} ms CPU per frame, "
                   f"{row['webcam_faces']} faces in {row['webcam_frames']} frames)", flush=True)
