@@ -18,7 +18,8 @@ from emotion.core.timeline import (MIN_TRACK_SECONDS, TIMELINE_POINTS, add_point
                                    progress_line, series_points, summarize, update_timeline)
 from emotion.io.errors import UserError
 
-from conftest import ROOT, SHIPPED_SEVEN, group_with_a_tilted_head, head, real_photo, run_here, run_main, write_video
+from conftest import (ROOT, SHIPPED_SEVEN, grace_hopper, group_with_a_tilted_head, head, real_photo, run_here, run_main,
+                      write_video)
 
 CLIP_FPS = 10
 
@@ -359,6 +360,26 @@ def test_in_video_the_looks_in_groups_run_on_full_looks_and_where_a_followed_fac
     coffee = cv2.resize(cv2.cvtColor(real_photo("coffee"), cv2.COLOR_RGB2BGR), (640, 480))
     after_a_cut = faces_per_frame([coffee] * 12 + [tilted] * 18)  # detected at frames 0, 10 and 12: nothing followed
     assert after_a_cut == [0] * 12 + [3] * 18, after_a_cut
+
+
+def test_a_face_whose_box_moved_between_detections_keeps_its_track_and_another_face_does_not():
+    """Between two detections the detector's box moves (in a two-person clip 10 % lower and 7 % larger): the face
+    keeps its track (face_similarity lets the box move FACE_SHIFT), though the plain correlation of the two crops'
+    signatures is about 0; another person's face in the same place starts a new track."""
+    from emotion.core.detection import crop_face, detect_faces, load_face_detector
+    from emotion.core.frames import face_signature, face_similarity, similarity
+    mtcnn = load_face_detector("mtcnn")
+    hopper, astronaut = grace_hopper(), real_photo("astronaut")
+    (face,), (other,) = detect_faces(mtcnn, hopper), detect_faces(mtcnn, astronaut)
+    x, y, w, h = face["box"]
+    lower = {"box": [x, int(y + 0.1 * h), int(w * 1.07), int(h * 1.07)],
+             "eyes": [[ex, ey + 0.1 * h] for ex, ey in face["eyes"]]}
+    before, after = face_signature(crop_face(hopper, face)), face_signature(crop_face(hopper, lower))
+    assert similarity(before, after) < 0.3 < frames.SAME_FACE_FROM < face_similarity(before, after)
+    track = {"id": 1, "box": face["box"], "history": [], "signature": before}
+    assert match_tracks([dict(track)], [lower["box"]], signatures=[after])[0]["id"] == 1
+    someone = face_signature(crop_face(astronaut, other))
+    assert match_tracks([dict(track)], [lower["box"]], signatures=[someone])[0]["id"] != 1
 
 
 def test_a_flat_face_crop_keeps_its_track_by_overlap():
