@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 import emotion.core.detection as F
+from emotion.core.crops import eye_roll
 from emotion.io.errors import UserError
 from emotion.io.images import read_image
 
@@ -200,7 +201,7 @@ def load_portraits(folder, count, min_side=250):
                 if abs(fx + fw / 2 - x - w / 2) < w / 4 and abs(fy + fh / 2 - y - h / 2) < h / 4:
                     points = [face["keypoints"][k] for k in ("left_eye", "right_eye", "mouth_left", "mouth_right")]
             if points:
-                portraits.append((image, faces[0]["box"], F.eye_roll(faces[0]["eyes"]), points))
+                portraits.append((image, faces[0]["box"], eye_roll(faces[0]["eyes"]), points))
         if len(portraits) == count:
             break
     return portraits
@@ -303,7 +304,7 @@ def score_group(boxes, faces):
         if main:
             found.add(main[0])
             if eyes:
-                error = (F.eye_roll(eyes[0]) if eyes[0] else 0.0) - faces[main[0]][3]
+                error = (eye_roll(eyes[0]) if eyes[0] else 0.0) - faces[main[0]][3]
                 roll_errors.append(abs((error + 180) % 360 - 180))
         elif not hits or all(faces[i][0] >= MAIN_VISIBLE for i in hits):
             false += 1  # on no face, or a second box on a main face

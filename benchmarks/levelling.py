@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import cv2  # noqa: E402
 
 import emotion.core.detection as F  # noqa: E402
+from emotion.core.crops import crop_face  # noqa: E402
 from emotion import EmotionRecognizer  # noqa: E402
 from emotion.io.images import read_image  # noqa: E402
 
@@ -59,7 +60,7 @@ def main():
                     continue
                 faces = [{"box": box, "eyes": None}, {"box": onet[0], "eyes": [[0, 0], [1, 0]]},  # level: not turned
                          {"box": onet[0], "eyes": onet[1]}]
-                answers = recognizer.classify([F.crop_face(turned, face) for face in faces])
+                answers = recognizer.classify([crop_face(turned, face) for face in faces])
                 counts["faces"] += 1
                 counts["upright"] += upright[0].emotion == label
                 for crop, answer in zip(crops, answers):

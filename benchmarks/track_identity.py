@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from emotion.core.detection import crop_face, detect_faces, load_face_detector  # noqa: E402
+from emotion.core.crops import crop_face  # noqa: E402
+from emotion.core.detection import detect_faces, load_face_detector  # noqa: E402
 from emotion.io.images import read_image  # noqa: E402
 from emotion.core.frames import (SAME_FACE_FROM, face_signature, face_similarity, frame_signature,  # noqa: E402
                                  similarity)

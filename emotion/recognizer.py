@@ -130,7 +130,7 @@ class EmotionRecognizer:
         """The classes the answers are over, in the order of each face's probabilities."""
         return list(self._metadata["class_names"])
 
-    def detect(self, rgb, max_side=None, following=0, quick=False):
+    def detect(self, rgb, max_side=None, following=(), quick=False):
         """The detector's faces in an RGB array: [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None}]
         (detect_faces; `following` and `quick`: a video's, between its full looks)."""
         with self._lock:

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.core.detection import FACE_CROP_MAX_SIDE, crop_face, detect_faces, eye_roll, load_face_detector, onet_faces
+from emotion.core.crops import FACE_CROP_MAX_SIDE, crop_face, eye_roll
+from emotion.core.detection import detect_faces, load_face_detector, onet_faces
 from emotion.core.drawing import annotate, face_label, face_message, layout_labels
 
 from conftest import (RANDOM_MODEL_CLASSES, ROOT, SHIPPED_MODEL, grace_hopper, group_with_a_tilted_head, head,
@@ -536,18 +537,26 @@ def test_the_turned_looks_find_a_tilted_head_in_a_group(detector, monkeypatch):
 
 def test_a_face_a_turned_look_adds_is_checked_by_onet_turned_alike(detector, monkeypatch):
     """A face a turned look adds is kept only where ONet, shown it on a copy twice as large turned as the look turned
-    it (turned_score), still takes it for a face (TURNED_CHECK): the camera man's tilted head scores high turned the
+    it (turned_scores), still takes it for a face (TURNED_CHECK): the camera man's tilted head scores high turned the
     look's way and low the other way, boxes on bricks low; with every score low he is not added."""
     from emotion.core import detection
-    from emotion.core.detection import TURNED_CHECK, TURNED_LOOK, turned_faces, turned_score
+    from emotion.core.detection import TURNED_CHECK, TURNED_LOOK, turned_faces, turned_scores
     group, mtcnn = group_with_a_tilted_head(), load_face_detector("mtcnn")[1]
     (box, _eyes), = [face for face in turned_faces(mtcnn, group, TURNED_LOOK[0], TURNED_LOOK[1]) if face[0][0] < 150]
-    assert turned_score(mtcnn, group, box, TURNED_LOOK[0], TURNED_LOOK[1]) > 0.9  # upright again, at twice the size
-    assert turned_score(mtcnn, group, box, -TURNED_LOOK[0], TURNED_LOOK[1]) < TURNED_CHECK  # tilted 60 degrees
+    assert turned_scores(mtcnn, group, [box], *TURNED_LOOK)[0] > 0.9  # upright again, at twice the size
+    assert turned_scores(mtcnn, group, [box], -TURNED_LOOK[0], TURNED_LOOK[1])[0] < TURNED_CHECK  # tilted 60 degrees
+    patches = []  # on a photo twice as large, the same face at twice the size: ONet sees it on a 720-px copy
+    answers = detection.onet_answers
+    monkeypatch.setattr(detection, "onet_answers", lambda mtcnn, patch, *args: patches.append(patch.shape[0]) or
+                        answers(mtcnn, patch, *args))
+    larger = cv2.resize(group, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    assert turned_scores(mtcnn, larger, [[2 * v for v in box]], *TURNED_LOOK)[0] > 0.9
+    assert len(patches) == 1 and abs(patches[0] - 2 * max(box[2:]) * 2 * TURNED_LOOK[1] * 2 / 1280) <= 4, patches
+    monkeypatch.undo()
     bricks = cv2.resize(real_photo("brick"), (640, 480))
-    assert all(turned_score(mtcnn, bricks, [x, y, 60, 70], TURNED_LOOK[0], TURNED_LOOK[1]) < TURNED_CHECK
-               for x in (100, 300, 500) for y in (50, 200, 350))
-    monkeypatch.setattr(detection, "turned_score", lambda *args: 0.0)
+    assert max(turned_scores(mtcnn, bricks, [[x, y, 60, 70] for x in (100, 300, 500) for y in (50, 200, 350)],
+                             *TURNED_LOOK)) < TURNED_CHECK
+    monkeypatch.setattr(detection, "turned_scores", lambda mtcnn, image, boxes, *args: [0.0] * len(boxes))
     assert len(detect_faces(detector, group)) == 2  # the upright faces only
 
 

@@ -325,8 +325,9 @@ def test_in_video_the_looks_in_groups_run_on_full_looks_and_where_a_followed_fac
     """Video with mtcnn+hog: the looks in groups (here the turned looks) run on every VIDEO_FULL_LOOK_EVERY-th
     detection, and on the others only where the first looks miss a face already followed: two upright people cost
     them on two detections of four; a head tilted 35 degrees beside them keeps its box on every frame, as does one of
-    two people tilting his head; a tilted head that arrives after the first detection is found by the next full
-    look, and at once after a scene cut (nothing followed)."""
+    two people tilting his head, and the tilted head when another face arrives (as many faces found as followed,
+    not the same ones); a tilted head that arrives after the first detection is found by the next full look, and at
+    once after a scene cut (nothing followed)."""
     from emotion.core import detection
     sides = []
     turned = detection.turned_faces
@@ -335,17 +336,23 @@ def test_in_video_the_looks_in_groups_run_on_full_looks_and_where_a_followed_fac
     upright = tilted.copy()
     upright[:150, :150] = 120  # the tilted head painted over
 
-    def faces_per_frame(shots):
+    def faces_per_frame(shots, corner_tracks=None):
         clip = str(tmp_path / "group.avi")
         writer = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
         for shot in shots:
             writer.write(shot)
         writer.release()
         sides.clear()
-        return [len(record["faces"]) for record in recognizer.EmotionRecognizer().analyze_video(clip)
-                if "summary" not in record]
+        records = [record for record in recognizer.EmotionRecognizer().analyze_video(clip) if "summary" not in record]
+        if corner_tracks is not None:  # the track of the face in the top left corner, on each frame
+            corner_tracks += [[face["track"] for face in record["faces"] if face["box"][0] + face["box"][2] / 2 < 150
+                               and face["box"][1] + face["box"][3] / 2 < 150] for record in records]
+        return [len(record["faces"]) for record in records]
 
     assert frames.VIDEO_DETECT_EVERY == 10 and frames.VIDEO_FULL_LOOK_EVERY == 3  # 40 frames: 4 detections
+    alone = upright.copy()
+    alone[265:440, 440:615] = 120  # Grace Hopper painted over: one person, no group
+    assert faces_per_frame([alone] * 40) == [1] * 40 and not sides
     assert faces_per_frame([np.roll(upright, i // 4, axis=1) for i in range(40)]) == [2] * 40
     assert len(sides) == 4  # two turned looks on the first detection and the fourth, the full looks
     assert faces_per_frame([np.roll(tilted, i // 4, axis=1) for i in range(40)]) == [3] * 40
@@ -355,6 +362,11 @@ def test_in_video_the_looks_in_groups_run_on_full_looks_and_where_a_followed_fac
     tilting = pair.copy()
     pair[:150, :150] = cv2.cvtColor(head(real_photo("camera"), 60, 0)[:150, :150], cv2.COLOR_RGB2BGR)
     assert faces_per_frame([pair] * 15 + [tilting] * 25) == [2] * 40
+    newcomer = tilted.copy()  # a fourth face, upright, arrives at frame 15: as many faces found as followed, but
+    newcomer[20:170, 300:450] = cv2.cvtColor(head(real_photo("camera"), 60, 0), cv2.COLOR_RGB2BGR)  # not the same
+    corner = []
+    assert faces_per_frame([tilted] * 15 + [newcomer] * 25, corner)[-1] == 4
+    assert len(corner) == 40 and all(tracks == corner[0] for tracks in corner) and len(corner[0]) == 1, corner
     arrives = faces_per_frame([upright] * 5 + [tilted] * 35)  # detected at frame 5 (the frame changed), 15 and 25
     assert arrives == [2] * 25 + [3] * 15, arrives  # found by the full look at frame 25
     coffee = cv2.resize(cv2.cvtColor(real_photo("coffee"), cv2.COLOR_RGB2BGR), (640, 480))
@@ -366,7 +378,8 @@ def test_a_face_whose_box_moved_between_detections_keeps_its_track_and_another_f
     """Between two detections the detector's box moves (in a two-person clip 10 % lower and 7 % larger): the face
     keeps its track (face_similarity lets the box move FACE_SHIFT), though the plain correlation of the two crops'
     signatures is about 0; another person's face in the same place starts a new track."""
-    from emotion.core.detection import crop_face, detect_faces, load_face_detector
+    from emotion.core.crops import crop_face
+    from emotion.core.detection import detect_faces, load_face_detector
     from emotion.core.frames import face_signature, face_similarity, similarity
     mtcnn = load_face_detector("mtcnn")
     hopper, astronaut = grace_hopper(), real_photo("astronaut")

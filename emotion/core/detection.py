@@ -1,5 +1,5 @@
-"""Faces in photos: detection (mtcnn, mtcnn with a second dlib HOG pass, or OpenCV's Haar cascade as the original) and
-cropping, each face squared and turned so its eyes are level, as the training faces are; and the --detector option."""
+"""Faces in photos: detection (mtcnn, mtcnn with a second dlib HOG pass, or OpenCV's Haar cascade as the original),
+each face's box and eyes, and the --detector option; emotion/core/crops.py frames each face for the model."""
 
 import math
 import os
@@ -46,16 +46,13 @@ TURNED_LOOK = (25, 360)  # mtcnn+hog: in a group photo (GROUP_MIN_FACES), mtcnn 
 # are added, turned back (built group photos: faces showing both eyes and the mouth 878 -> 891 of 898, no false box
 # added, docs/detection.md)
 TURNED_CHECK = 0.3  # ... and adds those ONet still scores at least this on a copy twice as large, turned alike
-# (turned_score; a false box on an astronaut's suit in a two-person video frame: 0.18; the 98 tilted heads the looks
+# (turned_scores; a false box on an astronaut's suit in a two-person video frame: 0.18; the 98 tilted heads the looks
 # add in the built group photos: 0.51 and above; docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
 DETECT_MAX_SIDE = 640  # photos are detected on a copy at most this large (boxes mapped back)
 MTCNN_MAX_SIDE = 480  # the same for mtcnn: finds faces from 20 px there (27 px in a 640x480 photo), for less CPU
-FACE_MARGIN = 0.1  # Haar: crop this fraction of the box size beyond each side of a detected face
-MTCNN_FACE_MARGIN = 0.03  # mtcnn: the same, measured so crops frame faces as FER2013 does (its boxes are tighter)
-FACE_CROP_MAX_SIDE = 256  # face crops are cut at most this large (the model sees 48 px), bounding memory
 
 
 def load_face_detector(name=DETECTOR):
@@ -209,18 +206,21 @@ def turned_faces(mtcnn, image, degrees, max_side):
     return scaled_back(faces, scale)
 
 
-def turned_score(mtcnn, image, box, degrees, max_side):
-    """ONet's score of a face a turned look found (its box in `image`'s pixels) on a copy of `image` twice as large as
-    the look's (at most `image` itself), turned `degrees` about the face's centre as the look turned it: a second
-    opinion, with more of the face's pixels (TURNED_CHECK)."""
-    large, scale = scale_down(image, 2 * max_side)
-    x, y, w, h = (v * scale for v in box)
-    reach = int(math.ceil(max(w, h))) * 2 + 2  # holds the face's square turned any way (its diagonal is 1.42x)
-    patch = cv2.getRectSubPix(large, (reach, reach), (x + w / 2, y + h / 2))  # edge pixels repeated past the photo
-    patch = cv2.warpAffine(patch, cv2.getRotationMatrix2D((reach / 2, reach / 2), degrees, 1), (reach, reach),
-                           borderMode=cv2.BORDER_REPLICATE)
-    answer, = onet_answers(mtcnn, patch, [[reach / 2 - w / 2, reach / 2 - h / 2, w, h]])
-    return answer[2] if answer else 0.0
+def turned_scores(mtcnn, image, boxes, degrees, max_side):
+    """ONet's scores of faces a turned look found (their boxes in `image`'s pixels) on a copy of `image` twice as
+    large as the look's (at most `image` itself), each turned `degrees` about its centre as the look turned it: a
+    second opinion, with more of the face's pixels (TURNED_CHECK)."""
+    large, scale = scale_down(image, 2 * max_side) if boxes else (image, 1.0)
+    scores = []
+    for box in boxes:
+        x, y, w, h = (v * scale for v in box)
+        reach = int(math.ceil(max(w, h))) * 2 + 2  # holds the face's square turned any way (its diagonal is 1.42x)
+        patch = cv2.getRectSubPix(large, (reach, reach), (x + w / 2, y + h / 2))  # edge pixels repeated past the photo
+        patch = cv2.warpAffine(patch, cv2.getRotationMatrix2D((reach / 2, reach / 2), degrees, 1), (reach, reach),
+                               borderMode=cv2.BORDER_REPLICATE)
+        answer, = onet_answers(mtcnn, patch, [[reach / 2 - w / 2, reach / 2 - h / 2, w, h]])
+        scores.append(answer[2] if answer else 0.0)
+    return scores
 
 
 def find_faces(name, model, image, max_side):
@@ -243,13 +243,13 @@ def find_faces(name, model, image, max_side):
     return scaled_back(found, scale)
 
 
-def detect_faces(detector, image, max_side=None, following=0, quick=False):
+def detect_faces(detector, image, max_side=None, following=(), quick=False):
     """Faces in `image` (RGB), found on a copy scaled down to at most `max_side` (default: the detector's
     *MAX_SIDE): [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None (Haar; HOG where ONet does not take its box
-    for a face)}], in the image's pixels, from left to right. A video passes how many faces it already follows in
+    for a face)}], in the image's pixels, from left to right. A video passes the boxes of the faces it follows in
     this frame (`following`: they count towards a group, so mtcnn+hog's looks in groups look for one the first looks
-    miss) and, between its full looks, `quick`: those looks are then left out where the first looks found every
-    face followed (one at least)."""
+    miss) and, between its full looks, `quick`: those looks are then left out where every face followed has its box's
+    centre in a face found."""
     name, model = detector
     if not image.size:  # an empty picture: no face
         return []
@@ -268,13 +268,15 @@ def detect_faces(detector, image, max_side=None, following=0, quick=False):
         found += [onet or (box, None) for box, onet in zip(hog_only, onet_faces(model[0], image, hog_only))]
         if not found and model[2] is not None:  # a close-up or a face cut by the frame that neither found
             found = close_up_faces(model[0], model[2], image)
-        if max(len(found), following) >= GROUP_MIN_FACES and not (quick and 0 < following <= len(found)):
+        missed = [box for box in following if not inside(*centre(box))]
+        if max(len(found), len(following)) >= GROUP_MIN_FACES and not (quick and following and not missed):
             # a group photo: the faces its first look missed, cut by the frame, turned
             degrees, side = TURNED_LOOK[0], min(TURNED_LOOK[1], max_side or MTCNN_MAX_SIDE)  # video: its own size
             found += [face for face in look_again(model[0], image, GROUP_LOOK) if not inside(*centre(face[0]))]
             for turn in (degrees, -degrees):  # the faces a turned look adds, if ONet still takes them for faces
                 more = [face for face in turned_faces(model[0], image, turn, side) if not inside(*centre(face[0]))]
-                found += [face for face in more if turned_score(model[0], image, face[0], turn, side) >= TURNED_CHECK]
+                scores = turned_scores(model[0], image, [box for box, _ in more], turn, side)
+                found += [face for face, score in zip(more, scores) if score >= TURNED_CHECK]
     else:
         found = find_faces(name, model, image, max_side or (MTCNN_MAX_SIDE if name == "mtcnn" else DETECT_MAX_SIDE))
     faces = []
@@ -286,22 +288,3 @@ def detect_faces(detector, image, max_side=None, following=0, quick=False):
             eyes = None if eyes is None else [[round(v, 1) for v in eye] for eye in eyes]
             faces.append({"box": [x0, y0, x1 - x0, y1 - y0], "eyes": eyes})
     return sorted(faces, key=lambda face: (face["box"][0], face["box"][1]))  # left to right, as they are numbered
-
-
-def eye_roll(eyes):
-    """The angle of the line from the left eye to the right one, in degrees (0: level)."""
-    (lx, ly), (rx, ry) = eyes
-    return math.degrees(math.atan2(ry - ly, rx - lx))
-
-
-def crop_face(image, face):
-    """The face framed as the training faces are: a square around its box, with the detector's margin,
-    rotated so the eyes are level when the detector gives them. At most FACE_CROP_MAX_SIDE pixels."""
-    x, y, w, h = face["box"]
-    eyes = face.get("eyes")
-    side = (w + h) / 2 * (1 + 2 * (FACE_MARGIN if eyes is None else MTCNN_FACE_MARGIN))
-    angle = eye_roll(eyes) if eyes else 0.0
-    size = max(1, min(FACE_CROP_MAX_SIDE, int(round(side))))
-    matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), angle, size / side)
-    matrix[:, 2] += (size / 2 - x - w / 2, size / 2 - y - h / 2)  # the box centre becomes the crop's centre
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -6,7 +6,7 @@ some classes and the stored temperature are part of the answering model (answers
 import numpy as np
 
 from emotion.core.answers import TTA, predict_probabilities
-from emotion.core.detection import crop_face
+from emotion.core.crops import crop_face
 from emotion.io.images import prepare_image
 
 WHOLE_IMAGE_SIDES = (16, 160)  # no face found: an image with sides in this range (px) is taken for a face crop

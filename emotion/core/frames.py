@@ -12,7 +12,7 @@ import warnings
 import cv2
 import numpy as np
 
-from emotion.core.detection import crop_face
+from emotion.core.crops import crop_face
 from emotion.core.drawing import annotate
 from emotion.core.timeline import open_records, open_video_output, plot_timeline, summarize, update_timeline
 from emotion.io.errors import UserError
@@ -22,8 +22,9 @@ VIDEO_DETECT_WIDTH = 320  # video frames are detected at this width: 4x fewer pi
 VIDEO_DETECT_EVERY = 10  # video: detect on every 10th frame (detection costs the most CPU); faces are followed
 # between (follow_faces), and detected again at once when one is lost (docs/detection.md)
 VIDEO_FULL_LOOK_EVERY = 3  # video: mtcnn+hog's looks in groups run on every 3rd detection (about once a second) where
-# two faces or more are found; on the others only where a face followed is not found again (detect_faces' quick):
-# a steady two-person clip ran at 72-75 FPS with them on every detection, about 105 without (docs/detection.md)
+# two faces or more are found or followed; on the others only where a face followed is not found again
+# (detect_faces' quick): a steady two-person clip ran at 67-76 FPS with them on every detection, 91-99 so
+# (docs/detection.md)
 FOLLOW_SIDE = 24  # a face is followed by its grey picture at this width (px), matched around its last box
 FOLLOW_REACH = 0.5  # ... within this fraction of the face's width of its last place, each way
 FOLLOW_FROM = 0.6  # a face matched less well than this (normalised correlation) is lost: detect on this frame
@@ -201,8 +202,8 @@ def label_frames(capture, detect, classify, class_names):
             since = 0
             flat = not previous.any()  # no contrast, no face: the detector is spared
             quick = next(detections) % VIDEO_FULL_LOOK_EVERY != 0
-            found = [] if flat else detect(rgb, VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1], len(tracks),
-                                           quick)
+            found = [] if flat else detect(rgb, VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1],
+                                           [t["box"] for t in tracks], quick)
             tracks = match_tracks(tracks, [f["box"] for f in found], ids,
                                   [face_signature(crop_face(rgb, f)) for f in found], change < SUDDEN_CHANGE_BELOW)
             for track, face in zip(tracks, found):

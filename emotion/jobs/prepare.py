@@ -8,7 +8,8 @@ import shutil
 import cv2
 import numpy as np
 
-from emotion.core.detection import DETECTOR, crop_face, detect_faces, load_face_detector
+from emotion.core.crops import crop_face
+from emotion.core.detection import DETECTOR, detect_faces, load_face_detector
 from emotion.io.arguments import SEED_ARG, class_list, regex_arg
 from emotion.io.errors import UserError
 from emotion.io.files import write_file
