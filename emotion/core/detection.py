@@ -6,11 +6,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
-import numpy as np
 
 from emotion.core.blazeface import blazeface_faces, load_blazeface
+from emotion.core.onet import onet_answers
 from emotion.io.errors import UserError
-from emotion.io.internals import compile_mtcnn, mtcnn_onet
+from emotion.io.internals import compile_mtcnn
 from emotion.io.lazy_import import import_quietly
 
 DETECTOR = "mtcnn+hog"  # face detector: mtcnn (a CNN with eye landmarks, weights in its pip package), plus the faces
@@ -27,6 +27,9 @@ LOOKS_AGAIN = ((0.25, False, 320), (0.35, True, 240), (0.5, True, 160))  # mtcnn
 # the edge is made whole; mirrored first, 2 close-ups of 153 were lost), on a copy at most this large: these faces are
 # large, so small copies find them for less CPU on a photo with no face; the widest border last, so mtcnn's smallest
 # scale fits a face cut by the edge that fills the photo's short side (docs/detection.md)
+SMALL_FACE_CHECK = (40, 0.5)  # mtcnn's first look: a face smaller than this (px, its box's longer side in mtcnn's
+# copy) is kept only where ONet scores it at least this on a copy twice as large (at most the photo): small false boxes
+# on texture fall to 0.01-0.14 there, small faces stay 0.89 and above (docs/detection.md)
 LOOKS_AGAIN_CUTOFFS = {"threshold_pnet": 0.5, "threshold_rnet": 0.5}  # the looks again let more candidates through
 # mtcnn's first two networks (its defaults: 0.6 and 0.7) to ONet, whose cut-off stays MTCNN_MIN_CONFIDENCE: faces cut by
 # the frame, made whole by the mirror, are often scored low by them (docs/detection.md)
@@ -113,42 +116,6 @@ def onet_faces(mtcnn, image, boxes, mirror=False, min_score=MTCNN_MIN_CONFIDENCE
             for answer in onet_answers(mtcnn, image, boxes, mirror)]
 
 
-def onet_answers(mtcnn, image, boxes, mirror=False):
-    """mtcnn's last network (ONet) on other detectors' boxes, each given as a square crop of its centre (as mtcnn's
-    own RNet boxes are, but a box past the photo's edge repeats its edge pixels, or with `mirror` has the photo
-    mirrored into it, where mtcnn's crop has grey): [(box, [left eye, right eye], ONet's face score), box and eyes
-    as mtcnn gives them, in `image`'s pixels, or None where the box lies wholly outside the photo]."""
-    patches, squares = [], []
-    for x, y, w, h in boxes:
-        side = max(w, h, 1)
-        x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
-        side = int(round(side))
-        crop = image[max(0, y0):max(0, y0 + side), max(0, x0):max(0, x0 + side)]
-        if crop.size == 0:  # a box wholly outside the photo (OpenCV would loop forever mirroring nothing)
-            squares.append(None)
-            continue
-        crop = cv2.copyMakeBorder(crop, max(0, -y0), max(0, y0 + side - image.shape[0]), max(0, -x0),
-                                  max(0, x0 + side - image.shape[1]),
-                                  cv2.BORDER_REFLECT_101 if mirror else cv2.BORDER_REPLICATE)
-        patches.append(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA if side > 48 else cv2.INTER_LINEAR))
-        squares.append((x0, y0, side))
-    if not patches:
-        return [None] * len(boxes)
-    answers = iter(zip(*(np.asarray(out) for out in mtcnn_onet(mtcnn)(
-        (np.stack(patches).astype(np.float32) - 127.5) / 128))))  # mtcnn's own scaling of pixels
-    faces = []
-    for square in squares:
-        if square is None:
-            faces.append(None)
-            continue
-        (x0, y0, side), (offset, points, score) = square, next(answers)
-        # mtcnn's own conventions (adjust_bboxes, adjust_landmarks): a box's last pixel is x0 + side - 1
-        x1, y1, x2, y2 = (float(v + d * side) for v, d in zip((x0, y0, x0 + side - 1, y0 + side - 1), offset))
-        eyes = [[float(x0 - 1 + points[i] * side), float(y0 - 1 + points[5 + i] * side)] for i in (0, 1)]
-        faces.append(([x1, y1, x2 - x1, y2 - y1], eyes, float(score[1])))
-    return faces
-
-
 def close_up_faces(mtcnn, blazeface, image):
     """The faces CLOSE_UP_LOOK finds: BlazeFace's boxes on a copy of `image` mirrored into a border, centred inside
     the photo, that ONet takes for faces (onet_faces, mirrored likewise): [(box, eyes)] in `image`'s pixels."""
@@ -223,13 +190,25 @@ def turned_scores(mtcnn, image, boxes, degrees, max_side):
     return scores
 
 
+def small_faces_checked(mtcnn, image, faces, scale, max_side):
+    """mtcnn's `faces` (in the pixels of a copy of `image` scaled by `scale`, at most `max_side`), less those smaller
+    than SMALL_FACE_CHECK's side that ONet scores below its cut-off on a copy twice as large (at most `image`)."""
+    small = [i for i, ((_x, _y, w, h), _eyes) in enumerate(faces) if max(w, h) < SMALL_FACE_CHECK[0]]
+    if not small:
+        return faces
+    large, large_scale = scale_down(image, 2 * max_side)
+    answers = onet_answers(mtcnn, large, [[v * large_scale / scale for v in faces[i][0]] for i in small])
+    dropped = {i for i, answer in zip(small, answers) if not answer or answer[2] < SMALL_FACE_CHECK[1]}
+    return [face for i, face in enumerate(faces) if i not in dropped]
+
+
 def find_faces(name, model, image, max_side):
     """The detector's [(box, eyes or None)] in `image`'s pixels, found on a copy at most `max_side` large."""
     small, scale = scale_down(image, max_side)
     if name == "mtcnn":
         # Not mtcnn 1.0's min_face_size: above 20 it loses faces (a pyramid level under 12 px makes it
         # return none); the photo is scaled down instead.
-        found = run_mtcnn(model, small)
+        found = small_faces_checked(model, image, run_mtcnn(model, small), scale, max_side)
         for look in LOOKS_AGAIN:
             if found:
                 break
