@@ -141,6 +141,26 @@ def test_bad_input_is_bounded(detector):
     assert time.perf_counter() - start < 20  # detected on a 640 px copy
 
 
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720)])
+def test_a_small_box_on_grass_is_checked_away(detector, monkeypatch, size):
+    """mtcnn's first look takes a spot of scikit-image's grass for a face of 15-21 px in its copy (ONet 0.94-0.99
+    there); ONet on a copy twice as large does not (SMALL_FACE_CHECK): no box."""
+    from emotion.core import detection
+    grass = cv2.resize(real_photo("grass"), size, interpolation=cv2.INTER_AREA)
+    assert detect_faces(detector, grass) == []
+    monkeypatch.setattr(detection, "SMALL_FACE_CHECK", (0, detection.SMALL_FACE_CHECK[1]))  # no face small enough
+    assert len(detect_faces(detector, grass)) == 1
+
+
+def test_small_faces_pass_the_small_face_check(detector):
+    """Three faces 19-20 px wide in a 640x480 photo (14-15 px in mtcnn's copy) are kept by SMALL_FACE_CHECK."""
+    head = real_photo("astronaut")[40:200, 160:290]
+    photo = np.full((480, 640, 3), 150, np.uint8)
+    for x in (100, 300, 500):
+        photo[200:236, x:x + 30] = cv2.resize(head, (30, 36), interpolation=cv2.INTER_AREA)
+    assert [f["box"][0] // 100 for f in detect_faces(detector, photo)] == [1, 3, 5]
+
+
 def test_a_crowd_of_50_faces(detector):
     head = real_photo("astronaut")[40:200, 160:290]
     crowd = np.full((720, 1280, 3), 200, np.uint8)
