@@ -27,9 +27,9 @@ LOOKS_AGAIN = ((0.25, False, 320), (0.35, True, 240), (0.5, True, 160))  # mtcnn
 # the edge is made whole; mirrored first, 2 close-ups of 153 were lost), on a copy at most this large: these faces are
 # large, so small copies find them for less CPU on a photo with no face; the widest border last, so mtcnn's smallest
 # scale fits a face cut by the edge that fills the photo's short side (docs/detection.md)
-SMALL_FACE_CHECK = (40, 0.5)  # mtcnn's first look: a face smaller than this (px, its box's longer side in mtcnn's
-# copy) is kept only where ONet scores it at least this on a copy twice as large (at most the photo): small false boxes
-# on texture fall to 0.01-0.14 there, small faces stay 0.89 and above (docs/detection.md)
+SMALL_FACE_CHECK = (40, 0.5)  # mtcnn's first look and its looks again: a face smaller than this (px, its box's longer
+# side in the look's copy) is kept only where ONet scores it at least this on a copy twice as large (at most the
+# photo): small false boxes on texture fall to 0.01-0.14 there, small faces stay 0.89 and above (docs/detection.md)
 LOOKS_AGAIN_CUTOFFS = {"threshold_pnet": 0.5, "threshold_rnet": 0.5}  # the looks again let more candidates through
 # mtcnn's first two networks (its defaults: 0.6 and 0.7) to ONet, whose cut-off stays MTCNN_MIN_CONFIDENCE: faces cut by
 # the frame, made whole by the mirror, are often scored low by them (docs/detection.md)
@@ -144,13 +144,13 @@ def scale_down(image, max_side):
     return (cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image), scale
 
 
-def look_again(mtcnn, image, look):
+def look_again(mtcnn, image, look, check=False):
     """mtcnn's [(box, eyes)] in `image`'s pixels as one of LOOKS_AGAIN (or GROUP_LOOK) finds them: (border, mirrored,
-    the copy's largest side), with LOOKS_AGAIN_CUTOFFS."""
+    the copy's largest side), with LOOKS_AGAIN_CUTOFFS; with `check`, small faces checked (small_faces_checked)."""
     border, mirror, max_side = look
     small, scale = scale_down(image, max_side)
-    return scaled_back(run_mtcnn(mtcnn, small, int(border * max(small.shape[:2])), mirror, **LOOKS_AGAIN_CUTOFFS),
-                       scale)
+    faces = run_mtcnn(mtcnn, small, int(border * max(small.shape[:2])), mirror, **LOOKS_AGAIN_CUTOFFS)
+    return scaled_back(small_faces_checked(mtcnn, image, faces, scale, max_side, mirror) if check else faces, scale)
 
 
 def turned_faces(mtcnn, image, degrees, max_side):
@@ -190,14 +190,15 @@ def turned_scores(mtcnn, image, boxes, degrees, max_side):
     return scores
 
 
-def small_faces_checked(mtcnn, image, faces, scale, max_side):
+def small_faces_checked(mtcnn, image, faces, scale, max_side, mirror=False):
     """mtcnn's `faces` (in the pixels of a copy of `image` scaled by `scale`, at most `max_side`), less those smaller
-    than SMALL_FACE_CHECK's side that ONet scores below its cut-off on a copy twice as large (at most `image`)."""
+    than SMALL_FACE_CHECK's side that ONet scores below its cut-off on a copy twice as large (at most `image`; with
+    `mirror`, the photo mirrored past its edges, as the look saw it)."""
     small = [i for i, ((_x, _y, w, h), _eyes) in enumerate(faces) if max(w, h) < SMALL_FACE_CHECK[0]]
     if not small:
         return faces
     large, large_scale = scale_down(image, 2 * max_side)
-    answers = onet_answers(mtcnn, large, [[v * large_scale / scale for v in faces[i][0]] for i in small])
+    answers = onet_answers(mtcnn, large, [[v * large_scale / scale for v in faces[i][0]] for i in small], mirror)
     dropped = {i for i, answer in zip(small, answers) if not answer or answer[2] < SMALL_FACE_CHECK[1]}
     return [face for i, face in enumerate(faces) if i not in dropped]
 
@@ -212,7 +213,7 @@ def find_faces(name, model, image, max_side):
         for look in LOOKS_AGAIN:
             if found:
                 break
-            found = look_again(model, small, look)
+            found = look_again(model, small, look, check=True)
     elif name == "hog":
         found = [([r.left(), r.top(), r.width(), r.height()], None) for r in model.run(small, 0, HOG_MIN_SCORE)[0]]
     else:
