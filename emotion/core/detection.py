@@ -109,10 +109,10 @@ def centred_in(box, width, height):
     return 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
 
 
-def onet_faces(mtcnn, image, boxes, mirror=False, min_score=MTCNN_MIN_CONFIDENCE):
+def onet_faces(mtcnn, image, boxes, mirror=False):
     """mtcnn's last network (ONet) on other detectors' boxes (onet_answers): [(box, [left eye, right eye]), or None
-    where ONet scores the crop below `min_score` or the box lies wholly outside the photo]."""
-    return [answer[:2] if answer and answer[2] >= min_score else None
+    where ONet scores the crop below MTCNN_MIN_CONFIDENCE or the box lies wholly outside the photo]."""
+    return [answer[:2] if answer and answer[2] >= MTCNN_MIN_CONFIDENCE else None
             for answer in onet_answers(mtcnn, image, boxes, mirror)]
 
 
