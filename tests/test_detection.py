@@ -483,6 +483,20 @@ def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector, monke
     assert np.allclose(found_large["eyes"], np.multiply(found["eyes"], 2), atol=5), (found_large, found)
 
 
+def test_a_face_cut_by_the_edge_of_a_group_photo_is_boxed_once():
+    """mtcnn clips its first look's box of a face cut by the frame's edge to the photo; the group look finds the face
+    again, its box reaching past the edge and its centre just past the first box: the same face (SAME_FACE_OVERLAP),
+    one box, in a photo and in a video frame (detected on a 320-px copy, where the two boxes were both kept)."""
+    group = np.full((480, 640, 3), 120, np.uint8)
+    group[150:350, 100:300] = head(grace_hopper(), 80, 0)
+    x0 = 640 - (125 + 50 - 40)  # the astronaut's face, 100 px wide in the middle of its 250-px square, 40 % outside
+    group[100:350, x0:] = head(real_photo("astronaut"), 100, 0)[:, :640 - x0]
+    for max_side in (None, 320):
+        faces = detect_faces(load_face_detector("mtcnn+hog"), group, max_side)
+        assert len(faces) == 2, (max_side, faces)
+        assert faces[0]["box"][0] < 300 and sum(faces[1]["box"][::2]) >= 630  # Grace Hopper; the face at the edge
+
+
 def group_with_a_large_face_cut_at_the_corner():
     """Grace Hopper's face, large (280 px wide), turned 20 degrees and cut by the left edge (30 % of its width
     outside) and the bottom, as the nearest face of a group selfie; the astronaut and the camera man small behind."""

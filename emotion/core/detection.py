@@ -51,6 +51,10 @@ TURNED_LOOK = (25, 360)  # mtcnn+hog: in a group photo (GROUP_MIN_FACES), mtcnn 
 TURNED_CHECK = 0.3  # ... and adds those ONet still scores at least this on a copy twice as large, turned alike
 # (turned_scores; a false box on an astronaut's suit in a two-person video frame: 0.18; the 98 tilted heads the looks
 # add in the built group photos: 0.51 and above; docs/detection.md)
+SAME_FACE_OVERLAP = 0.5  # mtcnn+hog: a face a later pass finds is added where its centre lies in no face found and
+# it overlaps none this much (intersection over union, boxes clipped to the photo): mtcnn clips its boxes to the
+# picture it looks at, so a face cut by the frame's edge can have its centre just past the first look's box of it,
+# and the group look found it again (two boxes on one face, 0.76-0.79 alike; docs/detection.md)
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # OpenCV's own frontal-face Haar cascade
 SCALE_FACTOR = 1.1  # Haar pyramid step, as the original
 MIN_NEIGHBORS = 5  # Haar detections needed to accept a face, as the original
@@ -107,6 +111,15 @@ def centred_in(box, width, height):
     """Whether an [x, y, w, h] box's centre lies in a width x height photo (not on a border around it)."""
     x, y, w, h = box
     return 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
+
+
+def overlap(a, b, width, height):
+    """Intersection over union of two [x, y, w, h] boxes, each clipped to a width x height photo."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = ((max(0, x), max(0, y), min(width, x + w), min(height, y + h))
+                                                  for x, y, w, h in (a, b))
+    common = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
+    union = max(0, ax1 - ax0) * max(0, ay1 - ay0) + max(0, bx1 - bx0) * max(0, by1 - by0) - common
+    return common / union if union > 0 else 0.0
 
 
 def onet_faces(mtcnn, image, boxes, mirror=False):
@@ -244,7 +257,9 @@ def detect_faces(detector, image, max_side=None, following=(), quick=False):
             hog_found = hog_found.result() if hog_found else find_faces(*hog_args)
         inside = lambda cx, cy: any(x <= cx <= x + w and y <= cy <= y + h for (x, y, w, h), _ in found)
         centre = lambda box: (box[0] + box[2] / 2, box[1] + box[3] / 2)
-        hog_only = [box for box, _ in hog_found if not inside(*centre(box))]
+        new = lambda box: not inside(*centre(box)) and all(
+            overlap(box, seen, image.shape[1], image.shape[0]) < SAME_FACE_OVERLAP for seen, _ in found)
+        hog_only = [box for box, _ in hog_found if new(box)]
         found += [onet or (box, None) for box, onet in zip(hog_only, onet_faces(model[0], image, hog_only))]
         if not found and model[2] is not None:  # a close-up or a face cut by the frame that neither found
             found = close_up_faces(model[0], model[2], image)
@@ -252,9 +267,9 @@ def detect_faces(detector, image, max_side=None, following=(), quick=False):
         if max(len(found), len(following)) >= GROUP_MIN_FACES and not (quick and following and not missed):
             # a group photo: the faces its first look missed, cut by the frame, turned
             degrees, side = TURNED_LOOK[0], min(TURNED_LOOK[1], max_side or MTCNN_MAX_SIDE)  # video: its own size
-            found += [face for face in look_again(model[0], image, GROUP_LOOK) if not inside(*centre(face[0]))]
+            found += [face for face in look_again(model[0], image, GROUP_LOOK) if new(face[0])]
             for turn in (degrees, -degrees):  # the faces a turned look adds, if ONet still takes them for faces
-                more = [face for face in turned_faces(model[0], image, turn, side) if not inside(*centre(face[0]))]
+                more = [face for face in turned_faces(model[0], image, turn, side) if new(face[0])]
                 scores = turned_scores(model[0], image, [box for box, _ in more], turn, side)
                 found += [face for face, score in zip(more, scores) if score >= TURNED_CHECK]
     else:
