@@ -414,7 +414,7 @@ def part_inference(plan):
     frame = cv2.cvtColor(cv2.VideoCapture(video).read()[1], cv2.COLOR_BGR2RGB)
     detect_seconds, _ = median_seconds(lambda: detect_faces(detector, frame, max_side=VIDEO_DETECT_WIDTH), 20)
     records = [record for record, _ in run_frames(
-        video, lambda rgb, side, following, quick: detect_faces(detector, rgb, side, following, quick),
+        video, lambda rgb, max_side, following, quick: detect_faces(detector, rgb, max_side, following, quick),
         lambda crops: classify_crops(model, metadata, crops), metadata["class_names"], max_frames=plan["video_frames"])]
     frames, seconds = records[-1]["summary"]["frames"], records[-1]["summary"]["seconds"]
     faces = sum(len(record.get("faces", ())) for record in records)

@@ -130,9 +130,11 @@ class EmotionRecognizer:
         """The classes the answers are over, in the order of each face's probabilities."""
         return list(self._metadata["class_names"])
 
-    def detect(self, rgb, max_side=None, following=(), quick=False):
-        """The detector's faces in an RGB array: [{"box": [x, y, w, h], "eyes": [[x, y], [x, y]] or None}]
-        (detect_faces; `following` and `quick`: a video's, between its full looks)."""
+    def detect(self, image, channel_order="rgb", *, max_side=None, following=(), quick=False):
+        """The detector's faces in a picture (any type analyze takes), not classified: [{"box": [x, y, w, h],
+        "eyes": [[x, y], [x, y]] or None}], left to right (detect_faces; `max_side`: found on a copy at most this
+        large; `following` and `quick`: a video's, between its full looks)."""
+        rgb = as_rgb(image, channel_order)
         with self._lock:
             if self._detector is None:
                 self._detector = load_face_detector(self.detector_name)

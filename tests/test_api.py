@@ -86,6 +86,17 @@ def test_every_picture_type_gives_the_same_faces(recognizer):
         assert faces[0].emotion == reference[0].emotion, kind
 
 
+def test_detect_finds_the_faces_analyze_classifies_in_any_picture_type(recognizer, photos):
+    for path in photos:
+        faces = recognizer.detect(path)
+        assert [tuple(face["box"]) for face in faces] == [face.box for face in recognizer.analyze(path)]
+        assert all(face["eyes"] is not None and len(face["eyes"]) == 2 for face in faces)  # mtcnn's eyes
+    with open(PHOTO, "rb") as f:
+        assert recognizer.detect(f.read()) == recognizer.detect(cv2.imread(PHOTO), "bgr") == recognizer.detect(PHOTO)
+    with pytest.raises(ImageError, match="no such file"):
+        recognizer.detect(PHOTO + ".missing")
+
+
 def test_classify_takes_crops_as_predict_no_detect_does(recognizer, tmp_path, capsys):
     face = recognizer.analyze(PHOTO)[0]
     x, y, w, h = face.box

@@ -176,7 +176,7 @@ def open_video(source):
 
 
 def label_frames(capture, detect, classify, class_names):
-    """Yields (RGB frame, its faces) until the video ends. detect(rgb, max_side, following, quick) -> the detector's
+    """Yields (RGB frame, its faces) until the video ends. detect(rgb, max_side=, following=, quick=) -> the detector's
     faces (detect_faces); classify(crops) -> faces.classify_crops' answers. Each face: track (its id), box,
     detected, emotion, confidence and probabilities, smoothed over the track's last SMOOTH_FRAMES frames.
 
@@ -202,8 +202,8 @@ def label_frames(capture, detect, classify, class_names):
             since = 0
             flat = not previous.any()  # no contrast, no face: the detector is spared
             quick = next(detections) % VIDEO_FULL_LOOK_EVERY != 0
-            found = [] if flat else detect(rgb, VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1],
-                                           [t["box"] for t in tracks], quick)
+            found = [] if flat else detect(rgb, max_side=VIDEO_DETECT_WIDTH * max(rgb.shape[:2]) // rgb.shape[1],
+                                           following=[t["box"] for t in tracks], quick=quick)
             tracks = match_tracks(tracks, [f["box"] for f in found], ids,
                                   [face_signature(crop_face(rgb, f)) for f in found], change < SUDDEN_CHANGE_BELOW)
             for track, face in zip(tracks, found):
