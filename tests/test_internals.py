@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from emotion.io import opencv_nets
-from emotion.io.internals import (MTCNN_GRAPH_FROM, HelpFormatter, add_request_deadlines, callback_counters,
-                                  compile_mtcnn, model_from_h5_config, mtcnn_onet, set_callback_counters)
+from emotion.io.internals import (HelpFormatter, add_request_deadlines, callback_counters, compile_mtcnn,
+                                  model_from_h5_config, mtcnn_onet, set_callback_counters)
 from emotion.io.opencv_nets import OpenCVNet
 
 from conftest import ROOT
@@ -68,27 +68,6 @@ def test_mtcnn_networks_run_by_opencv_answer_as_its_keras_networks(monkeypatch):
         for face, keras_face in zip(ours, keras):
             np.testing.assert_allclose(face["box"], keras_face["box"], atol=1)
             assert abs(face["confidence"] - keras_face["confidence"]) < 1e-4
-
-
-def test_mtcnn_runs_the_larger_batches_of_rnet_and_onet_in_tensorflow(monkeypatch):
-    """OpenCV's CPU grows faster with the batch than TensorFlow's: RNet and ONet run more candidates than
-    MTCNN_GRAPH_FROM as tf.functions, fewer in OpenCV; either answers as mtcnn's Keras networks do."""
-    from mtcnn import MTCNN
-    monkeypatch.setattr(opencv_nets.tf.config, "list_physical_devices", lambda kind=None: [])  # as on a CPU machine
-    mtcnn, keras_mtcnn = compile_mtcnn(MTCNN()), MTCNN()
-    in_opencv, opencv_call = [], OpenCVNet.__call__
-    monkeypatch.setattr(OpenCVNet, "__call__", lambda net, images: in_opencv.append(len(images)) or opencv_call(
-        net, images))
-    rng = np.random.default_rng(0)
-    for stage, keras_stage, side in zip(mtcnn.stages[1:], keras_mtcnn.stages[1:], (24, 48)):
-        limit = MTCNN_GRAPH_FROM[type(keras_stage._model).__name__]
-        for batch in (limit, limit + 1, 3 * limit):
-            images = rng.uniform(-1, 1, (batch, side, side, 3)).astype(np.float32)
-            got, want = stage._model(images), keras_stage._model(images)
-            assert len(got) == len(want)
-            for ours, keras in zip(got, want):
-                np.testing.assert_allclose(np.asarray(ours), np.asarray(keras), atol=1e-4)
-    assert in_opencv == [MTCNN_GRAPH_FROM["RNet"], MTCNN_GRAPH_FROM["ONet"]]  # the larger ones ran in TensorFlow
 
 
 def test_mtcnn_networks_run_as_tf_functions_where_opencv_cannot(monkeypatch):

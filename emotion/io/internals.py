@@ -56,28 +56,15 @@ MTCNN_INPUTS = {"PNet": ((None, None, 3), 2), "RNet": ((24, 24, 3), 2), "ONet": 
 # input shape and number of outputs (heads: its last layers, each given the layer before them)
 
 
-MTCNN_GRAPH_FROM = {"RNet": 32, "ONet": 12}  # RNet and ONet run a batch of more candidates than this as a tf.function
-# (TensorFlow's own CPU kernels), a smaller one in OpenCV: OpenCV's CPU grows faster with the batch (RNet, 60
-# candidates: 6.4 against 3.7 ms of CPU, 267: 30 against 16; ONet, 20: 10.7 against 7.4; docs/detection.md)
-
-
 def compile_mtcnn(mtcnn):
     """mtcnn 1.0 runs its three networks in TensorFlow, op by op. On a CPU, OpenCV's DNN module runs them (the same
     layers and weights, checked against Keras on a random batch): the same boxes for a third of the CPU
-    (docs/detection.md), except RNet's and ONet's larger batches (MTCNN_GRAPH_FROM), which run as tf.functions;
-    mtcnn's own steps around them (the pyramid, the crops, non-maximum suppression) are left as they are and read the
-    outputs as tensors. With a GPU, or where OpenCV cannot (no onnx, a network it does not know), they all run as
-    tf.functions (traced once per input shape, then generalised)."""
+    (docs/detection.md); mtcnn's own steps around them (the pyramid, the crops, non-maximum suppression) are left as
+    they are and read the outputs as tensors. With a GPU, or where OpenCV cannot (no onnx, a network it does not
+    know), they run as tf.functions (traced once per input shape, then generalised)."""
     for stage in mtcnn.stages:
-        net, graph = opencv_network(stage._model), tf.function(stage._model, reduce_retracing=True)
-        limit = MTCNN_GRAPH_FROM.get(type(stage._model).__name__)
-        stage._model = graph if net is None else net if limit is None else by_batch_size(net, graph, limit)
+        stage._model = opencv_network(stage._model) or tf.function(stage._model, reduce_retracing=True)
     return mtcnn
-
-
-def by_batch_size(small, large, limit):
-    """A network called as `small` on a batch of at most `limit` inputs, as `large` on a larger one."""
-    return lambda images: small(images) if len(images) <= limit else large(images)
 
 
 def mtcnn_onet(mtcnn):
