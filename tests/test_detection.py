@@ -483,18 +483,52 @@ def test_the_close_up_look_finds_a_cut_face_the_mtcnn_looks_miss(detector, monke
     assert np.allclose(found_large["eyes"], np.multiply(found["eyes"], 2), atol=5), (found_large, found)
 
 
-def test_a_face_cut_by_the_edge_of_a_group_photo_is_boxed_once():
-    """mtcnn clips its first look's box of a face cut by the frame's edge to the photo; the group look finds the face
-    again, its box reaching past the edge and its centre just past the first box: the same face (SAME_FACE_OVERLAP),
-    one box, in a photo and in a video frame (detected on a 320-px copy, where the two boxes were both kept)."""
+def pair_with_a_face_cut_at_the_right():
+    """Grace Hopper, 80 px, and the astronaut, 100 px, 40 % of her face past the right edge (640x480)."""
     group = np.full((480, 640, 3), 120, np.uint8)
     group[150:350, 100:300] = head(grace_hopper(), 80, 0)
     x0 = 640 - (125 + 50 - 40)  # the astronaut's face, 100 px wide in the middle of its 250-px square, 40 % outside
     group[100:350, x0:] = head(real_photo("astronaut"), 100, 0)[:, :640 - x0]
+    return group
+
+
+def test_a_face_cut_by_the_edge_of_a_group_photo_is_boxed_once(detector):
+    """mtcnn clips its first look's box of a face cut by the frame's edge to the photo; the group look finds the face
+    again, its box reaching past the edge and its centre just past the first box: the same face (SAME_FACE_OVERLAP),
+    one box, in a photo and in a video frame (detected on a 320-px copy, where the two boxes were both kept)."""
+    group = pair_with_a_face_cut_at_the_right()
     for max_side in (None, 320):
-        faces = detect_faces(load_face_detector("mtcnn+hog"), group, max_side)
+        faces = detect_faces(detector, group, max_side)
         assert len(faces) == 2, (max_side, faces)
         assert faces[0]["box"][0] < 300 and sum(faces[1]["box"][::2]) >= 630  # Grace Hopper; the face at the edge
+
+
+def test_hog_and_the_turned_looks_add_a_face_found_again_at_the_edge_once(detector, monkeypatch):
+    """HOG and the turned looks go by the group look's rule: a box of a face found, reaching past the edge so that
+    its centre lies past the first box, overlaps it by more than SAME_FACE_OVERLAP once clipped: not a new face."""
+    from emotion.core import detection
+    group = pair_with_a_face_cut_at_the_right()
+    _, (x, y, w, h) = (face["box"] for face in detect_faces(detector, group, 320))
+    again = [x + 6, y, 2 * (w - 6) + 4, h]  # its centre 2 px past the box found, which ends at the photo's edge
+    assert x + w >= 636 and again[0] + again[2] / 2 > x + w
+    find_faces = detection.find_faces
+    monkeypatch.setattr(detection, "find_faces", lambda name, *args: [(again, None)] if name == "hog" else
+                        find_faces(name, *args))
+    assert len(detect_faces(detector, group, 320)) == 2
+    monkeypatch.setattr(detection, "find_faces", find_faces)
+    monkeypatch.setattr(detection, "turned_faces", lambda *args: [(again, [[x + 20, y + 40], [x + 50, y + 40]])])
+    monkeypatch.setattr(detection, "turned_scores", lambda mtcnn, image, boxes, *args: [1.0] * len(boxes))
+    assert len(detect_faces(detector, group, 320)) == 2
+
+
+def test_overlap_is_intersection_over_union_of_the_boxes_clipped_to_the_photo():
+    from emotion.core.detection import overlap
+    assert overlap([10, 10, 20, 20], [10, 10, 20, 20], 100, 100) == 1
+    assert overlap([10, 10, 20, 20], [20, 10, 20, 20], 100, 100) == pytest.approx(1 / 3)
+    assert overlap([90, 0, 10, 10], [90, 0, 30, 10], 100, 100) == 1  # the same once clipped to the photo
+    assert overlap([0, 0, 10, 10], [20, 20, 10, 10], 100, 100) == 0
+    assert overlap([120, 0, 10, 10], [120, 0, 10, 10], 100, 100) == 0  # wholly outside: nothing in common
+    assert overlap([5, 5, 0, 0], [5, 5, 0, 0], 100, 100) == 0  # no size
 
 
 def group_with_a_large_face_cut_at_the_corner():

@@ -40,13 +40,14 @@ CLOSE_UP_LOOK = (0.35, 320)  # mtcnn+hog: when mtcnn's looks and HOG find nothin
 GROUP_LOOK = (0.35, True, 200)  # mtcnn+hog: where the other looks found GROUP_MIN_FACES or more (a group photo),
 # mtcnn looks once more as a look again does (a border of this fraction, mirrored, on a copy at most this large), for
 # faces the first look misses in groups: large ones in front cut by the frame, turned or half-hidden ones; its faces
-# are added where their centre lies in no box found (built group photos: 116 -> 119 of 120 faces, docs/detection.md)
+# are added where they are new (their centre in no box found, SAME_FACE_OVERLAP; built group photos: 116 -> 119 of
+# 120 faces, docs/detection.md)
 GROUP_MIN_FACES = 2  # not on one face: a portrait costs what it did (the group looks: about 100 ms of CPU for a
 # 640x480 photo, three times what the photo cost before)
 TURNED_LOOK = (25, 360)  # mtcnn+hog: in a group photo (GROUP_MIN_FACES), mtcnn also looks at a copy at most this
 # large (second; at most detect_faces' max_side: video's 320) turned this many degrees (first) each way, for faces
-# rolled 20-40 degrees (heads tilted), which mtcnn's and HOG's windows miss; faces whose centre lies in no box found
-# are added, turned back (built group photos: faces showing both eyes and the mouth 878 -> 891 of 898, no false box
+# rolled 20-40 degrees (heads tilted), which mtcnn's and HOG's windows miss; new faces (as GROUP_LOOK's) are added,
+# turned back (built group photos: faces showing both eyes and the mouth 878 -> 891 of 898, no false box
 # added, docs/detection.md)
 TURNED_CHECK = 0.3  # ... and adds those ONet still scores at least this on a copy twice as large, turned alike
 # (turned_scores; a false box on an astronaut's suit in a two-person video frame: 0.18; the 98 tilted heads the looks
@@ -246,7 +247,7 @@ def detect_faces(detector, image, max_side=None, following=(), quick=False):
     name, model = detector
     if not image.size:  # an empty picture: no face
         return []
-    if name == "mtcnn+hog":  # HOG's boxes whose centre lies in none of mtcnn's
+    if name == "mtcnn+hog":  # HOG's boxes that are new: centre in none of mtcnn's, overlapping none by half
         hog_args = ("hog", model[1], image, max_side or DETECT_MAX_SIDE)
         # Both passes at once when OpenCV may use more than one core (a batch worker is given one): dlib, OpenCV and
         # TensorFlow let go of Python's lock while they compute (docs/detection.md). A thread per call: none is left
