@@ -108,18 +108,11 @@ def mtcnn_hog(mtcnn_side, hog_side, extra_mtcnn_sides=()):
         found = [box for box, _ in F.find_faces("mtcnn", mtcnn, image, mtcnn_side)]
         for side in extra_mtcnn_sides:
             found += [box for box, _ in F.find_faces("mtcnn", mtcnn, image, side)
-                      if not any(overlap(box, other) > 0.3 for other in found)]
+                      if not any(F.iou(box, other) > 0.3 for other in found)]
         inside = lambda cx, cy: any(x <= cx <= x + w and y <= cy <= y + h for x, y, w, h in found)
         return found + [box for box, _ in F.find_faces("hog", hog, image, hog_side)
                         if not inside(box[0] + box[2] / 2, box[1] + box[3] / 2)]
     return detect
-
-
-def overlap(a, b):
-    """Intersection over union of two [x, y, w, h] boxes."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
 
 
 def dlib_hog(upsample, max_side=640):

@@ -114,13 +114,20 @@ def centred_in(box, width, height):
     return 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
 
 
+def iou(a, b):
+    """Intersection over union of two [x, y, w, h] boxes (0 where neither has an area)."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    union = a[2] * a[3] + b[2] * b[3] - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
 def overlap(a, b, width, height):
-    """Intersection over union of two [x, y, w, h] boxes, each clipped to a width x height photo."""
-    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = ((max(0, x), max(0, y), min(width, x + w), min(height, y + h))
-                                                  for x, y, w, h in (a, b))
-    common = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
-    union = max(0, ax1 - ax0) * max(0, ay1 - ay0) + max(0, bx1 - bx0) * max(0, by1 - by0) - common
-    return common / union if union > 0 else 0.0
+    """iou of two [x, y, w, h] boxes, each clipped to a width x height photo."""
+    def clipped(x, y, w, h):
+        x0, y0 = max(0, x), max(0, y)
+        return [x0, y0, max(0, min(width, x + w) - x0), max(0, min(height, y + h) - y0)]
+    return iou(clipped(*a), clipped(*b))
 
 
 def onet_faces(mtcnn, image, boxes, mirror=False):

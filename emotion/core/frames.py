@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from emotion.core.crops import crop_face
+from emotion.core.detection import iou
 from emotion.core.drawing import annotate
 from emotion.core.timeline import open_records, open_video_output, plot_timeline, summarize, update_timeline
 from emotion.io.errors import UserError
@@ -125,11 +126,6 @@ def match_tracks(tracks, boxes, ids=None, signatures=None, after_change=False):
     `signatures`, whose last face looks alike (face_similarity at least SAME_FACE_FROM; after a sudden change of the
     frame, `after_change`, correlated at least SAME_FACE_AFTER_CHANGE, where they are), else a new track, numbered by
     `ids` (an itertools.count the caller keeps for the whole video, so a number is never given twice)."""
-    def iou(a, b):
-        ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-        iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-        inter = ix * iy
-        return inter / (a[2] * a[3] + b[2] * b[3] - inter)
     ids = ids or itertools.count(max((t["id"] for t in tracks), default=0) + 1)
     matched, free = [], list(tracks)
     for box, signature in zip(boxes, signatures or [None] * len(boxes)):
